@@ -1,0 +1,16 @@
+# Optional dependencies of the LibTorch layers. The pipeline algebra and the study executor need
+# only Boost.Hana; everything that includes <torch/...> is built when LibTorch is found.
+set(ORDO_HAVE_TORCH OFF)
+if(NOT ORDO_TORCH STREQUAL "OFF")
+  if(ORDO_TORCH STREQUAL "ON")
+    find_package(Torch REQUIRED)
+  else()
+    find_package(Torch QUIET)
+  endif()
+  if(Torch_FOUND)
+    set(ORDO_HAVE_TORCH ON)
+    message(STATUS "ordo: LibTorch ${Torch_VERSION} found; building the LibTorch layers")
+  else()
+    message(STATUS "ordo: LibTorch not found; building the torch-free layers only")
+  endif()
+endif()

@@ -1,0 +1,73 @@
+# Helpers for ordo's tests, examples and benchmarks.
+
+find_package(doctest REQUIRED)
+
+if(NOT TARGET ordo_doctest_main)
+  add_library(ordo_doctest_main STATIC ${PROJECT_SOURCE_DIR}/tests/doctest_main.cpp)
+  target_link_libraries(ordo_doctest_main PUBLIC doctest::doctest)
+  target_compile_features(ordo_doctest_main PUBLIC cxx_std_20)
+endif()
+
+# Warnings and diagnostics for ordo's own targets (not for consumers).
+function(ordo_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -ftemplate-backtrace-limit=0)
+endfunction()
+
+# ordo_add_doctest(<name> SOURCES <files...> [LIBRARIES <targets...>] [LABELS <labels...>]
+#                  [SKIP_RETURN_CODE <code>])
+function(ordo_add_doctest name)
+  cmake_parse_arguments(arg "" "SKIP_RETURN_CODE" "SOURCES;LIBRARIES;LABELS" ${ARGN})
+  add_executable(${name} ${arg_SOURCES})
+  target_link_libraries(${name} PRIVATE ordo::ordo ordo_doctest_main ${arg_LIBRARIES})
+  ordo_target_defaults(${name})
+  add_test(NAME ${name} COMMAND ${name})
+  if(arg_LABELS)
+    set_tests_properties(${name} PROPERTIES LABELS "${arg_LABELS}")
+  endif()
+  if(DEFINED arg_SKIP_RETURN_CODE)
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE ${arg_SKIP_RETURN_CODE})
+  endif()
+endfunction()
+
+# Include directories a stand-alone compiler call needs to see ordo and its dependencies.
+function(_ordo_include_flags out)
+  get_target_property(boost_inc Boost::headers INTERFACE_INCLUDE_DIRECTORIES)
+  set(dirs ${PROJECT_SOURCE_DIR}/include)
+  if(boost_inc)
+    list(APPEND dirs ${boost_inc})
+  endif()
+  list(JOIN dirs "|" joined)
+  set(${out} "${joined}" PARENT_SCOPE)
+endfunction()
+
+# ordo_add_compile_check(<source>)
+# The source states what it expects in comment lines:
+#   // expect-error: <text>         the build must fail and its output contain <text> (each line)
+#   // expect-error-count: <n>      ... with exactly <n> lines containing "error:"
+# Two tests: <name>.fails compiles with -DORDO_EXPECT_ERROR and must fail that way; <name>.twin
+# compiles without it and must succeed (the twin is the same program, made valid).
+function(ordo_add_compile_check source)
+  get_filename_component(name ${source} NAME_WE)
+  _ordo_include_flags(includes)
+  foreach(mode fails twin)
+    add_test(NAME compile_fail.${name}.${mode}
+      COMMAND ${CMAKE_COMMAND}
+        -DCXX=${CMAKE_CXX_COMPILER} -DSOURCE=${CMAKE_CURRENT_SOURCE_DIR}/${source}
+        -DINCLUDES=${includes} -DMODE=${mode}
+        -P ${PROJECT_SOURCE_DIR}/cmake/ordo_compile_check.cmake)
+    set_tests_properties(compile_fail.${name}.${mode} PROPERTIES LABELS "compile;torch-free")
+  endforeach()
+endfunction()
+
+# ordo_add_output_test(<test-name> COMMAND <cmd...> EXPECT <regex...> [FORBID <regex...>])
+# Runs the command; passes when it exits 0 and its output matches every EXPECT regex and no
+# FORBID regex.
+function(ordo_add_output_test name)
+  cmake_parse_arguments(arg "" "" "COMMAND;EXPECT;FORBID" ${ARGN})
+  list(JOIN arg_COMMAND "|" cmd)
+  list(JOIN arg_EXPECT "|||" expect)
+  list(JOIN arg_FORBID "|||" forbid)
+  add_test(NAME ${name}
+    COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${cmd}" "-DEXPECT=${expect}" "-DFORBID=${forbid}"
+      -P ${PROJECT_SOURCE_DIR}/cmake/ordo_check_output.cmake)
+endfunction()
