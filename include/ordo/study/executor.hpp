@@ -1,0 +1,225 @@
+// ordo/study/executor.hpp — runs many pipelines on one base model, sharing common prefixes.
+//
+//   auto ten = ordo::paper_configurations<P, KD, Q>();
+//   auto figures = ordo::study::execute(ten, base_model, context,
+//       [&](auto t, const auto& model) {            // once per pipeline, in plan order
+//         using Pipe = typename decltype(t)::type;  // e.g. ordo::Pipeline<P, KD, Q>
+//         report(Pipe::name(), evaluate(model));
+//       },
+//       {.max_cached_models = 2}, observer);
+//
+// Stage work goes through ordo::apply_stage (one customization point), so the executor knows
+// nothing of torch: tests run it on a model type that records the stages applied. Pipelines
+// run in the trie's depth-first order (plan.hpp); a model is computed from the deepest cached
+// prefix of its pipeline, and kept for later pipelines while fewer than `max_cached_models`
+// are held. Each pipeline's result is the model Pipeline::run would give on its own (stages
+// must be deterministic functions of their input model and context for this to hold).
+//
+// Memory: besides the caller's base model and the cache, at most two models are alive at a
+// time (the stage's input, when not cached, and its output).
+#pragma once
+
+#include <chrono>       // std::chrono::steady_clock
+#include <cstddef>      // std::size_t
+#include <optional>     // std::optional
+#include <tuple>        // std::tuple
+#include <utility>      // std::index_sequence, std::move
+
+#include <boost/hana/unpack.hpp>  // hana::unpack
+
+#include <ordo/pipeline/apply.hpp>             // apply_stage, apply_result_t
+#include <ordo/pipeline/detail/type_list.hpp>  // type_list, at_t, take_t
+#include <ordo/pipeline/events.hpp>            // stage_event, pipeline_event
+#include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_name_v
+#include <ordo/study/plan.hpp>                 // plan, schedule_figures
+
+namespace ordo::study {
+
+struct options {
+  /// Most intermediate models held for reuse at once (0: nothing is shared).
+  std::size_t max_cached_models = unbounded;
+};
+
+/// What a run did, measured (equal to plan<...>::schedule(bound) for deterministic stages).
+struct run_figures : schedule_figures {
+  std::size_t pipelines = 0;
+  std::chrono::nanoseconds elapsed{};
+};
+
+namespace detail {
+using ordo::detail::at_t;
+using ordo::detail::take_t;
+using ordo::detail::type_list;
+
+template <class M, class C, class List>
+struct model_after;
+template <class M, class C>
+struct model_after<M, C, type_list<>> {
+  using type = M;
+};
+template <class M, class C, class S, class... Rest>
+struct model_after<M, C, type_list<S, Rest...>> {
+  using type = typename model_after<ordo::apply_result_t<S, M, C>, C, type_list<Rest...>>::type;
+};
+
+// A model that is either borrowed (from the cache or the caller) or owned.
+template <class M>
+class model_ref {
+ public:
+  explicit model_ref(const M* borrowed) : borrowed_(borrowed) {}
+  explicit model_ref(M&& owned) : owned_(std::move(owned)) {}
+  const M& get() const { return owned_ ? *owned_ : *borrowed_; }
+
+ private:
+  const M* borrowed_ = nullptr;
+  std::optional<M> owned_;
+};
+
+template <class Pipelines, class Model, class Context, class Observer>
+class trie_runner;
+
+template <class... Pipelines, class Model, class Context, class Observer>
+class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
+  using plan_type = plan<Pipelines...>;
+  using pipelines = type_list<Pipelines...>;
+  static constexpr auto& table = plan_type::prefixes;
+
+  template <std::size_t P>
+  using prefix_stages = take_t<table.depth[P], pipeline_stages_t<at_t<table.config[P], pipelines>>>;
+  template <std::size_t P>
+  using prefix_model = typename model_after<Model, Context, prefix_stages<P>>::type;
+
+  template <std::size_t... P>
+  static auto make_cache(std::index_sequence<P...>) -> std::tuple<std::optional<prefix_model<P>>...>;
+  using cache_type = decltype(make_cache(std::make_index_sequence<table.size>{}));
+
+ public:
+  trie_runner(const Model& base, Context& context, Observer& observer, options opts)
+      : base_(base), context_(context), observer_(observer), options_(opts) {}
+
+  template <class Sink>
+  run_figures run(Sink& sink) {
+    const auto started = std::chrono::steady_clock::now();
+    planned_ = plan_type::schedule(options_.max_cached_models).applications;
+    run_positions(sink, std::make_index_sequence<plan_type::count>{});
+    figures_.pipelines = plan_type::count;
+    figures_.elapsed = std::chrono::steady_clock::now() - started;
+    return figures_;
+  }
+
+ private:
+  template <class Sink, std::size_t... Pos>
+  void run_positions(Sink& sink, std::index_sequence<Pos...>) {
+    (run_position<Pos>(sink), ...);
+  }
+
+  template <std::size_t Pos, class Sink>
+  void run_position(Sink& sink) {
+    constexpr std::size_t c = plan_type::order[Pos];
+    using pipe = at_t<c, pipelines>;
+    const pipeline_event event{pipeline_name_v<pipe>, Pos + 1, plan_type::count};
+    ordo::detail::notify_pipeline_start(observer_, event);
+    {
+      auto model = materialize<c, plan_type::lengths[c], pipe>(Pos);
+      sink(boost::hana::type_c<pipe>, model.get());
+    }
+    evict(Pos, std::make_index_sequence<table.size>{});
+    ordo::detail::notify_pipeline_end(observer_, event);
+  }
+
+  // The model of pipeline C after its first D stages.
+  template <std::size_t C, std::size_t D, class Pipe>
+  auto materialize(std::size_t position) {
+    if constexpr (D == 0) {
+      return model_ref<Model>(&base_);
+    } else {
+      constexpr std::size_t p = table.index[C][D];
+      using result_model = prefix_model<p>;
+      auto& slot = std::get<p>(cache_);
+      if (slot) return model_ref<result_model>(&*slot);
+
+      using S = at_t<D - 1, pipeline_stages_t<Pipe>>;
+      stage_event event{pipeline_name_v<Pipe>,
+                        pipeline_name_v<ordo::detail::rebind_t<prefix_stages<p>, Pipeline>>,
+                        S::symbol,
+                        D,
+                        plan_type::lengths[C],
+                        S::trains,
+                        0,
+                        planned_,
+                        {}};
+      result_model next = [&] {
+        auto input = materialize<C, D - 1, Pipe>(position);
+        event.sequence = ++figures_.applications;
+        if (S::trains) ++figures_.training_applications;
+        return ordo::detail::observed(observer_, event,
+                                      [&] { return apply_stage(S{}, input.get(), context_); });
+      }();  // the input, if owned, is released here
+      if (table.last_use[p] > position && held_ < options_.max_cached_models) {
+        slot.emplace(std::move(next));
+        ++held_;
+        if (held_ > figures_.peak_cached) figures_.peak_cached = held_;
+        return model_ref<result_model>(&*slot);
+      }
+      return model_ref<result_model>(std::move(next));
+    }
+  }
+
+  template <std::size_t... P>
+  void evict(std::size_t position, std::index_sequence<P...>) {
+    auto drop = [&](auto& slot, std::size_t last_use) {
+      if (slot && last_use == position) {
+        slot.reset();
+        --held_;
+      }
+    };
+    (drop(std::get<P>(cache_), table.last_use[P]), ...);
+  }
+
+  const Model& base_;
+  Context& context_;
+  Observer& observer_;
+  options options_;
+  cache_type cache_{};
+  std::size_t held_ = 0;
+  std::size_t planned_ = 0;
+  run_figures figures_{};
+};
+
+template <class Pipelines>
+auto to_type_list(const Pipelines& pipelines) {
+  return boost::hana::unpack(pipelines, [](auto... t) {
+    return ordo::detail::type_identity<type_list<typename decltype(t)::type...>>{};
+  });
+}
+
+}  // namespace detail
+
+/// Runs every pipeline of `pipelines` (a hana tuple of hana::type<Pipeline<...>>, e.g. from
+/// ordo::paper_configurations) on `base`, calling sink(hana::type<Pipe>{}, const Result&) once
+/// per pipeline in plan order. Returns the measured figures.
+template <class Pipelines, class Model, class Context, class Sink, class Observer>
+run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink,
+                    options opts, Observer& observer) {
+  using list = typename decltype(detail::to_type_list(pipelines))::type;
+  static_assert(!plan<list>::has_duplicates,
+                "ordo::study::execute: the same pipeline appears twice in the set");
+  detail::trie_runner<list, Model, Context, Observer> runner(base, context, observer, opts);
+  return runner.run(sink);
+}
+
+template <class Pipelines, class Model, class Context, class Sink>
+run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink,
+                    options opts = {}) {
+  ordo::detail::no_observer none;
+  return execute(pipelines, base, context, sink, opts, none);
+}
+
+/// The plan of a hana tuple of pipelines (see plan.hpp), e.g.
+/// decltype(ordo::study::plan_of(ordo::paper_configurations<P, KD, Q>()))::schedule().
+template <class Pipelines>
+constexpr auto plan_of(const Pipelines& pipelines) {
+  return plan<typename decltype(detail::to_type_list(pipelines))::type>{};
+}
+
+}  // namespace ordo::study
