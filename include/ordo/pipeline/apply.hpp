@@ -27,22 +27,53 @@ namespace detail::apply_cpo {
 
 void apply() = delete;  // only overloads found by ADL take part
 
+// What a failed lookup returns, so that the one static_assert below is the only error: later
+// stages pass it through silently.
+template <class S, class M, class C>
+struct apply_not_found {};
+template <class M>
+inline constexpr bool is_apply_not_found = false;
+template <class S, class M, class C>
+inline constexpr bool is_apply_not_found<apply_not_found<S, M, C>> = true;
+
+template <class M>
+struct state_of {
+  using type = void;
+};
+template <stateful_model M>
+struct state_of<M> {
+  using type = typename M::state;
+};
+template <class M>
+using state_of_t = typename state_of<M>::type;
+
 template <class S, class M, class C>
 concept has_apply = requires(const S& s, const M& m, C& c) { apply(s, m, c); };
 
 struct apply_stage_fn {
   template <stage S, class M, class C>
   constexpr auto operator()(const S& s, const M& model, C& context) const {
-    if constexpr (stateful_model<M>) {
-      static_assert(std::is_same_v<typename M::state, typename S::takes>,
+    if constexpr (is_apply_not_found<M>) {
+      return model;
+    } else {
+      return checked(s, model, context);
+    }
+  }
+
+ private:
+  template <class S, class M, class C>
+  static constexpr auto checked(const S& s, const M& model, C& context) {
+    if constexpr (stateful_model<M> && !std::is_same_v<state_of_t<M>, typename S::takes>) {
+      static_assert(dependent_false<S, M, C>,
                     "ordo::apply_stage: the model's state (M::state) is not the state this "
                     "stage takes (S::takes)");
-    }
-    if constexpr (!has_apply<S, M, C>) {
+      return apply_not_found<S, M, C>{};
+    } else if constexpr (!has_apply<S, M, C>) {
       static_assert(dependent_false<S, M, C>,
                     "ordo::apply_stage(stage, model, context): no overload "
                     "apply(const Stage&, const Model&, Context&) is visible for these types; "
                     "declare one in the namespace of the model or of the context");
+      return apply_not_found<S, M, C>{};
     } else {
       using result = std::remove_cvref_t<decltype(apply(s, model, context))>;
       if constexpr (stateful_model<result>) {

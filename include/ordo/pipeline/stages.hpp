@@ -99,6 +99,8 @@ struct Distill {
   static_assert(detail::is_alpha_v<Alpha>,
                 "ordo::Distill<Temperature, Alpha>: the second argument must be an "
                 "ordo::alpha<Num, Den>, e.g. ordo::A03");
+  // Complete the parameters so that their own range checks run (alpha within [0, 1], ...).
+  static_assert(sizeof(Temperature) > 0 && sizeof(Alpha) > 0);
   using temperature_type = Temperature;
   using alpha_type = Alpha;
   static constexpr double temperature = Temperature::value;
