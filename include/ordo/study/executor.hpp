@@ -25,6 +25,7 @@
 #include <tuple>        // std::tuple
 #include <utility>      // std::index_sequence, std::move
 
+#include <boost/hana/type.hpp>    // hana::type_c
 #include <boost/hana/unpack.hpp>  // hana::unpack
 
 #include <ordo/pipeline/apply.hpp>             // apply_stage, apply_result_t
