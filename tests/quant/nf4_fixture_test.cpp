@@ -1,0 +1,341 @@
+// Bit-exactness against bitsandbytes: fixtures/nf4_bitsandbytes.bin, made by
+// make_nf4_fixtures.py with bitsandbytes (PyPI) on a machine without a GPU. Each case holds the
+// input, what bitsandbytes' CPU/default backend produced, and what the CUDA kernels' rule gives
+// (an independent numpy model of kQuantizeBlockwise/dQuantizeNF4/dQuantize in the script).
+//
+// ordo follows the CUDA rule. Checked here:
+//  1. ordo (ZeroBlocks::cuda) equals the CUDA rule in every byte and absmax of every case;
+//  2. ordo (default) equals bitsandbytes' CPU bytes except where that backend is known to
+//     differ from the CUDA rule, and each such byte is recomputed with the CPU backend's own
+//     rule to show that this, and nothing else, is the difference:
+//       - thresholds: the CPU backend bucketizes on (a + b) / 2 in fp32; the CUDA tree compares
+//         with its decimal literals, and four of those are one ulp away (nf4_codebook.hpp), so a
+//         value exactly there takes another code;
+//       - tail block (n % blocksize != 0): the CPU backend divides x / absmax instead of
+//         multiplying by 1/absmax; the two can round to different sides of a midpoint;
+//       - NaN in a block: torch's max propagates NaN into absmax and bucketize sends NaN to
+//         code 15, so the whole block packs 0xFF; the CUDA rule ignores NaN in absmax and gives
+//         NaN code 0. Inf * (1/Inf) is NaN too: code 15 there, code 0 under the CUDA rule;
+//       - absmax below FLT_MIN: the CPU backend clamps absmax to 1e-38 before dividing; the CUDA
+//         rule's 1/absmax overflows to Inf;
+//       - a zero tail block: the CPU backend stores the clamped absmax 1e-38, ordo stores 0;
+//  3. dequantization of bitsandbytes' own bytes and absmax equals bitsandbytes' output exactly
+//     (fp32, fp16 and bf16 outputs);
+//  4. double quantization: given bitsandbytes' offset, ordo's 8-bit codes and second-level
+//     absmax equal the CUDA rule exactly, and equal bitsandbytes' CPU codes except where its
+//     65536-entry lookup table rounds a value within one table step of a midpoint; ordo's own
+//     offset (fixed summation order) is within 2 ulp of torch's mean; the dequantized scales
+//     equal bitsandbytes' (two roundings: the product, then the offset).
+#include <doctest/doctest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ordo/quant/nf4_cpu.hpp>
+
+namespace nf4 = ordo::nf4;
+
+namespace {
+
+struct Reader {
+  std::vector<char> data;
+  std::size_t pos = 0;
+  template <class T>
+  T get() {
+    T v;
+    REQUIRE(pos + sizeof(T) <= data.size());
+    std::memcpy(&v, data.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return v;
+  }
+  template <class T>
+  std::vector<T> array(std::size_t n) {
+    REQUIRE(pos + n * sizeof(T) <= data.size());
+    std::vector<T> v(n);
+    if (n) std::memcpy(v.data(), data.data() + pos, n * sizeof(T));
+    pos += n * sizeof(T);
+    return v;
+  }
+};
+
+struct Case {
+  std::string name;
+  std::uint32_t dtype = 0;  // 0 f32, 1 f16, 2 bf16
+  std::size_t n = 0, blocksize = 0;
+  bool nested = false;
+  std::vector<float> x;                  // the input, widened exactly
+  std::vector<std::uint16_t> x16;        // the input bits for f16/bf16
+  std::vector<std::uint8_t> bnb_packed, cuda_packed;
+  std::vector<float> bnb_absmax, cuda_absmax;
+  std::vector<float> bnb_dequant32;       // dtype f32
+  std::vector<std::uint16_t> bnb_dequant16;  // dtype f16 / bf16 bits
+  float bnb_offset = 0;
+  std::vector<std::uint8_t> bnb_codes, cuda_codes;
+  std::vector<float> bnb_absmax2, cuda_absmax2, bnb_scales;
+};
+
+struct Fixture {
+  std::vector<float> dynamic_map, nf4_code;
+  std::vector<Case> cases;
+};
+
+float widen(std::uint16_t bits, std::uint32_t dtype) {
+  return dtype == 1 ? ordo::quant::to_float(ordo::quant::f16{bits}) : ordo::quant::to_float(ordo::quant::bf16{bits});
+}
+
+const Fixture& fixture() {
+  static const Fixture f = [] {
+    std::ifstream in(ORDO_NF4_FIXTURE, std::ios::binary);
+    if (!in) throw std::runtime_error(std::string("cannot open ") + ORDO_NF4_FIXTURE);
+    Reader r{std::vector<char>(std::istreambuf_iterator<char>(in), {})};
+    Fixture fx;
+    const auto magic = r.array<char>(8);
+    if (std::string(magic.data(), 7) != "ORDONF4") throw std::runtime_error("not an ordo NF4 fixture");
+    if (r.get<std::uint32_t>() != 1) throw std::runtime_error("unknown fixture version");
+    const auto count = r.get<std::uint32_t>();
+    fx.dynamic_map = r.array<float>(256);
+    fx.nf4_code = r.array<float>(16);
+    for (std::uint32_t c = 0; c < count; ++c) {
+      Case k;
+      const auto len = r.get<std::uint32_t>();
+      const auto name = r.array<char>(len);
+      k.name.assign(name.begin(), name.end());
+      k.dtype = r.get<std::uint32_t>();
+      k.n = r.get<std::uint64_t>();
+      k.blocksize = r.get<std::uint32_t>();
+      k.nested = (r.get<std::uint32_t>() & 1) != 0;
+      const std::size_t blocks = nf4::block_count(k.n, k.blocksize), bytes = nf4::packed_bytes(k.n);
+      if (k.dtype == 0) {
+        k.x = r.array<float>(k.n);
+      } else {
+        k.x16 = r.array<std::uint16_t>(k.n);
+        for (auto b : k.x16) k.x.push_back(widen(b, k.dtype));
+      }
+      k.bnb_packed = r.array<std::uint8_t>(bytes);
+      k.bnb_absmax = r.array<float>(blocks);
+      k.cuda_packed = r.array<std::uint8_t>(bytes);
+      k.cuda_absmax = r.array<float>(blocks);
+      if (k.dtype == 0)
+        k.bnb_dequant32 = r.array<float>(k.n);
+      else
+        k.bnb_dequant16 = r.array<std::uint16_t>(k.n);
+      if (k.nested) {
+        const std::size_t blocks2 = nf4::absmax2_count(blocks);
+        k.bnb_offset = r.get<float>();
+        k.bnb_codes = r.array<std::uint8_t>(blocks);
+        k.bnb_absmax2 = r.array<float>(blocks2);
+        k.bnb_scales = r.array<float>(blocks);
+        k.cuda_codes = r.array<std::uint8_t>(blocks);
+        k.cuda_absmax2 = r.array<float>(blocks2);
+      }
+      fx.cases.push_back(std::move(k));
+    }
+    if (r.pos != r.data.size()) throw std::runtime_error("trailing bytes in the fixture");
+    return fx;
+  }();
+  return f;
+}
+
+bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
+
+// Runs ordo's quantizer on the case's input in its own dtype.
+void ordo_quantize(const Case& k, nf4::Options opt, std::vector<std::uint8_t>& packed, std::vector<float>& absmax) {
+  opt.blocksize = k.blocksize;
+  packed.assign(nf4::packed_bytes(k.n), 0);
+  absmax.assign(nf4::block_count(k.n, k.blocksize), 0.0f);
+  if (k.dtype == 0)
+    nf4::quantize_blocks(k.x.data(), k.n, packed.data(), absmax.data(), opt);
+  else if (k.dtype == 1)
+    nf4::quantize_blocks(reinterpret_cast<const nf4::f16*>(k.x16.data()), k.n, packed.data(), absmax.data(), opt);
+  else
+    nf4::quantize_blocks(reinterpret_cast<const nf4::bf16*>(k.x16.data()), k.n, packed.data(), absmax.data(), opt);
+}
+
+std::vector<nf4::Isa> isas() {
+  std::vector<nf4::Isa> v{nf4::Isa::portable};
+  if (nf4::cpu_has_avx2()) v.push_back(nf4::Isa::avx2);
+  return v;
+}
+
+// bitsandbytes' CPU/default backend (backends/default/ops.py quantize_4bit), element by element:
+// torch max (NaN propagates), clamp(min=1e-38), multiply by the reciprocal for full blocks and
+// divide for the tail block, clamp to [-1, 1], bucketize on the midpoints (NaN -> 15).
+std::uint8_t cpu_backend_code(const Case& k, std::size_t i) {
+  const std::size_t bs = k.blocksize, b = i / bs;
+  const bool tail = k.n % bs != 0 && b == k.n / bs;
+  float am = 0.0f;
+  bool has_nan = false;
+  for (std::size_t j = b * bs; j < std::min(k.n, b * bs + bs); ++j) {
+    if (std::isnan(k.x[j])) has_nan = true;
+    am = std::max(am, std::fabs(k.x[j]));
+  }
+  if (i >= k.n) return nf4::zero_code;  // the odd tail is padded after scaling: bucketize(0)
+  const float x = k.x[i];
+  if (has_nan) return 15;
+  am = std::max(am, 1e-38f);
+  float s = tail ? x / am : x * (1.0f / am);
+  if (std::isnan(s)) return 15;
+  s = std::min(1.0f, std::max(-1.0f, s));
+  std::uint8_t code = 0;  // bucketize(s, (code[:-1] + code[1:]) / 2): boundaries strictly below s
+  for (unsigned m = 0; m < 15; ++m) code += s > nf4::rounded_midpoint(m) ? 1 : 0;
+  return code;
+}
+
+// True when element i, scaled by the CUDA rule, lies between one of the four thresholds where the
+// kernel's literal and the CPU backend's rounded midpoint are one ulp apart (both included).
+bool on_rounded_tie(const Case& k, std::size_t i, float absmax) {
+  if (i >= k.n) return false;
+  const float s = k.x[i] * (1.0f / absmax);
+  for (unsigned m : {0u, 8u, 12u, 14u}) {
+    const float a = nf4::midpoint(m), b = nf4::rounded_midpoint(m);
+    if (s >= std::min(a, b) && s <= std::max(a, b)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("fixture: bitsandbytes' maps equal ordo's tables") {
+  const Fixture& f = fixture();
+  REQUIRE(f.cases.size() >= 10);
+  for (unsigned i = 0; i < 256; ++i) CHECK(same_bits(f.dynamic_map[i], nf4::dynamic_map[i]));
+  for (unsigned i = 0; i < 16; ++i) CHECK(same_bits(f.nf4_code[i], nf4::codebook[i]));
+}
+
+TEST_CASE("fixture: ordo's bytes and absmax equal the CUDA kernels' rule in every case") {
+  for (const Case& k : fixture().cases) {
+    for (nf4::Isa isa : isas()) {
+      CAPTURE(k.name);
+      CAPTURE(static_cast<int>(isa));
+      std::vector<std::uint8_t> packed;
+      std::vector<float> absmax;
+      ordo_quantize(k, {.zero_blocks = nf4::ZeroBlocks::cuda, .threads = 2, .isa = isa}, packed, absmax);
+      CHECK(packed == k.cuda_packed);
+      unsigned bad = 0;
+      for (std::size_t b = 0; b < absmax.size(); ++b) bad += same_bits(absmax[b], k.cuda_absmax[b]) ? 0 : 1;
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("fixture: ordo equals bitsandbytes' CPU bytes but where its backend differs, and says which") {
+  unsigned tail_divide = 0, nan_blocks = 0, clamped = 0, ties = 0, total_diff = 0;
+  for (const Case& k : fixture().cases) {
+    CAPTURE(k.name);
+    std::vector<std::uint8_t> packed;
+    std::vector<float> absmax;
+    ordo_quantize(k, {}, packed, absmax);
+    unsigned unexplained = 0;
+    for (std::size_t j = 0; j < packed.size(); ++j) {
+      if (packed[j] == k.bnb_packed[j]) continue;
+      ++total_diff;
+      const std::uint8_t want = nf4::pack(cpu_backend_code(k, 2 * j), cpu_backend_code(k, 2 * j + 1));
+      if (want != k.bnb_packed[j]) {
+        ++unexplained;
+        continue;
+      }
+      // classify why the CPU backend's rule gave another byte
+      const std::size_t b = 2 * j / k.blocksize;
+      bool block_nan = false;
+      for (std::size_t i = b * k.blocksize; i < std::min(k.n, (b + 1) * k.blocksize); ++i)
+        block_nan |= std::isnan(k.x[i]) || std::isinf(k.x[i]);
+      if (block_nan)
+        ++nan_blocks;
+      else if (absmax[b] < std::numeric_limits<float>::min())
+        ++clamped;
+      else if (on_rounded_tie(k, 2 * j, absmax[b]) || on_rounded_tie(k, 2 * j + 1, absmax[b]))
+        ++ties;
+      else if (k.n % k.blocksize != 0 && b == k.n / k.blocksize)
+        ++tail_divide;
+      else
+        ++unexplained;
+    }
+    CHECK(unexplained == 0);
+    // absmax: equal, but for NaN blocks (NaN in the CPU backend) and the clamped zero tail
+    for (std::size_t b = 0; b < absmax.size(); ++b) {
+      if (same_bits(absmax[b], k.bnb_absmax[b])) continue;
+      CAPTURE(b);
+      const bool cpu_nan = std::isnan(k.bnb_absmax[b]);
+      const bool clamped_tail = k.bnb_absmax[b] == 1e-38f && absmax[b] == 0.0f;
+      CHECK((cpu_nan || clamped_tail));
+    }
+  }
+  MESSAGE("bytes that differ from bitsandbytes' CPU backend: " << total_diff << " (tail block divides: "
+                                                                 << tail_divide << ", NaN/Inf blocks: " << nan_blocks
+                                                                 << ", absmax below FLT_MIN: " << clamped
+                                                                 << ", on the four rounded midpoints: " << ties << ")");
+  // the fixtures were made to contain each kind of difference
+  CHECK(tail_divide > 0);
+  CHECK(nan_blocks > 0);
+  CHECK(clamped > 0);
+  CHECK(ties > 0);
+}
+
+TEST_CASE("fixture: dequantizing bitsandbytes' bytes gives bitsandbytes' values exactly") {
+  for (const Case& k : fixture().cases) {
+    CAPTURE(k.name);
+    for (nf4::Isa isa : isas()) {
+      const nf4::Options opt{.blocksize = k.blocksize, .isa = isa};
+      unsigned bad = 0;
+      if (k.dtype == 0) {
+        std::vector<float> y(k.n);
+        nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, y.data(), opt);
+        for (std::size_t i = 0; i < k.n; ++i)
+          bad += same_bits(y[i], k.bnb_dequant32[i]) || (std::isnan(y[i]) && std::isnan(k.bnb_dequant32[i])) ? 0 : 1;
+      } else {
+        std::vector<std::uint16_t> y(k.n);
+        if (k.dtype == 1)
+          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::f16*>(y.data()), opt);
+        else
+          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::bf16*>(y.data()), opt);
+        for (std::size_t i = 0; i < k.n; ++i) bad += y[i] == k.bnb_dequant16[i] ? 0 : 1;
+      }
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("fixture: double quantization equals the CUDA rule; bitsandbytes' CPU lookup table agrees but near midpoints") {
+  unsigned compared = 0, lut_differences = 0;
+  for (const Case& k : fixture().cases) {
+    if (!k.nested) continue;
+    CAPTURE(k.name);
+    const std::size_t blocks = k.bnb_absmax.size();
+    std::vector<std::uint8_t> codes(blocks);
+    std::vector<float> absmax2(nf4::absmax2_count(blocks));
+    nf4::quantize_absmax(k.bnb_absmax.data(), blocks, k.bnb_offset, codes.data(), absmax2.data());
+    CHECK(codes == k.cuda_codes);
+    CHECK(std::memcmp(absmax2.data(), k.cuda_absmax2.data(), absmax2.size() * 4) == 0);
+    CHECK(std::memcmp(absmax2.data(), k.bnb_absmax2.data(), absmax2.size() * 4) == 0);
+    for (std::size_t i = 0; i < blocks; ++i) {
+      ++compared;
+      if (codes[i] == k.bnb_codes[i]) continue;
+      ++lut_differences;
+      // bitsandbytes' CPU quantize_blockwise looks values up in a 65536-step table over [-1, 1]:
+      // it may pick the other neighbour only within one step of their midpoint.
+      const float v = (k.bnb_absmax[i] - k.bnb_offset) * (1.0f / absmax2[i / 256]);
+      const float mid = (nf4::dynamic_map[codes[i]] + nf4::dynamic_map[k.bnb_codes[i]]) * 0.5f;
+      CHECK(std::abs(int(codes[i]) - int(k.bnb_codes[i])) == 1);
+      CHECK(std::fabs(v - mid) <= 2.0f / 65535.0f);
+    }
+    // ordo's offset: the same mean in a fixed summation order, within 2 ulp of torch's
+    const float offset = nf4::absmax_offset(k.bnb_absmax.data(), blocks);
+    const auto ulp = std::nextafter(k.bnb_offset, INFINITY) - k.bnb_offset;
+    CHECK(std::fabs(offset - k.bnb_offset) <= 2 * ulp);
+    // dequantized scales: bitsandbytes' dequantize_blockwise, then + offset
+    std::vector<float> scales(blocks);
+    nf4::dequantize_absmax(k.bnb_codes.data(), k.bnb_absmax2.data(), blocks, k.bnb_offset, scales.data());
+    CHECK(std::memcmp(scales.data(), k.bnb_scales.data(), blocks * 4) == 0);
+  }
+  MESSAGE(compared << " 8-bit codes compared with bitsandbytes' CPU path; " << lut_differences
+                   << " differ by its lookup table");
+  CHECK(compared > 600);
+}
