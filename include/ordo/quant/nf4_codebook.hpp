@@ -124,6 +124,17 @@ ORDO_HOST_DEVICE constexpr std::size_t block_count(std::size_t n, std::size_t bl
   return (n + blocksize - 1) / blocksize;
 }
 
+/// What a block whose absmax is 0 (all zeros, possibly with NaNs) packs.
+enum class ZeroBlocks {
+  /// Code 7 (the value 0; bytes 0x77), as bitsandbytes' default and CPU backends do. The
+  /// default: such a block stays exactly zero even after double quantization perturbs its
+  /// absmax, which the CUDA choice does not guarantee.
+  zero_code,
+  /// Code 0 (bytes 0x00), as bitsandbytes' CUDA kernel does: 0 * (1/0) is NaN, and NaN takes
+  /// code 0. Dequantizes to -0.0 when the absmax stays 0.
+  cuda,
+};
+
 /// Blocksizes bitsandbytes accepts for 4-bit quantization.
 constexpr bool is_valid_blocksize(std::size_t blocksize) {
   return blocksize == 32 || blocksize == 64 || blocksize == 128 || blocksize == 256 ||

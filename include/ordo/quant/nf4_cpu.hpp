@@ -40,17 +40,6 @@ namespace ordo::nf4 {
 using quant::bf16;
 using quant::f16;
 
-/// What a block whose absmax is 0 (all zeros, possibly with NaNs) packs.
-enum class ZeroBlocks {
-  /// Code 7 (the value 0; bytes 0x77), as bitsandbytes' default and CPU backends do. The
-  /// default: such a block stays exactly zero even after double quantization perturbs its
-  /// absmax, which the CUDA choice does not guarantee.
-  zero_code,
-  /// Code 0 (bytes 0x00), as bitsandbytes' CUDA kernel does: 0 * (1/0) is NaN, and NaN takes
-  /// code 0. Dequantizes to -0.0 when the absmax stays 0.
-  cuda,
-};
-
 /// Which CPU code path runs. `automatic` picks AVX2 when the CPU has AVX2, FMA and F16C.
 enum class Isa { automatic, portable, avx2 };
 

@@ -1,0 +1,214 @@
+// The NF4 CUDA kernels (kernels/nf4.cu) against ordo's CPU path: the same bytes, absmax,
+// double-quantization statistics and dequantized values, bit for bit; GEMV within fp32
+// accumulation error. Without a usable CUDA device the program exits 77, which CTest reports as
+// skipped (SKIP_RETURN_CODE 77).
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ordo/cuda.hpp>
+#include <ordo/quant/cuda.hpp>
+#include <ordo/quant/nf4_cpu.hpp>
+
+namespace cnf4 = ordo::cuda::nf4;
+namespace nf4 = ordo::nf4;
+
+namespace {
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+// Device memory holding a copy of a host vector (or `bytes` uninitialised bytes).
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
+    cuda_check(cudaMalloc(&ptr_, bytes ? bytes : 1), "cudaMalloc");
+  }
+  template <class T>
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size() * sizeof(T)) {
+    if (bytes_) cuda_check(cudaMemcpy(ptr_, host.data(), bytes_, cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  template <class T = void>
+  T* get() const { return static_cast<T*>(ptr_); }
+  template <class T>
+  std::vector<T> to_host(std::size_t count) const {
+    cuda_check(cudaDeviceSynchronize(), "kernel");
+    std::vector<T> v(count);
+    if (count) cuda_check(cudaMemcpy(v.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+    return v;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_;
+};
+
+std::vector<float> test_values(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 0.5f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  // zeros, NaN and Inf in some blocks, so the rules for them run on the device too
+  for (std::size_t i = 64; i < std::min<std::size_t>(n, 128); ++i) v[i] = 0.0f;
+  if (n > 200) v[200] = std::numeric_limits<float>::quiet_NaN();
+  if (n > 300) v[300] = std::numeric_limits<float>::infinity();
+  return v;
+}
+
+template <class T>
+std::vector<T> as(const std::vector<float>& v) {
+  std::vector<T> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = ordo::quant::from_float<T>(v[i]);
+  return out;
+}
+
+template <class T>
+constexpr cnf4::Dtype dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return cnf4::Dtype::f32;
+  else if constexpr (std::is_same_v<T, nf4::f16>) return cnf4::Dtype::f16;
+  else return cnf4::Dtype::bf16;
+}
+
+template <class T>
+bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+// Equal bit patterns, except that any two NaNs count as equal: the CPU's and the GPU's default
+// NaN differ in sign and payload (f16/bf16 outputs are canonical already).
+bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], 4) != 0 && !(std::isnan(a[i]) && std::isnan(b[i]))) return false;
+  return true;
+}
+template <class T>
+bool same_values(const std::vector<T>& a, const std::vector<T>& b) {
+  return same_bytes(a, b);
+}
+
+template <class T>
+void check_quantize_matches_cpu(std::size_t n, std::size_t bs, nf4::ZeroBlocks zb) {
+  CAPTURE(n);
+  CAPTURE(bs);
+  const std::vector<T> x = as<T>(test_values(n, static_cast<unsigned>(n + bs)));
+  std::vector<std::uint8_t> want_packed(nf4::packed_bytes(n));
+  std::vector<float> want_absmax(nf4::block_count(n, bs));
+  nf4::quantize_blocks(x.data(), n, want_packed.data(), want_absmax.data(),
+                       {.blocksize = bs, .zero_blocks = zb, .isa = nf4::Isa::portable});
+
+  DeviceBuffer dx(x), dpacked(want_packed.size()), dabsmax(want_absmax.size() * sizeof(float));
+  cnf4::quantize(dx.get(), dtype_of<T>(), n, bs, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr, zb);
+  CHECK(same_bytes(dpacked.to_host<std::uint8_t>(want_packed.size()), want_packed));
+  CHECK(same_bytes(dabsmax.to_host<float>(want_absmax.size()), want_absmax));
+
+  // dequantize on the device from the device's own output, in this dtype
+  std::vector<T> want_y(n);
+  nf4::dequantize_blocks(want_packed.data(), want_absmax.data(), n, want_y.data(),
+                         {.blocksize = bs, .isa = nf4::Isa::portable});
+  DeviceBuffer dy(n * sizeof(T));
+  cnf4::dequantize(dpacked.get<std::uint8_t>(), dabsmax.get<float>(), n, bs, dy.get(), dtype_of<T>(), nullptr);
+  CHECK(same_values(dy.to_host<T>(n), want_y));
+}
+
+}  // namespace
+
+TEST_CASE("quantize and dequantize on the device give the CPU path's bytes") {
+  for (std::size_t bs : {32u, 64u, 128u, 256u, 512u, 1024u, 2048u, 4096u}) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{3}, bs - 1, bs, bs + 1, 5 * bs + 7, std::size_t{70001}}) {
+      check_quantize_matches_cpu<float>(n, bs, nf4::ZeroBlocks::zero_code);
+      check_quantize_matches_cpu<nf4::f16>(n, bs, nf4::ZeroBlocks::zero_code);
+      check_quantize_matches_cpu<nf4::bf16>(n, bs, nf4::ZeroBlocks::zero_code);
+    }
+  }
+  check_quantize_matches_cpu<float>(1000, 64, nf4::ZeroBlocks::cuda);
+}
+
+TEST_CASE("double quantization on the device: offset, codes, absmax2 and the reconstruction equal the CPU's") {
+  for (std::size_t blocks : {std::size_t{1}, std::size_t{255}, std::size_t{256}, std::size_t{2500}}) {
+    CAPTURE(blocks);
+    std::mt19937 rng(static_cast<unsigned>(blocks));
+    std::uniform_real_distribution<float> u(0.01f, 0.2f);
+    std::vector<float> absmax(blocks);
+    for (auto& a : absmax) a = u(rng);
+    const float want_offset = nf4::absmax_offset(absmax.data(), blocks);
+    std::vector<std::uint8_t> want_codes(blocks);
+    std::vector<float> want_absmax2(nf4::absmax2_count(blocks)), want_scales(blocks);
+    nf4::quantize_absmax(absmax.data(), blocks, want_offset, want_codes.data(), want_absmax2.data());
+    nf4::dequantize_absmax(want_codes.data(), want_absmax2.data(), blocks, want_offset, want_scales.data());
+
+    DeviceBuffer dabsmax(absmax), doffset(sizeof(float)), dcodes(blocks), dabsmax2(want_absmax2.size() * 4),
+        dwork(cnf4::quantize_absmax_workspace_bytes(blocks)), dscales(blocks * 4);
+    cnf4::quantize_absmax(dabsmax.get<float>(), blocks, doffset.get<float>(), dcodes.get<std::uint8_t>(),
+                          dabsmax2.get<float>(), dwork.get(), nullptr);
+    cnf4::dequantize_absmax(dcodes.get<std::uint8_t>(), dabsmax2.get<float>(), doffset.get<float>(), blocks,
+                            dscales.get<float>(), nullptr);
+    CHECK(same_bytes(doffset.to_host<float>(1), std::vector<float>{want_offset}));
+    CHECK(same_bytes(dcodes.to_host<std::uint8_t>(blocks), want_codes));
+    CHECK(same_bytes(dabsmax2.to_host<float>(want_absmax2.size()), want_absmax2));
+    CHECK(same_bytes(dscales.to_host<float>(blocks), want_scales));
+  }
+}
+
+TEST_CASE("GEMV on the device agrees with the CPU GEMV, with aligned and unaligned weights") {
+  const std::size_t rows = 300, cols = 4096, bs = 64;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d(0.0f, 0.05f);
+  std::vector<float> w(rows * cols), x(cols);
+  for (auto& v : w) v = d(rng);
+  for (auto& v : x) v = d(rng) * 20;
+  const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = bs}, false);
+  std::vector<float> want(rows);
+  nf4::gemv(q, rows, cols, x.data(), want.data(), {.isa = nf4::Isa::portable});
+  for (std::size_t shift : {std::size_t{0}, std::size_t{8}}) {
+    CAPTURE(shift);
+    std::vector<std::uint8_t> bytes(shift, 0);
+    bytes.insert(bytes.end(), q.packed.begin(), q.packed.end());
+    DeviceBuffer dw(bytes), dabsmax(q.absmax), dx(x), dy(rows * 4);
+    cnf4::gemv(dw.get<std::uint8_t>() + shift, dabsmax.get<float>(), rows, cols, bs, dx.get<float>(),
+               dy.get<float>(), nullptr);
+    const auto y = dy.to_host<float>(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double mag = 0;
+      for (std::size_t k = 0; k < cols; ++k) mag += std::fabs(double(w[r * cols + k]) * x[k]);
+      CHECK(std::fabs(y[r] - want[r]) <= 2e-5 * mag);
+    }
+  }
+}
+
+TEST_CASE("invalid arguments are reported before any launch") {
+  DeviceBuffer buf(1024);
+  CHECK_THROWS_WITH_AS(cnf4::quantize(buf.get(), cnf4::Dtype::f32, 10, 48, buf.get<std::uint8_t>(),
+                                      buf.get<float>(), nullptr),
+                       doctest::Contains("ordo::cuda::nf4::quantize: blocksize 48"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(cnf4::gemv(buf.get<std::uint8_t>(), buf.get<float>(), 2, 96, 64, buf.get<float>(),
+                                  buf.get<float>(), nullptr),
+                       doctest::Contains("multiple of the blocksize"), std::invalid_argument);
+  CHECK_THROWS_AS(cnf4::dequantize(nullptr, buf.get<float>(), 10, 64, buf.get(), cnf4::Dtype::f32, nullptr),
+                  std::invalid_argument);
+}
+
+int main(int argc, char** argv) {
+  if (ordo::cuda::device_count() == 0) {
+    std::printf("skipped: no CUDA device (%s)\n", ordo::cuda::device_query_error().c_str());
+    return 77;
+  }
+  std::printf("device: %s\n", ordo::cuda::device_description(0).c_str());
+  doctest::Context context(argc, argv);
+  return context.run();
+}
