@@ -2,6 +2,7 @@
 // (tests/model/make_tokenizer_fixtures.py), the GGUF-vocabulary path, streaming decode, and the
 // errors malformed tokenizer files give.
 #include <ordo/model/tokenizer.hpp>
+#include <ordo/model/chat_template.hpp>  // read_chat_template
 
 #include <doctest/doctest.h>
 
@@ -27,6 +28,12 @@ nlohmann::json read_json(const std::filesystem::path& p) {
 const nlohmann::json& all_cases() {
   static const nlohmann::json j = read_json(fixtures / "tokenizer_cases.json");
   return j;
+}
+
+// Loaded once: the file is 1.4 MB and several tests use it.
+const ordo::Tokenizer& smollm2() {
+  static const ordo::Tokenizer t = ordo::Tokenizer::from_file(fixtures / "smollm2_tokenizer.json");
+  return t;
 }
 
 std::vector<ordo::TokenId> ids_of(const nlohmann::json& j) { return j.get<std::vector<ordo::TokenId>>(); }
@@ -127,7 +134,9 @@ TEST_CASE("tokenizer.json: encode and decode equal Hugging Face tokenizers on ev
   for (const auto& family : {"smollm2", "llama3", "qwen2", "flags"}) {
     CAPTURE(family);
     const auto& f = all_cases()[family];
-    const auto tok = ordo::Tokenizer::from_file(fixtures / f["tokenizer"].get<std::string>());
+    const auto tok = std::string(family) == "smollm2"
+                         ? smollm2()
+                         : ordo::Tokenizer::from_file(fixtures / f["tokenizer"].get<std::string>());
     // The "flags" tokenizer adds a prefix space and strips around some added tokens.
     check_cases(tok, f, /*gguf_path=*/false, /*round_trip=*/std::string(family) != "flags");
   }
@@ -159,7 +168,7 @@ TEST_CASE("GGUF vocabulary: the pre-tokenizer decides, so a wrong one changes th
 }
 
 TEST_CASE("special tokens: matched in the text unless parse_special is off; skipped on request") {
-  const auto tok = ordo::Tokenizer::from_file(fixtures / "smollm2_tokenizer.json");
+  const auto& tok = smollm2();
   const auto im_start = tok.token_id("<|im_start|>");
   REQUIRE(im_start);
   CHECK(tok.is_special(*im_start));
@@ -173,7 +182,7 @@ TEST_CASE("special tokens: matched in the text unless parse_special is off; skip
 }
 
 TEST_CASE("decode: partial UTF-8 becomes U+FFFD; StreamDecoder waits for the rest of a character") {
-  const auto tok = ordo::Tokenizer::from_file(fixtures / "smollm2_tokenizer.json");
+  const auto& tok = smollm2();
   // Byte tokens: each byte of "€" (E2 82 AC) alone.
   std::vector<ordo::TokenId> bytes;
   for (const unsigned char b : std::string("\xE2\x82\xAC")) {
@@ -196,7 +205,7 @@ TEST_CASE("decode: partial UTF-8 becomes U+FFFD; StreamDecoder waits for the res
 }
 
 TEST_CASE("encode rejects text that is not UTF-8") {
-  const auto tok = ordo::Tokenizer::from_file(fixtures / "smollm2_tokenizer.json");
+  const auto& tok = smollm2();
   CHECK_THROWS_WITH_AS(tok.encode("ok \xC3("), doctest::Contains("not valid UTF-8 (byte 3)"), std::invalid_argument);
 }
 
@@ -296,4 +305,43 @@ TEST_CASE("GGUF vocabulary errors name the metadata key") {
   v.token_types.clear();
   v.bos_id = 300;
   CHECK(message().find("tokenizer.ggml.bos_token_id = 300") != std::string::npos);
+}
+
+TEST_CASE("Hugging Face directory: tokenizer_config.json gives BOS/EOS/PAD and the chat template") {
+  const auto dir = std::filesystem::temp_directory_path() / "ordo-tokenizer-dir-test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(fixtures / "flags_tokenizer.json", dir / "tokenizer.json");
+  const std::string chatml =
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+      "'<|im_end|>' + '\\n'}}{% endfor %}";
+  const auto write_config = [&](const nlohmann::json& config) {
+    std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  };
+  write_config({{"bos_token", {{"content", "<|x|>"}, {"lstrip", false}}},
+                {"eos_token", "[SEP]"},
+                {"pad_token", nullptr},
+                {"chat_template", {{{"name", "tool_use"}, {"template", "x"}}, {{"name", "default"}, {"template", chatml}}}}});
+  const auto tok = ordo::Tokenizer::from_directory(dir);
+  CHECK(tok.bos_id() == tok.token_id("<|x|>"));
+  CHECK(tok.eos_id() == tok.token_id("[SEP]"));
+  CHECK(tok.eos_id().has_value());
+  CHECK_FALSE(tok.pad_id().has_value());
+  CHECK(ordo::read_chat_template(dir) == chatml);
+
+  std::ofstream(dir / "chat_template.jinja") << "from the jinja file";
+  CHECK(ordo::read_chat_template(dir) == "from the jinja file");
+  std::filesystem::remove(dir / "chat_template.jinja");
+
+  write_config({{"eos_token", "<nope>"}});
+  CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::from_directory(dir),
+                       doctest::Contains("tokenizer_config.json: eos_token \"<nope>\" is not a token"),
+                       ordo::TokenizerError);
+  CHECK_FALSE(ordo::read_chat_template(dir).has_value());
+  write_config({{"chat_template", 42}});
+  CHECK_THROWS_AS((void)ordo::read_chat_template(dir), ordo::ChatTemplateError);
+  std::filesystem::remove(dir / "tokenizer.json");
+  CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::from_directory(dir), doctest::Contains("tokenizer.json: cannot open"),
+                       ordo::TokenizerError);
+  std::filesystem::remove_all(dir);
 }

@@ -15,12 +15,18 @@
 
 #include <cstddef>      // std::size_t
 #include <cstdint>      // std::uint32_t
+#include <filesystem>   // std::filesystem::path
+#include <fstream>      // std::ifstream
 #include <initializer_list>  // std::initializer_list
+#include <iterator>     // std::istreambuf_iterator
+#include <optional>     // std::optional
 #include <span>         // std::span
 #include <stdexcept>    // std::invalid_argument
 #include <string>       // std::string
 #include <string_view>  // std::string_view
 #include <utility>      // std::pair, std::move
+
+#include <nlohmann/json.hpp>  // nlohmann::json (tokenizer_config.json)
 
 #include <ordo/model/detail/utf8.hpp>  // detail::utf8::next
 
@@ -270,5 +276,36 @@ class ChatTemplate {
   std::string bos_token_;
   bool tool_role_ = true;
 };
+
+/// The chat template of a Hugging Face checkpoint directory: chat_template.jinja, else
+/// tokenizer_config.json "chat_template" (a string, or a list of {"name", "template"}: the one
+/// named "default"); nullopt when it has none. Throws ChatTemplateError for unreadable files.
+inline std::optional<std::string> read_chat_template(const std::filesystem::path& dir) {
+  if (std::ifstream jinja(dir / "chat_template.jinja", std::ios::binary); jinja) {
+    return std::string((std::istreambuf_iterator<char>(jinja)), std::istreambuf_iterator<char>());
+  }
+  const auto config_path = dir / "tokenizer_config.json";
+  std::ifstream in(config_path, std::ios::binary);
+  if (!in) return std::nullopt;
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ChatTemplateError(config_path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  const auto it = config.is_object() ? config.find("chat_template") : config.end();
+  if (it == config.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array()) {
+    for (const auto& named : *it) {
+      if (named.is_object() && named.value("name", "") == "default" && named.contains("template") &&
+          named["template"].is_string()) {
+        return named["template"].get<std::string>();
+      }
+    }
+    throw ChatTemplateError(config_path.string() + ": chat_template is a list without a template named \"default\"");
+  }
+  throw ChatTemplateError(config_path.string() + ": chat_template must be a string or a list of named templates");
+}
 
 }  // namespace ordo

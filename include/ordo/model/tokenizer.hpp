@@ -214,6 +214,39 @@ class Tokenizer {
     return t;
   }
 
+  /// Loads a Hugging Face checkpoint directory's tokenizer.json, and BOS/EOS/PAD from its
+  /// tokenizer_config.json when there is one ("bos_token": "<s>" or {"content": "<s>", ...}).
+  static Tokenizer from_directory(const std::filesystem::path& dir) {
+    Tokenizer t = from_file(dir / "tokenizer.json");
+    const auto config_path = dir / "tokenizer_config.json";
+    std::ifstream in(config_path, std::ios::binary);
+    if (!in) return t;
+    nlohmann::json config;
+    try {
+      config = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw TokenizerError(config_path.string() + ": not valid JSON (" + e.what() + ")");
+    }
+    if (!config.is_object()) throw TokenizerError(config_path.string() + ": the top level must be a JSON object");
+    const auto id_of = [&](const char* key) -> std::optional<TokenId> {
+      const auto it = config.find(key);
+      if (it == config.end() || it->is_null()) return std::nullopt;
+      const nlohmann::json& v = it->is_object() && it->contains("content") ? (*it)["content"] : *it;
+      if (!v.is_string()) throw TokenizerError(config_path.string() + ": " + key + " must be a string or {\"content\": ...}");
+      const auto id = t.token_id(v.get<std::string>());
+      if (!id) {
+        throw TokenizerError(config_path.string() + ": " + key + " \"" + v.get<std::string>() +
+                             "\" is not a token of " + t.source());
+      }
+      return id;
+    };
+    const auto bos = id_of("bos_token");
+    const auto eos = id_of("eos_token");
+    const auto pad = id_of("pad_token");
+    t.set_special_ids(bos, eos, pad);
+    return t;
+  }
+
   /// Builds the tokenizer from a GGUF-style vocabulary; `source` names it in error messages.
   static Tokenizer from_vocabulary(const BpeVocabulary& v, std::string source = "GGUF tokenizer metadata") {
     Tokenizer t;
