@@ -1,0 +1,322 @@
+// ordo/model/decoder.hpp — the Llama/Qwen2-family causal decoder in LibTorch.
+//
+// RMSNorm, rotary position embeddings (plain, linear and Llama 3 scaling), grouped-query
+// attention with optional q/k/v bias (Qwen2), a SwiGLU MLP whose width may differ per layer
+// (pruned models), tied or separate LM head, padding masks and a KV cache. Parameter names
+// follow transformers' (`model.layers.0.self_attn.q_proj.weight`, ...), so checkpoints load and
+// save by name. Parity with transformers is tested on tiny random models
+// (tests/decoder/make_decoder_fixtures.py).
+#pragma once
+
+#include <algorithm>   // std::find
+#include <cmath>       // std::sqrt, M_PI
+#include <cstdint>     // std::int64_t
+#include <filesystem>  // std::filesystem::path
+#include <optional>    // std::optional
+#include <sstream>     // std::ostringstream
+#include <string>      // std::string
+#include <vector>      // std::vector
+
+#include <torch/torch.h>
+
+#include <ordo/io/safetensors.hpp>  // safetensors::Checkpoint, Dtype
+#include <ordo/model/config.hpp>    // decoder_config
+
+namespace ordo::model {
+
+/// Keys and values of past positions, per layer: [batch, kv_heads, past, head_dim].
+struct kv_cache {
+  std::vector<torch::Tensor> keys;
+  std::vector<torch::Tensor> values;
+  std::int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
+};
+
+namespace detail {
+
+/// Inverse RoPE frequencies [head_dim / 2] for the config's scaling type, in fp32.
+inline torch::Tensor rope_inverse_frequencies(const decoder_config& c) {
+  const auto half = c.head_dim / 2;
+  auto exponent = torch::arange(0, c.head_dim, 2, torch::kFloat64) / static_cast<double>(c.head_dim);
+  auto inv = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat64), exponent);
+  if (c.rope.type == "linear") {
+    inv = inv / c.rope.factor;
+  } else if (c.rope.type == "llama3") {
+    // Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
+    const double old_len = static_cast<double>(c.rope.original_max_position_embeddings);
+    const double low_wavelen = old_len / c.rope.low_freq_factor;
+    const double high_wavelen = old_len / c.rope.high_freq_factor;
+    auto wavelen = 2.0 * M_PI / inv;
+    auto scaled = torch::where(wavelen > low_wavelen, inv / c.rope.factor, inv);
+    auto smooth = (old_len / wavelen - c.rope.low_freq_factor) /
+                  (c.rope.high_freq_factor - c.rope.low_freq_factor);
+    auto smoothed = (1.0 - smooth) * scaled / c.rope.factor + smooth * scaled;
+    auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv = torch::where(medium, smoothed, scaled);
+  }
+  TORCH_CHECK(inv.size(0) == half);
+  return inv.to(torch::kFloat32);
+}
+
+inline torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+}  // namespace detail
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) {
+    weight = register_parameter("weight", torch::ones({dim}));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = x.to(torch::kFloat32);
+    h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+    return weight * h.to(x.scalar_type());
+  }
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const decoder_config& c)
+      : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
+    auto linear = [&](std::int64_t in, std::int64_t out, bool bias) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+    };
+    q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_, c.attention_bias));
+    k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
+    o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size, false));
+  }
+
+  // x [B, T, H]; cos/sin [T, head_dim]; bias [B, 1, T, past + T] additive (0 or -inf-like).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, torch::Tensor* past_k, torch::Tensor* past_v) {
+    const auto B = x.size(0), T = x.size(1);
+    auto q = q_proj(x).view({B, T, heads_, head_dim_}).transpose(1, 2);
+    auto k = k_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+    auto v = v_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
+    q = q * cos + detail::rotate_half(q) * sin;
+    k = k * cos + detail::rotate_half(k) * sin;
+    if (past_k) {
+      if (past_k->defined()) {
+        k = torch::cat({*past_k, k}, 2);
+        v = torch::cat({*past_v, v}, 2);
+      }
+      *past_k = k;
+      *past_v = v;
+    }
+    const auto groups = heads_ / kv_heads_;
+    if (groups > 1) {
+      k = k.repeat_interleave(groups, 1);
+      v = v.repeat_interleave(groups, 1);
+    }
+    auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat32) /
+                  std::sqrt(static_cast<double>(head_dim_));
+    scores = scores + bias;
+    auto probs = torch::softmax(scores, -1).to(q.scalar_type());
+    auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
+    return o_proj(out);
+  }
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  std::int64_t heads_, kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  MLPImpl(std::int64_t hidden, std::int64_t intermediate) {
+    auto linear = [](std::int64_t in, std::int64_t out) {
+      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+    };
+    gate_proj = register_module("gate_proj", linear(hidden, intermediate));
+    up_proj = register_module("up_proj", linear(hidden, intermediate));
+    down_proj = register_module("down_proj", linear(intermediate, hidden));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  }
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const decoder_config& c, std::int64_t layer) {
+    self_attn = register_module("self_attn", Attention(c));
+    mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer)));
+    input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+    post_attention_layernorm =
+        register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  }
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, torch::Tensor* past_k, torch::Tensor* past_v) {
+    x = x + self_attn(input_layernorm(x), cos, sin, bias, past_k, past_v);
+    return x + mlp(post_attention_layernorm(x));
+  }
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+/// The transformer body ("model." in transformers' names).
+class DecoderBodyImpl : public torch::nn::Module {
+ public:
+  explicit DecoderBodyImpl(const decoder_config& c) {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (std::int64_t i = 0; i < c.num_layers; ++i) layers->push_back(DecoderLayer(c, i));
+    norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  }
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(DecoderBody);
+
+/// A causal LM: body + LM head. `forward(ids, mask, cache)` gives logits [B, T, vocab] in fp32.
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(decoder_config c) : config_(std::move(c)) {
+    config_.validate("ordo::model::CausalLM");
+    model = register_module("model", DecoderBody(config_));
+    if (!config_.tie_word_embeddings) {
+      lm_head = register_module(
+          "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size,
+                                                                config_.vocab_size).bias(false)));
+    }
+    inv_freq_ = detail::rope_inverse_frequencies(config_);  // fp32, not a parameter
+  }
+
+  const decoder_config& config() const { return config_; }
+
+  /// input_ids [B, T] (int64); attention_mask [B, past + T] of 1 (real) / 0 (padding), or
+  /// undefined for no padding; cache: extended in place when given. Positions count from the
+  /// cache length.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        kv_cache* cache = nullptr) {
+    TORCH_CHECK(input_ids.dim() == 2, "ordo::model::CausalLM: input_ids must be [batch, tokens]");
+    const auto B = input_ids.size(0), T = input_ids.size(1);
+    const std::int64_t past = cache ? cache->length() : 0;
+    auto x = model->embed_tokens(input_ids);
+    const auto dtype = x.scalar_type();
+
+    auto positions = torch::arange(past, past + T, torch::kFloat32).to(x.device());
+    auto freqs = torch::outer(positions, inv_freq_.to(x.device()));
+    auto emb = torch::cat({freqs, freqs}, -1);
+    auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
+
+    // Additive mask [B, 1, T, past + T]: causal, and padded keys masked. A large negative
+    // rather than -inf keeps fully masked rows (padding queries) finite.
+    const float neg = -1e30f;
+    auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
+    auto q_pos = torch::arange(past, past + T, opts.dtype(torch::kLong)).unsqueeze(1);
+    auto k_pos = torch::arange(0, past + T, opts.dtype(torch::kLong)).unsqueeze(0);
+    auto bias = torch::zeros({T, past + T}, opts).masked_fill(k_pos > q_pos, neg);
+    bias = bias.view({1, 1, T, past + T}).expand({B, 1, T, past + T});
+    if (attention_mask.defined()) {
+      TORCH_CHECK(attention_mask.sizes() == torch::IntArrayRef({B, past + T}),
+                  "ordo::model::CausalLM: attention_mask must be [batch, past + tokens]");
+      auto pad = (attention_mask.to(x.device()) == 0).view({B, 1, 1, past + T});
+      bias = bias.masked_fill(pad, neg);
+    }
+    if (cache && cache->keys.empty()) {
+      cache->keys.resize(static_cast<std::size_t>(config_.num_layers));
+      cache->values.resize(static_cast<std::size_t>(config_.num_layers));
+    }
+    for (std::size_t i = 0; i < model->layers->size(); ++i) {
+      auto layer = model->layers->ptr<DecoderLayerImpl>(i);
+      x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr,
+                         cache ? &cache->values[i] : nullptr);
+    }
+    x = model->norm(x);
+    auto w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+    return torch::matmul(x, w.t()).to(torch::kFloat32);
+  }
+
+  torch::nn::Linear lm_head{nullptr};
+  DecoderBody model{nullptr};
+
+ private:
+  decoder_config config_;
+  torch::Tensor inv_freq_;
+};
+TORCH_MODULE(CausalLM);
+
+namespace detail {
+
+inline torch::ScalarType torch_dtype(io::safetensors::Dtype d, const std::string& where) {
+  using io::safetensors::Dtype;
+  switch (d) {
+    case Dtype::F32: return torch::kFloat32;
+    case Dtype::F16: return torch::kFloat16;
+    case Dtype::BF16: return torch::kBFloat16;
+    case Dtype::F64: return torch::kFloat64;
+    case Dtype::I64: return torch::kInt64;
+    case Dtype::I32: return torch::kInt32;
+    case Dtype::I8: return torch::kInt8;
+    case Dtype::U8: return torch::kUInt8;
+    default:
+      throw std::invalid_argument(where + ": dtype " + std::string(io::safetensors::dtype_name(d)) +
+                                  " is not supported here");
+  }
+}
+
+}  // namespace detail
+
+/// A tensor of a safetensors checkpoint as a torch tensor (copied out of the mapping).
+inline torch::Tensor read_tensor(const io::safetensors::Checkpoint& checkpoint, const std::string& name) {
+  const auto& where = checkpoint.at(name);
+  std::vector<std::int64_t> shape(where.info->shape.begin(), where.info->shape.end());
+  auto dtype = detail::torch_dtype(where.info->dtype, where.file->path() + ": tensor '" + name + "'");
+  auto bytes = where.data();
+  return torch::from_blob(const_cast<std::byte*>(bytes.data()), shape, dtype).clone();
+}
+
+/// Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded
+/// index) into a CausalLM with parameters of `dtype`. Every parameter must be present with
+/// its shape, and every tensor of the checkpoint must be used: a mismatch is an error naming
+/// the file and the tensor (nothing is silently re-initialised).
+inline CausalLM load_hf(const std::filesystem::path& dir, torch::ScalarType dtype = torch::kFloat32) {
+  auto config = decoder_config::load(dir);
+  io::safetensors::Checkpoint checkpoint(dir);
+  CausalLM lm(config);
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> used;
+  for (auto& p : lm->named_parameters()) {
+    const std::string& name = p.key();
+    const auto* where = checkpoint.find(name);
+    if (!where) throw std::invalid_argument(dir.string() + ": tensor '" + name + "' is missing from the checkpoint");
+    auto t = read_tensor(checkpoint, name);
+    if (t.sizes() != p.value().sizes()) {
+      std::ostringstream msg;
+      msg << where->file->path() << ": tensor '" << name << "' has shape " << t.sizes()
+          << " but the config implies " << p.value().sizes();
+      throw std::invalid_argument(msg.str());
+    }
+    p.value().copy_(t);
+    used.push_back(name);
+  }
+  for (const auto& name : checkpoint.names()) {
+    if (std::find(used.begin(), used.end(), name) == used.end() &&
+        !(config.tie_word_embeddings && name == "lm_head.weight") &&
+        name.find("rotary_emb.inv_freq") == std::string::npos) {
+      throw std::invalid_argument(dir.string() + ": tensor '" + name + "' of the checkpoint is not a parameter of a " +
+                                  config.model_type + " decoder with this config");
+    }
+  }
+  lm->to(dtype);
+  lm->eval();
+  return lm;
+}
+
+}  // namespace ordo::model
