@@ -16,6 +16,7 @@
 #include <ordo/quant/nf4_codebook.hpp>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -240,7 +241,8 @@ __attribute__((target("f16c"))) static std::uint16_t f16c_round(float x) {
 }
 
 TEST_CASE("f16 narrowing agrees with the F16C instruction on random and boundary floats") {
-  if (!__builtin_cpu_supports("f16c")) {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || (ecx & (1u << 29)) == 0) {
     MESSAGE("this CPU has no F16C; nothing to compare with");
     return;
   }

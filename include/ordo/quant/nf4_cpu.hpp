@@ -28,6 +28,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(__CUDACC__)
+#include <cpuid.h>      // __get_cpuid: the F16C bit (not every compiler's __builtin_cpu_supports knows it)
 #include <immintrin.h>  // AVX2, FMA, F16C intrinsics (used only behind a run-time CPU check)
 #define ORDO_NF4_HAVE_X86 1
 #define ORDO_NF4_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -54,8 +55,9 @@ struct Options {
 inline bool cpu_has_avx2() noexcept {
 #if ORDO_NF4_HAVE_X86
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
   return false;
 #endif
