@@ -3,11 +3,13 @@
 // errors malformed tokenizer files give.
 #include <ordo/model/tokenizer.hpp>
 #include <ordo/model/chat_template.hpp>  // read_chat_template
+#include <ordo/io/gguf.hpp>                // gguf::TokenizerMetadata, gguf::File
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -344,4 +346,42 @@ TEST_CASE("Hugging Face directory: tokenizer_config.json gives BOS/EOS/PAD and t
   CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::from_directory(dir), doctest::Contains("tokenizer.json: cannot open"),
                        ordo::TokenizerError);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("GGUF metadata (ordo::io::gguf::TokenizerMetadata) builds the same tokenizer") {
+  const auto& f = all_cases()["llama3"];
+  const auto tj = read_json(fixtures / f["tokenizer"].get<std::string>());
+  const auto v = as_gguf_vocabulary(tj, f);
+  ordo::io::gguf::TokenizerMetadata m;
+  m.model = "gpt2";
+  m.pre = v.pre;
+  m.tokens.assign(v.tokens.begin(), v.tokens.end());
+  m.merges.assign(v.merges.begin(), v.merges.end());
+  m.token_types = v.token_types;
+  m.bos_id = static_cast<std::uint32_t>(*v.bos_id);
+  m.eos_id = static_cast<std::uint32_t>(*v.eos_id);
+  const auto tok = ordo::Tokenizer::from_gguf_metadata(m, "llama3.gguf");
+  check_cases(tok, f, /*gguf_path=*/true);
+  m.add_bos = false;  // tokenizer.ggml.add_bos_token overrides the family's default
+  CHECK(ordo::Tokenizer::from_gguf_metadata(m).encode("hi") == ordo::Tokenizer::from_gguf_metadata(m).encode("hi", {.add_special_tokens = false}));
+  m.model = "llama";
+  CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::from_gguf_metadata(m, "tinyllama.gguf"),
+                       doctest::Contains("tinyllama.gguf: tokenizer.ggml.model is \"llama\""), ordo::TokenizerError);
+}
+
+namespace {
+std::string default_model_path() {
+  const char* p = std::getenv("ORDO_DEFAULT_MODEL");
+  return p != nullptr && std::filesystem::exists(p) ? p : "";
+}
+}  // namespace
+
+TEST_CASE("the default model's GGUF (ORDO_DEFAULT_MODEL): tokenizer and chat template match the fixtures" *
+          doctest::skip(default_model_path().empty())) {
+  const ordo::io::gguf::File file(default_model_path());
+  const auto meta = file.tokenizer();
+  const auto tok = ordo::Tokenizer::from_gguf_metadata(meta, default_model_path());
+  check_cases(tok, all_cases()["smollm2"], /*gguf_path=*/true);
+  const auto chat = ordo::ChatTemplate::from_jinja(meta.chat_template);
+  CHECK(chat.default_system() == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
 }

@@ -255,6 +255,34 @@ class Tokenizer {
     return t;
   }
 
+  /// Builds the tokenizer from a GGUF file's tokenizer metadata: ordo::io::gguf::TokenizerMetadata
+  /// (file.tokenizer()) or any type with its fields (model, pre, tokens, token_types, merges,
+  /// bos_id, eos_id, unknown_id, padding_id, add_bos, add_eos). Only "gpt2" (byte-level BPE)
+  /// tokenizers are supported; SentencePiece ("llama") vocabularies are a TokenizerError.
+  template <class Metadata>
+  static Tokenizer from_gguf_metadata(const Metadata& m, std::string source = "GGUF tokenizer metadata") {
+    if (std::string_view(m.model) != "gpt2") {
+      throw TokenizerError(source + ": tokenizer.ggml.model is \"" + std::string(m.model) +
+                           "\"; ordo supports byte-level BPE (\"gpt2\") tokenizers only");
+    }
+    BpeVocabulary v;
+    v.tokens.assign(m.tokens.begin(), m.tokens.end());
+    v.merges.assign(m.merges.begin(), m.merges.end());
+    v.token_types.assign(m.token_types.begin(), m.token_types.end());
+    v.pre = std::string(m.pre);
+    const auto id = [](const auto& x) -> std::optional<TokenId> {
+      if (!x) return std::nullopt;
+      return static_cast<TokenId>(*x);
+    };
+    v.bos_id = id(m.bos_id);
+    v.eos_id = id(m.eos_id);
+    v.unk_id = id(m.unknown_id);
+    v.pad_id = id(m.padding_id);
+    v.add_bos = m.add_bos;
+    v.add_eos = m.add_eos;
+    return from_vocabulary(v, std::move(source));
+  }
+
   /// Text to token ids. `text` must be well-formed UTF-8 (std::invalid_argument otherwise).
   std::vector<TokenId> encode(std::string_view text, EncodeOptions options = {}) const {
     if (const auto bad = detail::utf8::first_invalid(text)) {
