@@ -1,0 +1,289 @@
+// NF4 on the CPU: quantize, dequantize and batch-1 GEMV throughput in GB/s on weight shapes of
+// Llama-family models, with the machine's copy bandwidth and dense fp32 / bf16 GEMV measured in
+// the same run, printed as JSON with ratios and the goals of docs/nf4.md.
+//
+//   ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] [--isa auto|portable|avx2]
+//                      [--working-set-mib M]
+//
+// Every operation cycles through enough copies of its buffers that one pass touches more than
+// --working-set-mib (default 256 MiB, several times a server's last-level cache), so the figures
+// are memory figures, not cache figures. Bytes counted: everything read plus everything written.
+// The dense baselines are ordo's own simple AVX2 loops (not LibTorch), threaded the same way.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ordo/quant/nf4_cpu.hpp>
+
+namespace nf4 = ordo::nf4;
+
+namespace {
+
+struct Args {
+  std::vector<std::pair<std::size_t, std::size_t>> shapes;
+  int repeat = 5;
+  unsigned threads = 0;
+  nf4::Isa isa = nf4::Isa::automatic;
+  std::size_t working_set = std::size_t{256} << 20;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "%s\nusage: ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] "
+               "[--isa auto|portable|avx2] [--working-set-mib M]\n",
+               why);
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) usage(("missing value after " + k).c_str());
+    const std::string v = argv[++i];
+    if (k == "--shape") {
+      const auto x = v.find('x');
+      if (x == std::string::npos) usage("--shape takes ROWSxCOLS");
+      a.shapes.emplace_back(std::stoull(v.substr(0, x)), std::stoull(v.substr(x + 1)));
+    } else if (k == "--repeat") {
+      a.repeat = std::max(1, std::stoi(v));
+    } else if (k == "--threads") {
+      a.threads = static_cast<unsigned>(std::stoul(v));
+    } else if (k == "--isa") {
+      a.isa = v == "portable" ? nf4::Isa::portable : v == "avx2" ? nf4::Isa::avx2 : nf4::Isa::automatic;
+    } else if (k == "--working-set-mib") {
+      a.working_set = std::stoull(v) << 20;
+    } else {
+      usage(("unknown option " + k).c_str());
+    }
+  }
+  if (a.shapes.empty()) a.shapes = {{4096, 4096}, {11008, 4096}};
+  return a;
+}
+
+// Median and best of `repeat` timings of one pass over all copies; returns seconds per copy.
+template <class F>
+std::pair<double, double> time_per_copy(int repeat, std::size_t copies, const F& pass) {
+  pass(0);  // warm up: page faults, thread start
+  std::vector<double> t;
+  for (int r = 0; r < repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t c = 0; c < copies; ++c) pass(c);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / copies);
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front()};
+}
+
+std::size_t copies_for(std::size_t bytes_per_copy, std::size_t working_set) {
+  return std::max<std::size_t>(2, (working_set + bytes_per_copy - 1) / bytes_per_copy);
+}
+
+struct Figure {
+  double seconds_median, seconds_best, bytes;
+  double gbps() const { return bytes / seconds_median / 1e9; }
+};
+
+void print_figure(const char* name, const Figure& f, bool last = false) {
+  std::printf("      \"%s\": {\"seconds_median\": %.6g, \"seconds_best\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f}%s\n", name,
+              f.seconds_median, f.seconds_best, f.bytes, f.gbps(), last ? "" : ",");
+}
+
+#if ORDO_NF4_HAVE_X86
+ORDO_NF4_AVX2 void dense_rows_f32(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0,
+                                  std::size_t r1) {
+  for (std::size_t r = r0; r < r1; ++r) {
+    const float* row = w + r * cols;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (std::size_t k = 0; k < cols; k += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+    }
+    y[r] = nf4::detail::hsum(_mm256_add_ps(a0, a1));
+  }
+}
+
+ORDO_NF4_AVX2 void dense_rows_bf16(const std::uint16_t* w, std::size_t cols, const float* x, float* y, std::size_t r0,
+                                   std::size_t r1) {
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::uint16_t* row = w + r * cols;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (std::size_t k = 0; k < cols; k += 16) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+      const __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(b)), 16));
+      const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(b, 1)), 16));
+      a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + k + 8), a1);
+    }
+    y[r] = nf4::detail::hsum(_mm256_add_ps(a0, a1));
+  }
+}
+#endif
+
+// Portable fallbacks for CPUs without AVX2 (the figures then say so).
+void dense_rows_f32_portable(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0, std::size_t r1) {
+  for (std::size_t r = r0; r < r1; ++r) {
+    float acc = 0;
+    for (std::size_t k = 0; k < cols; ++k) acc += w[r * cols + k] * x[k];
+    y[r] = acc;
+  }
+}
+void dense_rows_bf16_portable(const std::uint16_t* w, std::size_t cols, const float* x, float* y, std::size_t r0,
+                              std::size_t r1) {
+  for (std::size_t r = r0; r < r1; ++r) {
+    float acc = 0;
+    for (std::size_t k = 0; k < cols; ++k) acc += ordo::quant::to_float(ordo::quant::bf16{w[r * cols + k]}) * x[k];
+    y[r] = acc;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  const nf4::Isa isa = nf4::resolve_isa(args.isa);
+  const bool avx2 = isa == nf4::Isa::avx2;
+  const unsigned threads = args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
+  const nf4::Options opt{.blocksize = 64, .threads = threads, .isa = isa};
+
+  // STREAM-style copy: a[i] = b[i] over the working set, split across the threads.
+  Figure copy{};
+  {
+    const std::size_t n = args.working_set / 2;
+    std::vector<char> src(n, 1), dst(n, 0);
+    const auto [med, best] = time_per_copy(args.repeat, 1, [&](std::size_t) {
+      nf4::detail::parallel_for(threads, 1, threads, [&](std::size_t t0, std::size_t t1) {
+        for (std::size_t t = t0; t < t1; ++t) {
+          const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
+          std::memcpy(dst.data() + begin, src.data() + begin, end - begin);
+        }
+      });
+    });
+    copy = {med, best, 2.0 * n};
+  }
+
+  std::printf("{\n  \"benchmark\": \"nf4_cpu\",\n  \"threads\": %u,\n  \"isa\": \"%s\",\n  \"blocksize\": 64,\n", threads,
+              avx2 ? "avx2" : "portable");
+  std::printf("  \"working_set_bytes\": %zu,\n  \"dense_baselines\": \"ordo's own %s loops, not LibTorch\",\n",
+              args.working_set, avx2 ? "AVX2" : "scalar");
+  std::printf("  \"copy\": {\"seconds_median\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f},\n", copy.seconds_median, copy.bytes,
+              copy.gbps());
+  std::printf("  \"shapes\": [\n");
+  bool all_goals = true;
+  for (std::size_t s = 0; s < args.shapes.size(); ++s) {
+    const auto [rows, cols] = args.shapes[s];
+    const std::size_t n = rows * cols, blocks = nf4::block_count(n, 64), packed = nf4::packed_bytes(n);
+    std::mt19937 rng(static_cast<unsigned>(rows * 31 + cols));
+    std::normal_distribution<float> d(0.0f, 0.02f);
+    std::vector<float> w(n);
+    for (auto& v : w) v = d(rng);
+    std::vector<float> x(cols);
+    for (auto& v : x) v = d(rng) * 50;
+
+    // quantize: fp32 in, packed + absmax out
+    const double q_bytes = 4.0 * n + packed + 4.0 * blocks;
+    const std::size_t q_copies = copies_for(static_cast<std::size_t>(q_bytes), args.working_set);
+    std::vector<std::vector<float>> inputs(q_copies, w);
+    std::vector<std::vector<std::uint8_t>> q_out(q_copies, std::vector<std::uint8_t>(packed));
+    std::vector<std::vector<float>> q_absmax(q_copies, std::vector<float>(blocks));
+    const auto [q_med, q_best] = time_per_copy(args.repeat, q_copies, [&](std::size_t c) {
+      nf4::quantize_blocks(inputs[c].data(), n, q_out[c].data(), q_absmax[c].data(), opt);
+    });
+    inputs.clear();
+    inputs.shrink_to_fit();
+    const Figure quantize{q_med, q_best, q_bytes};
+
+    // dequantize to fp32 and to bf16
+    const double d32_bytes = packed + 4.0 * blocks + 4.0 * n;
+    const std::size_t d_copies = std::min(q_copies, copies_for(static_cast<std::size_t>(d32_bytes), args.working_set));
+    std::vector<float> out32(n);
+    std::vector<nf4::bf16> out16(n);
+    const auto [d32_med, d32_best] = time_per_copy(args.repeat, d_copies, [&](std::size_t c) {
+      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out32.data(), opt);
+    });
+    const auto [d16_med, d16_best] = time_per_copy(args.repeat, d_copies, [&](std::size_t c) {
+      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out16.data(), opt);
+    });
+    const Figure deq32{d32_med, d32_best, d32_bytes};
+    const Figure deq16{d16_med, d16_best, packed + 4.0 * blocks + 2.0 * n};
+
+    // GEMV on packed weights: enough copies of the packed matrix to exceed the working set
+    const double g_bytes = packed + 4.0 * blocks + 4.0 * cols + 4.0 * rows;
+    const std::size_t g_copies = copies_for(static_cast<std::size_t>(g_bytes), args.working_set);
+    std::vector<std::vector<std::uint8_t>> g_w(g_copies, q_out[0]);
+    std::vector<float> y(rows);
+    const auto [g_med, g_best] = time_per_copy(args.repeat, g_copies, [&](std::size_t c) {
+      nf4::gemv(g_w[c].data(), q_absmax[0].data(), rows, cols, x.data(), y.data(), opt);
+    });
+    g_w.clear();
+    q_out.clear();
+    const Figure gemv{g_med, g_best, g_bytes};
+
+    // dense baselines at batch 1
+    const double f32_bytes = 4.0 * n + 4.0 * cols + 4.0 * rows;
+    const std::size_t f_copies = copies_for(static_cast<std::size_t>(f32_bytes), args.working_set);
+    Figure dense32{}, dense16{};
+    {
+      std::vector<std::vector<float>> dw(f_copies, w);
+      const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
+        nf4::detail::parallel_for(rows, 64, threads, [&](std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+          if (avx2 && cols % 16 == 0) return dense_rows_f32(dw[c].data(), cols, x.data(), y.data(), r0, r1);
+#endif
+          dense_rows_f32_portable(dw[c].data(), cols, x.data(), y.data(), r0, r1);
+        });
+      });
+      dense32 = {m, b, f32_bytes};
+    }
+    {
+      const double b16_bytes = 2.0 * n + 4.0 * cols + 4.0 * rows;
+      const std::size_t b_copies = copies_for(static_cast<std::size_t>(b16_bytes), args.working_set);
+      std::vector<std::uint16_t> w16(n);
+      for (std::size_t i = 0; i < n; ++i) w16[i] = ordo::quant::to_bf16(w[i]).bits;
+      std::vector<std::vector<std::uint16_t>> dw(b_copies, w16);
+      const auto [m, b] = time_per_copy(args.repeat, b_copies, [&](std::size_t c) {
+        nf4::detail::parallel_for(rows, 64, threads, [&](std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+          if (avx2 && cols % 16 == 0) return dense_rows_bf16(dw[c].data(), cols, x.data(), y.data(), r0, r1);
+#endif
+          dense_rows_bf16_portable(dw[c].data(), cols, x.data(), y.data(), r0, r1);
+        });
+      });
+      dense16 = {m, b, b16_bytes};
+    }
+
+    const double deq_over_copy = deq32.gbps() / copy.gbps();
+    const double gemv_vs_f32 = dense32.seconds_median / gemv.seconds_median;
+    const double gemv_vs_bf16 = dense16.seconds_median / gemv.seconds_median;
+    const bool g1 = deq_over_copy >= 0.7, g2 = gemv_vs_f32 >= 3.0, g3 = gemv_vs_bf16 >= 1.5;
+    all_goals = all_goals && g1 && g2 && g3;
+    std::printf("    {\n      \"rows\": %zu, \"cols\": %zu,\n      \"copies\": {\"quantize\": %zu, \"dequantize\": %zu, "
+                "\"gemv\": %zu, \"dense_f32\": %zu},\n",
+                rows, cols, q_copies, d_copies, g_copies, f_copies);
+    print_figure("quantize_f32", quantize);
+    print_figure("dequantize_f32", deq32);
+    print_figure("dequantize_bf16", deq16);
+    print_figure("gemv_nf4", gemv);
+    print_figure("dense_gemv_f32", dense32);
+    print_figure("dense_gemv_bf16", dense16);
+    std::printf("      \"ratios\": {\"dequantize_f32_over_copy\": %.3f, \"gemv_speedup_over_dense_f32\": %.3f, "
+                "\"gemv_speedup_over_dense_bf16\": %.3f, \"gemv_over_copy\": %.3f, \"quantize_over_copy\": %.3f},\n",
+                deq_over_copy, gemv_vs_f32, gemv_vs_bf16, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps());
+    std::printf("      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x dense f32\": %s, "
+                "\"gemv >= 1.5x dense bf16\": %s}\n    }%s\n",
+                g1 ? "true" : "false", g2 ? "true" : "false", g3 ? "true" : "false",
+                s + 1 < args.shapes.size() ? "," : "");
+  }
+  std::printf("  ],\n  \"all_goals_met\": %s,\n  \"not_measured\": \"bitsandbytes' CPU quantize (goal: ordo >= 5x); "
+              "run it from Python on the same shapes\"\n}\n",
+              all_goals ? "true" : "false");
+  return 0;
+}
