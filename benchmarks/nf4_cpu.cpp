@@ -2,7 +2,7 @@
 // Llama-family models, with the machine's copy bandwidth and dense fp32 / bf16 GEMV measured in
 // the same run, printed as JSON with ratios and the goals of docs/nf4.md.
 //
-//   ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] [--isa auto|portable|avx2]
+//   ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] [--isa auto|portable|avx2|avx512]
 //                      [--working-set-mib M]
 //
 // Every operation cycles through enough copies of its buffers that one pass touches more than
@@ -38,7 +38,7 @@ struct Args {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "%s\nusage: ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] "
-               "[--isa auto|portable|avx2] [--working-set-mib M]\n",
+               "[--isa auto|portable|avx2|avx512] [--working-set-mib M]\n",
                why);
   std::exit(2);
 }
@@ -58,7 +58,10 @@ Args parse(int argc, char** argv) {
     } else if (k == "--threads") {
       a.threads = static_cast<unsigned>(std::stoul(v));
     } else if (k == "--isa") {
-      a.isa = v == "portable" ? nf4::Isa::portable : v == "avx2" ? nf4::Isa::avx2 : nf4::Isa::automatic;
+      a.isa = v == "portable" ? nf4::Isa::portable
+              : v == "avx2"   ? nf4::Isa::avx2
+              : v == "avx512" ? nf4::Isa::avx512
+                              : nf4::Isa::automatic;
     } else if (k == "--working-set-mib") {
       a.working_set = std::stoull(v) << 20;
     } else {
@@ -150,7 +153,7 @@ void dense_rows_bf16_portable(const std::uint16_t* w, std::size_t cols, const fl
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   const nf4::Isa isa = nf4::resolve_isa(args.isa);
-  const bool avx2 = isa == nf4::Isa::avx2;
+  const bool avx2 = isa == nf4::Isa::avx2 || isa == nf4::Isa::avx512;  // the dense baselines use AVX2
   const unsigned threads = args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
   const nf4::Options opt{.blocksize = 64, .threads = threads, .isa = isa};
 
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("{\n  \"benchmark\": \"nf4_cpu\",\n  \"threads\": %u,\n  \"isa\": \"%s\",\n  \"blocksize\": 64,\n", threads,
-              avx2 ? "avx2" : "portable");
+              isa == nf4::Isa::avx512 ? "avx512" : avx2 ? "avx2" : "portable");
   std::printf("  \"working_set_bytes\": %zu,\n  \"dense_baselines\": \"ordo's own %s loops, not LibTorch\",\n",
               args.working_set, avx2 ? "AVX2" : "scalar");
   std::printf("  \"copy\": {\"seconds_median\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f},\n", copy.seconds_median, copy.bytes,

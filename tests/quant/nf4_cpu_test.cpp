@@ -68,6 +68,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<nf4::Isa> isas() {
   std::vector<nf4::Isa> v{nf4::Isa::portable};
   if (nf4::cpu_has_avx2()) v.push_back(nf4::Isa::avx2);
+  if (nf4::cpu_has_avx512()) v.push_back(nf4::Isa::avx512);
   return v;
 }
 
@@ -272,6 +273,7 @@ TEST_CASE("options: invalid blocksizes are rejected with the function's name") {
   if (!nf4::cpu_has_avx2())
     CHECK_THROWS_AS(nf4::resolve_isa(nf4::Isa::avx2), std::runtime_error);
   else
-    CHECK(nf4::resolve_isa(nf4::Isa::automatic) == nf4::Isa::avx2);
+    CHECK(nf4::resolve_isa(nf4::Isa::automatic) == (nf4::cpu_has_avx512() ? nf4::Isa::avx512 : nf4::Isa::avx2));
+  if (!nf4::cpu_has_avx512()) CHECK_THROWS_AS(nf4::resolve_isa(nf4::Isa::avx512), std::runtime_error);
   CHECK(nf4::resolve_isa(nf4::Isa::portable) == nf4::Isa::portable);
 }

@@ -162,6 +162,7 @@ void ordo_quantize(const Case& k, nf4::Options opt, std::vector<std::uint8_t>& p
 std::vector<nf4::Isa> isas() {
   std::vector<nf4::Isa> v{nf4::Isa::portable};
   if (nf4::cpu_has_avx2()) v.push_back(nf4::Isa::avx2);
+  if (nf4::cpu_has_avx512()) v.push_back(nf4::Isa::avx512);
   return v;
 }
 

@@ -2,8 +2,9 @@
 // double quantization of the absmax statistics, and a batch-1 GEMV on packed weights, over raw
 // pointers. The bit-level rules come from nf4_codebook.hpp (shared with kernels/nf4.cu); the
 // bytes are those of bitsandbytes' CUDA kernel rule (docs/nf4.md says where and why bitsandbytes'
-// own CPU path differs). Multi-threaded with std::thread; an AVX2 path is chosen at run time and
-// gives the same bytes as the portable path (tests/quant/nf4_cpu_test.cpp checks both).
+// own CPU path differs). Multi-threaded with std::thread; an AVX2 path
+// and an AVX-512 path are chosen at run time and give the same bytes as the portable path
+// (tests/quant/nf4_cpu_test.cpp checks every path the machine has).
 //
 //   std::vector<float> w = ...;                                   // [rows, cols], row-major
 //   auto q = ordo::nf4::quantize(std::span<const float>(w), {.blocksize = 64});
@@ -32,6 +33,7 @@
 #include <immintrin.h>  // AVX2, FMA, F16C intrinsics (used only behind a run-time CPU check)
 #define ORDO_NF4_HAVE_X86 1
 #define ORDO_NF4_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define ORDO_NF4_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #else
 #define ORDO_NF4_HAVE_X86 0
 #endif
@@ -41,8 +43,9 @@ namespace ordo::nf4 {
 using quant::bf16;
 using quant::f16;
 
-/// Which CPU code path runs. `automatic` picks AVX2 when the CPU has AVX2, FMA and F16C.
-enum class Isa { automatic, portable, avx2 };
+/// Which CPU code path runs. `automatic` picks AVX-512 (AVX-512F) when the CPU has it, else AVX2
+/// when the CPU has AVX2, FMA and F16C, else the portable path. All give the same bytes.
+enum class Isa { automatic, portable, avx2, avx512 };
 
 struct Options {
   std::size_t blocksize = 64;  ///< 32, 64, 128, 256, 512, 1024, 2048 or 4096
@@ -63,11 +66,22 @@ inline bool cpu_has_avx2() noexcept {
 #endif
 }
 
-/// The path `isa` stands for on this CPU; throws std::runtime_error for `avx2` on a CPU without it.
+/// True when this CPU can run the AVX-512 path (AVX-512F, and everything the AVX2 path needs).
+inline bool cpu_has_avx512() noexcept {
+#if ORDO_NF4_HAVE_X86
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+/// The path `isa` stands for on this CPU; throws std::runtime_error for a path the CPU lacks.
 inline Isa resolve_isa(Isa isa) {
-  if (isa == Isa::automatic) return cpu_has_avx2() ? Isa::avx2 : Isa::portable;
+  if (isa == Isa::automatic) return cpu_has_avx512() ? Isa::avx512 : cpu_has_avx2() ? Isa::avx2 : Isa::portable;
   if (isa == Isa::avx2 && !cpu_has_avx2())
     throw std::runtime_error("ordo::nf4: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+  if (isa == Isa::avx512 && !cpu_has_avx512())
+    throw std::runtime_error("ordo::nf4: the AVX-512 path was requested but this CPU lacks AVX-512F");
   return isa;
 }
 
@@ -336,6 +350,127 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::uint8_t* w, const float* abs
   }
 }
 
+// ---- AVX-512F: one vpermps looks up 16 codes in the whole codebook ------------------------------
+// GCC 12 reports the "undefined" pass-through operands inside its own AVX-512 intrinsics as
+// uninitialized when they are inlined into target("avx512f") functions; silence that here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+ORDO_NF4_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+ORDO_NF4_AVX512 inline __m512 load16(const bf16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+ORDO_NF4_AVX512 inline __m512 load16(const f16* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <class T>
+ORDO_NF4_AVX512 float block_absmax_avx512(const T* x, std::size_t len, bool partial) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512 acc = _mm512_set1_ps(absmax_start(partial));
+  std::size_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(load16(x + i)), magnitude));
+    acc = _mm512_max_ps(a, acc);  // returns the second operand when one is NaN
+  }
+  float m = _mm512_reduce_max_ps(acc);
+  for (; i < len; ++i) {
+    const float a = std::fabs(quant::to_float(x[i]));
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+/// 16 scaled values -> 8 packed bytes (in the low half).
+ORDO_NF4_AVX512 inline __m128i pack16(__m512 v) {
+  __m512i count = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi32(1);
+  for (unsigned i = 0; i < 15; ++i) {
+    const __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_set1_ps(midpoint(i)), _CMP_GT_OQ);
+    count = _mm512_mask_add_epi32(count, gt, count, one);
+  }
+  const __m128i codes = _mm512_cvtepi32_epi8(count);  // 16 codes, one per byte
+  const __m128i first = _mm_and_si128(codes, _mm_set1_epi16(0x00FF));
+  const __m128i pairs = _mm_or_si128(_mm_slli_epi16(first, 4), _mm_srli_epi16(codes, 8));
+  return _mm_packus_epi16(pairs, pairs);
+}
+
+template <class T>
+ORDO_NF4_AVX512 void quantize_pairs_avx512(const T* x, std::size_t len, float scale, std::uint8_t* out) {
+  const __m512 s = _mm512_set1_ps(scale);
+  std::size_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    const __m128i lo = pack16(_mm512_mul_ps(load16(x + i), s));
+    const __m128i hi = pack16(_mm512_mul_ps(load16(x + i + 16), s));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i / 2), _mm_unpacklo_epi64(lo, hi));
+  }
+  quantize_pairs_portable(x + i, len - i, scale, out + i / 2);
+}
+
+template <class T>
+ORDO_NF4_AVX512 void quantize_block_avx512(const T* x, std::size_t len, bool partial, ZeroBlocks zb,
+                                           std::uint8_t* out, float* absmax) {
+  const float m = block_absmax_avx512(x, len, partial);
+  *absmax = m;
+  quantize_pairs_avx512(x, len, block_scale(m, zb), out);
+}
+
+template <class Out>
+ORDO_NF4_AVX512 void dequantize_block_avx512(const std::uint8_t* packed, std::size_t len, float absmax, Out* y) {
+  const __m512 lut = _mm512_loadu_ps(codebook.data());
+  const __m512 s = _mm512_set1_ps(absmax);
+  std::size_t i = 0;
+  for (; i + 32 <= len; i += 32) {
+    __m128i first, second;
+    unpack32(packed + i / 2, first, second);
+    const __m512 v0 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(first), lut), s);
+    const __m512 v1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(second), lut), s);
+    if constexpr (std::is_same_v<Out, float>) {
+      _mm512_storeu_ps(y + i, v0);
+      _mm512_storeu_ps(y + i + 16, v1);
+    } else {
+      alignas(64) float tmp[32];
+      _mm512_store_ps(tmp, v0);
+      _mm512_store_ps(tmp + 16, v1);
+      for (int k = 0; k < 32; ++k) y[i + k] = quant::from_float<Out>(tmp[k]);
+    }
+  }
+  dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
+}
+
+ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float* absmax, std::size_t cols,
+                                             std::size_t blocksize, const float* x, float* y,
+                                             std::size_t row_begin, std::size_t row_end) {
+  const __m512 lut = _mm512_loadu_ps(codebook.data());
+  const std::size_t blocks_per_row = cols / blocksize;
+  for (std::size_t r = row_begin; r < row_end; ++r) {
+    __m512 acc = _mm512_setzero_ps();
+    const std::uint8_t* row = w + r * (cols / 2);
+    const float* scales = absmax + r * blocks_per_row;
+    for (std::size_t b = 0; b < blocks_per_row; ++b) {
+      const std::uint8_t* p = row + b * blocksize / 2;
+      const float* xb = x + b * blocksize;
+      __m512 d0 = _mm512_setzero_ps(), d1 = _mm512_setzero_ps();
+      for (std::size_t i = 0; i < blocksize; i += 32) {
+        __m128i first, second;
+        unpack32(p + i / 2, first, second);
+        d0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(first), lut), _mm512_loadu_ps(xb + i), d0);
+        d1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(second), lut), _mm512_loadu_ps(xb + i + 16), d1);
+      }
+      acc = _mm512_fmadd_ps(_mm512_add_ps(d0, d1), _mm512_set1_ps(scales[b]), acc);
+    }
+    y[r] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 #endif  // ORDO_NF4_HAVE_X86
 
 }  // namespace detail
@@ -353,20 +488,25 @@ void quantize_blocks(const T* x, std::size_t n, std::uint8_t* packed, float* abs
   detail::check_blocksize(opt.blocksize, "ordo::nf4::quantize_blocks");
   const std::size_t bs = opt.blocksize;
   const std::size_t blocks = block_count(n, bs);
-  const bool avx2 = resolve_isa(opt.isa) == Isa::avx2;
+  const Isa isa = resolve_isa(opt.isa);
   detail::parallel_for(blocks, std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
                        [&](std::size_t b0, std::size_t b1) {
                          for (std::size_t b = b0; b < b1; ++b) {
                            const std::size_t begin = b * bs, len = std::min(bs, n - begin);
                            const bool partial = len < bs;
 #if ORDO_NF4_HAVE_X86
-                           if (avx2) {
+                           if (isa == Isa::avx512) {
+                             detail::quantize_block_avx512(x + begin, len, partial, opt.zero_blocks,
+                                                           packed + begin / 2, absmax + b);
+                             continue;
+                           }
+                           if (isa == Isa::avx2) {
                              detail::quantize_block_avx2(x + begin, len, partial, opt.zero_blocks,
                                                          packed + begin / 2, absmax + b);
                              continue;
                            }
 #endif
-                           (void)avx2;
+                           (void)isa;
                            detail::quantize_block_portable(x + begin, len, partial, opt.zero_blocks,
                                                            packed + begin / 2, absmax + b);
                          }
@@ -382,18 +522,22 @@ void dequantize_blocks(const std::uint8_t* packed, const float* absmax, std::siz
                 "ordo::nf4::dequantize_blocks writes float, ordo::nf4::bf16 or ordo::nf4::f16 values");
   detail::check_blocksize(opt.blocksize, "ordo::nf4::dequantize_blocks");
   const std::size_t bs = opt.blocksize;
-  const bool avx2 = resolve_isa(opt.isa) == Isa::avx2;
+  const Isa isa = resolve_isa(opt.isa);
   detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs),
                        opt.threads, [&](std::size_t b0, std::size_t b1) {
                          for (std::size_t b = b0; b < b1; ++b) {
                            const std::size_t begin = b * bs, len = std::min(bs, n - begin);
 #if ORDO_NF4_HAVE_X86
-                           if (avx2) {
+                           if (isa == Isa::avx512) {
+                             detail::dequantize_block_avx512(packed + begin / 2, len, absmax[b], y + begin);
+                             continue;
+                           }
+                           if (isa == Isa::avx2) {
                              detail::dequantize_block_avx2(packed + begin / 2, len, absmax[b], y + begin);
                              continue;
                            }
 #endif
-                           (void)avx2;
+                           (void)isa;
                            detail::dequantize_block_portable(packed + begin / 2, len, absmax[b], y + begin);
                          }
                        });
@@ -444,7 +588,7 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
                  float* y, const Options& opt = {}) {
   detail::check_blocksize(opt.blocksize, "ordo::nf4::gemv");
   const std::size_t bs = opt.blocksize;
-  const bool avx2 = resolve_isa(opt.isa) == Isa::avx2;
+  const Isa isa = resolve_isa(opt.isa);
   const std::size_t grain = std::max<std::size_t>(1, detail::elements_per_thread / std::max<std::size_t>(cols, 1));
   if (cols % bs != 0) {
     detail::parallel_for(rows, grain, opt.threads, [&](std::size_t r0, std::size_t r1) {
@@ -462,12 +606,16 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
   }
   detail::parallel_for(rows, grain, opt.threads, [&](std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
-    if (avx2) {
+    if (isa == Isa::avx512) {
+      detail::gemv_rows_avx512(w, absmax, cols, bs, x, y, r0, r1);
+      return;
+    }
+    if (isa == Isa::avx2) {
       detail::gemv_rows_avx2(w, absmax, cols, bs, x, y, r0, r1);
       return;
     }
 #endif
-    (void)avx2;
+    (void)isa;
     const std::size_t blocks_per_row = cols / bs;
     for (std::size_t r = r0; r < r1; ++r) {
       float acc = 0.0f;
