@@ -174,6 +174,19 @@ TEST_CASE("NaN and Inf follow the CUDA rule: NaN is ignored by absmax and takes 
     const auto y = nf4::dequantize(q, opt);
     CHECK(std::isnan(y[64 + 8]));  // code 7 (0.0) times Inf
     CHECK(y[64 + 7] == -inf_v);    // code 0 (-1.0) times Inf
+    // 16-bit outputs: NaN becomes the canonical quiet NaN on every path
+    std::vector<bf16> yb(v.size());
+    std::vector<f16> yh(v.size());
+    nf4::dequantize_blocks(q.packed.data(), q.absmax.data(), v.size(), yb.data(), opt);
+    nf4::dequantize_blocks(q.packed.data(), q.absmax.data(), v.size(), yh.data(), opt);
+    unsigned bad16 = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      bad16 += yb[i].bits == ordo::quant::to_bf16(y[i]).bits ? 0 : 1;
+      bad16 += yh[i].bits == ordo::quant::to_f16(y[i]).bits ? 0 : 1;
+    }
+    CHECK(bad16 == 0);
+    CHECK(yb[64 + 8].bits == 0x7FC0);
+    CHECK(yh[64 + 8].bits == 0x7E00);
   }
 }
 

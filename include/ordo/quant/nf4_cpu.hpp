@@ -287,6 +287,32 @@ ORDO_NF4_AVX2 inline void unpack32(const std::uint8_t* p, __m128i& first, __m128
   second = _mm_unpackhi_epi8(hi, lo);
 }
 
+/// Stores 8 floats as Out: as is, or rounded to bf16/f16 exactly as quant::to_bf16/to_f16 do
+/// (nearest even, canonical NaN), so every path writes the same bits.
+template <class Out>
+ORDO_NF4_AVX2 inline void store8(Out* y, __m256 v) {
+  if constexpr (std::is_same_v<Out, float>) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(nan)),
+                                          _mm256_extracti128_si256(_mm256_castps_si256(nan), 1));
+    __m128i h;
+    if constexpr (std::is_same_v<Out, bf16>) {
+      const __m256i u = _mm256_castps_si256(v);
+      const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7FFF),
+                                            _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
+      const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+      h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+      h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7FC0), nan16);
+    } else {
+      h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7E00), nan16);
+    }
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), h);
+  }
+}
+
 template <class Out>
 ORDO_NF4_AVX2 void dequantize_block_avx2(const std::uint8_t* packed, std::size_t len, float absmax, Out* y) {
   const __m256 lut_lo = _mm256_loadu_ps(codebook.data());
@@ -300,19 +326,10 @@ ORDO_NF4_AVX2 void dequantize_block_avx2(const std::uint8_t* packed, std::size_t
     const __m256 v1 = _mm256_mul_ps(lookup8(_mm_srli_si128(first, 8), lut_lo, lut_hi), s);
     const __m256 v2 = _mm256_mul_ps(lookup8(second, lut_lo, lut_hi), s);
     const __m256 v3 = _mm256_mul_ps(lookup8(_mm_srli_si128(second, 8), lut_lo, lut_hi), s);
-    if constexpr (std::is_same_v<Out, float>) {
-      _mm256_storeu_ps(y + i, v0);
-      _mm256_storeu_ps(y + i + 8, v1);
-      _mm256_storeu_ps(y + i + 16, v2);
-      _mm256_storeu_ps(y + i + 24, v3);
-    } else {
-      alignas(32) float tmp[32];
-      _mm256_store_ps(tmp, v0);
-      _mm256_store_ps(tmp + 8, v1);
-      _mm256_store_ps(tmp + 16, v2);
-      _mm256_store_ps(tmp + 24, v3);
-      for (int k = 0; k < 32; ++k) y[i + k] = quant::from_float<Out>(tmp[k]);
-    }
+    store8(y + i, v0);
+    store8(y + i + 8, v1);
+    store8(y + i + 16, v2);
+    store8(y + i + 24, v3);
   }
   dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
 }
@@ -419,6 +436,30 @@ ORDO_NF4_AVX512 void quantize_block_avx512(const T* x, std::size_t len, bool par
   quantize_pairs_avx512(x, len, block_scale(m, zb), out);
 }
 
+/// Stores 16 floats as Out, with the same bits as quant::to_bf16/to_f16 (see store8).
+template <class Out>
+ORDO_NF4_AVX512 inline void store16(Out* y, __m512 v) {
+  if constexpr (std::is_same_v<Out, float>) {
+    _mm512_storeu_ps(y, v);
+  } else {
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    __m256i h;
+    if constexpr (std::is_same_v<Out, bf16>) {
+      const __m512i u = _mm512_castps_si512(v);
+      const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                            _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
+      const __m512i r = _mm512_mask_mov_epi32(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16), nan,
+                                              _mm512_set1_epi32(0x7FC0));
+      h = _mm512_cvtepi32_epi16(r);
+    } else {
+      const __m256i converted = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512i wide = _mm512_mask_mov_epi32(_mm512_cvtepu16_epi32(converted), nan, _mm512_set1_epi32(0x7E00));
+      h = _mm512_cvtepi32_epi16(wide);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), h);
+  }
+}
+
 template <class Out>
 ORDO_NF4_AVX512 void dequantize_block_avx512(const std::uint8_t* packed, std::size_t len, float absmax, Out* y) {
   const __m512 lut = _mm512_loadu_ps(codebook.data());
@@ -429,15 +470,8 @@ ORDO_NF4_AVX512 void dequantize_block_avx512(const std::uint8_t* packed, std::si
     unpack32(packed + i / 2, first, second);
     const __m512 v0 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(first), lut), s);
     const __m512 v1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(second), lut), s);
-    if constexpr (std::is_same_v<Out, float>) {
-      _mm512_storeu_ps(y + i, v0);
-      _mm512_storeu_ps(y + i + 16, v1);
-    } else {
-      alignas(64) float tmp[32];
-      _mm512_store_ps(tmp, v0);
-      _mm512_store_ps(tmp + 16, v1);
-      for (int k = 0; k < 32; ++k) y[i + k] = quant::from_float<Out>(tmp[k]);
-    }
+    store16(y + i, v0);
+    store16(y + i + 16, v1);
   }
   dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
 }
