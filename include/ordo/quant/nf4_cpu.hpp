@@ -334,33 +334,61 @@ ORDO_NF4_AVX2 void dequantize_block_avx2(const std::uint8_t* packed, std::size_t
   dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
 }
 
-/// sum_k code_value(c_k) * x_k over a block whose length is a multiple of 32.
-ORDO_NF4_AVX2 inline __m256 block_dot_avx2(const std::uint8_t* packed, std::size_t len, const float* x,
-                                           __m256 lut_lo, __m256 lut_hi) {
+/// x reordered for gemv_rows_avx2: within each chunk of 32 values, the order in which the
+/// byte-plane lookup below produces weights: per group of 8, the four even then the four odd.
+inline std::vector<float> gemv_x_order_avx2(const float* x, std::size_t cols) {
+  std::vector<float> p(cols);
+  for (std::size_t c = 0; c + 32 <= cols; c += 32)
+    for (std::size_t g = 0; g < 4; ++g)
+      for (std::size_t j = 0; j < 4; ++j) {
+        p[c + 8 * g + j] = x[c + 8 * g + 2 * j];
+        p[c + 8 * g + 4 + j] = x[c + 8 * g + 2 * j + 1];
+      }
+  return p;
+}
+
+/// sum_k code_value(c_k) * x_k over a block (length a multiple of 32), x in gemv_x_order_avx2's
+/// order. The codebook is split into its four byte planes: four pshufb look up 32 codes at once
+/// and two rounds of unpacking put the bytes of each float together.
+ORDO_NF4_AVX2 inline __m256 block_dot_avx2(const std::uint8_t* packed, std::size_t len, const float* xp,
+                                           const __m256i* planes) {
+  const __m128i mask = _mm_set1_epi8(0x0F);
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
   for (std::size_t i = 0; i < len; i += 32) {
-    __m128i first, second;
-    unpack32(packed + i / 2, first, second);
-    a0 = _mm256_fmadd_ps(lookup8(first, lut_lo, lut_hi), _mm256_loadu_ps(x + i), a0);
-    a1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(first, 8), lut_lo, lut_hi), _mm256_loadu_ps(x + i + 8), a1);
-    a0 = _mm256_fmadd_ps(lookup8(second, lut_lo, lut_hi), _mm256_loadu_ps(x + i + 16), a0);
-    a1 = _mm256_fmadd_ps(lookup8(_mm_srli_si128(second, 8), lut_lo, lut_hi), _mm256_loadu_ps(x + i + 24), a1);
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i / 2));
+    const __m128i even = _mm_and_si128(_mm_srli_epi16(b, 4), mask);  // elements 0, 2, ..., 30
+    const __m128i odd = _mm_and_si128(b, mask);                       // elements 1, 3, ..., 31
+    const __m256i codes = _mm256_inserti128_si256(_mm256_castsi128_si256(even), odd, 1);
+    const __m256i b0 = _mm256_shuffle_epi8(planes[0], codes), b1 = _mm256_shuffle_epi8(planes[1], codes);
+    const __m256i b2 = _mm256_shuffle_epi8(planes[2], codes), b3 = _mm256_shuffle_epi8(planes[3], codes);
+    const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
+    const __m256i l23 = _mm256_unpacklo_epi8(b2, b3), h23 = _mm256_unpackhi_epi8(b2, b3);
+    a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23)), _mm256_loadu_ps(xp + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23)), _mm256_loadu_ps(xp + i + 8), a1);
+    a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23)), _mm256_loadu_ps(xp + i + 16), a0);
+    a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23)), _mm256_loadu_ps(xp + i + 24), a1);
   }
   return _mm256_add_ps(a0, a1);
 }
 
+/// Rows [row_begin, row_end) of y = W x; `xp` is x in gemv_x_order_avx2's order.
 ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::uint8_t* w, const float* absmax, std::size_t cols,
-                                         std::size_t blocksize, const float* x, float* y,
+                                         std::size_t blocksize, const float* xp, float* y,
                                          std::size_t row_begin, std::size_t row_end) {
-  const __m256 lut_lo = _mm256_loadu_ps(codebook.data());
-  const __m256 lut_hi = _mm256_loadu_ps(codebook.data() + 8);
+  __m256i planes[4];
+  for (unsigned k = 0; k < 4; ++k) {
+    alignas(16) std::uint8_t plane[16];
+    for (unsigned c = 0; c < 16; ++c)
+      plane[c] = static_cast<std::uint8_t>(quant::bits_from_float(codebook[c]) >> (8 * k));
+    planes[k] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(plane)));
+  }
   const std::size_t blocks_per_row = cols / blocksize;
   for (std::size_t r = row_begin; r < row_end; ++r) {
     __m256 acc = _mm256_setzero_ps();
     const std::uint8_t* row = w + r * (cols / 2);
     const float* scales = absmax + r * blocks_per_row;
     for (std::size_t b = 0; b < blocks_per_row; ++b) {
-      const __m256 dot = block_dot_avx2(row + b * blocksize / 2, blocksize, x + b * blocksize, lut_lo, lut_hi);
+      const __m256 dot = block_dot_avx2(row + b * blocksize / 2, blocksize, xp + b * blocksize, planes);
       acc = _mm256_fmadd_ps(dot, _mm256_set1_ps(scales[b]), acc);
     }
     y[r] = hsum(acc);
@@ -638,6 +666,9 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
     });
     return;
   }
+#if ORDO_NF4_HAVE_X86
+  const std::vector<float> x_avx2 = isa == Isa::avx2 ? detail::gemv_x_order_avx2(x, cols) : std::vector<float>();
+#endif
   detail::parallel_for(rows, grain, opt.threads, [&](std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
     if (isa == Isa::avx512) {
@@ -645,7 +676,7 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
       return;
     }
     if (isa == Isa::avx2) {
-      detail::gemv_rows_avx2(w, absmax, cols, bs, x, y, r0, r1);
+      detail::gemv_rows_avx2(w, absmax, cols, bs, x_avx2.data(), y, r0, r1);
       return;
     }
 #endif
