@@ -24,7 +24,7 @@ const nlohmann::json& chat_cases() {
 
 ordo::ChatTemplate template_named(const std::string& name) {
   const auto& j = chat_cases();
-  const auto bos = name == "llama3" ? j["llama3_bos_token"].get<std::string>() : j["bos_token"].get<std::string>();
+  const auto bos = name.starts_with("llama3") ? j["llama3_bos_token"].get<std::string>() : j["bos_token"].get<std::string>();
   return ordo::ChatTemplate::from_jinja(j["templates"][name].get<std::string>(), bos);
 }
 
@@ -47,7 +47,9 @@ TEST_CASE("chat templates render exactly as transformers' apply_chat_template") 
     for (const auto& m : c["messages"]) messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     CAPTURE(name);
     CAPTURE(c["messages"].dump());
-    CHECK(template_named(name).render(messages, c["add_generation_prompt"].get<bool>()) == c["text"].get<std::string>());
+    auto chat = template_named(name);
+    if (c.contains("date_string")) chat = chat.with_date(c["date_string"].get<std::string>());
+    CHECK(chat.render(messages, c["add_generation_prompt"].get<bool>()) == c["text"].get<std::string>());
     ++n;
   }
   CHECK(n >= 40);
@@ -73,9 +75,33 @@ TEST_CASE("chat templates: unknown ones are a clear error") {
   CHECK(error_of("").find("empty") != std::string::npos);
   CHECK(error_of("{{ '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023' }}"
                  "{{ '<|eot_id|>' }}")
-            .find("Llama 3.1+") != std::string::npos);
+            .find("Llama 3 markers in an unknown arrangement") != std::string::npos);
+  // A Llama 3.2 variant that writes the system turn only when there is a system message.
+  std::string variant = chat_cases()["templates"]["llama3.2"].get<std::string>();
+  const std::string system_header = "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}";
+  REQUIRE(variant.find(system_header) != std::string::npos);
+  variant.replace(variant.find(system_header), system_header.size(), "{%- if system_message %}" + system_header);
+  variant.replace(variant.find("{{- \"<|eot_id|>\" }}"), 0, "{%- endif %}");
+  CHECK(error_of(variant).find("dated template in an unknown arrangement") != std::string::npos);
   CHECK(error_of("<|im_start|>{{ message.role }}: {{ message.content }}<|im_end|>").find("ChatML markers") !=
         std::string::npos);
+}
+
+TEST_CASE("chat templates: Llama 3.2 dates the system turn today, Llama 3.1 with its default") {
+  const auto llama32 = template_named("llama3.2");
+  const std::string today = llama32.date();  // e.g. "24 Nov 2026"
+  CAPTURE(today);
+  REQUIRE(today.size() == 11);
+  CHECK((today[2] == ' ' && today[6] == ' '));
+  CHECK(llama32.render({{"user", "x"}}, false).find("Today Date: " + today + "\n\n") != std::string::npos);
+  // Llama 3.1's template has a fixed default date instead of strftime_now.
+  std::string llama31 = chat_cases()["templates"]["llama3.2"].get<std::string>();
+  const auto begin = llama31.find("{%- if strftime_now is defined %}");
+  const auto end = llama31.find("{%- endif %}", llama31.find("{%- else %}", begin)) + 12;
+  llama31.replace(begin, end - begin, "{%- set date_string = \"26 Jul 2024\" %}");
+  CHECK(ordo::ChatTemplate::from_jinja(llama31).date() == "26 Jul 2024");
+  CHECK_THROWS_AS(llama32.render({{"user", "x"}, {"ipython", "42"}}, false), ordo::ChatTemplateError);
+  CHECK_THROWS_AS(template_named("chatml").with_date("1 Jan 2025"), ordo::ChatTemplateError);
 }
 
 TEST_CASE("chat templates: Qwen2.5 writes tool messages differently, which ordo refuses") {

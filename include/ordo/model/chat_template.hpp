@@ -6,6 +6,7 @@
 // prompt. Recognised:
 //   ChatML     <|im_start|>role\ncontent<|im_end|>\n        SmolLM2-Instruct, Qwen2/2.5-Instruct
 //   Llama 3    <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>, BOS first
+//              (3.0; and 3.1 / 3.2 with their dated system turn, without tools)
 // Anything else is a ChatTemplateError that says so. The output equals transformers'
 // apply_chat_template(messages, tokenize=False, add_generation_prompt=...) (tests/model/).
 //
@@ -15,6 +16,7 @@
 
 #include <cstddef>      // std::size_t
 #include <cstdint>      // std::uint32_t
+#include <ctime>        // std::time, std::strftime, localtime_r
 #include <filesystem>   // std::filesystem::path
 #include <fstream>      // std::ifstream
 #include <initializer_list>  // std::initializer_list
@@ -47,11 +49,12 @@ struct ChatMessage {
 namespace detail {
 
 /// The template with whitespace outside string literals removed, string literals in one
-/// spelling ('...', newline as \n), raw text kept (newline as \n), Jinja comments and
-/// whitespace-control dashes dropped, and message.role / message["role"] spelled message['role'].
-/// Two templates that differ only in layout have the same canonical form.
+/// spelling ('...', newline as \n), raw text as Jinja emits it (newline as \n) under the
+/// whitespace rules transformers uses (trim_blocks, lstrip_blocks, and "-" whitespace control),
+/// comments dropped, and message.role / message["role"] spelled message['role']. Templates
+/// that differ only in layout have the same canonical form.
 inline std::string canonical_jinja(std::string_view t) {
-  std::string out;
+  std::string out, raw;  // raw: text outside tags not yet written (unescaped)
   const auto put_escaped = [&out](char c) {
     if (c == '\n') out += "\\n";
     else if (c == '\t') out += "\\t";
@@ -59,52 +62,92 @@ inline std::string canonical_jinja(std::string_view t) {
     else if (c == '\'') out += "\\'";
     else out += c;
   };
-  bool in_tag = false;
+  const auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  bool at_line_start = true;     // only spaces/tabs in `raw` since the last newline or the start
+  bool strip_next = false;       // after "-%}" / "-}}": drop the whitespace that follows
+  bool trim_newline = false;     // after "%}" / "#}": drop one newline (trim_blocks)
   for (std::size_t i = 0; i < t.size();) {
-    if (!in_tag) {
-      if (t.substr(i, 2) == "{#") {
-        const auto end = t.find("#}", i + 2);
-        i = end == std::string_view::npos ? t.size() : end + 2;
-      } else if (t.substr(i, 2) == "{{" || t.substr(i, 2) == "{%") {
-        out += t.substr(i, 2);
-        i += 2;
-        if (i < t.size() && (t[i] == '-' || t[i] == '+')) ++i;
-        in_tag = true;
-      } else {
-        put_escaped(t[i]);
-        ++i;
+    const std::string_view two = t.substr(i, 2);
+    if (two == "{{" || two == "{%" || two == "{#") {
+      const char kind = two[1];
+      strip_next = false;
+      trim_newline = false;
+      const bool dash = i + 2 < t.size() && t[i + 2] == '-';
+      const bool plus = i + 2 < t.size() && t[i + 2] == '+';
+      if (dash) {
+        while (!raw.empty() && is_ws(raw.back())) raw.pop_back();
+      } else if (kind != '{' && !plus && at_line_start) {  // lstrip_blocks
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t')) raw.pop_back();
       }
+      for (const char c : raw) put_escaped(c);
+      raw.clear();
+      std::size_t j = i + 2 + ((dash || plus) ? 1 : 0);
+      const std::string_view close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
+      if (kind == '#') {
+        const auto end = t.find(close, j);
+        const std::size_t stop = end == std::string_view::npos ? t.size() : end;
+        strip_next = stop > j && t[stop - 1] == '-';
+        trim_newline = !strip_next;
+        i = end == std::string_view::npos ? t.size() : end + 2;
+        at_line_start = false;
+        continue;
+      }
+      out += two;
+      // Inside the tag: drop whitespace, normalize string literals.
+      while (j < t.size()) {
+        const char c = t[j];
+        if ((c == '-' || c == '+') && t.substr(j + 1, 2) == close) {
+          strip_next = c == '-';
+          ++j;
+          continue;
+        }
+        if (t.substr(j, 2) == close) {
+          out += close;
+          j += 2;
+          break;
+        }
+        if (c == '\'' || c == '"') {
+          out += '\'';
+          ++j;
+          while (j < t.size() && t[j] != c) {
+            if (t[j] == '\\' && j + 1 < t.size()) {
+              const char e = t[j + 1];
+              put_escaped(e == 'n' ? '\n' : e == 't' ? '\t' : e);
+              j += 2;
+            } else {
+              put_escaped(t[j]);
+              ++j;
+            }
+          }
+          out += '\'';
+          ++j;
+          continue;
+        }
+        if (!is_ws(c)) out += c;
+        ++j;
+      }
+      trim_newline = !strip_next && kind == '%';
+      at_line_start = false;
+      i = j;
       continue;
     }
-    const char c = t[i];
-    if ((c == '-' || c == '+') && (t.substr(i + 1, 2) == "}}" || t.substr(i + 1, 2) == "%}")) {
-      ++i;
-    } else if (t.substr(i, 2) == "}}" || t.substr(i, 2) == "%}") {
-      out += t.substr(i, 2);
-      i += 2;
-      in_tag = false;
-    } else if (c == '\'' || c == '"') {
-      out += '\'';
-      ++i;
-      while (i < t.size() && t[i] != c) {
-        if (t[i] == '\\' && i + 1 < t.size()) {
-          const char e = t[i + 1];
-          put_escaped(e == 'n' ? '\n' : e == 't' ? '\t' : e);
-          i += 2;
-        } else {
-          put_escaped(t[i]);
-          ++i;
-        }
-      }
-      out += '\'';
-      ++i;
-    } else if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
-      ++i;
-    } else {
-      out += c;
-      ++i;
+    const char c = t[i++];
+    if (strip_next) {
+      if (is_ws(c)) continue;
+      strip_next = false;
     }
+    if (trim_newline) {
+      trim_newline = false;
+      if (c == '\n') {
+        at_line_start = true;
+        continue;
+      }
+    }
+    raw += c;
+    if (c == '\n') at_line_start = true;
+    else if (c != ' ' && c != '\t') at_line_start = false;
   }
+  for (const char c : raw) put_escaped(c);
   for (const auto& [from, to] : {std::pair<std::string_view, std::string_view>{"message.role", "message['role']"},
                                  {"message.content", "message['content']"}}) {
     for (auto at = out.find(from); at != std::string::npos; at = out.find(from, at + to.size()))
@@ -201,13 +244,35 @@ class ChatTemplate {
       return t;
     }
     if (has("<|start_header_id|>") && has("<|end_header_id|>") && has("<|eot_id|>")) {
-      if (has("Cutting Knowledge Date")) throw unknown("Llama 3.1+ template with a dated system preamble");
       const bool turn =
           has("'<|start_header_id|>'+message['role']+'<|end_header_id|>\\n\\n'+message['content']|trim+'<|eot_id|>'");
-      if (!turn || !has("bos_token+content") || !has("'<|start_header_id|>assistant<|end_header_id|>\\n\\n'")) {
+      if (!turn || !has("'<|start_header_id|>assistant<|end_header_id|>\\n\\n'")) {
         throw unknown("Llama 3 markers in an unknown arrangement");
       }
-      return llama3(std::move(bos_token));
+      if (!has("Cutting Knowledge Date")) {
+        if (!has("bos_token+content")) throw unknown("Llama 3 markers without BOS on the first turn");
+        return llama3(std::move(bos_token));
+      }
+      // Llama 3.1 / 3.2: a system turn with dates always comes first.
+      const bool shape =
+          c.rfind("{{bos_token}}", 0) == 0 &&
+          has("{%ifmessages[0]['role']=='system'%}{%setsystem_message=messages[0]['content']|trim%}"
+              "{%setmessages=messages[1:]%}{%else%}{%setsystem_message=''%}{%endif%}") &&
+          has("{{'<|start_header_id|>system<|end_header_id|>\\n\\n'}}") &&
+          has("{{'Cutting Knowledge Date: December 2023\\n'}}{{'Today Date: '+date_string+'\\n\\n'}}") &&
+          has("{{system_message}}{{'<|eot_id|>'}}") && !has("{%ifsystem_message%}");
+      if (!shape) throw unknown("a Llama 3.1-style dated template in an unknown arrangement");
+      ChatTemplate t = llama3(std::move(bos_token));
+      t.dated_system_ = true;
+      if (has("strftime_now")) {
+        t.date_ = today();  // transformers passes strftime_now: the template dates prompts today
+      } else if (const auto at = c.find("{%setdate_string='"); at != std::string::npos) {
+        const auto begin = at + 18;
+        t.date_ = detail::unescape_canonical(std::string_view(c).substr(begin, c.find('\'', begin) - begin));
+      } else {
+        throw unknown("a dated Llama 3 template without a default date");
+      }
+      return t;
     }
     throw unknown("no ChatML or Llama 3 markers");
   }
@@ -226,6 +291,29 @@ class ChatTemplate {
         out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       }
       if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    } else if (dated_system_) {
+      out += bos_token_;
+      std::size_t first = 0;
+      std::string_view system;
+      if (!messages.empty() && messages.front().role == "system") {
+        system = detail::python_strip(messages.front().content);
+        first = 1;
+      }
+      out += "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: ";
+      out += date_;
+      out += "\n\n";
+      out += system;
+      out += "<|eot_id|>";
+      for (std::size_t i = first; i < messages.size(); ++i) {
+        if (messages[i].role == "tool" || messages[i].role == "ipython") {
+          throw ChatTemplateError("this template writes '" + messages[i].role +
+                                  "' messages as tool output, which ordo does not render");
+        }
+        out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n";
+        out += detail::python_strip(messages[i].content);
+        out += "<|eot_id|>";
+      }
+      if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
     } else {
       for (std::size_t i = 0; i < messages.size(); ++i) {
         if (i == 0) out += bos_token_;
@@ -245,6 +333,18 @@ class ChatTemplate {
   std::string_view name() const { return family_ == Family::chatml ? "chatml" : "llama3"; }
   /// The system prompt inserted when a conversation has none ("" for none).
   const std::string& default_system() const { return default_system_; }
+  /// Llama 3.1 / 3.2 templates write "Today Date: <date>" into the system turn: the template's
+  /// default ("26 Jul 2024"), or today's date ("%d %b %Y", local time) where the template asks
+  /// for it, as transformers renders it. "" for other templates.
+  const std::string& date() const { return date_; }
+  /// The same template with another date (transformers: apply_chat_template(..., date_string=)).
+  ChatTemplate with_date(std::string date) const {
+    if (!dated_system_) throw ChatTemplateError("this chat template has no date to set");
+    ChatTemplate t = *this;
+    t.date_ = std::move(date);
+    return t;
+  }
+
   /// The text that ends a turn: generation stops at the token with this text.
   std::string_view end_of_turn() const { return family_ == Family::chatml ? "<|im_end|>" : "<|eot_id|>"; }
 
@@ -271,7 +371,18 @@ class ChatTemplate {
     return {};
   }
 
+  static std::string today() {
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    char buffer[32];
+    const std::size_t n = std::strftime(buffer, sizeof buffer, "%d %b %Y", &local);
+    return std::string(buffer, n);
+  }
+
   Family family_ = Family::chatml;
+  bool dated_system_ = false;
+  std::string date_;
   std::string default_system_;
   std::string bos_token_;
   bool tool_role_ = true;

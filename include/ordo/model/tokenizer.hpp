@@ -340,9 +340,10 @@ class Tokenizer {
   }
   /// The id of a vocabulary spelling or added token, if any.
   std::optional<TokenId> token_id(std::string_view spelling) const {
-    const auto it = lookup_.find(std::string(spelling));
-    if (it == lookup_.end()) return std::nullopt;
-    return it->second;
+    const std::string key(spelling);
+    if (const auto it = added_lookup_.find(key); it != added_lookup_.end()) return it->second;
+    if (const auto it = model_vocab_.find(key); it != model_vocab_.end()) return it->second;
+    return std::nullopt;
   }
 
   /// One more than the largest id (the size an embedding table needs at least).
@@ -803,8 +804,7 @@ class Tokenizer {
     }
     for (const auto id : prefix_ids_) if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
     for (const auto id : suffix_ids_) if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
-    lookup_ = model_vocab_;
-    for (const auto& a : added_) lookup_[a.content] = a.id;
+    for (const auto& a : added_) added_lookup_[a.content] = a.id;
     word_ = detail::Pcre2Regex(R"(\w)");
     space_ = detail::Pcre2Regex(R"(\s)");
   }
@@ -1023,7 +1023,7 @@ class Tokenizer {
   std::vector<std::string> tokens_;  // spelling by id
   std::vector<std::string> bytes_;   // bytes by id
   std::vector<bool> present_, special_;
-  std::unordered_map<std::string, TokenId> model_vocab_, lookup_;
+  std::unordered_map<std::string, TokenId> model_vocab_, added_lookup_;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, TokenId>> merges_;  // (left, right) -> (rank, merged)
   TokenId byte_ids_[256] = {};
   std::vector<AddedToken> added_;
