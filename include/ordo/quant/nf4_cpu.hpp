@@ -430,15 +430,17 @@ ORDO_NF4_AVX512 float block_absmax_avx512(const T* x, std::size_t len, bool part
   return m;
 }
 
-/// 16 scaled values -> 8 packed bytes (in the low half).
-ORDO_NF4_AVX512 inline __m128i pack16(__m512 v) {
-  __m512i count = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi32(1);
-  for (unsigned i = 0; i < 15; ++i) {
-    const __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_set1_ps(midpoint(i)), _CMP_GT_OQ);
-    count = _mm512_mask_add_epi32(count, gt, count, one);
+/// 16 scaled values -> 8 packed bytes (in the low half). The code is the number of thresholds
+/// a value exceeds, found by a four-step binary search over the 15 sorted thresholds held in one
+/// register (strict >, so NaN stays at code 0): the same code as the decision tree.
+ORDO_NF4_AVX512 inline __m128i pack16(__m512 v, __m512 thresholds) {
+  __m512i code = _mm512_setzero_si512();
+  for (int step = 8; step > 0; step /= 2) {
+    const __m512i probe = _mm512_add_epi32(code, _mm512_set1_epi32(step - 1));
+    const __mmask16 gt = _mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(probe, thresholds), _CMP_GT_OQ);
+    code = _mm512_mask_add_epi32(code, gt, code, _mm512_set1_epi32(step));
   }
-  const __m128i codes = _mm512_cvtepi32_epi8(count);  // 16 codes, one per byte
+  const __m128i codes = _mm512_cvtepi32_epi8(code);  // 16 codes, one per byte
   const __m128i first = _mm_and_si128(codes, _mm_set1_epi16(0x00FF));
   const __m128i pairs = _mm_or_si128(_mm_slli_epi16(first, 4), _mm_srli_epi16(codes, 8));
   return _mm_packus_epi16(pairs, pairs);
@@ -447,10 +449,14 @@ ORDO_NF4_AVX512 inline __m128i pack16(__m512 v) {
 template <class T>
 ORDO_NF4_AVX512 void quantize_pairs_avx512(const T* x, std::size_t len, float scale, std::uint8_t* out) {
   const __m512 s = _mm512_set1_ps(scale);
+  alignas(64) float table[16];
+  for (unsigned t = 0; t < 15; ++t) table[t] = midpoint(t);
+  table[15] = midpoint(14);  // never probed
+  const __m512 thresholds = _mm512_load_ps(table);
   std::size_t i = 0;
   for (; i + 32 <= len; i += 32) {
-    const __m128i lo = pack16(_mm512_mul_ps(load16(x + i), s));
-    const __m128i hi = pack16(_mm512_mul_ps(load16(x + i + 16), s));
+    const __m128i lo = pack16(_mm512_mul_ps(load16(x + i), s), thresholds);
+    const __m128i hi = pack16(_mm512_mul_ps(load16(x + i + 16), s), thresholds);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i / 2), _mm_unpacklo_epi64(lo, hi));
   }
   quantize_pairs_portable(x + i, len - i, scale, out + i / 2);
