@@ -20,8 +20,11 @@ the 8-bit statistics go through a 65536-entry lookup table), tests/quant/nf4_fix
 says which and checks ordo against both.
 
 Format (little endian):
-  b"ORDONF4\\0", u32 version (1), u32 case count, 256 x f32 dynamic map (bitsandbytes'
-  create_dynamic_map()), 16 x f32 NF4 code (bitsandbytes' get_4bit_type("nf4")); then per case:
+  b"ORDONF4\\0", u32 version (2), u32 case count, 256 x f32 dynamic map (bitsandbytes'
+  create_dynamic_map()), 16 x f32 NF4 code (bitsandbytes' get_4bit_type("nf4"));
+  8-bit ties: u32 m, m x f32 values (every midpoint of the dynamic map and its two fp32
+  neighbours, in 256-blocks that each start with 1.0 so the block's absmax is 1), m x u8 codes
+  by the CUDA rule, m x u8 codes from bitsandbytes' CPU quantize_blockwise; then per case:
   u32 name length, name; u32 dtype (0 f32, 1 f16, 2 bf16); u64 n; u32 blocksize; u32 flags
   (bit 0: nested statistics present); input (n x dtype); bnb packed ((n+1)/2 bytes);
   bnb absmax (blocks x f32); cuda packed; cuda absmax; bnb dequantized (n x dtype);
@@ -256,8 +259,20 @@ def main():
 
     cases = make_cases(rng)
     out = bytearray(b"ORDONF4\0")
-    out += struct.pack("<II", 1, len(cases))
+    out += struct.pack("<II", 2, len(cases))
     out += dyn.astype("<f4").tobytes() + nf4.astype("<f4").tobytes()
+    mids = ((dyn[:-1] + dyn[1:]) * F32(0.5)).astype(F32)
+    ties = np.concatenate([mids, np.nextafter(mids, F32(2)), np.nextafter(mids, F32(-2))])
+    tie_blocks = np.concatenate([np.concatenate([[F32(1.0)], ties[k:k + 255]]) for k in range(0, ties.size, 255)])
+    tie_blocks = tie_blocks.astype(F32)
+    tie_cuda, _ = cuda_quantize8(dyn, tie_blocks)
+    tie_bnb, _ = F.quantize_blockwise(torch.from_numpy(tie_blocks.copy()), code=torch.from_numpy(dyn.copy()),
+                                      blocksize=256)
+    tie_bnb = tie_bnb.numpy().astype(np.uint8)
+    out += struct.pack("<I", tie_blocks.size) + tie_blocks.astype("<f4").tobytes()
+    out += tie_cuda.tobytes() + tie_bnb.tobytes()
+    print(f"8-bit ties: {tie_blocks.size} values; codes differing bnb-cpu vs cuda rule: "
+          f"{int((tie_cuda != tie_bnb).sum())}")
     for name, dtype, bs, values, nested in cases:
         t = to_torch(values, dtype)
         x32 = t.float().numpy()  # exact widening of the stored input
