@@ -222,7 +222,8 @@ public:
         }
         return out;
     }
-    /// The elements of any array, as Values (keyed "key[i]").
+    /// The elements of any array, as Values (keyed "key[i]"). Each element becomes a Value of
+    /// about 100 bytes: for long arrays of numbers or strings use `array<T>()` or `strings()`.
     std::vector<Value> elements() const;
 
 private:
@@ -383,7 +384,7 @@ struct Parser {
                                              std::to_string(cur.remaining()) + " bytes left");
 
         std::unordered_map<std::string_view, std::size_t> keys;
-        h.metadata.reserve(static_cast<std::size_t>(n_kv));
+        h.metadata.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_kv, 1024)));  // grows as pairs parse
         for (std::uint64_t i = 0; i < n_kv; ++i) {
             const std::string what = "metadata pair " + std::to_string(i);
             const std::string_view key = cur.string(what, "the key");
@@ -408,7 +409,7 @@ struct Parser {
         }
 
         std::unordered_map<std::string_view, std::size_t> names;
-        h.tensors.reserve(static_cast<std::size_t>(n_tensors));
+        h.tensors.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n_tensors, 4096)));
         for (std::uint64_t i = 0; i < n_tensors; ++i) {
             const std::string what = "tensor info " + std::to_string(i);
             const std::string_view name = cur.string(what, "the tensor name");
