@@ -228,8 +228,11 @@ public:
 
 private:
     friend struct Parser;
+    Value() = default;  // only the parser makes Values, always complete
 
-    format_error error(const std::string& what) const { return format_error(*file_, detail::key_object(key_), what); }
+    format_error error(const std::string& what) const {
+        return format_error(file_ ? *file_ : std::string("<gguf>"), detail::key_object(key_), what);
+    }
     void expect(ValueType t) const {
         if (type_ != t)
             throw error("holds " + describe() + ", not " + std::string(value_type_name(t)));
