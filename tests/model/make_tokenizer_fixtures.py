@@ -29,8 +29,10 @@ import argparse
 import importlib.util
 import json
 import pathlib
+import random
 import re
 import sys
+import unicodedata
 
 import gguf
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -81,6 +83,32 @@ COMMON_TEXTS = [
 ]
 
 
+RANDOM_POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " ", "  \t\n\r\n", "'sStTdDlLmMvVrReE",
+    ".,;:!?()[]{}<>/\\|@#$%^&*-_+=~`\"", "éèêëàâäôöûüçñÅßøæœ", "中文字測試日本語のテキストカタカナ한국어",
+    "😀🎉👍🏽👨‍👩‍👧❤️🤖", "\u00a0\u2000\u2009\u200b\u200d\u3000\u0085\u2028", "١٢٣٤½²³⁴₅Ⅻ",
+    "ΑΒΓαβγабвгдежзий", "\x00\x01\x1f\x7f",
+]
+
+
+def random_texts(specials, n, seed):
+    """Strings mixing scripts, digits, emoji, control characters, odd whitespace and special tokens."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        parts = []
+        for _ in range(rng.randint(1, 24)):
+            if rng.random() < 0.05:
+                parts.append(rng.choice(specials))
+            else:
+                pool = rng.choice(RANDOM_POOLS)
+                parts.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 6))))
+        text = "".join(parts)
+        if unicodedata.normalize("NFC", text) == text:  # Qwen2 normalizes to NFC; keep NFC text only
+            out.append(text)
+    return out
+
+
 def family_texts(name):
     if name == "smollm2":
         extra = [
@@ -104,7 +132,10 @@ def family_texts(name):
             "<|endoftext|>",
             "user-defined [PAD151646] token",
         ]
-    return COMMON_TEXTS + extra
+    specials = {"smollm2": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
+                "llama3": ["<|begin_of_text|>", "<|eot_id|>"],
+                "qwen2": ["<|im_start|>", "<|endoftext|>", "[PAD151646]"]}[name]
+    return COMMON_TEXTS + extra + random_texts(specials, 150, seed=name)
 
 
 def read_vocab(path):
@@ -230,7 +261,7 @@ def cut_down(tk, v, texts, ignore_merges):
     return full
 
 
-def cases(tk, texts):
+def cases(tk, texts, prefixes_for=None):
     out = []
     for text in texts:
         ids = tk.encode(text, add_special_tokens=False).ids
@@ -240,7 +271,7 @@ def cases(tk, texts):
                 "decoded_skip_special": tk.decode(ids, skip_special_tokens=True)}
         if with_special != ids:
             case["ids_with_special"] = with_special
-        if any(ord(c) > 127 for c in text) and len(ids) <= 60:
+        if any(ord(c) > 127 for c in text) and len(ids) <= 60 and (prefixes_for is None or text in prefixes_for):
             # Prefixes of the ids end inside UTF-8 characters: lossy decoding (U+FFFD).
             case["prefix_decodes"] = [tk.decode(ids[:k], skip_special_tokens=False) for k in range(len(ids) + 1)]
         out.append(case)
@@ -420,13 +451,28 @@ CONVERSATIONS = [
 ]
 
 
+def random_conversations(n, seed):
+    """Conversations whose contents are runs of (Unicode) whitespace and letters: trim's edges."""
+    rng = random.Random(seed)
+    chars = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u1680", "\u180e",
+             "\u2000", "\u200a", "\u200b", "\u2028", "\u202f", "\u205f", "\u3000", "\ufeff", "x", "é", "中"]
+    out = []
+    for _ in range(n):
+        messages = []
+        for k in range(rng.randint(1, 4)):
+            role = rng.choice(["system", "user", "assistant"]) if k == 0 else rng.choice(["user", "assistant"])
+            messages.append({"role": role, "content": "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))})
+        out.append(messages)
+    return out
+
+
 def chat_cases(templates, bos_token, tk, **kwargs):
     from transformers import PreTrainedTokenizerFast
 
     out = []
     for name, template in templates.items():
         ptf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos_token)
-        for messages in CONVERSATIONS:
+        for messages in CONVERSATIONS + random_conversations(12, seed=name):
             for add in (False, True):
                 text = ptf.apply_chat_template(messages, chat_template=template, tokenize=False,
                                                add_generation_prompt=add, **kwargs)
@@ -517,7 +563,7 @@ def main():
             "eos_id": v["eos"],
             "reference": f"tokenizers {__import__('tokenizers').__version__}",
             "llama_cpp_cases_checked": checked,
-            "cases": cases(tk, texts),
+            "cases": cases(tk, texts, prefixes_for=set(COMMON_TEXTS)),
         }
         if family == "smollm2":
             chat_templates["smollm2"] = v["chat_template"]
