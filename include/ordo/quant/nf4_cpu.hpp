@@ -759,7 +759,9 @@ std::vector<Out> dequantize(const Quantized& q, Options opt = {}) {
   return y;
 }
 
-/// y = W x with W quantized as [rows, cols].
+/// y = W x with W quantized as [rows, cols]. Rebuilds the per-block scales on every call; a
+/// caller that multiplies by the same W many times (token by token) should keep
+/// block_scales(q) and call the pointer form of gemv.
 inline void gemv(const Quantized& q, std::size_t rows, std::size_t cols, const float* x, float* y,
                  Options opt = {}) {
   if (rows * cols != q.numel)
