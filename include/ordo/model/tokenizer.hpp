@@ -24,24 +24,22 @@
 #include <cstdint>        // std::int32_t, std::uint32_t, std::uint64_t
 #include <filesystem>     // std::filesystem::path
 #include <fstream>        // std::ifstream
-#include <functional>     // std::greater
 #include <initializer_list>  // std::initializer_list
 #include <iterator>       // std::istreambuf_iterator
-#include <map>            // std::map
 #include <optional>       // std::optional
-#include <queue>          // std::priority_queue
 #include <span>           // std::span
 #include <stdexcept>      // std::runtime_error, std::invalid_argument
 #include <string>         // std::string
 #include <string_view>    // std::string_view
-#include <tuple>          // std::tuple
 #include <unordered_map>  // std::unordered_map
 #include <utility>        // std::move, std::pair
 #include <vector>         // std::vector
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
+#include <ordo/model/detail/bpe.hpp>          // detail::BpeMerges
 #include <ordo/model/detail/pcre2_regex.hpp>  // detail::Pcre2Regex
+#include <ordo/model/detail/pre_tokenize.hpp> // detail::PreTokenizeStep, split_piece, AddedTokenMatcher
 #include <ordo/model/detail/utf8.hpp>         // detail::utf8, detail::byte_level
 
 namespace ordo {
@@ -87,106 +85,6 @@ struct EncodeOptions {
   /// are spelled out as ordinary text (Hugging Face: split_special_tokens=True).
   bool parse_special = true;
 };
-
-namespace detail {
-
-/// One step of the pre-tokenizer.
-struct PreTokenizeStep {
-  enum class Kind { split, byte_level };
-  enum class Behavior { isolated, removed, merged_with_previous, merged_with_next, contiguous };
-  Kind kind = Kind::split;
-  Pcre2Regex regex;             // split; byte_level with use_regex
-  Behavior behavior = Behavior::isolated;
-  bool invert = false;
-  bool add_prefix_space = false;  // byte_level
-};
-
-/// A piece of the text while it is cut up; `added` >= 0 marks an added token already found.
-struct Piece {
-  std::string text;
-  TokenId added = -1;
-};
-
-/// GPT-2's pattern, which Hugging Face's ByteLevel pre-tokenizer applies when use_regex is true.
-inline constexpr std::string_view gpt2_pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-/// Llama 3's Split pattern (tokenizer.json of Meta-Llama-3 and 3.x).
-inline constexpr std::string_view llama3_pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-/// Qwen2's Split pattern (Qwen2, Qwen2.5): Llama 3's with single digits.
-inline constexpr std::string_view qwen2_pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-
-/// A regex that matches `literal` exactly (Split with a String pattern).
-inline std::string escape_literal(std::string_view literal) {
-  std::string out;
-  for (const char c : literal) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
-      if (c == '\n') { out += "\\n"; continue; }
-      if (c == '\r') { out += "\\r"; continue; }
-      if (c == '\t') { out += "\\t"; continue; }
-      if (u < 0x20 || u == 0x7F) {
-        static const char* hex = "0123456789abcdef";
-        out += "\\x{";
-        out += hex[u >> 4];
-        out += hex[u & 15];
-        out += '}';
-        continue;
-      }
-      out += '\\';
-    }
-    out += c;
-  }
-  return out;
-}
-
-/// Leftmost-longest matcher over the added tokens' contents (a byte trie).
-class AddedTokenMatcher {
- public:
-  void add(std::string_view content, std::size_t index) {
-    if (content.empty()) return;
-    std::size_t node = 0;
-    for (const char c : content) {
-      const auto key = static_cast<unsigned char>(c);
-      auto it = nodes_[node].next.find(key);
-      if (it == nodes_[node].next.end()) {
-        nodes_.push_back({});
-        it = nodes_[node].next.emplace(key, nodes_.size() - 1).first;
-      }
-      node = it->second;
-    }
-    nodes_[node].value = static_cast<std::ptrdiff_t>(index);
-    first_byte_[static_cast<unsigned char>(content[0])] = true;
-    empty_ = false;
-  }
-  bool empty() const { return empty_; }
-
-  /// The longest entry starting at `text[at]`: {index, length}, or {-1, 0}.
-  std::pair<std::ptrdiff_t, std::size_t> longest_at(std::string_view text, std::size_t at) const {
-    std::pair<std::ptrdiff_t, std::size_t> best{-1, 0};
-    if (!first_byte_[static_cast<unsigned char>(text[at])]) return best;
-    std::size_t node = 0;
-    for (std::size_t i = at; i < text.size(); ++i) {
-      const auto it = nodes_[node].next.find(static_cast<unsigned char>(text[i]));
-      if (it == nodes_[node].next.end()) break;
-      node = it->second;
-      if (nodes_[node].value >= 0) best = {nodes_[node].value, i + 1 - at};
-    }
-    return best;
-  }
-
- private:
-  struct Node {
-    std::map<unsigned char, std::size_t> next;
-    std::ptrdiff_t value = -1;
-  };
-  std::vector<Node> nodes_ = std::vector<Node>(1);
-  bool first_byte_[256] = {};
-  bool empty_ = true;
-};
-
-}  // namespace detail
 
 /// Byte-level BPE tokenizer. Immutable after construction; encode/decode may run concurrently.
 class Tokenizer {
@@ -688,7 +586,7 @@ class Tokenizer {
       if (ia == model_vocab_.end()) fail(where + ": \"" + a + "\" is not in the vocabulary");
       if (ib == model_vocab_.end()) fail(where + ": \"" + b + "\" is not in the vocabulary");
       if (im == model_vocab_.end()) fail(where + ": the merged token \"" + a + b + "\" is not in the vocabulary");
-      merges_[key(ia->second, ib->second)] = {static_cast<std::int32_t>(rank), im->second};
+      merges_.add(ia->second, ib->second, static_cast<std::int32_t>(rank), im->second);
     }
   }
 
@@ -810,10 +708,6 @@ class Tokenizer {
   }
 
   // ---- encoding ------------------------------------------------------------------------------
-  static std::uint64_t key(TokenId a, TokenId b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
-  }
-
   bool is_space_char(std::string_view s) const { return space_.search(s); }
   bool is_word_char(std::string_view s) const { return word_.search(s); }
 
@@ -885,69 +779,12 @@ class Tokenizer {
           if (!piece.text.empty()) out.push_back(std::move(piece));
           continue;
         }
-        split_piece(piece.text, step.regex, Step::Behavior::isolated, false, out);
+        detail::split_piece(piece.text, step.regex, Step::Behavior::isolated, false, out);
       } else {
-        split_piece(piece.text, step.regex, step.behavior, step.invert, out);
+        detail::split_piece(piece.text, step.regex, step.behavior, step.invert, out);
       }
     }
     return out;
-  }
-
-  // Hugging Face NormalizedString::split: matches and gaps, flagged, then merged by behavior.
-  static void split_piece(const std::string& text, const detail::Pcre2Regex& re, detail::PreTokenizeStep::Behavior behavior,
-                          bool invert, std::vector<detail::Piece>& out) {
-    using B = detail::PreTokenizeStep::Behavior;
-    if (text.empty()) return;
-    std::vector<std::tuple<std::size_t, std::size_t, bool>> parts;  // begin, end, is_match
-    std::size_t prev = 0;
-    for (const auto& [b, e] : re.find_all(text)) {
-      if (prev != b) parts.emplace_back(prev, b, invert);
-      parts.emplace_back(b, e, !invert);
-      prev = e;
-    }
-    if (prev != text.size()) parts.emplace_back(prev, text.size(), invert);
-
-    std::vector<std::pair<std::size_t, std::size_t>> keep;
-    switch (behavior) {
-      case B::isolated:
-        for (const auto& [b, e, m] : parts) keep.emplace_back(b, e);
-        break;
-      case B::removed:
-        for (const auto& [b, e, m] : parts)
-          if (!m) keep.emplace_back(b, e);
-        break;
-      case B::contiguous: {
-        bool previous = false;
-        for (const auto& [b, e, m] : parts) {
-          if (m == previous && !keep.empty()) keep.back().second = e;
-          else keep.emplace_back(b, e);
-          previous = m;
-        }
-        break;
-      }
-      case B::merged_with_previous: {
-        bool previous = false;
-        for (const auto& [b, e, m] : parts) {
-          if (m && !previous && !keep.empty()) keep.back().second = e;
-          else keep.emplace_back(b, e);
-          previous = m;
-        }
-        break;
-      }
-      case B::merged_with_next: {
-        bool previous = false;
-        for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
-          const auto& [b, e, m] = *it;
-          if (m && !previous && !keep.empty()) keep.back().first = b;
-          else keep.emplace_back(b, e);
-          previous = m;
-        }
-        std::reverse(keep.begin(), keep.end());
-        break;
-      }
-    }
-    for (const auto& [b, e] : keep)
-      if (b != e) out.push_back({text.substr(b, e - b), -1});
   }
 
   // BPE over one piece of raw bytes (Hugging Face BPE::merge_word + Word::merge_all).
@@ -958,65 +795,22 @@ class Tokenizer {
         return;
       }
     }
-    struct Symbol {
-      TokenId id;
-      int prev, next;
-      bool alive;
-    };
-    std::vector<Symbol> symbols;
+    std::vector<TokenId> symbols;  // one per byte, before merging
     symbols.reserve(piece.size());
     TokenId pending_unk = -1;  // an unknown-token run not yet pushed
-    const auto push = [&](TokenId id) {
-      const int n = static_cast<int>(symbols.size());
-      symbols.push_back({id, n - 1, n + 1, true});
-    };
     for (const char c : piece) {
       const TokenId id = byte_ids_[static_cast<unsigned char>(c)];
       if (id >= 0) {
-        if (pending_unk >= 0) push(pending_unk), pending_unk = -1;
-        push(id);
+        if (pending_unk >= 0) symbols.push_back(pending_unk), pending_unk = -1;
+        symbols.push_back(id);
       } else if (unk_id_) {
-        if (pending_unk >= 0 && !fuse_unk_) push(pending_unk);
+        if (pending_unk >= 0 && !fuse_unk_) symbols.push_back(pending_unk);
         pending_unk = *unk_id_;
       }
       // Without an unknown token, Hugging Face drops the byte; so does ordo.
     }
-    if (pending_unk >= 0) push(pending_unk);
-    if (symbols.empty()) return;
-    symbols.back().next = -1;
-
-    struct Candidate {
-      std::int32_t rank;
-      int pos;
-      TokenId new_id;
-      bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
-    };
-    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
-    const auto consider = [&](int left) {
-      const int right = symbols[static_cast<std::size_t>(left)].next;
-      if (right < 0) return;
-      const auto it = merges_.find(key(symbols[static_cast<std::size_t>(left)].id, symbols[static_cast<std::size_t>(right)].id));
-      if (it != merges_.end()) queue.push({it->second.first, left, it->second.second});
-    };
-    for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
-    while (!queue.empty()) {
-      const Candidate top = queue.top();
-      queue.pop();
-      auto& left = symbols[static_cast<std::size_t>(top.pos)];
-      if (!left.alive || left.next < 0) continue;
-      auto& right = symbols[static_cast<std::size_t>(left.next)];
-      // Skip stale entries: the pair at this position changed since it was queued.
-      const auto it = merges_.find(key(left.id, right.id));
-      if (it == merges_.end() || it->second.second != top.new_id) continue;
-      left.id = top.new_id;
-      right.alive = false;
-      left.next = right.next;
-      if (right.next >= 0) symbols[static_cast<std::size_t>(right.next)].prev = top.pos;
-      if (left.prev >= 0) consider(left.prev);
-      consider(top.pos);
-    }
-    for (const auto& s : symbols)
-      if (s.alive) ids.push_back(s.id);
+    if (pending_unk >= 0) symbols.push_back(pending_unk);
+    merges_.apply(symbols, ids);
   }
 
   std::string source_;
@@ -1024,7 +818,7 @@ class Tokenizer {
   std::vector<std::string> bytes_;   // bytes by id
   std::vector<bool> present_, special_;
   std::unordered_map<std::string, TokenId> model_vocab_, added_lookup_;
-  std::unordered_map<std::uint64_t, std::pair<std::int32_t, TokenId>> merges_;  // (left, right) -> (rank, merged)
+  detail::BpeMerges merges_;
   TokenId byte_ids_[256] = {};
   std::vector<AddedToken> added_;
   detail::AddedTokenMatcher raw_matcher_, normalized_matcher_;
