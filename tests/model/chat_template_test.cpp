@@ -73,6 +73,8 @@ TEST_CASE("chat templates: unknown ones are a clear error") {
   CHECK(error_of(gemma).find("unsupported chat template (no ChatML or Llama 3 markers)") == 0);
   CHECK(error_of(gemma).find("It begins: \"{{ bos_token }}") != std::string::npos);
   CHECK(error_of("").find("empty") != std::string::npos);
+  CHECK_FALSE(ordo::ChatTemplate::try_from_jinja(gemma).has_value());
+  CHECK(ordo::ChatTemplate::try_from_jinja(chat_cases()["templates"]["chatml"].get<std::string>()).has_value());
   CHECK(error_of("{{ '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023' }}"
                  "{{ '<|eot_id|>' }}")
             .find("Llama 3 markers in an unknown arrangement") != std::string::npos);

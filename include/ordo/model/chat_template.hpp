@@ -277,6 +277,17 @@ class ChatTemplate {
     throw unknown("no ChatML or Llama 3 markers");
   }
 
+  /// from_jinja, or nullopt for a template ordo does not know (for loaders that fall back to
+  /// raw prompts).
+  static std::optional<ChatTemplate> try_from_jinja(std::string_view jinja,
+                                                    std::string bos_token = "<|begin_of_text|>") {
+    try {
+      return from_jinja(jinja, std::move(bos_token));
+    } catch (const ChatTemplateError&) {
+      return std::nullopt;
+    }
+  }
+
   /// The prompt text for `messages`; with `add_generation_prompt`, ends with the header of the
   /// assistant's next turn.
   std::string render(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
