@@ -70,7 +70,9 @@ TEST_CASE("SmolLM2-135M-Instruct Q4_1: the file ordo embeds as its default model
     REQUIRE(in);
     const auto ref = nlohmann::json::parse(in);
     REQUIRE(ref.size() == 5);
-    for (const auto& [name, r] : ref.items()) {
+    for (auto it = ref.begin(); it != ref.end(); ++it) {
+        const std::string name = it.key();  // not a structured binding: clang 14 cannot capture those
+        const auto& r = it.value();
         CAPTURE(name);
         const gg::TensorInfo& t = f.tensor(name);
         CHECK(type_name(t.type) == r.at("type").get<std::string>());
