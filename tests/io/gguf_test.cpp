@@ -60,6 +60,13 @@ TEST_CASE("gguf: metadata of every value type") {
     CHECK_THROWS_WITH_AS(f.at("test.array_i16").array<std::int32_t>(),
                          doctest::Contains("holds an array of 3 int16, not an array of int32"), format_error);
 
+    std::vector<std::int64_t> flat;
+    for (const gg::Value& x : f.at("test.array_i16").elements()) flat.push_back(x.as_int());
+    CHECK(flat == std::vector<std::int64_t>{-1, 2, -3});
+    CHECK(f.at("test.array_f32").elements().at(1).as_double() == -2.0);
+    CHECK(f.at("test.array_strings").elements().at(2).as_string() == "ccc");
+    CHECK_THROWS_WITH_AS(f.at("test.u8").size(), doctest::Contains("holds uint8, not array"), format_error);
+
     const gg::Value& nested = f.at("test.nested");
     CHECK(nested.element_type() == gg::ValueType::ARRAY);
     CHECK(nested.size() == 3);
