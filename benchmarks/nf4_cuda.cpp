@@ -129,8 +129,8 @@ int main(int argc, char** argv) {
     bool all = true;
     for (std::size_t s = 0; s < shapes.size(); ++s) {
       const auto [rows, cols] = shapes[s];
-      const std::size_t n = rows * cols, bs = 64, blocks = ordo::nf4::block_count(n, bs);
-      const std::size_t packed = ordo::nf4::packed_bytes(n);
+      const std::size_t n = rows * cols, bs = 64, blocks = ordo::quant::nf4::block_count(n, bs);
+      const std::size_t packed = ordo::quant::nf4::packed_bytes(n);
       Buffer w(n * 4), x(cols * 4), y(rows * 4), out(n * 4);
       fill(w.as<float>(), n, 1);
       fill(x.as<float>(), cols, 2);

@@ -21,7 +21,7 @@
 namespace ordo::cuda::nf4 {
 namespace {
 
-namespace rules = ordo::nf4;
+namespace rules = ordo::quant::nf4;
 using ordo::quant::bf16;
 using ordo::quant::f16;
 
@@ -104,7 +104,7 @@ struct DynamicMap {
   float value[256];
 };
 
-// Chunk sums of the offset, in ordo::nf4::absmax_offset's order: one thread per chunk.
+// Chunk sums of the offset, in ordo::quant::nf4::absmax_offset's order: one thread per chunk.
 __global__ void absmax_chunk_sums(const float* __restrict__ absmax, std::size_t blocks, double* __restrict__ sums) {
   const std::size_t chunks = (blocks + rules::offset_chunk - 1) / rules::offset_chunk;
   for (std::size_t c = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < chunks;

@@ -20,7 +20,7 @@
 #include <immintrin.h>
 #endif
 
-namespace nf4 = ordo::nf4;
+namespace nf4 = ordo::quant::nf4;
 namespace q = ordo::quant;
 
 namespace {

@@ -15,7 +15,7 @@
 
 #include <ordo/quant/nf4_cpu.hpp>
 
-namespace nf4 = ordo::nf4;
+namespace nf4 = ordo::quant::nf4;
 using nf4::bf16;
 using nf4::f16;
 
@@ -280,7 +280,7 @@ TEST_CASE("options: invalid blocksizes are rejected with the function's name") {
   std::vector<std::uint8_t> p(50);
   std::vector<float> a(10);
   CHECK_THROWS_WITH_AS(nf4::quantize_blocks(v.data(), v.size(), p.data(), a.data(), {.blocksize = 48}),
-                       doctest::Contains("ordo::nf4::quantize_blocks: blocksize 48"), std::invalid_argument);
+                       doctest::Contains("ordo::quant::nf4::quantize_blocks: blocksize 48"), std::invalid_argument);
   CHECK_THROWS_AS(nf4::dequantize_blocks(p.data(), a.data(), v.size(), v.data(), {.blocksize = 16}),
                   std::invalid_argument);
   if (!nf4::cpu_has_avx2())

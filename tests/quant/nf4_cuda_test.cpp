@@ -22,7 +22,7 @@
 #include <ordo/quant/nf4_cpu.hpp>
 
 namespace cnf4 = ordo::cuda::nf4;
-namespace nf4 = ordo::nf4;
+namespace nf4 = ordo::quant::nf4;
 
 namespace {
 

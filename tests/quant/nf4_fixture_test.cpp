@@ -42,7 +42,7 @@
 
 #include <ordo/quant/nf4_cpu.hpp>
 
-namespace nf4 = ordo::nf4;
+namespace nf4 = ordo::quant::nf4;
 
 namespace {
 

@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include <ordo/io/safetensors.hpp>  // safetensors::Checkpoint, Dtype
+#include <ordo/quant/nf4_cpu.hpp>   // quant::nf4::Quantized, dequantize_blocks, gemv
 #include <ordo/model/config.hpp>    // decoder_config
 
 namespace ordo::model {
@@ -64,6 +65,76 @@ inline torch::Tensor rotate_half(const torch::Tensor& x) {
 
 }  // namespace detail
 
+/// NF4 weights of a linear layer [out, in], as bitsandbytes stores them, with the per-block
+/// scales rebuilt once (double quantization is undone at load, not per call).
+struct nf4_weight {
+  quant::nf4::Quantized q;
+  std::vector<float> scales;  // block_scales(q)
+  std::int64_t out_features = 0, in_features = 0;
+  torch::ScalarType compute_dtype = torch::kFloat32;
+
+  /// The dense values the NF4 weights stand for, rows [r0, r1), fp32.
+  torch::Tensor dequantize_rows(std::int64_t r0, std::int64_t r1) const {
+    const auto n = static_cast<std::size_t>((r1 - r0) * in_features);
+    const auto first = static_cast<std::size_t>(r0 * in_features);
+    auto out = torch::empty({r1 - r0, in_features}, torch::kFloat32);
+    TORCH_CHECK(first % q.blocksize == 0, "ordo: NF4 row tiles must start on a block");
+    quant::nf4::Options o;
+    o.blocksize = q.blocksize;
+    quant::nf4::dequantize_blocks(q.packed.data() + first / 2, scales.data() + first / q.blocksize, n,
+                           out.data_ptr<float>(), o);
+    return out;
+  }
+  torch::Tensor dequantize() const { return dequantize_rows(0, out_features); }
+};
+
+/// A linear layer y = x W^T + b whose weight is dense (a trainable parameter) or NF4 (packed,
+/// inference only). Names follow transformers: `weight`, `bias`.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(std::int64_t in, std::int64_t out, bool with_bias) : in_features(in), out_features(out) {
+    weight = register_parameter("weight", torch::empty({out, in}));
+    torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+    if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+  }
+  LinearImpl(std::shared_ptr<const nf4_weight> w, torch::Tensor b)
+      : in_features(w->in_features), out_features(w->out_features), nf4(std::move(w)) {
+    if (b.defined()) bias = register_parameter("bias", b.detach().clone(), /*requires_grad=*/false);
+  }
+
+  bool quantized() const { return nf4 != nullptr; }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    if (!nf4) return torch::nn::functional::linear(x, weight, bias);
+    auto flat = x.reshape({-1, in_features}).to(torch::kFloat32).contiguous();
+    const auto rows = flat.size(0);
+    torch::Tensor y;
+    if (rows == 1 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0) {
+      y = torch::empty({1, out_features}, torch::kFloat32);  // batch 1: fused NF4 GEMV
+      quant::nf4::Options o;
+      o.blocksize = nf4->q.blocksize;
+      o.threads = static_cast<unsigned>(at::get_num_threads());
+      quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
+                static_cast<std::size_t>(in_features), flat.data_ptr<float>(), y.data_ptr<float>(), o);
+    } else {  // dequantize a tile of rows at a time, bounding the dense copy
+      const std::int64_t tile = std::max<std::int64_t>(1, (1 << 20) / in_features);
+      std::vector<torch::Tensor> parts;
+      for (std::int64_t r = 0; r < out_features; r += tile)
+        parts.push_back(torch::matmul(flat, nf4->dequantize_rows(r, std::min(r + tile, out_features)).t()));
+      y = torch::cat(parts, 1);
+    }
+    if (bias.defined()) y = y + bias.to(torch::kFloat32);
+    auto shape = x.sizes().vec();
+    shape.back() = out_features;
+    return y.view(shape).to(x.scalar_type());
+  }
+
+  std::int64_t in_features, out_features;
+  torch::Tensor weight, bias;
+  std::shared_ptr<const nf4_weight> nf4;
+};
+TORCH_MODULE(Linear);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) {
@@ -85,9 +156,7 @@ class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const decoder_config& c)
       : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
-    auto linear = [&](std::int64_t in, std::int64_t out, bool bias) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-    };
+    auto linear = [&](std::int64_t in, std::int64_t out, bool bias) { return Linear(in, out, bias); };
     q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_, c.attention_bias));
     k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
     v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
@@ -124,7 +193,7 @@ class AttentionImpl : public torch::nn::Module {
     return o_proj(out);
   }
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   std::int64_t heads_, kv_heads_, head_dim_;
@@ -134,9 +203,7 @@ TORCH_MODULE(Attention);
 class MLPImpl : public torch::nn::Module {
  public:
   MLPImpl(std::int64_t hidden, std::int64_t intermediate) {
-    auto linear = [](std::int64_t in, std::int64_t out) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-    };
+    auto linear = [](std::int64_t in, std::int64_t out) { return Linear(in, out, false); };
     gate_proj = register_module("gate_proj", linear(hidden, intermediate));
     up_proj = register_module("up_proj", linear(hidden, intermediate));
     down_proj = register_module("down_proj", linear(intermediate, hidden));
@@ -144,7 +211,7 @@ class MLPImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
   }
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
 
@@ -190,9 +257,7 @@ class CausalLMImpl : public torch::nn::Module {
     config_.validate("ordo::model::CausalLM");
     model = register_module("model", DecoderBody(config_));
     if (!config_.tie_word_embeddings) {
-      lm_head = register_module(
-          "lm_head", torch::nn::Linear(torch::nn::LinearOptions(config_.hidden_size,
-                                                                config_.vocab_size).bias(false)));
+      lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false));
     }
     inv_freq_ = detail::rope_inverse_frequencies(config_);  // fp32, not a parameter
   }
@@ -243,7 +308,7 @@ class CausalLMImpl : public torch::nn::Module {
     return torch::matmul(x, w.t()).to(torch::kFloat32);
   }
 
-  torch::nn::Linear lm_head{nullptr};
+  Linear lm_head{nullptr};  // null when tied to the embeddings
   DecoderBody model{nullptr};
 
  private:

@@ -13,14 +13,14 @@
 #include <cstddef>  // std::size_t
 #include <cstdint>  // std::uint8_t
 
-#include <ordo/quant/nf4_codebook.hpp>  // ordo::nf4::ZeroBlocks
+#include <ordo/quant/nf4_codebook.hpp>  // ordo::quant::nf4::ZeroBlocks
 
 struct CUstream_st;
 using cudaStream_t = CUstream_st*;  // the CUDA runtime's own definition, without its header
 
 namespace ordo::cuda::nf4 {
 
-using ordo::nf4::ZeroBlocks;
+using ordo::quant::nf4::ZeroBlocks;
 
 /// Element type of a dense input or output: fp32, IEEE fp16 or bfloat16.
 enum class Dtype : int { f32 = 0, f16 = 1, bf16 = 2 };
@@ -34,7 +34,7 @@ void quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, 
 std::size_t quantize_absmax_workspace_bytes(std::size_t blocks);
 
 /// Double quantization of `blocks` absmax values: offset[0] = their mean (the fixed summation
-/// order of ordo::nf4::absmax_offset), codes[i] the 8-bit dynamic-map code of absmax[i] - offset,
+/// order of ordo::quant::nf4::absmax_offset), codes[i] the 8-bit dynamic-map code of absmax[i] - offset,
 /// absmax2 one float per 256 values. `workspace` holds quantize_absmax_workspace_bytes(blocks).
 void quantize_absmax(const float* absmax, std::size_t blocks, float* offset, std::uint8_t* codes, float* absmax2,
                      void* workspace, cudaStream_t stream);

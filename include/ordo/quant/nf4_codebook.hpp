@@ -21,7 +21,7 @@
 #include <ordo/quant/detail/dynamic_map.hpp>  // detail::dynamic_map_values
 #include <ordo/quant/host_device.hpp>          // ORDO_HOST_DEVICE
 
-namespace ordo::nf4 {
+namespace ordo::quant::nf4 {
 
 /// The NF4 codebook, code -> value (every value is exact in fp32). A switch rather than an
 /// array so that device code can call it without a copy of a host array.
@@ -207,4 +207,4 @@ constexpr float absmax_offset(const float* absmax, std::size_t n) {
   return static_cast<float>(total / static_cast<double>(n));
 }
 
-}  // namespace ordo::nf4
+}  // namespace ordo::quant::nf4

@@ -7,9 +7,9 @@
 // (tests/quant/nf4_cpu_test.cpp checks every path the machine has).
 //
 //   std::vector<float> w = ...;                                   // [rows, cols], row-major
-//   auto q = ordo::nf4::quantize(std::span<const float>(w), {.blocksize = 64});
-//   std::vector<float> back = ordo::nf4::dequantize(q);           // what the NF4 weights stand for
-//   ordo::nf4::gemv(q, rows, cols, x.data(), y.data());           // y = W x
+//   auto q = ordo::quant::nf4::quantize(std::span<const float>(w), {.blocksize = 64});
+//   std::vector<float> back = ordo::quant::nf4::dequantize(q);           // what the NF4 weights stand for
+//   ordo::quant::nf4::gemv(q, rows, cols, x.data(), y.data());           // y = W x
 #pragma once
 
 #include <algorithm>    // std::min, std::max
@@ -38,7 +38,7 @@
 #define ORDO_NF4_HAVE_X86 0
 #endif
 
-namespace ordo::nf4 {
+namespace ordo::quant::nf4 {
 
 using quant::bf16;
 using quant::f16;
@@ -79,9 +79,9 @@ inline bool cpu_has_avx512() noexcept {
 inline Isa resolve_isa(Isa isa) {
   if (isa == Isa::automatic) return cpu_has_avx512() ? Isa::avx512 : cpu_has_avx2() ? Isa::avx2 : Isa::portable;
   if (isa == Isa::avx2 && !cpu_has_avx2())
-    throw std::runtime_error("ordo::nf4: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+    throw std::runtime_error("ordo::quant::nf4: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
   if (isa == Isa::avx512 && !cpu_has_avx512())
-    throw std::runtime_error("ordo::nf4: the AVX-512 path was requested but this CPU lacks AVX-512F");
+    throw std::runtime_error("ordo::quant::nf4: the AVX-512 path was requested but this CPU lacks AVX-512F");
   return isa;
 }
 
@@ -552,8 +552,8 @@ ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float*
 template <class T>
 void quantize_blocks(const T* x, std::size_t n, std::uint8_t* packed, float* absmax, const Options& opt = {}) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>,
-                "ordo::nf4::quantize_blocks takes float, ordo::nf4::bf16 or ordo::nf4::f16 values");
-  detail::check_blocksize(opt.blocksize, "ordo::nf4::quantize_blocks");
+                "ordo::quant::nf4::quantize_blocks takes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
+  detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::quantize_blocks");
   const std::size_t bs = opt.blocksize;
   const std::size_t blocks = block_count(n, bs);
   const Isa isa = resolve_isa(opt.isa);
@@ -587,8 +587,8 @@ template <class Out>
 void dequantize_blocks(const std::uint8_t* packed, const float* absmax, std::size_t n, Out* y,
                        const Options& opt = {}) {
   static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, bf16> || std::is_same_v<Out, f16>,
-                "ordo::nf4::dequantize_blocks writes float, ordo::nf4::bf16 or ordo::nf4::f16 values");
-  detail::check_blocksize(opt.blocksize, "ordo::nf4::dequantize_blocks");
+                "ordo::quant::nf4::dequantize_blocks writes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
+  detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::dequantize_blocks");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
   detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs),
@@ -654,7 +654,7 @@ inline void dequantize_absmax(const std::uint8_t* codes, const float* absmax2, s
 /// When cols is not a multiple of the blocksize, blocks straddle rows and a scalar path runs.
 inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::size_t cols, const float* x,
                  float* y, const Options& opt = {}) {
-  detail::check_blocksize(opt.blocksize, "ordo::nf4::gemv");
+  detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::gemv");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
   const std::size_t grain = std::max<std::size_t>(1, detail::elements_per_thread / std::max<std::size_t>(cols, 1));
@@ -725,7 +725,7 @@ Quantized quantize(std::span<const T> x, const Options& opt = {}, bool double_qu
   Quantized q;
   q.numel = x.size();
   q.blocksize = opt.blocksize;
-  detail::check_blocksize(opt.blocksize, "ordo::nf4::quantize");
+  detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::quantize");
   q.packed.resize(packed_bytes(x.size()));
   std::vector<float> absmax(block_count(x.size(), opt.blocksize));
   quantize_blocks(x.data(), x.size(), q.packed.data(), absmax.data(), opt);
@@ -765,11 +765,11 @@ std::vector<Out> dequantize(const Quantized& q, Options opt = {}) {
 inline void gemv(const Quantized& q, std::size_t rows, std::size_t cols, const float* x, float* y,
                  Options opt = {}) {
   if (rows * cols != q.numel)
-    throw std::invalid_argument("ordo::nf4::gemv: rows * cols (" + std::to_string(rows * cols) +
+    throw std::invalid_argument("ordo::quant::nf4::gemv: rows * cols (" + std::to_string(rows * cols) +
                                 ") differs from the quantized tensor's size (" + std::to_string(q.numel) + ")");
   opt.blocksize = q.blocksize;
   const std::vector<float> scales = block_scales(q);
   gemv(q.packed.data(), scales.data(), rows, cols, x, y, opt);
 }
 
-}  // namespace ordo::nf4
+}  // namespace ordo::quant::nf4

@@ -6,7 +6,7 @@
 
 #include <array>  // std::array
 
-namespace ordo::nf4::detail {
+namespace ordo::quant::nf4::detail {
 
 inline constexpr std::array<float, 256> dynamic_map_values = {
     -0x1.fc66660000000p-1f, -0x1.f533340000000p-1f, -0x1.ee00000000000p-1f, -0x1.e6cccc0000000p-1f,
@@ -75,4 +75,4 @@ inline constexpr std::array<float, 256> dynamic_map_values = {
     0x1.ee00000000000p-1f, 0x1.f533340000000p-1f, 0x1.fc66660000000p-1f, 0x1.0000000000000p+0f,
 };
 
-}  // namespace ordo::nf4::detail
+}  // namespace ordo::quant::nf4::detail

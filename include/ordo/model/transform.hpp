@@ -1,0 +1,113 @@
+// ordo/model/transform.hpp — whole-model operations on a CausalLM: deep copies, and switching
+// the decoder's linear layers between dense and NF4 storage.
+#pragma once
+
+#include <functional>  // std::function
+#include <memory>      // std::make_shared
+#include <string>      // std::string
+
+#include <torch/torch.h>
+
+#include <ordo/model/decoder.hpp>  // CausalLM, Linear, nf4_weight
+#include <ordo/quant/nf4_cpu.hpp>  // quant::nf4::quantize
+
+namespace ordo::model {
+
+/// The seven linear layers of every decoder layer, by transformers' names.
+inline constexpr const char* attention_linears[] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+inline constexpr const char* mlp_linears[] = {"gate_proj", "up_proj", "down_proj"};
+
+/// Calls f(qualified name, the layer's holder) for each decoder linear, in layer order.
+/// f may replace the holder's module; the parent's registration is updated to match.
+inline void for_each_decoder_linear(CausalLM& lm, const std::function<void(const std::string&, Linear&)>& f) {
+  for (std::size_t i = 0; i < lm->model->layers->size(); ++i) {
+    auto layer = lm->model->layers->ptr<DecoderLayerImpl>(i);
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    auto visit = [&](torch::nn::Module& parent, const std::string& parent_name, const char* name, Linear& holder) {
+      auto before = holder.ptr();
+      f(prefix + parent_name + "." + name, holder);
+      if (holder.ptr() != before) parent.replace_module(name, holder);
+    };
+    auto& attn = *layer->self_attn;
+    visit(attn, "self_attn", "q_proj", attn.q_proj);
+    visit(attn, "self_attn", "k_proj", attn.k_proj);
+    visit(attn, "self_attn", "v_proj", attn.v_proj);
+    visit(attn, "self_attn", "o_proj", attn.o_proj);
+    auto& mlp = *layer->mlp;
+    visit(mlp, "mlp", "gate_proj", mlp.gate_proj);
+    visit(mlp, "mlp", "up_proj", mlp.up_proj);
+    visit(mlp, "mlp", "down_proj", mlp.down_proj);
+  }
+}
+
+/// A deep copy: dense parameters are cloned; NF4 weights (immutable) are shared.
+inline CausalLM clone(const CausalLM& source) {
+  torch::NoGradGuard no_grad;
+  CausalLM copy(source->config());
+  auto& src = const_cast<CausalLM&>(source);
+  // First give the copy the same storage kinds, then copy every dense tensor by name.
+  std::map<std::string, std::shared_ptr<const nf4_weight>> quantized;
+  for_each_decoder_linear(src, [&](const std::string& name, Linear& l) {
+    if (l->quantized()) quantized[name] = l->nf4;
+  });
+  for_each_decoder_linear(copy, [&](const std::string& name, Linear& l) {
+    if (auto it = quantized.find(name); it != quantized.end())
+      l = Linear(it->second, l->bias.defined() ? l->bias : torch::Tensor());
+  });
+  auto from = src->named_parameters();
+  for (auto& p : copy->named_parameters()) p.value().set_data(from[p.key()].detach().clone());
+  for (auto& p : copy->named_parameters()) p.value().set_requires_grad(from[p.key()].requires_grad());
+  copy->train(src->is_training());
+  return copy;
+}
+
+/// Replaces every decoder linear by its NF4 form (bitsandbytes' rule; lm_head and embeddings
+/// stay dense as transformers does). Returns the bytes of the packed weights and statistics.
+inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool double_quant) {
+  torch::NoGradGuard no_grad;
+  std::size_t bytes = 0;
+  for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
+    if (l->quantized()) return;
+    auto w = std::make_shared<nf4_weight>();
+    auto dense = l->weight.detach().to(torch::kFloat32).contiguous();
+    quant::nf4::Options o;
+    o.blocksize = blocksize;
+    w->q = quant::nf4::quantize(std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())), o,
+                         double_quant);
+    w->scales = quant::nf4::block_scales(w->q);
+    w->out_features = l->out_features;
+    w->in_features = l->in_features;
+    w->compute_dtype = l->weight.scalar_type();
+    bytes += w->q.storage_bytes();
+    l = Linear(std::shared_ptr<const nf4_weight>(std::move(w)), l->bias);
+  });
+  for (auto& p : lm->parameters()) p.set_requires_grad(false);
+  return bytes;
+}
+
+/// Replaces every NF4 decoder linear by a dense one holding exactly the values the NF4 weights
+/// stand for (fp32, or `dtype`), trainable again.
+inline void dequantize_linears(CausalLM& lm, torch::ScalarType dtype = torch::kFloat32) {
+  torch::NoGradGuard no_grad;
+  for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
+    if (!l->quantized()) return;
+    Linear dense(l->in_features, l->out_features, l->bias.defined());
+    dense->weight.set_data(l->nf4->dequantize().to(dtype));
+    if (l->bias.defined()) dense->bias.set_data(l->bias.detach().clone().to(dtype));
+    l = dense;
+  });
+  for (auto& p : lm->parameters()) p.set_requires_grad(true);
+}
+
+/// Bytes of the model's tensors in memory: NF4 packed weights and statistics, plus every dense
+/// parameter (embeddings, norms, lm_head, biases; all weights of a dense model).
+inline std::size_t model_bytes(CausalLM& lm) {
+  std::size_t bytes = 0;
+  for (const auto& p : lm->parameters()) bytes += static_cast<std::size_t>(p.numel() * p.element_size());
+  for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
+    if (l->quantized()) bytes += l->nf4->q.storage_bytes();
+  });
+  return bytes;
+}
+
+}  // namespace ordo::model
