@@ -132,7 +132,10 @@ def family_texts(name):
             "<|endoftext|>",
             "user-defined [PAD151646] token",
         ]
-    specials = {"smollm2": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
+    if name.startswith("llama2"):
+        extra = ["<s>[INST] Hi there [/INST]", "text</s><s>more", "<unk>", " <s> spaced </s> "]
+    specials = {"llama2": ["<s>", "</s>"], "llama2_metaspace": ["<s>", "</s>"],
+                "smollm2": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
                 "llama3": ["<|begin_of_text|>", "<|eot_id|>"],
                 "qwen2": ["<|im_start|>", "<|endoftext|>", "[PAD151646]"]}[name]
     return COMMON_TEXTS + extra + random_texts(specials, 150, seed=name)
@@ -192,6 +195,25 @@ def build(v, family):
     return tk
 
 
+def build_llama2(path):
+    """Llama 2's SentencePiece-style BPE (as TinyLlama uses it): transformers converts the GGUF;
+    the legacy normalizer (Prepend + Replace, no pre-tokenizer) is what Llama 2's own
+    tokenizer.json has (checked against llama.cpp's expectations below). The Metaspace form is
+    what newer conversions write; it is kept as a second fixture."""
+    from transformers import AutoTokenizer
+
+    t = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    metaspace = json.loads(t.backend_tokenizer.to_str())
+    metaspace["model"]["unk_token"] = "<unk>"
+    legacy = json.loads(json.dumps(metaspace))
+    legacy["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    legacy["pre_tokenizer"] = None
+    return (Tokenizer.from_str(json.dumps(legacy, ensure_ascii=False)),
+            Tokenizer.from_str(json.dumps(metaspace, ensure_ascii=False)))
+
+
 def check_llama_cpp_expectations(tk, gguf_path):
     """llama.cpp's .inp/.out pairs: ids of the original Hugging Face tokenizer."""
     inp = pathlib.Path(str(gguf_path) + ".inp")
@@ -234,7 +256,7 @@ def cut_down(tk, v, texts, ignore_merges):
     vocab = full["model"]["vocab"]
     merges = [tuple(m) for m in full["model"]["merges"]]
     ranks = {m: r for r, m in enumerate(merges)}
-    keep = {t for t in vocab if len(t) == 1}  # the 256 byte symbols (and other 1-char tokens)
+    keep = {t for t in vocab if len(t) == 1 or re.fullmatch("<0x[0-9A-F]{2}>", t)}  # bytes, characters
     keep |= {a["content"] for a in full["added_tokens"]}
     specials = sorted((a["content"] for a in full["added_tokens"]), key=len, reverse=True)
     split_re = re.compile("|".join(re.escape(s) for s in specials))
@@ -243,11 +265,18 @@ def cut_down(tk, v, texts, ignore_merges):
         for segment in split_re.split(text):
             if tk.normalizer is not None:
                 segment = tk.normalizer.normalize_str(segment)
-            for word, _ in tk.pre_tokenizer.pre_tokenize_str(segment):
+            words = [w for w, _ in tk.pre_tokenizer.pre_tokenize_str(segment)] if tk.pre_tokenizer else [segment]
+            # Metaspace's prepend_scheme "first" leaves pieces after a special token unprefixed.
+            # (Extra merges kept do not change any encoding: the full tokenizer has them too.)
+            words.append(segment.replace(" ", "\u2581"))
+            for word in words:
                 if ignore_merges and word in vocab:
                     keep.add(word)
                     continue
-                _, fired = bpe_trace(word, ranks)
+                symbols = []
+                for ch in word:  # characters outside the vocabulary fall back to bytes
+                    symbols += [ch] if ch in vocab else [f"<0x{b:02X}>" for b in ch.encode()]
+                _, fired = bpe_trace(symbols, ranks)
                 for r in fired:
                     fired_ranks.add(r)
                     a, b = merges[r]
@@ -570,6 +599,18 @@ def main():
         if family == "qwen2" and v["chat_template"]:
             chat_templates["qwen2"] = v["chat_template"]
         print(f"{family}: {len(texts)} strings; llama.cpp expectations checked: {checked}")
+    spm = args.llama_cpp_models / "ggml-vocab-llama-spm.gguf"
+    legacy, metaspace = build_llama2(spm)
+    checked = check_llama_cpp_expectations(legacy, spm)
+    for family, tk in (("llama2", legacy), ("llama2_metaspace", metaspace)):
+        texts = family_texts(family)
+        j = cut_down(tk, None, texts, ignore_merges=False)
+        write_json(args.out / f"{family}_tokenizer.json", j)
+        all_cases[family] = {"tokenizer": f"{family}_tokenizer.json", "reference": all_cases["smollm2"]["reference"],
+                             "llama_cpp_cases_checked": checked if family == "llama2" else 0,
+                             "cases": cases(tk, texts, prefixes_for=set(COMMON_TEXTS))}
+        print(f"{family}: {len(texts)} strings; llama.cpp expectations checked: {checked if family == 'llama2' else 0}")
+
     flags = build_flags_tokenizer()
     write_json(args.out / "flags_tokenizer.json", json.loads(flags.to_str()))
     all_cases["flags"] = {"tokenizer": "flags_tokenizer.json", "reference": all_cases["smollm2"]["reference"],

@@ -143,14 +143,16 @@ std::string minimal_json(const std::string& vocab_extra = "", const std::string&
 }  // namespace
 
 TEST_CASE("tokenizer.json: encode and decode equal Hugging Face tokenizers on every fixture string") {
-  for (const auto& family : {"smollm2", "llama3", "qwen2", "flags"}) {
+  for (const auto& family : {"smollm2", "llama3", "qwen2", "flags", "llama2", "llama2_metaspace"}) {
     CAPTURE(family);
     const auto& f = all_cases()[family];
     const auto tok = std::string(family) == "smollm2"
                          ? smollm2()
                          : ordo::Tokenizer::from_file(fixtures / f["tokenizer"].get<std::string>());
-    // The "flags" tokenizer adds a prefix space and strips around some added tokens.
-    check_cases(tok, f, /*gguf_path=*/false, /*round_trip=*/std::string(family) != "flags");
+    // The "flags" tokenizer adds a prefix space and strips around some added tokens; Llama 2's
+    // adds a "\u2581" to every piece and strips one space when decoding.
+    const std::string name = family;
+    check_cases(tok, f, /*gguf_path=*/false, /*round_trip=*/name == "smollm2" || name == "llama3" || name == "qwen2");
   }
 }
 
@@ -256,10 +258,14 @@ TEST_CASE("malformed tokenizer.json: the error names the file and the problem") 
   no_decoder.replace(no_decoder.find(decoder_part), decoder_part.size(), "");
   has(error_of(no_decoder), {"no decoder"});
 
-  std::string metaspace = minimal_json();
+  std::string whitespace = minimal_json();
   const std::string byte_level_part = R"("type":"ByteLevel","add_prefix_space")";
-  metaspace.replace(metaspace.find(byte_level_part), byte_level_part.size(), R"("type":"Metaspace","add_prefix_space")");
-  has(error_of(metaspace), {"pre_tokenizer.type", "Metaspace"});
+  whitespace.replace(whitespace.find(byte_level_part), byte_level_part.size(), R"("type":"WhitespaceSplit","add_prefix_space")");
+  has(error_of(whitespace), {"pre_tokenizer.type", "WhitespaceSplit"});
+
+  std::string fallback = minimal_json();
+  fallback.replace(fallback.find(R"("type":"BPE")"), 12, R"("type":"BPE","byte_fallback":true)");
+  has(error_of(fallback), {"byte_fallback is true in a byte-level tokenizer"});
 
   std::string bad_regex = minimal_json();
   bad_regex.replace(bad_regex.find(R"({"type":"ByteLevel","add_prefix_space")"), 0,
@@ -270,7 +276,7 @@ TEST_CASE("malformed tokenizer.json: the error names the file and the problem") 
   std::string not_byte_level = minimal_json();
   not_byte_level.replace(not_byte_level.find(R"({"type":"ByteLevel","add_prefix_space")"), 0,
                          R"({"type":"Digits","individual_digits":true},"unused":)");
-  has(error_of(not_byte_level), {"no ByteLevel step"});
+  has(error_of(not_byte_level), {"no ByteLevel step and model.byte_fallback is false"});
 }
 
 TEST_CASE("malformed files: missing and broken files are named") {

@@ -188,8 +188,10 @@ class Tokenizer {
                                   std::to_string(*bad) + ")");
     }
     std::vector<detail::Piece> pieces;
-    if (!text.empty()) pieces.push_back({std::string(text), -1});
+    if (!text.empty()) pieces.push_back({std::string(text), -1, true});
     pieces = split_added(pieces, raw_matcher_, options.parse_special);
+    for (auto& p : pieces)
+      if (p.added < 0) normalize(p.text);
     pieces = split_added(pieces, normalized_matcher_, options.parse_special);
     for (const auto& step : steps_) pieces = apply_step(step, pieces);
 
@@ -209,7 +211,14 @@ class Tokenizer {
   /// Token ids to text: the tokens' bytes joined, ill-formed UTF-8 replaced by U+FFFD (as
   /// Hugging Face decodes). Ids outside the vocabulary are skipped, as Hugging Face does.
   std::string decode(std::span<const TokenId> ids, bool skip_special_tokens = false) const {
-    return detail::utf8::to_valid_lossy(decode_bytes(ids, skip_special_tokens));
+    if (decoders_.empty()) return detail::utf8::to_valid_lossy(decode_bytes(ids, skip_special_tokens));
+    std::vector<std::string> tokens;
+    for (const TokenId id : ids) {
+      if (!contains(id)) continue;
+      if (skip_special_tokens && special_[static_cast<std::size_t>(id)]) continue;
+      tokens.push_back(tokens_[static_cast<std::size_t>(id)]);
+    }
+    return run_decoders(std::move(tokens));
   }
   std::string decode(std::initializer_list<TokenId> ids, bool skip_special_tokens = false) const {
     return decode(std::span<const TokenId>(ids.begin(), ids.size()), skip_special_tokens);
@@ -343,9 +352,7 @@ class Tokenizer {
         fail(std::string("model.") + key + " is set; byte-level BPE tokenizers do not use it");
       }
     }
-    if (bool_member(model, "byte_fallback", "model", false)) {
-      fail("model.byte_fallback is true: a SentencePiece-style BPE, not byte-level; ordo supports byte-level BPE");
-    }
+    byte_fallback_ = bool_member(model, "byte_fallback", "model", false);
     ignore_merges_ = bool_member(model, "ignore_merges", "model", false);
     fuse_unk_ = bool_member(model, "fuse_unk", "model", false);
 
@@ -413,8 +420,8 @@ class Tokenizer {
       }
     }
 
-    // Normalizer: none of the supported families changes the text (Qwen2's NFC leaves NFC text
-    // as it is; ordo does not compose decomposed text, see docs/tokenizer.md).
+    // Normalizer: Qwen2's NFC leaves NFC text as it is (ordo does not compose decomposed text,
+    // see docs/tokenizer.md); SentencePiece-style tokenizers prepend and replace.
     if (const auto it = j.find("normalizer"); it != j.end() && !it->is_null()) {
       load_normalizer(*it, "normalizer");
     }
@@ -424,15 +431,23 @@ class Tokenizer {
     if (const auto it = j.find("pre_tokenizer"); it != j.end() && !it->is_null()) {
       load_pre_tokenizer(*it, "pre_tokenizer", byte_level);
     }
-    if (!byte_level) {
-      fail("the pre_tokenizer has no ByteLevel step; ordo supports byte-level BPE only");
+    byte_level_ = byte_level;
+    if (!byte_level && !byte_fallback_) {
+      fail("the pre_tokenizer has no ByteLevel step and model.byte_fallback is false; ordo supports "
+           "byte-level BPE and SentencePiece-style BPE with byte fallback");
     }
+    if (byte_level && byte_fallback_) fail("model.byte_fallback is true in a byte-level tokenizer");
 
-    // Decoder: ByteLevel (possibly inside a Sequence) is what byte-level BPE needs.
+    // Decoder: ByteLevel for byte-level BPE; a chain (Replace, ByteFallback, Fuse, Strip, Metaspace)
+    // for SentencePiece-style BPE.
     if (const auto it = j.find("decoder"); it != j.end() && !it->is_null()) {
       load_decoder(*it, "decoder");
     } else {
-      fail("there is no decoder; byte-level BPE needs the ByteLevel decoder");
+      fail("there is no decoder");
+    }
+    if (byte_level != byte_level_decoder_ || (byte_level && !decoders_.empty())) {
+      fail(byte_level ? "a byte-level tokenizer needs the ByteLevel decoder alone"
+                      : "a ByteLevel decoder needs a ByteLevel pre_tokenizer");
     }
 
     if (const auto it = j.find("post_processor"); it != j.end() && !it->is_null()) {
@@ -450,8 +465,12 @@ class Tokenizer {
         load_normalizer(list[i], where + ".normalizers[" + std::to_string(i) + "]");
     } else if (type == "NFC") {
       // Accepted: see above.
+    } else if (type == "Prepend") {
+      normalizers_.push_back({detail::NormalizeStep::Kind::prepend, string_member(n, "prepend", where), {}});
+    } else if (type == "Replace") {
+      normalizers_.push_back({detail::NormalizeStep::Kind::replace, literal_pattern(n, where), string_member(n, "content", where)});
     } else {
-      fail(where + ".type \"" + type + "\" is not supported (ordo supports no normalizer, or NFC)");
+      fail(where + ".type \"" + type + "\" is not supported (ordo supports NFC, Prepend, Replace, Sequence)");
     }
   }
 
@@ -485,25 +504,78 @@ class Tokenizer {
       s.behavior = behavior(string_member(p, "behavior", where), where + ".behavior");
       s.invert = bool_member(p, "invert", where, false);
       steps_.push_back(std::move(s));
+    } else if (type == "Metaspace") {
+      Step s;
+      s.kind = Step::Kind::metaspace;
+      s.replacement = string_member(p, "replacement", where);
+      if (detail::utf8::first_invalid(s.replacement) || s.replacement.empty()) fail(where + ".replacement is not one character");
+      const auto scheme = p.contains("prepend_scheme") ? string_member(p, "prepend_scheme", where)
+                          : bool_member(p, "add_prefix_space", where, true) ? "always" : "never";
+      if (scheme == "always") s.prepend = Step::Prepend::always;
+      else if (scheme == "first") s.prepend = Step::Prepend::first;
+      else if (scheme == "never") s.prepend = Step::Prepend::never;
+      else fail(where + ".prepend_scheme \"" + scheme + "\" is not always, first or never");
+      if (bool_member(p, "split", where, true)) s.regex = compile(detail::escape_literal(s.replacement), where);
+      steps_.push_back(std::move(s));
     } else if (type == "Digits") {
       Step s;
       // Digits uses char::is_numeric, the Unicode N categories; runs or single digits, isolated.
       s.regex = compile(bool_member(p, "individual_digits", where, false) ? R"(\p{N})" : R"(\p{N}+)", where);
       steps_.push_back(std::move(s));
     } else {
-      fail(where + ".type \"" + type + "\" is not supported (ordo supports ByteLevel, Split, Digits, Sequence)");
+      fail(where + ".type \"" + type + "\" is not supported (ordo supports ByteLevel, Split, Digits, Metaspace, Sequence)");
     }
   }
 
   void load_decoder(const nlohmann::json& d, const std::string& where) {
+    using D = DecodeStep;
     const auto type = string_member(d, "type", where);
     if (type == "Sequence") {
       const auto& list = member(d, "decoders", where);
       if (!list.is_array() || list.empty()) fail(where + ".decoders must be a non-empty array");
       for (std::size_t i = 0; i < list.size(); ++i) load_decoder(list[i], where + ".decoders[" + std::to_string(i) + "]");
-    } else if (type != "ByteLevel") {
-      fail(where + ".type \"" + type + "\" is not supported (byte-level BPE decodes with ByteLevel)");
+    } else if (type == "ByteLevel") {
+      byte_level_decoder_ = true;
+    } else if (type == "Replace") {
+      decoders_.push_back({D::Kind::replace, literal_pattern(d, where), string_member(d, "content", where)});
+    } else if (type == "ByteFallback") {
+      decoders_.push_back({D::Kind::byte_fallback, {}, {}});
+    } else if (type == "Fuse") {
+      decoders_.push_back({D::Kind::fuse, {}, {}});
+    } else if (type == "Strip") {
+      D s{D::Kind::strip, string_member(d, "content", where), {}};
+      if (detail::utf8::first_invalid(s.from) || s.from.empty() ||
+          detail::utf8::sequence_length(s.from, 0) != s.from.size()) {
+        fail(where + ".content must be one character");
+      }
+      const auto count = [&](const char* key) {
+        const auto& v = member(d, key, where);
+        if (!v.is_number_unsigned()) fail(where + "." + key + " must be a count");
+        return static_cast<std::size_t>(std::min<std::uint64_t>(v.get<std::uint64_t>(), 1u << 20));
+      };
+      s.start = count("start");
+      s.stop = count("stop");
+      decoders_.push_back(std::move(s));
+    } else if (type == "Metaspace") {
+      D s{D::Kind::metaspace, string_member(d, "replacement", where), {}};
+      const auto scheme = d.contains("prepend_scheme") ? string_member(d, "prepend_scheme", where)
+                          : bool_member(d, "add_prefix_space", where, true) ? "always" : "never";
+      s.start = scheme == "never" ? 0 : 1;
+      decoders_.push_back(std::move(s));
+    } else {
+      fail(where + ".type \"" + type + "\" is not supported (ordo supports ByteLevel, Replace, ByteFallback, Fuse, "
+           "Strip, Metaspace, Sequence)");
     }
+  }
+
+  // The literal of a Replace step ({"pattern": {"String": ...}}).
+  std::string literal_pattern(const nlohmann::json& j, const std::string& where) const {
+    const auto& pattern = member(j, "pattern", where);
+    if (!pattern.is_object() || !pattern.contains("String") || !pattern["String"].is_string() ||
+        pattern["String"].get<std::string>().empty()) {
+      fail(where + ".pattern must be {\"String\": \"...\"} (regex replacements are not supported)");
+    }
+    return pattern["String"].get<std::string>();
   }
 
   void load_post_processor(const nlohmann::json& p, const std::string& where) {
@@ -690,9 +762,12 @@ class Tokenizer {
   void finish() {
     bytes_.resize(tokens_.size());
     for (std::size_t i = 0; i < tokens_.size(); ++i)
-      if (present_[i]) bytes_[i] = detail::byte_level::decode(tokens_[i]);
+      if (present_[i]) bytes_[i] = byte_level_ ? detail::byte_level::decode(tokens_[i]) : piece_bytes(tokens_[i]);
+    static const char* hex = "0123456789ABCDEF";
     for (std::size_t i = 0; i < 256; ++i) {
-      const auto it = model_vocab_.find(detail::byte_level::alphabet()[i]);
+      const std::string key = byte_level_ ? detail::byte_level::alphabet()[i]
+                                          : std::string("<0x") + hex[i >> 4] + hex[i & 15] + ">";
+      const auto it = model_vocab_.find(key);
       byte_ids_[i] = it == model_vocab_.end() ? -1 : it->second;
     }
     for (std::size_t k = 0; k < added_.size(); ++k) {
@@ -754,12 +829,13 @@ class Tokenizer {
         if (a.rstrip) {
           while (stop < s.size() && is_space_char(first_char(s.substr(stop)))) stop += first_char(s.substr(stop)).size();
         }
-        if (start_offset < start) out.push_back({std::string(s.substr(start_offset, start - start_offset)), -1});
+        if (start_offset < start)
+          out.push_back({std::string(s.substr(start_offset, start - start_offset)), -1, piece.at_start && start_offset == 0});
         out.push_back({std::string(s.substr(start, stop - start)), a.id});
         start_offset = stop;
         at = stop;
       }
-      if (start_offset < s.size()) out.push_back({std::string(s.substr(start_offset)), -1});
+      if (start_offset < s.size()) out.push_back({std::string(s.substr(start_offset)), -1, piece.at_start && start_offset == 0});
     }
     return out;
   }
@@ -779,9 +855,19 @@ class Tokenizer {
           if (!piece.text.empty()) out.push_back(std::move(piece));
           continue;
         }
-        detail::split_piece(piece.text, step.regex, Step::Behavior::isolated, false, out);
+        detail::split_piece(piece.text, step.regex, Step::Behavior::isolated, false, out, piece.at_start);
+      } else if (step.kind == Step::Kind::metaspace) {
+        replace_all(piece.text, " ", step.replacement);
+        const bool starts = piece.text.compare(0, step.replacement.size(), step.replacement) == 0;
+        if (!starts && (step.prepend == Step::Prepend::always || (step.prepend == Step::Prepend::first && piece.at_start)))
+          piece.text.insert(0, step.replacement);
+        if (!step.regex) {
+          if (!piece.text.empty()) out.push_back(std::move(piece));
+          continue;
+        }
+        detail::split_piece(piece.text, step.regex, Step::Behavior::merged_with_next, false, out, piece.at_start);
       } else {
-        detail::split_piece(piece.text, step.regex, step.behavior, step.invert, out);
+        detail::split_piece(piece.text, step.regex, step.behavior, step.invert, out, piece.at_start);
       }
     }
     return out;
@@ -790,11 +876,13 @@ class Tokenizer {
   // BPE over one piece of raw bytes (Hugging Face BPE::merge_word + Word::merge_all).
   void bpe(const std::string& piece, std::vector<TokenId>& ids) const {
     if (ignore_merges_) {
-      if (const auto it = model_vocab_.find(detail::byte_level::encode(piece)); it != model_vocab_.end()) {
+      const auto it = model_vocab_.find(byte_level_ ? detail::byte_level::encode(piece) : piece);
+      if (it != model_vocab_.end()) {
         ids.push_back(it->second);
         return;
       }
     }
+    if (!byte_level_) return bpe_chars(piece, ids);
     std::vector<TokenId> symbols;  // one per byte, before merging
     symbols.reserve(piece.size());
     TokenId pending_unk = -1;  // an unknown-token run not yet pushed
@@ -813,6 +901,149 @@ class Tokenizer {
     merges_.apply(symbols, ids);
   }
 
+  // SentencePiece-style BPE: symbols are characters; a character outside the vocabulary becomes
+  // its <0xXX> byte tokens (byte_fallback) or the unknown token (Hugging Face BPE::merge_word).
+  void bpe_chars(const std::string& piece, std::vector<TokenId>& ids) const {
+    std::vector<TokenId> symbols;
+    TokenId pending_unk = -1;
+    for (std::size_t i = 0; i < piece.size();) {
+      const std::size_t n = detail::utf8::lead_length(static_cast<unsigned char>(piece[i]));
+      const std::string ch = piece.substr(i, n);
+      i += n;
+      if (const auto it = model_vocab_.find(ch); it != model_vocab_.end()) {
+        if (pending_unk >= 0) symbols.push_back(pending_unk), pending_unk = -1;
+        symbols.push_back(it->second);
+        continue;
+      }
+      if (byte_fallback_ && std::all_of(ch.begin(), ch.end(), [&](char b) { return byte_ids_[static_cast<unsigned char>(b)] >= 0; })) {
+        for (const char b : ch) symbols.push_back(byte_ids_[static_cast<unsigned char>(b)]);
+        continue;  // as Hugging Face: a pending unknown token stays pending
+      }
+      if (unk_id_) {
+        if (pending_unk >= 0 && !fuse_unk_) symbols.push_back(pending_unk);
+        pending_unk = *unk_id_;
+      }
+    }
+    if (pending_unk >= 0) symbols.push_back(pending_unk);
+    merges_.apply(symbols, ids);
+  }
+
+  // ---- decoding (SentencePiece-style chain) --------------------------------------------------
+  struct DecodeStep {
+    enum class Kind { replace, byte_fallback, fuse, strip, metaspace };
+    Kind kind;
+    std::string from, to;  // replace: from -> to; strip: the character; metaspace: the replacement
+    std::size_t start = 0, stop = 0;  // strip: counts; metaspace: 1 when the first token's is dropped
+  };
+
+  static void replace_all(std::string& s, std::string_view from, std::string_view to) {
+    if (from.empty()) return;
+    for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  }
+
+  static std::optional<unsigned char> fallback_byte(std::string_view token) {
+    const auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    if (token.size() != 6 || token.substr(0, 3) != "<0x" || token[5] != '>') return std::nullopt;
+    const int hi = hex(token[3]), lo = hex(token[4]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    return static_cast<unsigned char>(hi * 16 + lo);
+  }
+
+  // Hugging Face's decoders, applied in order to the list of token strings.
+  std::string run_decoders(std::vector<std::string> tokens) const {
+    using D = DecodeStep;
+    for (const auto& step : decoders_) {
+      switch (step.kind) {
+        case D::Kind::replace:
+          for (auto& t : tokens) replace_all(t, step.from, step.to);
+          break;
+        case D::Kind::byte_fallback: {
+          std::vector<std::string> out;
+          std::string bytes;
+          const auto flush = [&] {
+            if (bytes.empty()) return;
+            if (!detail::utf8::first_invalid(bytes)) out.push_back(bytes);
+            else for (std::size_t k = 0; k < bytes.size(); ++k) out.push_back("\xEF\xBF\xBD");
+            bytes.clear();
+          };
+          for (auto& t : tokens) {
+            if (const auto b = fallback_byte(t)) {
+              bytes.push_back(static_cast<char>(*b));
+            } else {
+              flush();
+              out.push_back(std::move(t));
+            }
+          }
+          flush();
+          tokens = std::move(out);
+          break;
+        }
+        case D::Kind::fuse: {
+          std::string all;
+          for (const auto& t : tokens) all += t;
+          tokens.assign(1, std::move(all));
+          break;
+        }
+        case D::Kind::strip:
+          for (auto& t : tokens) {
+            std::size_t begin = 0, end = t.size();
+            for (std::size_t k = 0; k < step.start && t.compare(begin, step.from.size(), step.from) == 0; ++k)
+              begin += step.from.size();
+            for (std::size_t k = 0; k < step.stop && end >= begin + step.from.size() &&
+                                    t.compare(end - step.from.size(), step.from.size(), step.from) == 0; ++k)
+              end -= step.from.size();
+            t = t.substr(begin, end - begin);
+          }
+          break;
+        case D::Kind::metaspace:
+          for (std::size_t k = 0; k < tokens.size(); ++k) replace_all(tokens[k], step.from, k == 0 && step.start ? "" : " ");
+          break;
+      }
+    }
+    std::string out;
+    for (const auto& t : tokens) out += t;
+    return out;
+  }
+
+  // The bytes one SentencePiece-style token stands for, as StreamDecoder needs them: its byte,
+  // or its text with the decoders' replacements.
+  std::string piece_bytes(const std::string& token) const {
+    if (byte_fallback_)
+      if (const auto b = fallback_byte(token)) return std::string(1, static_cast<char>(*b));
+    std::string t = token;
+    for (const auto& step : decoders_) {
+      if (step.kind == DecodeStep::Kind::replace) replace_all(t, step.from, step.to);
+      if (step.kind == DecodeStep::Kind::metaspace) replace_all(t, step.from, " ");
+    }
+    return t;
+  }
+
+  void normalize(std::string& text) const {
+    for (const auto& n : normalizers_) {
+      if (n.kind == detail::NormalizeStep::Kind::prepend) {
+        if (!text.empty()) text.insert(0, n.text);
+      } else {
+        replace_all(text, n.text, n.replacement);
+      }
+    }
+  }
+
+ public:
+  /// Whether decoding drops the space that starts the text (SentencePiece-style decoders).
+  bool decode_strips_leading_space() const {
+    for (const auto& step : decoders_)
+      if ((step.kind == DecodeStep::Kind::strip && step.start > 0 && step.from == " ") ||
+          (step.kind == DecodeStep::Kind::metaspace && step.start > 0))
+        return true;
+    return false;
+  }
+
+ private:
   std::string source_;
   std::vector<std::string> tokens_;  // spelling by id
   std::vector<std::string> bytes_;   // bytes by id
@@ -825,17 +1056,22 @@ class Tokenizer {
   std::vector<detail::PreTokenizeStep> steps_;
   std::vector<TokenId> prefix_ids_, suffix_ids_;
   bool has_template_ = false;
-  bool ignore_merges_ = false, fuse_unk_ = false;
+  bool ignore_merges_ = false, fuse_unk_ = false, byte_fallback_ = false;
+  bool byte_level_ = true, byte_level_decoder_ = false;
+  std::vector<detail::NormalizeStep> normalizers_;
+  std::vector<DecodeStep> decoders_;
   std::optional<TokenId> unk_id_, bos_id_, eos_id_, pad_id_;
   detail::Pcre2Regex word_, space_;
 };
 
 /// Turns generated token ids into text as they come: bytes of a UTF-8 character split across
-/// tokens are held back until the character is complete; ill-formed bytes become U+FFFD.
+/// tokens are held back until the character is complete; ill-formed bytes become U+FFFD (one per
+/// maximal ill-formed subpart; SentencePiece-style decoding writes one per byte token instead).
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = false)
-      : tokenizer_(&tokenizer), skip_special_(skip_special_tokens) {}
+      : tokenizer_(&tokenizer), skip_special_(skip_special_tokens),
+        strip_leading_space_(tokenizer.decode_strips_leading_space()) {}
 
   /// Text that is complete after `id` (often empty while a character is still incomplete).
   std::string push(TokenId id) {
@@ -857,19 +1093,30 @@ class StreamDecoder {
     }
     std::string ready = detail::utf8::to_valid_lossy(std::string_view(pending_).substr(0, cut));
     pending_.erase(0, cut);
-    return ready;
+    return started(std::move(ready));
   }
 
   /// What is left at the end of generation (an incomplete tail becomes U+FFFD).
   std::string finish() {
     std::string rest = detail::utf8::to_valid_lossy(pending_);
     pending_.clear();
-    return rest;
+    return started(std::move(rest));
   }
 
  private:
+  // SentencePiece-style decoders drop the space that starts the text.
+  std::string started(std::string text) {
+    if (!text.empty() && !started_) {
+      started_ = true;
+      if (strip_leading_space_ && text[0] == ' ') text.erase(0, 1);
+    }
+    return text;
+  }
+
   const Tokenizer* tokenizer_;
   bool skip_special_;
+  bool strip_leading_space_;
+  bool started_ = false;
   std::string pending_;
 };
 

@@ -18,19 +18,32 @@ namespace ordo::detail {
 
 /// One step of the pre-tokenizer.
 struct PreTokenizeStep {
-  enum class Kind { split, byte_level };
+  enum class Kind { split, byte_level, metaspace };
   enum class Behavior { isolated, removed, merged_with_previous, merged_with_next, contiguous };
+  enum class Prepend { always, first, never };
   Kind kind = Kind::split;
-  Pcre2Regex regex;             // split; byte_level with use_regex
+  Pcre2Regex regex;             // split; byte_level with use_regex; metaspace with split
   Behavior behavior = Behavior::isolated;
   bool invert = false;
   bool add_prefix_space = false;  // byte_level
+  std::string replacement;        // metaspace: stands for a space ("\u2581")
+  Prepend prepend = Prepend::always;  // metaspace
 };
 
-/// A piece of the text while it is cut up; `added` >= 0 marks an added token already found.
+/// One step of the normalizer (SentencePiece-style tokenizers: Prepend "\u2581", Replace " ").
+struct NormalizeStep {
+  enum class Kind { prepend, replace };
+  Kind kind = Kind::prepend;
+  std::string text;         // prepend: what; replace: the literal replaced
+  std::string replacement;  // replace: by what
+};
+
+/// A piece of the text while it is cut up; `added` >= 0 marks an added token already found;
+/// `at_start`: the piece begins the original text (Metaspace's prepend_scheme "first").
 struct Piece {
   std::string text;
   std::int32_t added = -1;
+  bool at_start = false;
 };
 
 /// GPT-2's pattern, which Hugging Face's ByteLevel pre-tokenizer applies when use_regex is true.
@@ -114,7 +127,7 @@ class AddedTokenMatcher {
 
 /// Hugging Face NormalizedString::split: matches and gaps, flagged, then merged by behavior.
 inline void split_piece(const std::string& text, const Pcre2Regex& re, PreTokenizeStep::Behavior behavior, bool invert,
-                        std::vector<Piece>& out) {
+                        std::vector<Piece>& out, bool at_start = false) {
   using B = PreTokenizeStep::Behavior;
   if (text.empty()) return;
   std::vector<std::tuple<std::size_t, std::size_t, bool>> parts;  // begin, end, is_match
@@ -166,7 +179,7 @@ inline void split_piece(const std::string& text, const Pcre2Regex& re, PreTokeni
     }
   }
   for (const auto& [b, e] : keep)
-    if (b != e) out.push_back({text.substr(b, e - b), -1});
+    if (b != e) out.push_back({text.substr(b, e - b), -1, at_start && b == 0});
 }
 
 }  // namespace ordo::detail
