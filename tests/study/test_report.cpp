@@ -1,0 +1,54 @@
+// The study's reports: table, CSV, JSON and plot from result rows.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <ordo/study/report.hpp>
+
+namespace {
+std::vector<ordo::study::result_row> rows() {
+  ordo::study::result_row base{"base", "Base", 256.0, 10.5, 2.35, 1000, 1.0, 0.0, 3.0, {}};
+  ordo::study::result_row best{"P-KD-Q", "P-KD-Q", 70.0, 12.25, 2.5, 1000, 256.0 / 70.0, 42.0, 1.5, {}};
+  best.extra["note"] = "x<y";
+  return {base, best};
+}
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+TEST_CASE("the table has the paper's columns and one line per configuration") {
+  const auto r = rows();
+  const auto table = ordo::study::markdown_table(r);
+  CHECK(table.find("| Model | Chain | Size (MB) | Perplexity | Compression |") == 0);
+  CHECK(table.find("| Base | base | 256.00 | 10.500 | 1.00x | 0.0 |") != std::string::npos);
+  CHECK(table.find("| P-KD-Q | P-KD-Q | 70.00 | 12.250 | 3.66x | 42.0 |") != std::string::npos);
+}
+
+TEST_CASE("results.json, results.csv, results.md and the SVG are written") {
+  const auto dir = std::filesystem::temp_directory_path() / "ordo-test-report";
+  std::filesystem::remove_all(dir);
+  const auto r = rows();
+  ordo::study::write_reports(dir, r, {{"model", "tiny"}}, "test <plot>");
+  const auto j = nlohmann::json::parse(slurp(dir / "results.json"));
+  CHECK(j["meta"]["model"] == "tiny");
+  REQUIRE(j["results"].size() == 2);
+  CHECK(j["results"][1]["configuration"] == "P-KD-Q");
+  CHECK(j["results"][1]["perplexity"] == doctest::Approx(12.25));
+  CHECK(j["results"][1]["note"] == "x<y");
+  const auto csv = slurp(dir / "results.csv");
+  CHECK(csv.find("configuration,paper_name,size_mb,perplexity") == 0);
+  CHECK(csv.find("P-KD-Q,P-KD-Q,70.0000,12.250000,") != std::string::npos);
+  const auto svg = slurp(dir / "size_vs_perplexity.svg");
+  CHECK(svg.find("<svg") == 0);
+  CHECK(svg.find("test &lt;plot&gt;") != std::string::npos);  // escaped
+  CHECK(svg.find("P-KD-Q (12.25)") != std::string::npos);
+  CHECK(svg.find("<circle") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
