@@ -93,8 +93,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0;
       }
       const auto ids = tok->encode("Hello world 123 <|im_start|>  \n\n x\xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80");
-      check_stream(*tok, ids);
+      // SentencePiece-style decoder chains may rewrite text in ways streaming does not follow.
+      if (tok->byte_level()) check_stream(*tok, ids);
       (void)tok->decode(ids, true);
+      ordo::StreamDecoder stream(*tok);
+      for (const auto id : ids) (void)stream.push(id);
+      (void)stream.finish();
       break;
     }
     case 1: {

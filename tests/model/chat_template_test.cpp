@@ -25,7 +25,7 @@ const nlohmann::json& chat_cases() {
 ordo::ChatTemplate template_named(const std::string& name) {
   const auto& j = chat_cases();
   const auto bos = name.starts_with("llama3") ? j["llama3_bos_token"].get<std::string>() : j["bos_token"].get<std::string>();
-  return ordo::ChatTemplate::from_jinja(j["templates"][name].get<std::string>(), bos);
+  return ordo::ChatTemplate::from_jinja(j["templates"][name].get<std::string>(), bos, j["zephyr_eos_token"].get<std::string>());
 }
 
 std::string error_of(std::string_view jinja) {
@@ -64,13 +64,19 @@ TEST_CASE("chat templates: the family and the default system prompt are recognis
   CHECK(template_named("llama3").family() == ordo::ChatTemplate::Family::llama3);
   CHECK(template_named("llama3").end_of_turn() == "<|eot_id|>");
   CHECK(template_named("qwen2.5").end_of_turn() == "<|im_end|>");
+  CHECK(template_named("zephyr").family() == ordo::ChatTemplate::Family::zephyr);
+  CHECK(template_named("zephyr").end_of_turn() == "</s>");
 }
 
 TEST_CASE("chat templates: unknown ones are a clear error") {
   const std::string gemma =
       "{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + message['role'] + '\\n' + "
       "message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}";
-  CHECK(error_of(gemma).find("unsupported chat template (no ChatML or Llama 3 markers)") == 0);
+  CHECK(error_of(gemma).find("unsupported chat template (no ChatML, Llama 3 or Zephyr markers)") == 0);
+  // Zephyr's template without the newline after each turn writes something else: refused.
+  std::string compact = chat_cases()["templates"]["zephyr"].get<std::string>();
+  for (auto at = compact.find("}}\n"); at != std::string::npos; at = compact.find("}}\n", at)) compact.erase(at + 2, 1);
+  CHECK(error_of(compact).find("Zephyr markers in an unknown arrangement") != std::string::npos);
   CHECK(error_of(gemma).find("It begins: \"{{ bos_token }}") != std::string::npos);
   CHECK(error_of("").find("empty") != std::string::npos);
   CHECK_FALSE(ordo::ChatTemplate::try_from_jinja(gemma).has_value());

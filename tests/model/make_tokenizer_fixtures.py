@@ -465,6 +465,13 @@ LLAMA32_TEMPLATE = r"""{{- bos_token }}
 {%- endif %}
 """
 
+# TinyLlama-1.1B-Chat's (Zephyr's) template.
+ZEPHYR_TEMPLATE = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + "
+                   "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + "
+                   "message['content'] + eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + "
+                   "message['content'] + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n"
+                   "{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
+
 CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
                    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
                    "{{ '<|im_start|>assistant\\n' }}{% endif %}")
@@ -495,12 +502,12 @@ def random_conversations(n, seed):
     return out
 
 
-def chat_cases(templates, bos_token, tk, **kwargs):
+def chat_cases(templates, bos_token, tk, eos_token=None, **kwargs):
     from transformers import PreTrainedTokenizerFast
 
     out = []
     for name, template in templates.items():
-        ptf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos_token)
+        ptf = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token=bos_token, eos_token=eos_token)
         for messages in CONVERSATIONS + random_conversations(12, seed=name):
             for add in (False, True):
                 text = ptf.apply_chat_template(messages, chat_template=template, tokenize=False,
@@ -628,6 +635,9 @@ def main():
     chat["cases"] += chat_cases({"llama3.2": LLAMA32_TEMPLATE}, "<|begin_of_text|>", tokenizers_by_family["llama3"],
                                 date_string="26 Jul 2024")
     chat["templates"]["llama3.2"] = LLAMA32_TEMPLATE
+    chat["cases"] += chat_cases({"zephyr": ZEPHYR_TEMPLATE}, "<s>", legacy, eos_token="</s>")
+    chat["templates"]["zephyr"] = ZEPHYR_TEMPLATE
+    chat["zephyr_eos_token"] = "</s>"
     chat["llama3_bos_token"] = "<|begin_of_text|>"
     import transformers
     chat["reference"] = f"transformers {transformers.__version__} apply_chat_template"

@@ -7,6 +7,7 @@
 //   ChatML     <|im_start|>role\ncontent<|im_end|>\n        SmolLM2-Instruct, Qwen2/2.5-Instruct
 //   Llama 3    <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>, BOS first
 //              (3.0; and 3.1 / 3.2 with their dated system turn, without tools)
+//   Zephyr     <|role|>\ncontent</s>\n                         TinyLlama-Chat
 // Anything else is a ChatTemplateError that says so. The output equals transformers'
 // apply_chat_template(messages, tokenize=False, add_generation_prompt=...) (tests/model/).
 //
@@ -199,7 +200,7 @@ inline std::string unescape_canonical(std::string_view s) {
 /// A recognised chat format.
 class ChatTemplate {
  public:
-  enum class Family { chatml, llama3 };
+  enum class Family { chatml, llama3, zephyr };
 
   /// ChatML; `default_system` is inserted when the conversation does not start with a system
   /// message (SmolLM2 and Qwen2.5 have one; plain ChatML has none: "").
@@ -218,9 +219,19 @@ class ChatTemplate {
     return t;
   }
 
-  /// Recognises the family of a Jinja chat template. `bos_token` is the text of the BOS token
-  /// (Llama 3 templates start with it). Throws ChatTemplateError for templates ordo does not know.
-  static ChatTemplate from_jinja(std::string_view jinja, std::string bos_token = "<|begin_of_text|>") {
+  /// Zephyr's format, as TinyLlama-Chat uses it: <|role|>\ncontent</s>\n per turn.
+  static ChatTemplate zephyr(std::string eos_token = "</s>") {
+    ChatTemplate t;
+    t.family_ = Family::zephyr;
+    t.eos_token_ = std::move(eos_token);
+    return t;
+  }
+
+  /// Recognises the family of a Jinja chat template. `bos_token` and `eos_token` are the texts of
+  /// the BOS and EOS tokens (Llama 3 templates start with BOS; Zephyr's end turns with EOS).
+  /// Throws ChatTemplateError for templates ordo does not know.
+  static ChatTemplate from_jinja(std::string_view jinja, std::string bos_token = "<|begin_of_text|>",
+                                 std::string eos_token = "</s>") {
     const std::string c = detail::canonical_jinja(jinja);
     const auto has = [&c](std::string_view s) { return c.find(s) != std::string::npos; };
     const auto unknown = [&jinja](const std::string& why) -> ChatTemplateError {
@@ -228,7 +239,7 @@ class ChatTemplate {
       for (auto& ch : head)
         if (ch == '\n') ch = ' ';
       return ChatTemplateError("unsupported chat template (" + why +
-                               "); ordo renders ChatML (SmolLM2, Qwen2.5) and Llama 3 templates. It begins: \"" +
+                               "); ordo renders ChatML (SmolLM2, Qwen2.5), Llama 3 and Zephyr (TinyLlama) templates. It begins: \"" +
                                head + (jinja.size() > 120 ? "...\"" : "\""));
     };
     if (jinja.empty()) throw ChatTemplateError("the chat template is empty");
@@ -274,15 +285,26 @@ class ChatTemplate {
       }
       return t;
     }
-    throw unknown("no ChatML or Llama 3 markers");
+    if (has("<|user|>") && has("<|assistant|>")) {
+      // TinyLlama-Chat's (Zephyr's) template, which writes a newline after each turn.
+      static constexpr std::string_view zephyr_turns =
+          "{%formessageinmessages%}{%ifmessage['role']=='user'%}{{'<|user|>\\n'+message['content']+eos_token}}\\n"
+          "{%elifmessage['role']=='system'%}{{'<|system|>\\n'+message['content']+eos_token}}\\n"
+          "{%elifmessage['role']=='assistant'%}{{'<|assistant|>\\n'+message['content']+eos_token}}\\n{%endif%}"
+          "{%ifloop.lastandadd_generation_prompt%}{{'<|assistant|>'}}\\n{%endif%}{%endfor%}";
+      if (c != zephyr_turns) throw unknown("Zephyr markers in an unknown arrangement");
+      return zephyr(std::move(eos_token));
+    }
+    throw unknown("no ChatML, Llama 3 or Zephyr markers");
   }
 
   /// from_jinja, or nullopt for a template ordo does not know (for loaders that fall back to
   /// raw prompts).
   static std::optional<ChatTemplate> try_from_jinja(std::string_view jinja,
-                                                    std::string bos_token = "<|begin_of_text|>") {
+                                                    std::string bos_token = "<|begin_of_text|>",
+                                                    std::string eos_token = "</s>") {
     try {
-      return from_jinja(jinja, std::move(bos_token));
+      return from_jinja(jinja, std::move(bos_token), std::move(eos_token));
     } catch (const ChatTemplateError&) {
       return std::nullopt;
     }
@@ -302,6 +324,13 @@ class ChatTemplate {
         out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       }
       if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    } else if (family_ == Family::zephyr) {
+      for (const auto& m : messages) {
+        if (m.role == "user" || m.role == "system" || m.role == "assistant")
+          out += "<|" + m.role + "|>\n" + m.content + eos_token_ + "\n";
+        // Other roles write nothing, as the template does.
+      }
+      if (add_generation_prompt && !messages.empty()) out += "<|assistant|>\n";
     } else if (dated_system_) {
       out += bos_token_;
       std::size_t first = 0;
@@ -341,7 +370,9 @@ class ChatTemplate {
   }
 
   Family family() const { return family_; }
-  std::string_view name() const { return family_ == Family::chatml ? "chatml" : "llama3"; }
+  std::string_view name() const {
+    return family_ == Family::chatml ? "chatml" : family_ == Family::llama3 ? "llama3" : "zephyr";
+  }
   /// The system prompt inserted when a conversation has none ("" for none).
   const std::string& default_system() const { return default_system_; }
   /// Llama 3.1 / 3.2 templates write "Today Date: <date>" into the system turn: the template's
@@ -357,7 +388,9 @@ class ChatTemplate {
   }
 
   /// The text that ends a turn: generation stops at the token with this text.
-  std::string_view end_of_turn() const { return family_ == Family::chatml ? "<|im_end|>" : "<|eot_id|>"; }
+  std::string_view end_of_turn() const {
+    return family_ == Family::chatml ? "<|im_end|>" : family_ == Family::llama3 ? "<|eot_id|>" : std::string_view(eos_token_);
+  }
 
  private:
   ChatTemplate() = default;
@@ -396,6 +429,7 @@ class ChatTemplate {
   std::string date_;
   std::string default_system_;
   std::string bos_token_;
+  std::string eos_token_;
   bool tool_role_ = true;
 };
 

@@ -277,6 +277,8 @@ class Tokenizer {
     pad_id_ = pad;
   }
 
+  /// Byte-level BPE (GPT-2 family), as opposed to SentencePiece-style BPE with byte fallback.
+  bool byte_level() const { return byte_level_; }
   /// Whether a piece that is itself a vocabulary entry is taken whole (Llama 3).
   bool ignores_merges() const { return ignore_merges_; }
   /// The file or metadata this tokenizer came from.
