@@ -156,6 +156,8 @@ def read_vocab(path):
         "bos": get("tokenizer.ggml.bos_token_id"),
         "eos": get("tokenizer.ggml.eos_token_id"),
         "chat_template": get("tokenizer.chat_template"),
+        "scores": get("tokenizer.ggml.scores"),
+        "model": get("tokenizer.ggml.model"),
     }
 
 
@@ -613,6 +615,15 @@ def main():
         texts = family_texts(family)
         j = cut_down(tk, None, texts, ignore_merges=False)
         write_json(args.out / f"{family}_tokenizer.json", j)
+        if family == "llama2":
+            # The same cut as GGUF stores it (tokens, scores, types; no merges): ordo derives the
+            # merges from the scores, as transformers does.
+            v = read_vocab(spm)
+            kept = sorted(set(j["model"]["vocab"].values()) | {a["id"] for a in j["added_tokens"]})
+            write_json(args.out / "llama2_gguf_vocab.json", {
+                "model": v["model"], "size": len(v["tokens"]),
+                "tokens": {i: v["tokens"][i] for i in kept}, "scores": {i: float(v["scores"][i]) for i in kept},
+                "types": {i: int(v["types"][i]) for i in kept}, "bos_id": v["bos"], "eos_id": v["eos"], "unk_id": 0})
         all_cases[family] = {"tokenizer": f"{family}_tokenizer.json", "reference": all_cases["smollm2"]["reference"],
                              "llama_cpp_cases_checked": checked if family == "llama2" else 0,
                              "cases": cases(tk, texts, prefixes_for=set(COMMON_TEXTS))}

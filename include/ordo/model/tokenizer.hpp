@@ -26,11 +26,13 @@
 #include <fstream>        // std::ifstream
 #include <initializer_list>  // std::initializer_list
 #include <iterator>       // std::istreambuf_iterator
+#include <limits>         // std::numeric_limits
 #include <optional>       // std::optional
 #include <span>           // std::span
 #include <stdexcept>      // std::runtime_error, std::invalid_argument
 #include <string>         // std::string
 #include <string_view>    // std::string_view
+#include <tuple>          // std::tuple
 #include <unordered_map>  // std::unordered_map
 #include <utility>        // std::move, std::pair
 #include <vector>         // std::vector
@@ -66,14 +68,19 @@ struct AddedToken {
 
 /// A vocabulary as GGUF files store it (`tokenizer.ggml.*` metadata), for Tokenizer::from_vocabulary.
 struct BpeVocabulary {
+  std::string model = "gpt2";            ///< tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama"
+                                         ///< (SentencePiece-style BPE with byte fallback)
   std::vector<std::string> tokens;       ///< tokenizer.ggml.tokens: byte-level spelling, id = index
   std::vector<std::string> merges;       ///< tokenizer.ggml.merges: "left right", highest priority first
-  std::vector<std::int32_t> token_types; ///< tokenizer.ggml.token_type (empty: all normal);
-                                         ///< 3 control = special added token, 4 user-defined = added token
+  std::vector<float> scores;             ///< tokenizer.ggml.scores: "llama" vocabularies without merges
+  std::vector<std::int32_t> token_types; ///< tokenizer.ggml.token_type (empty: all normal); 2 unknown
+                                         ///< and 3 control = special added token, 4 user-defined = added token
   std::string pre;                       ///< tokenizer.ggml.pre: "smollm", "llama-bpe", "qwen2", "gpt2", ...
+                                         ///< (byte-level only)
   std::optional<TokenId> bos_id, eos_id, unk_id, pad_id;
   std::optional<bool> add_bos;           ///< tokenizer.ggml.add_bos_token (default: per `pre`)
   std::optional<bool> add_eos;           ///< tokenizer.ggml.add_eos_token (default: false)
+  std::optional<bool> add_space_prefix;  ///< tokenizer.ggml.add_space_prefix ("llama"; default: true)
 };
 
 /// Options of Tokenizer::encode.
@@ -155,15 +162,13 @@ class Tokenizer {
 
   /// Builds the tokenizer from a GGUF file's tokenizer metadata: ordo::io::gguf::TokenizerMetadata
   /// (file.tokenizer()) or any type with its fields (model, pre, tokens, token_types, merges,
-  /// bos_id, eos_id, unknown_id, padding_id, add_bos, add_eos). Only "gpt2" (byte-level BPE)
-  /// tokenizers are supported; SentencePiece ("llama") vocabularies are a TokenizerError.
+  /// bos_id, eos_id, unknown_id, padding_id, add_bos, add_eos, scores, add_space_prefix).
   template <class Metadata>
   static Tokenizer from_gguf_metadata(const Metadata& m, std::string source = "GGUF tokenizer metadata") {
-    if (std::string_view(m.model) != "gpt2") {
-      throw TokenizerError(source + ": tokenizer.ggml.model is \"" + std::string(m.model) +
-                           "\"; ordo supports byte-level BPE (\"gpt2\") tokenizers only");
-    }
     BpeVocabulary v;
+    v.model = std::string(m.model);
+    v.scores.assign(m.scores.begin(), m.scores.end());
+    v.add_space_prefix = m.add_space_prefix;
     v.tokens.assign(m.tokens.begin(), m.tokens.end());
     v.merges.assign(m.merges.begin(), m.merges.end());
     v.token_types.assign(m.token_types.begin(), m.token_types.end());
@@ -692,7 +697,12 @@ class Tokenizer {
 
  private:
   void load_vocabulary(const BpeVocabulary& v) {
-    const auto family = pre_family(v.pre);
+    const bool spm = v.model == "llama";
+    if (!spm && v.model != "gpt2") {
+      fail("tokenizer.ggml.model is \"" + v.model + "\"; ordo supports \"gpt2\" (byte-level BPE) and \"llama\" "
+           "(SentencePiece-style BPE)");
+    }
+    const auto family = spm ? std::optional<PreFamily>(PreFamily{{}, false, true}) : pre_family(v.pre);
     if (!family) {
       fail("tokenizer.ggml.pre \"" + v.pre + "\" is not a pre-tokenizer ordo knows; known: " +
            std::string(known_pre_names));
@@ -709,12 +719,12 @@ class Tokenizer {
       const auto id = static_cast<TokenId>(i);
       put_token(id, v.tokens[i], "tokenizer.ggml.tokens");
       const int type = v.token_types.empty() ? 1 : v.token_types[i];
-      if (type == 3 || type == 4) {  // control, user-defined: matched in the raw text
+      if (type == 2 || type == 3 || type == 4) {  // unknown, control, user-defined: matched in the raw text
         if (v.tokens[i].empty()) fail(where + " is an empty control token");
         AddedToken a;
         a.id = id;
         a.content = v.tokens[i];
-        a.special = type == 3;
+        a.special = type != 4;
         added_.push_back(std::move(a));
       }
       // As Hugging Face keeps one id per spelling, the first one wins for lookups.
@@ -731,17 +741,34 @@ class Tokenizer {
       }
       pairs.emplace_back(s.substr(0, space), s.substr(space + 1));
     }
+    if (spm && pairs.empty()) pairs = merges_from_scores(v);
     build_merges(pairs);
 
-    for (const auto pattern : family->patterns) {
-      detail::PreTokenizeStep s;
-      s.regex = compile(pattern, "tokenizer.ggml.pre");
-      steps_.push_back(std::move(s));
+    if (spm) {
+      // Llama 2's tokenizer.json (and llama.cpp): "\u2581" before every piece of text, spaces as
+      // "\u2581", characters outside the vocabulary as bytes; decoding undoes it.
+      const std::string space = "\xE2\x96\x81";
+      const bool prefix = v.add_space_prefix.value_or(true);
+      if (prefix) normalizers_.push_back({detail::NormalizeStep::Kind::prepend, space, {}});
+      normalizers_.push_back({detail::NormalizeStep::Kind::replace, " ", space});
+      byte_level_ = false;
+      byte_fallback_ = true;
+      fuse_unk_ = true;
+      decoders_.push_back({DecodeStep::Kind::replace, space, " "});
+      decoders_.push_back({DecodeStep::Kind::byte_fallback, {}, {}});
+      decoders_.push_back({DecodeStep::Kind::fuse, {}, {}});
+      if (prefix) decoders_.push_back({DecodeStep::Kind::strip, " ", {}, 1, 0});
+    } else {
+      for (const auto pattern : family->patterns) {
+        detail::PreTokenizeStep s;
+        s.regex = compile(pattern, "tokenizer.ggml.pre");
+        steps_.push_back(std::move(s));
+      }
+      detail::PreTokenizeStep byte_step;
+      byte_step.kind = detail::PreTokenizeStep::Kind::byte_level;
+      steps_.push_back(std::move(byte_step));
+      ignore_merges_ = family->ignore_merges;
     }
-    detail::PreTokenizeStep byte_step;
-    byte_step.kind = detail::PreTokenizeStep::Kind::byte_level;
-    steps_.push_back(std::move(byte_step));
-    ignore_merges_ = family->ignore_merges;
 
     const auto check = [&](const std::optional<TokenId>& id, const char* what) {
       if (id && !contains(*id)) fail(std::string(what) + " = " + std::to_string(*id) + " is not a token id");
@@ -759,6 +786,55 @@ class Tokenizer {
     if (v.add_eos.value_or(false) && v.eos_id) suffix.push_back(*v.eos_id);
     add_template(prefix, suffix);
     finish();
+  }
+
+  // Merges implied by a SentencePiece vocabulary's scores, as transformers derives them
+  // (generate_merges): every split of a token into two tokens, ordered by the token's score
+  // (highest first), then the longer left part, then the longer right part, then token order.
+  std::vector<std::pair<std::string, std::string>> merges_from_scores(const BpeVocabulary& v) const {
+    if (v.scores.size() != v.tokens.size()) {
+      fail("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries for " +
+           std::to_string(v.tokens.size()) + " tokens, and there are no merges");
+    }
+    std::unordered_map<std::string_view, std::size_t> index;  // the last id of each spelling
+    std::unordered_map<std::string_view, float> score;
+    for (std::size_t i = 0; i < v.tokens.size(); ++i) {
+      index[v.tokens[i]] = i;
+      const float x = v.scores[i];
+      score[v.tokens[i]] = x == x ? x : -std::numeric_limits<float>::infinity();  // NaN sorts last
+    }
+    struct Merge {
+      std::string_view left, right;
+      float score;
+      std::size_t left_chars, right_chars;
+    };
+    std::vector<Merge> merges;
+    std::unordered_map<std::string_view, bool> seen;
+    for (const auto& token : v.tokens) {
+      if (!seen.emplace(token, true).second) continue;
+      const std::string_view t = token;
+      std::vector<Merge> local;
+      std::size_t chars = 0, total = 0;
+      for (std::size_t i = 0; i < t.size(); i += detail::utf8::lead_length(static_cast<unsigned char>(t[i]))) ++total;
+      for (std::size_t at = 0; at < t.size();) {
+        at += detail::utf8::lead_length(static_cast<unsigned char>(t[at]));
+        ++chars;
+        if (at >= t.size()) break;
+        const auto l = t.substr(0, at), r = t.substr(at);
+        if (index.count(l) && index.count(r)) local.push_back({l, r, score[t], chars, total - chars});
+      }
+      std::sort(local.begin(), local.end(), [&](const Merge& a, const Merge& b) {
+        return std::pair(index[a.left], index[a.right]) < std::pair(index[b.left], index[b.right]);
+      });
+      merges.insert(merges.end(), local.begin(), local.end());
+    }
+    std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+      return std::tuple(a.score, a.left_chars, a.right_chars) > std::tuple(b.score, b.left_chars, b.right_chars);
+    });
+    std::vector<std::pair<std::string, std::string>> out;
+    out.reserve(merges.size());
+    for (const auto& m : merges) out.emplace_back(m.left, m.right);
+    return out;
   }
 
   void finish() {
