@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <numeric>
+#include <cstdlib>
 #include <random>
 
 #include <unistd.h>  // getpid
@@ -341,4 +342,52 @@ TEST_CASE("progress is reported from 0 to 1") {
   CHECK(fractions.front() == 0.0);
   CHECK(fractions.back() == 1.0);
   CHECK(std::is_sorted(fractions.begin(), fractions.end()));
+}
+
+// tests/prune/make_prune_fixtures.py: the calibration ids, the neurons an independent PyTorch
+// implementation of the importance keeps, and the logits transformers computes for the pruned
+// model ordo saved (config.json + model.safetensors). With ORDO_PRUNE_EXPORT=<dir> set, this
+// case writes <dir>/<fixture>/ for the script instead of checking.
+TEST_CASE("against transformers: same kept neurons, and transformers loads the pruned model with equal logits") {
+  for (const char* which : {"llama3", "qwen2"}) {
+    CAPTURE(which);
+    const auto file = fs::path(ORDO_PRUNE_FIXTURES) / (std::string(which) + ".safetensors");
+    REQUIRE(fs::exists(file));
+    ordo::io::safetensors::Checkpoint ck(file);
+    auto calib = ordo::model::read_tensor(ck, "calibration_ids");
+    auto lengths = ordo::model::read_tensor(ck, "calibration_lengths");
+    auto m = tiny(which);
+    ordo::Context ctx;
+    ctx.budget.prune_recovery = false;
+    ctx.budget.calibration_samples = calib.size(0);
+    ctx.budget.batch_size = 4;
+    for (std::int64_t e = 0; e < calib.size(0); ++e) {
+      auto row = calib[e].slice(0, 0, lengths[e].item<std::int64_t>()).contiguous();
+      ordo::Example ex;
+      ex.ids.assign(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
+      ex.labels = ex.ids;
+      ctx.calibration.push_back(ex);
+    }
+    ordo::prune::report details;
+    auto lm = ordo::prune::prune_ffn(m.lm(), {0.3, 0.3}, ctx, &details);
+    if (const char* out = std::getenv("ORDO_PRUNE_EXPORT")) {
+      save_hf(lm, fs::path(out) / which);
+      continue;
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      auto kept = ordo::model::read_tensor(ck, "kept_" + std::to_string(i));
+      CHECK(torch::equal(details.kept[i], kept));
+      auto weight = ordo::model::read_tensor(ck, "weight_" + std::to_string(i));
+      auto activation = ordo::model::read_tensor(ck, "activation_" + std::to_string(i));
+      CHECK(max_diff(details.scores[i].weight, weight) < 1e-9 * weight.max().item<double>());
+      CHECK(max_diff(details.scores[i].activation, activation) < 1e-5 * activation.max().item<double>());
+    }
+    auto ids = ordo::model::read_tensor(ck, "input_ids");
+    auto logits = ordo::model::read_tensor(ck, "logits");
+    torch::NoGradGuard no_grad;
+    const auto err = max_diff(lm->forward(ids), logits);
+    MESSAGE(std::string(which) << ": max |ordo - transformers| logit difference of the pruned model: " << err);
+    CHECK(err < 1e-4);
+  }
 }
