@@ -9,6 +9,10 @@
 // What an input is (so that the committed tokenizer.json fixtures are seeds as they are):
 //   starts with '{'       a tokenizer.json: loading must succeed or throw ordo::TokenizerError;
 //                         an accepted file then encodes and decodes a fixed text;
+//   starts with '#'       a GGUF-style vocabulary: one token per line (a line with a space is a
+//                         merge instead), SentencePiece-style ("llama", merges derived from
+//                         scores) when the second byte is odd, else byte-level ("gpt2"); an
+//                         accepted vocabulary then encodes and decodes a fixed text;
 //   else, first byte odd  the rest is text for a built-in tokenizer (added tokens with every
 //                         flag, Digits + Llama 3 pattern): encode must not fail on UTF-8,
 //                         decode(encode(s)) == s where no flag strips text, and StreamDecoder
@@ -84,6 +88,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   const std::string_view all(reinterpret_cast<const char*>(data), size);
   const std::string_view rest = all.substr(1);
+  if (data[0] == '#' && size >= 2) {
+    ordo::BpeVocabulary v;
+    v.model = data[1] % 2 ? "llama" : "gpt2";
+    v.pre = "llama-bpe";
+    std::size_t start = 2;
+    for (std::size_t i = 2; i <= size && v.tokens.size() < 512; ++i) {
+      if (i == size || data[i] == '\n') {
+        const std::string line(all.substr(start, i - start));
+        if (line.find(' ') != std::string::npos && v.model == "gpt2") v.merges.push_back(line);
+        else v.tokens.push_back(line);
+        start = i + 1;
+      }
+    }
+    for (std::size_t i = 0; i < v.tokens.size(); ++i) {
+      v.scores.push_back(static_cast<float>(static_cast<int>(v.tokens[i].size() * 7 % 13) - 6));
+      v.token_types.push_back(v.tokens[i].size() > 1 && v.tokens[i][0] == '<' ? 3 : 1);
+    }
+    if (!v.tokens.empty()) v.unk_id = 0;
+    std::optional<ordo::Tokenizer> tok;
+    try {
+      tok.emplace(ordo::Tokenizer::from_vocabulary(v, "fuzz.gguf"));
+    } catch (const ordo::TokenizerError&) {
+      return 0;
+    }
+    const auto ids = tok->encode("Hello world 123 <s>  \n x\xC3\xA9\xE4\xB8\xAD\xF0\x9F\x98\x80 ab");
+    (void)tok->decode(ids);
+    (void)tok->decode(ids, true);
+    return 0;
+  }
   switch (data[0] == '{' ? 0 : 1 + (data[0] % 2 == 0)) {
     case 0: {
       std::optional<ordo::Tokenizer> tok;

@@ -1,8 +1,9 @@
-// ordo/model/tokenizer.hpp — byte-level BPE tokenizer of the Llama/Qwen2 family, torch-free.
+// ordo/model/tokenizer.hpp — BPE tokenizer of the Llama/Qwen2 family, torch-free.
 //
 // Loads a Hugging Face `tokenizer.json` (model.type "BPE") or the vocabulary a GGUF file carries
 // (`tokenizer.ggml.*`), and encodes and decodes as Hugging Face `tokenizers` does for the
-// families ordo supports (SmolLM2, Llama 3, Qwen2/2.5, GPT-2):
+// families ordo supports: byte-level BPE (SmolLM2, Llama 3, Qwen2/2.5, GPT-2) and
+// SentencePiece-style BPE with byte fallback (Llama 2, TinyLlama). For byte-level BPE:
 //   1. added and special tokens are cut out of the text first (leftmost-longest, with their
 //      lstrip / rstrip / single_word flags), so "<|im_start|>" in a prompt is one token;
 //   2. the rest is pre-tokenized by the family's regexes (Split, Digits, ByteLevel steps);
@@ -10,7 +11,9 @@
 //      (`ignore_merges`: a piece that is itself a vocabulary entry is taken whole, as Llama 3);
 //   4. the post-processor adds BOS/EOS when asked (TemplateProcessing, as Llama 3's).
 // Decoding maps tokens back to bytes and replaces ill-formed UTF-8 by U+FFFD, as Hugging Face
-// does; StreamDecoder holds back an incomplete UTF-8 tail while generating.
+// does; StreamDecoder holds back an incomplete UTF-8 tail while generating. SentencePiece-style
+// BPE normalizes instead (Prepend/Replace "\u2581", or Metaspace), merges characters, writes
+// characters outside the vocabulary as <0xXX> byte tokens, and decodes through its chain.
 //
 // Needs PCRE2 (libpcre2-8) and nlohmann-json. Docs: docs/tokenizer.md; tests: tests/model/.
 //
