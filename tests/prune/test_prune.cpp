@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <cstdlib>
 #include <random>
@@ -103,7 +104,8 @@ TEST_CASE("rounding: floor(width * ratio) neurons removed, as the paper's 11008 
 
 TEST_CASE("the layer-by-layer calibration pass computes what CausalLM::forward computes") {
   for (const char* which : {"llama3", "qwen2", "llama_tied"}) {
-    CAPTURE(which);
+    const std::string name = which;
+    CAPTURE(name);
     auto m = tiny(which);
     auto ids = ids_batch();
     auto mask = torch::ones_like(ids);
@@ -350,7 +352,8 @@ TEST_CASE("progress is reported from 0 to 1") {
 // case writes <dir>/<fixture>/ for the script instead of checking.
 TEST_CASE("against transformers: same kept neurons, and transformers loads the pruned model with equal logits") {
   for (const char* which : {"llama3", "qwen2"}) {
-    CAPTURE(which);
+    const std::string name = which;
+    CAPTURE(name);
     const auto file = fs::path(ORDO_PRUNE_FIXTURES) / (std::string(which) + ".safetensors");
     REQUIRE(fs::exists(file));
     ordo::io::safetensors::Checkpoint ck(file);
@@ -387,7 +390,80 @@ TEST_CASE("against transformers: same kept neurons, and transformers loads the p
     auto logits = ordo::model::read_tensor(ck, "logits");
     torch::NoGradGuard no_grad;
     const auto err = max_diff(lm->forward(ids), logits);
-    MESSAGE(std::string(which) << ": max |ordo - transformers| logit difference of the pruned model: " << err);
+    MESSAGE(name << ": max |ordo - transformers| logit difference of the pruned model: " << err);
     CHECK(err < 1e-4);
   }
+}
+
+namespace {
+// Mean next-token cross-entropy of `m` over the examples' scored labels.
+double mean_loss(const ordo::DenseModel& m, const std::vector<ordo::Example>& examples) {
+  double sum = 0, count = 0;
+  for (const auto& e : examples) {
+    auto ids = torch::tensor(e.ids, torch::kLong).unsqueeze(0);
+    auto labels = torch::tensor(e.labels, torch::kLong);
+    auto logits = m.logits(ids)[0].slice(0, 0, -1);
+    auto target = labels.slice(0, 1);
+    sum += torch::nn::functional::cross_entropy(
+               logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(-100))
+               .item<double>();
+    count += (target != -100).sum().item<double>();
+  }
+  return sum / count;
+}
+}  // namespace
+
+TEST_CASE("the recovery fine-tune trains the pruned model on context.train within the budget") {
+  auto m = tiny();
+  auto ctx = context_for(m);
+  ctx.train = calibration(m.config().vocab_size, 8, 5);
+  ctx.budget.train_samples = 6;  // of 8
+  ctx.budget.batch_size = 2;
+  ctx.budget.epochs = 3;
+  ctx.budget.prune_learning_rate = 1e-2;
+  ctx.budget.warmup_fraction = 0.0;
+  std::map<std::string, int> reports;
+  ctx.progress = [&](const std::string& what, double, const std::string&) { ++reports[what]; };
+  auto before = ordo::model::clone(m.lm());
+  ctx.budget.prune_recovery = false;
+  auto plain = ordo::apply_stage(ordo::Prune<30>{}, m, ctx);
+  CHECK(reports.count("Prune<30> recovery") == 0);
+  ctx.budget.prune_recovery = true;
+  auto recovered = ordo::apply_stage(ordo::Prune<30>{}, m, ctx);
+  CHECK(reports["Prune<30> recovery"] == 3 * 3);  // 3 epochs of ceil(6 / 2) steps
+  CHECK(recovered.config().intermediate_sizes == plain.config().intermediate_sizes);
+  const std::vector<ordo::Example> used(ctx.train.begin(), ctx.train.begin() + 6);
+  const double loss_plain = mean_loss(plain, used), loss_recovered = mean_loss(recovered, used);
+  MESSAGE("loss on the recovery examples: " << loss_plain << " pruned, " << loss_recovered << " after recovery");
+  CHECK(loss_recovered < loss_plain - 0.1);
+  // The input model is untouched; the same run again gives the same weights.
+  auto orig = before->named_parameters();
+  for (const auto& p : m.lm()->named_parameters()) CHECK(torch::equal(p.value(), orig[p.key()]));
+  auto again = ordo::apply_stage(ordo::Prune<30>{}, m, ctx);
+  CHECK(torch::equal(again.logits(ids_batch()), recovered.logits(ids_batch())));
+}
+
+TEST_CASE("recovery: invalid inputs are clear errors before any work") {
+  auto m = tiny();
+  auto ctx = context_for(m);
+  ctx.budget.prune_recovery = true;
+  int reports = 0;
+  ctx.progress = [&](const std::string&, double, const std::string&) { ++reports; };
+  using E = std::invalid_argument;
+  SUBCASE("no training examples") {
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx),
+                         doctest::Contains("prune_recovery is on but context.train is empty"), E);
+  }
+  SUBCASE("budgets") {
+    ctx.train = calibration(m.config().vocab_size, 4, 5);
+    ctx.budget.train_samples = 0;
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("train_samples must be positive"), E);
+    ctx.budget.train_samples = 4;
+    ctx.budget.prune_learning_rate = 0.0;
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("learning_rate must be positive"), E);
+    ctx.budget.prune_learning_rate = 5e-5;
+    ctx.budget.epochs = 0;
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("epochs must be at least 1"), E);
+  }
+  CHECK(reports == 0);
 }

@@ -24,6 +24,12 @@
 // Calibration: the first min(budget.calibration_samples, calibration.size()) examples of
 // context.calibration, in batches of budget.batch_size, right-padded; one forward pass without
 // gradients. Each Example's ids are all real tokens (its labels play no part here).
+//
+// Recovery (context.budget.prune_recovery): next-token cross-entropy fine-tuning of the pruned
+// model with ordo::train::fine_tune on the first min(budget.train_samples, train.size())
+// examples of context.train, at budget.prune_learning_rate (the paper: 2 epochs at 5e-5) with
+// the budget's epochs, batch size, accumulation, warmup, weight decay and clipping; seeded by
+// context.seed; checkpoints in context.work_dir when it is set.
 #pragma once
 
 #include <algorithm>  // std::min, std::max
@@ -41,6 +47,7 @@
 #include <ordo/pipeline/stages.hpp>  // Prune
 #include <ordo/stages/context.hpp>   // Context, Example
 #include <ordo/stages/models.hpp>    // DenseModel
+#include <ordo/train/trainer.hpp>    // fine_tune, TrainOptions
 
 namespace ordo::prune {
 
@@ -286,18 +293,45 @@ inline model::CausalLM prune_ffn(const model::CausalLM& lm, const std::vector<do
   return out;
 }
 
+/// The options of the recovery fine-tune, from the context's budget.
+inline train::TrainOptions recovery_options(const Context& context, const std::string& what = "Prune") {
+  const auto& b = context.budget;
+  train::TrainOptions o;
+  o.epochs = b.epochs;
+  o.batch_size = b.batch_size;
+  o.grad_accumulation = b.grad_accumulation;
+  o.learning_rate = b.prune_learning_rate;
+  o.weight_decay = b.weight_decay;
+  o.warmup_fraction = b.warmup_fraction;
+  o.max_grad_norm = b.max_grad_norm;
+  o.seed = context.seed;
+  o.label = what + " recovery";
+  if (!context.work_dir.empty()) o.checkpoint_dir = context.work_dir;
+  return o;
+}
+
 /// The P stage with a ratio per layer: importance, slicing, then the recovery fine-tune when
 /// context.budget.prune_recovery is on. `model` is left untouched.
 inline DenseModel prune_ffn(const DenseModel& model, const std::vector<double>& ratios, Context& context,
                             const std::string& what = "Prune") {
+  const auto& budget = context.budget;
+  if (budget.prune_recovery) {  // checked before the calibration pass, not after it
+    if (context.train.empty())
+      detail::fail("budget.prune_recovery is on but context.train is empty; give training examples or turn "
+                   "the recovery fine-tune off");
+    if (budget.train_samples <= 0)
+      detail::fail("budget.train_samples must be positive, not " + std::to_string(budget.train_samples));
+    train::validate(recovery_options(context, what));
+  }
   context.report(what, 0.0);
   auto lm = prune_ffn(model.lm(), ratios, context, nullptr, what);
   std::string widths;
   for (auto w : lm->config().intermediate_sizes) widths += (widths.empty() ? "" : ",") + std::to_string(w);
-  context.report(what, 0.95, "FFN widths now " + widths);
-  if (context.budget.prune_recovery) {
-    // The recovery fine-tune is wired in with ordo::train (see docs/pruning.md).
-    context.report(what, 0.95, "recovery fine-tune: not available in this build, skipped");
+  context.report(what, 0.9, "FFN widths now " + widths);
+  if (budget.prune_recovery) {
+    const auto n = std::min<std::size_t>(static_cast<std::size_t>(budget.train_samples), context.train.size());
+    const std::vector<Example> examples(context.train.begin(), context.train.begin() + static_cast<std::ptrdiff_t>(n));
+    train::fine_tune(lm, examples, recovery_options(context, what), context);
   }
   DenseModel out(lm, model.shared_tokenizer(), model.chat_template(), model.source());
   context.report(what, 1.0);
