@@ -79,6 +79,10 @@ TEST_CASE("chat templates: unknown ones are a clear error") {
   CHECK(error_of(compact).find("Zephyr markers in an unknown arrangement") != std::string::npos);
   CHECK(error_of(gemma).find("It begins: \"{{ bos_token }}") != std::string::npos);
   CHECK(error_of("").find("empty") != std::string::npos);
+  // A Qwen3-style ChatML template with reasoning turns renders more than ChatML: refused.
+  CHECK(error_of(chat_cases()["templates"]["chatml"].get<std::string>() +
+                 "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}")
+            .find("reasoning") != std::string::npos);
   CHECK_FALSE(ordo::ChatTemplate::try_from_jinja(gemma).has_value());
   CHECK(ordo::ChatTemplate::try_from_jinja(chat_cases()["templates"]["chatml"].get<std::string>()).has_value());
   CHECK(error_of("{{ '<|start_header_id|>system<|end_header_id|>\\n\\nCutting Knowledge Date: December 2023' }}"

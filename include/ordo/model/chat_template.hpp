@@ -250,6 +250,8 @@ class ChatTemplate {
       if (!turn) throw unknown("ChatML markers, but turns are not written as <|im_start|>role\\ncontent<|im_end|>\\n");
       if (!has("'<|im_start|>assistant\\n'")) throw unknown("ChatML without the '<|im_start|>assistant\\n' prompt");
       if (has("bos_token") || has("|trim")) throw unknown("a ChatML variant with BOS or trimming");
+      if (has("<think>") || has("reasoning_content") || has("enable_thinking"))
+        throw unknown("a ChatML variant with reasoning turns (<think>)");
       ChatTemplate t = chatml(default_system_of(c));
       t.tool_role_ = !has("tool_response");
       return t;
