@@ -5,8 +5,10 @@
 //   ORDO_CHECKPOINT_REGENERATE=1  rewrite fixtures/ordo_nf4 and fixtures/ordo_nf4_logits.safetensors
 //                                 (ordo's save of the quantized fixture model and ordo's logits),
 //                                 which the fixture script then loads with transformers.
-//   ORDO_CHECKPOINT_OUT=DIR       also save the dense decoder fixtures to DIR/<name> for
-//                                 `make_nf4_checkpoint_fixtures.py --check DIR/<name>`.
+//   ORDO_CHECKPOINT_OUT=DIR       also save the dense decoder fixtures to DIR/<name>, and NF4
+//                                 models (nested or not, blocksizes 32/64/128, q/k/v bias) to
+//                                 DIR/nf4_<name>_b<blocksize>[_dq] with ordo's logits beside
+//                                 them, for `make_nf4_checkpoint_fixtures.py --check DIR/...`.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 
 #include <cstdlib>
@@ -77,6 +79,18 @@ Inputs expected(const fs::path& file) {
 double max_diff(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& mask) {
   auto real = mask.to(torch::kBool).unsqueeze(-1).expand_as(a);
   return (a - b).abs().masked_select(real).max().item<double>();
+}
+
+/// Writes input_ids, attention_mask and ordo's logits for them (the fixture script's format).
+void write_logits(const fs::path& file, const Inputs& in, const torch::Tensor& logits_in) {
+  auto logits = logits_in.contiguous();
+  auto shape = [](const torch::Tensor& t) { return std::vector<std::uint64_t>(t.sizes().begin(), t.sizes().end()); };
+  std::vector<ordo::io::safetensors::TensorEntry> e = {
+      {"input_ids", Dtype::I64, shape(in.ids), std::as_bytes(std::span(in.ids.data_ptr<std::int64_t>(), in.ids.numel()))},
+      {"attention_mask", Dtype::I64, shape(in.mask),
+       std::as_bytes(std::span(in.mask.data_ptr<std::int64_t>(), in.mask.numel()))},
+      {"logits", Dtype::F32, shape(logits), std::as_bytes(std::span(logits.data_ptr<float>(), logits.numel()))}};
+  ordo::io::safetensors::write(file, e, {{"format", "pt"}});
 }
 
 /// Every tensor of a safetensors file, as owned bytes, to rewrite it with changes.
@@ -388,6 +402,11 @@ TEST_CASE("save_nf4 / load_nf4 round trip is exact (nested and not, blocksizes, 
     auto in = expected(decoder_fixtures / c.name / "expected.safetensors");
     CHECK(torch::equal(q.logits(in.ids, in.mask), back.logits(in.ids, in.mask)));
     CHECK(back.memory_bytes() == q.memory_bytes());
+    if (const char* out = std::getenv("ORDO_CHECKPOINT_OUT")) {  // for the fixture script's --check
+      const std::string stem = "nf4_" + model_name + "_b" + std::to_string(c.blocksize) + (c.nested ? "_dq" : "");
+      ordo::io::save_nf4(q, fs::path(out) / stem);
+      write_logits(fs::path(out) / (stem + "_logits.safetensors"), in, q.logits(in.ids, in.mask));
+    }
     // Saving what was loaded gives the same file again.
     auto again = ordo::io::save_nf4(back, tmp.path / "again");
     CHECK(read_file(again.dir / "model.safetensors") == read_file(saved.dir / "model.safetensors"));
@@ -411,12 +430,7 @@ TEST_CASE("the committed checkpoint ordo saved is what save_nf4 writes today") {
   const fs::path committed = fixtures / "ordo_nf4";
   if (std::getenv("ORDO_CHECKPOINT_REGENERATE")) {
     ordo::io::save_nf4(q, committed);
-    auto logits = q.logits(in.ids, in.mask).contiguous();
-    std::vector<ordo::io::safetensors::TensorEntry> e = {
-        {"input_ids", Dtype::I64, {2, 11}, std::as_bytes(std::span(in.ids.data_ptr<std::int64_t>(), 22))},
-        {"attention_mask", Dtype::I64, {2, 11}, std::as_bytes(std::span(in.mask.data_ptr<std::int64_t>(), 22))},
-        {"logits", Dtype::F32, {2, 11, 96}, std::as_bytes(std::span(logits.data_ptr<float>(), 2 * 11 * 96))}};
-    ordo::io::safetensors::write(fixtures / "ordo_nf4_logits.safetensors", e, {{"format", "pt"}});
+    write_logits(fixtures / "ordo_nf4_logits.safetensors", in, q.logits(in.ids, in.mask));
   }
   TempDir tmp;
   auto saved = ordo::io::save_nf4(q, tmp.path / "nf4");
