@@ -1,7 +1,8 @@
 // Broken files: each file of fixtures/malformed/ (made by make_io_fixtures.py) must be refused
 // with a format_error whose message starts with the file's path and contains the expected text
 // (fixtures/malformed/expected.json). Then the fuzzers' crash inputs (fixtures/regressions/)
-// are replayed: each must parse or be refused with a format_error, nothing else.
+// and minimized fuzzing corpora (fixtures/fuzz_corpus/) are replayed: each must parse or be
+// refused with a format_error, nothing else (and no sanitizer report in the ASan/UBSan build).
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -75,18 +76,18 @@ TEST_CASE("malformed files are refused with the expected message") {
         if (e.path().filename() != "expected.json") CHECK(listed.contains(e.path().filename().string()));
 }
 
-TEST_CASE("fuzzer regressions replay without crashing") {
-    std::size_t replayed = 0;
+TEST_CASE("fuzzing inputs replay: each parses or is refused with a format_error") {
+    // fixtures/regressions/<kind>/*: inputs that once crashed a fuzz target (kept with the fix)
+    std::size_t regressions = 0;
     for (const std::string kind : {"safetensors", "gguf"}) {
         const auto dir = fixture("regressions/" + kind);
         if (!std::filesystem::exists(dir)) continue;
         for (const auto& e : std::filesystem::directory_iterator(dir)) {
             if (!e.is_regular_file() || e.path().filename().string().starts_with(".")) continue;
             CAPTURE(e.path().string());
-            const auto data = ordo_io_test::read_bytes(e.path());
             std::string outcome = "parsed";
             try {
-                replay(kind, data);
+                replay(kind, ordo_io_test::read_bytes(e.path()));
             } catch (const format_error&) {
                 outcome = "refused";
             } catch (const std::exception& x) {
@@ -94,8 +95,37 @@ TEST_CASE("fuzzer regressions replay without crashing") {
             }
             CAPTURE(outcome);
             CHECK((outcome == "parsed" || outcome == "refused"));
-            ++replayed;
+            ++regressions;
         }
     }
-    MESSAGE(replayed << " regression inputs replayed");
+    MESSAGE(regressions << " regression inputs replayed");
+
+
+    // fixtures/fuzz_corpus/<target>.bin: records of a u32 length and the input (fuzz/pack_corpus.py)
+    for (const std::string kind : {"safetensors", "gguf"}) {
+        const auto packed = ordo_io_test::read_bytes(fixture("fuzz_corpus/" + kind + ".bin"));
+        REQUIRE(packed.size() > 1000);
+        std::size_t pos = 0, inputs = 0, parsed = 0, refused = 0;
+        while (pos < packed.size()) {
+            REQUIRE(pos + 4 <= packed.size());
+            const auto len = ordo::io::detail::load_le<std::uint32_t>(packed.data() + pos);
+            pos += 4;
+            REQUIRE(pos + len <= packed.size());
+            const std::vector<std::byte> input(packed.begin() + static_cast<std::ptrdiff_t>(pos),
+                                               packed.begin() + static_cast<std::ptrdiff_t>(pos + len));
+            pos += len;
+            ++inputs;
+            try {
+                replay(kind, input);
+                ++parsed;
+            } catch (const format_error&) {
+                ++refused;
+            }
+        }
+        CAPTURE(kind);
+        CHECK(inputs >= 50);
+        CHECK(parsed + refused == inputs);
+        CHECK(parsed > 0);  // the corpora hold valid files too, not only refused ones
+        CHECK(refused > 0);
+    }
 }
