@@ -202,6 +202,31 @@ TEST_CASE("the pruned model keeps exactly the intended neurons, in their order")
   }
   CHECK(m.config().intermediate_sizes == std::vector<std::int64_t>{96, 96});
   CHECK(pruned.memory_bytes() < m.memory_bytes());
+
+  // Per-layer ratios: 30 % of layer 0 (s <= 28 go), 50 % of layer 1 (s <= 48 go).
+  auto mixed = ordo::prune::prune_ffn(m, {0.3, 0.5}, ctx);
+  CHECK(mixed.config().intermediate_sizes == std::vector<std::int64_t>{68, 48});
+  for (std::size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    std::vector<std::int64_t> expected;
+    for (std::int64_t n = 0; n < 96; ++n)
+      if (scale[i][n] > (i == 0 ? 28 : 48)) expected.push_back(n);
+    auto idx = torch::tensor(expected, torch::kLong);
+    CHECK(torch::equal(layer(mixed.lm(), i).mlp->up_proj->weight,
+                       layer(m.lm(), i).mlp->up_proj->weight.index_select(0, idx)));
+    CHECK(torch::equal(layer(mixed.lm(), i).mlp->down_proj->weight,
+                       layer(m.lm(), i).mlp->down_proj->weight.index_select(1, idx)));
+  }
+}
+
+TEST_CASE("a bf16 model is pruned in bf16") {
+  auto m = tiny();
+  m.lm()->to(torch::kBFloat16);
+  auto ctx = context_for(m);
+  auto pruned = ordo::apply_stage(ordo::Prune<30>{}, m, ctx);
+  CHECK(pruned.config().intermediate_sizes == std::vector<std::int64_t>{68, 68});
+  for (const auto& p : pruned.lm()->parameters()) CHECK((p.scalar_type() == torch::kBFloat16));
+  CHECK(torch::isfinite(pruned.logits(ids_batch())).all().item<bool>());
 }
 
 TEST_CASE("ties: the lower index is kept") {
