@@ -191,6 +191,7 @@ TEST_CASE("save_hf then load_hf gives identical logits (tied, untied, q/k/v bias
         CHECK(ours.at(n).info->dtype == (dtype == torch::kFloat32 ? Dtype::F32 : Dtype::BF16));
       auto config = nlohmann::json::parse(read_file(saved.dir / "config.json"));
       CHECK(config["dtype"] == (dtype == torch::kFloat32 ? "float32" : "bfloat16"));
+      CHECK(config["torch_dtype"] == config["dtype"]);
       CHECK_FALSE(config.contains("quantization_config"));
       CHECK(config["tie_word_embeddings"] == (std::string(name) != "llama3"));
       // No tokenizer in the source directory: said so.
@@ -352,6 +353,8 @@ TEST_CASE("ordo's save_nf4 of the same model has bitsandbytes' tensors and bytes
   auto ours_cfg = nlohmann::json::parse(read_file(saved.dir / "config.json"));
   auto theirs_cfg = nlohmann::json::parse(read_file(bnb_dir / "config.json"));
   CHECK(ours_cfg["quantization_config"] == theirs_cfg["quantization_config"]);
+  CHECK(ours_cfg["torch_dtype"] == "float32");  // for transformers 4.x; 5 writes "dtype" only
+  ours_cfg.erase("torch_dtype");
   CHECK(ours_cfg == theirs_cfg);
   // Size accounting: the data section is what nf4_tensor_bytes predicts and, but for the
   // length of the offsets' decimal text, as large as bitsandbytes'; memory holds the same less

@@ -256,8 +256,9 @@ fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce
 inline json base_config(const model::CausalLM& lm, torch::ScalarType dtype) {
   json j = lm->config().to_json();
   j.erase("quantization_config");
-  j.erase("torch_dtype");
-  j["dtype"] = torch_dtype_name(dtype);  // transformers 5 ("torch_dtype" before it; both read it)
+  // transformers 5 reads and writes "dtype"; 4.x reads "torch_dtype" (5 accepts it silently).
+  j["dtype"] = torch_dtype_name(dtype);
+  j["torch_dtype"] = torch_dtype_name(dtype);
   return j;
 }
 
@@ -351,7 +352,7 @@ inline std::uint64_t nf4_tensor_bytes(const QuantizedModel& m) {
 }
 
 /// Saves a dense model as a Hugging Face directory: config.json (decoder_config::to_json with
-/// "dtype" of the parameters), model.safetensors (every parameter by transformers' name in its
+/// "dtype" and "torch_dtype" of the parameters), model.safetensors (every parameter by transformers' name in its
 /// dtype; a tied lm_head is not stored, as transformers does not store it), and the tokenizer
 /// files of the source directory (for a GGUF source: chat_template.jinja only; see
 /// SavedCheckpoint::not_written). load_hf(dir) gives the same model back.
