@@ -17,6 +17,12 @@ for target in safetensors_header safetensors_index gguf; do
   # shellcheck disable=SC2086
   "$cxx" $flags "$here/$target.cpp" -o "$out/$target"
 done
+# the model layer's tokenizer / chat-template target (needs PCRE2: Debian libpcre2-dev)
+if [ -f "$here/tokenizer_fuzz.cpp" ]; then
+  echo "building $out/tokenizer_fuzz"
+  # shellcheck disable=SC2086
+  "$cxx" $flags "$here/tokenizer_fuzz.cpp" -lpcre2-8 -o "$out/tokenizer_fuzz"
+fi
 # seed corpora from the fixtures (valid files and the malformed corpus)
 fx=$root/tests/io/fixtures
 mkdir -p "$out/seeds/safetensors_header" "$out/seeds/safetensors_index" "$out/seeds/gguf"
