@@ -528,6 +528,13 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
     std::string msg = load_error(tmp.path);
     CHECK(msg.find((tmp.path / "config.json").string()) != std::string::npos);
     CHECK(msg.find("bnb_4bit_quant_type is \"fp4\"") != std::string::npos);
+    cfg["quantization_config"]["bnb_4bit_quant_type"] = 4;  // a value of another type
+    std::ofstream(tmp.path / "config.json") << cfg.dump();
+    CHECK(load_error(tmp.path).find("bnb_4bit_quant_type is 4;") != std::string::npos);
+    cfg["quantization_config"]["bnb_4bit_quant_type"] = "nf4";
+    cfg["quantization_config"]["bnb_4bit_quant_storage"] = "float16";
+    std::ofstream(tmp.path / "config.json") << cfg.dump();
+    CHECK(load_error(tmp.path).find("bnb_4bit_quant_storage is \"float16\"") != std::string::npos);
     cfg.erase("quantization_config");
     std::ofstream(tmp.path / "config.json") << cfg.dump();
     msg = load_error(tmp.path);

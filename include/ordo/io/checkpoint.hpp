@@ -582,16 +582,19 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
   if (!raw.contains("quantization_config") || !raw["quantization_config"].is_object())
     throw format_error(config_path, qc_obj, "missing: not a quantized checkpoint (load_hf reads dense ones)");
   const auto& qc = raw["quantization_config"];
-  if (qc.value("quant_method", std::string()) != "bitsandbytes")
-    throw format_error(config_path, qc_obj, "quant_method is " + qc.value("quant_method", nlohmann::json()).dump() +
+  // Compared as JSON values, so that a key of an unexpected type is a mismatch, not a throw.
+  auto get = [&](const char* key, const nlohmann::json& fallback) {
+    return qc.contains(key) ? qc[key] : fallback;
+  };
+  if (get("quant_method", nullptr) != "bitsandbytes")
+    throw format_error(config_path, qc_obj, "quant_method is " + get("quant_method", nullptr).dump() +
                                                 ", not \"bitsandbytes\"");
-  if (!qc.value("load_in_4bit", false) && !qc.value("_load_in_4bit", false))
+  if (get("load_in_4bit", false) != true && get("_load_in_4bit", false) != true)
     throw format_error(config_path, qc_obj, "load_in_4bit is not true (8-bit checkpoints are not NF4)");
-  if (qc.value("bnb_4bit_quant_type", std::string("fp4")) != "nf4")
-    throw format_error(config_path, qc_obj, "bnb_4bit_quant_type is " +
-                                                qc.value("bnb_4bit_quant_type", nlohmann::json("fp4")).dump() +
+  if (get("bnb_4bit_quant_type", "fp4") != "nf4")
+    throw format_error(config_path, qc_obj, "bnb_4bit_quant_type is " + get("bnb_4bit_quant_type", "fp4").dump() +
                                                 "; ordo reads nf4 only");
-  if (qc.contains("bnb_4bit_quant_storage") && qc["bnb_4bit_quant_storage"] != "uint8")
+  if (get("bnb_4bit_quant_storage", "uint8") != "uint8")
     throw format_error(config_path, qc_obj, "bnb_4bit_quant_storage is " + qc["bnb_4bit_quant_storage"].dump() +
                                                 "; ordo reads uint8 storage only");
 
@@ -600,7 +603,7 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   std::size_t blocksize = 64;
-  bool nested = qc.value("bnb_4bit_use_double_quant", false);
+  bool nested = get("bnb_4bit_use_double_quant", false) == true;
   bool first = true;
   model::for_each_decoder_linear(lm, [&](const std::string& name, model::Linear& l) {
     const std::string base = name + ".weight";
