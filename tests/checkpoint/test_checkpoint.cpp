@@ -542,3 +542,28 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
     CHECK(msg.find("missing") != std::string::npos);
   }
 }
+
+TEST_CASE("a model from a GGUF file: its chat template is written, tokenizer.json is reported missing") {
+  // The metadata of the embedded default model (SmolLM2 GGUF), when it is installed; saving the
+  // model itself is not needed to test what save_hf writes beside the weights.
+  const fs::path gguf = ordo::model::default_model_path();
+  if (!fs::exists(gguf)) {
+    MESSAGE("skipped: the default model is not installed (" << gguf.string() << ")");
+    return;
+  }
+  struct Source {
+    fs::path path;
+    const fs::path& source() const { return path; }
+  };
+  TempDir tmp;
+  const auto missing = ordo::io::detail::checkpoint::write_tokenizer(Source{gguf}, tmp.path);
+  REQUIRE(missing.size() == 1);
+  CHECK(missing[0].find("tokenizer.json") == 0);
+  CHECK(missing[0].find(gguf.string()) != std::string::npos);
+  ordo::io::gguf::File file(gguf);
+  const std::string expected_template(file.tokenizer().chat_template);
+  REQUIRE_FALSE(expected_template.empty());
+  CHECK(read_file(tmp.path / "chat_template.jinja") == expected_template);
+  // ordo reads it back as the model's chat template.
+  CHECK(ordo::read_chat_template(tmp.path) == expected_template);
+}
