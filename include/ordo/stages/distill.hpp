@@ -66,31 +66,6 @@ inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor
   return t;
 }
 
-/// The trainer's options from a Budget; invalid fields are errors naming the Budget field.
-inline train::TrainOptions options_from_budget(const Budget& b, double learning_rate, const std::string& who) {
-  auto fail = [&](const std::string& what) { throw std::invalid_argument(who + ": " + what); };
-  if (b.train_samples < 1) fail("Budget::train_samples must be at least 1 (got " + std::to_string(b.train_samples) + ")");
-  if (b.sequence_length < 2) fail("Budget::sequence_length must be at least 2 (got " + std::to_string(b.sequence_length) + ")");
-  if (b.epochs < 1) fail("Budget::epochs must be at least 1 (got " + std::to_string(b.epochs) + ")");
-  if (b.batch_size < 1) fail("Budget::batch_size must be at least 1 (got " + std::to_string(b.batch_size) + ")");
-  if (b.grad_accumulation < 1)
-    fail("Budget::grad_accumulation must be at least 1 (got " + std::to_string(b.grad_accumulation) + ")");
-  if (!(learning_rate > 0) || !std::isfinite(learning_rate)) fail("the learning rate must be positive and finite");
-  if (!(b.warmup_fraction >= 0 && b.warmup_fraction < 1)) fail("Budget::warmup_fraction must lie within [0, 1)");
-  if (!(b.max_grad_norm >= 0) || !std::isfinite(b.max_grad_norm)) fail("Budget::max_grad_norm must be >= 0 (0: no clipping)");
-  if (!(b.weight_decay >= 0)) fail("Budget::weight_decay must be >= 0");
-  train::TrainOptions o;
-  o.epochs = b.epochs;
-  o.batch_size = b.batch_size;
-  o.grad_accumulation = b.grad_accumulation;
-  o.learning_rate = learning_rate;
-  o.weight_decay = b.weight_decay;
-  o.warmup_fraction = b.warmup_fraction;
-  o.max_grad_norm = b.max_grad_norm;
-  o.label = who;
-  return o;
-}
-
 /// Throws when the two models do not share a tokenizer (compared token by token).
 inline void check_same_tokenizer(const DenseModel& student, const DenseModel& teacher, const std::string& who) {
   const auto a = student.shared_tokenizer(), b = teacher.shared_tokenizer();
@@ -121,7 +96,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
                                       "set Context::train_dtype to float32");
   const auto& teacher = *context.teacher;
   distill::check_same_tokenizer(model, teacher, who);
-  auto options = distill::options_from_budget(context.budget, context.budget.distill_learning_rate, who);
+  auto options = train::options_from_budget(context.budget, context.budget.distill_learning_rate, who);
   options.seed = context.seed;
   options.label = "distill";
   options.checkpoint_dir = context.work_dir;  // "" : no checkpoints

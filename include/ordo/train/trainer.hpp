@@ -26,7 +26,7 @@
 #pragma once
 
 #include <chrono>      // std::chrono::steady_clock
-#include <cmath>       // std::isfinite, std::sqrt
+#include <cmath>       // std::isfinite, std::llround
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <cstring>     // std::memcpy
 #include <filesystem>  // std::filesystem::path
@@ -224,6 +224,34 @@ inline std::int64_t load_checkpoint(const std::filesystem::path& path, model::Ca
 
 }  // namespace detail
 
+/// The trainer's options from a stage's Budget (epochs, batch_size, grad_accumulation,
+/// weight_decay, warmup_fraction, max_grad_norm) and its learning rate; checks those fields and
+/// train_samples and sequence_length, each error naming the Budget field and `who`. The caller
+/// sets seed, checkpoint_dir and label.
+inline TrainOptions options_from_budget(const Budget& b, double learning_rate, const std::string& who) {
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(who + ": " + what); };
+  if (b.train_samples < 1) fail("Budget::train_samples must be at least 1 (got " + std::to_string(b.train_samples) + ")");
+  if (b.sequence_length < 2) fail("Budget::sequence_length must be at least 2 (got " + std::to_string(b.sequence_length) + ")");
+  if (b.epochs < 1) fail("Budget::epochs must be at least 1 (got " + std::to_string(b.epochs) + ")");
+  if (b.batch_size < 1) fail("Budget::batch_size must be at least 1 (got " + std::to_string(b.batch_size) + ")");
+  if (b.grad_accumulation < 1)
+    fail("Budget::grad_accumulation must be at least 1 (got " + std::to_string(b.grad_accumulation) + ")");
+  if (!(learning_rate > 0) || !std::isfinite(learning_rate)) fail("the learning rate must be positive and finite");
+  if (!(b.warmup_fraction >= 0 && b.warmup_fraction < 1)) fail("Budget::warmup_fraction must lie within [0, 1)");
+  if (!(b.max_grad_norm >= 0) || !std::isfinite(b.max_grad_norm)) fail("Budget::max_grad_norm must be >= 0 (0: no clipping)");
+  if (!(b.weight_decay >= 0)) fail("Budget::weight_decay must be >= 0");
+  TrainOptions o;
+  o.epochs = b.epochs;
+  o.batch_size = b.batch_size;
+  o.grad_accumulation = b.grad_accumulation;
+  o.learning_rate = learning_rate;
+  o.weight_decay = b.weight_decay;
+  o.warmup_fraction = b.warmup_fraction;
+  o.max_grad_norm = b.max_grad_norm;
+  o.label = who;
+  return o;
+}
+
 /// Trains `lm` in place on `examples` (validated against its vocabulary) with `loss`.
 /// Progress goes to context.report(options.label, fraction, "step 3/40 loss 2.31 lr 1.2e-05
 /// 1850 tok/s eta 1m05s").
@@ -305,10 +333,10 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
         r.tokens += b.real_tokens;
       }
       // Guard: a non-finite loss or gradient leaves the parameters as they are.
-      double norm_sq = 0;
+      std::vector<torch::Tensor> norms;  // the global L2 norm, as clip_grad_norm_ computes it
       for (const auto& p : params)
-        if (p.grad().defined()) norm_sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
-      const double norm = std::sqrt(norm_sq);
+        if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+      const double norm = norms.empty() ? 0.0 : torch::stack(norms).norm(2).item<double>();
       if (!std::isfinite(step_loss) || !std::isfinite(norm)) {
         optimizer.zero_grad();
         std::ostringstream msg;

@@ -1,0 +1,114 @@
+// One KD training step on the default model (SmolLM2-135M-Instruct, dequantized to fp32), in
+// tokens/s, against the same step in Python PyTorch (benchmarks/kd_step.py: transformers'
+// Llama on the same GGUF file, same shapes, same loss, clipping and AdamW), measured in the
+// same run with the same thread count. Prints one JSON line; the goal is ordo_over_pytorch >= 1.
+//
+//   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
+//                      [--python /work/venv/py/bin/python] [--script benchmarks/kd_step.py]
+//
+// The ordo side is ordo's own KD stage (apply(Distill<T4, A03>)): teacher forward without
+// gradients, student forward and backward, the guard, clipping and AdamW; the first step warms
+// up and is not timed. Without a Python with torch + transformers + gguf, the PyTorch figures
+// are null.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <ordo/model/language_model.hpp>  // default_model_path
+#include <ordo/pipeline.hpp>
+#include <ordo/stages/distill.hpp>
+
+namespace {
+
+std::string arg(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (argv[i] == "--" + name) return argv[i + 1];
+  return fallback;
+}
+
+nlohmann::json run_python(const std::string& command) {
+  std::FILE* pipe = ::popen((command + " 2>/dev/null").c_str(), "r");
+  if (!pipe) return nullptr;
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  if (::pclose(pipe) != 0) return nullptr;
+  const auto at = out.rfind("{\"impl\"");
+  if (at == std::string::npos) return nullptr;
+  try {
+    return nlohmann::json::parse(out.substr(at));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string model_path = arg(argc, argv, "model", ordo::model::default_model_path().string());
+  const auto batch = std::stoll(arg(argc, argv, "batch", "4"));
+  const auto seq = std::stoll(arg(argc, argv, "seq", "128"));
+  const auto steps = std::stoll(arg(argc, argv, "steps", "4"));
+  const int threads = std::stoi(arg(argc, argv, "threads", std::to_string(at::get_num_threads())));
+  const std::string python = arg(argc, argv, "python", "/work/venv/py/bin/python");
+  const std::string script = arg(argc, argv, "script", std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py");
+  torch::set_num_threads(threads);
+
+  auto base = ordo::DenseModel::load(model_path);
+  ordo::Context ctx;
+  ctx.teacher = std::make_shared<ordo::DenseModel>(base);
+  std::mt19937_64 rng(0);
+  const auto vocab = base.config().vocab_size;
+  for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
+    ordo::Example e;
+    for (std::int64_t t = 0; t < seq; ++t) e.ids.push_back(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(vocab)));
+    e.labels = e.ids;
+    e.labels[0] = -100;
+    ctx.train.push_back(std::move(e));
+  }
+  ctx.budget.train_samples = batch * (steps + 1);
+  ctx.budget.sequence_length = seq;
+  ctx.budget.epochs = 1;
+  ctx.budget.batch_size = batch;
+  ctx.budget.grad_accumulation = 1;
+  ctx.budget.distill_learning_rate = 2e-5;
+  ctx.budget.warmup_fraction = 0.0;
+  ctx.budget.max_grad_norm = 1.0;
+  std::vector<double> stamps;
+  ctx.progress = [&](const std::string& what, double, const std::string&) {
+    if (what == "distill") stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  };
+  ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  double timed = 0;
+  nlohmann::json step_seconds = nlohmann::json::array();
+  for (std::size_t i = 1; i < stamps.size(); ++i) {
+    timed += stamps[i] - stamps[i - 1];
+    step_seconds.push_back(stamps[i] - stamps[i - 1]);
+  }
+  const double ordo_tps = static_cast<double>(batch * seq * steps) / timed;
+
+  auto py = run_python(python + " " + script + " --model " + model_path + " --batch " + std::to_string(batch) +
+                       " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
+                       std::to_string(threads));
+  nlohmann::json out;
+  out["benchmark"] = "kd_step";
+  out["model"] = model_path;
+  out["batch"] = batch;
+  out["seq"] = seq;
+  out["timed_steps"] = steps;
+  out["threads"] = threads;
+  out["dtype"] = "float32";
+  out["ordo_step_seconds"] = step_seconds;
+  out["ordo_tokens_per_s"] = ordo_tps;
+  out["pytorch"] = py.is_null() ? nlohmann::json("unavailable: " + python + " " + script) : py;
+  out["pytorch_tokens_per_s"] = py.is_null() ? nlohmann::json(nullptr) : py["tokens_per_s"];
+  out["ordo_over_pytorch"] = py.is_null() ? nlohmann::json(nullptr) : nlohmann::json(ordo_tps / py["tokens_per_s"].get<double>());
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
