@@ -151,6 +151,15 @@ TEST_CASE("importance scores equal a hand computation") {
     CHECK(max_diff(scores[i].combined, combined) < 1e-5);
     CHECK(scores[i].combined.max().item<double>() <= 1.0);
   }
+  // Another mix of the two terms (beyond the paper).
+  ordo::prune::Options quarter;
+  quarter.weight_share = 0.25;
+  auto mixed = ordo::prune::importance(m.lm(), ctx, quarter);
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto expected = 0.25 * scores[i].weight / scores[i].weight.max() +
+                    0.75 * scores[i].activation / scores[i].activation.max();
+    CHECK(max_diff(mixed[i].combined, expected) < 1e-12);
+  }
 }
 
 TEST_CASE("the pruned model keeps exactly the intended neurons, in their order") {
@@ -317,6 +326,14 @@ TEST_CASE("invalid run-time inputs are clear errors") {
       CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3, r}, ctx), doctest::Contains("must lie in (0, 1)"), E);
     }
     CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3}, ctx), doctest::Contains("1 ratios for a model of 2 layers"), E);
+  }
+  SUBCASE("a weight share outside [0, 1]") {
+    for (double share : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+      CAPTURE(share);
+      ordo::prune::Options o;
+      o.weight_share = share;
+      CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3, 0.3}, ctx, o), doctest::Contains("weight_share"), E);
+    }
   }
   SUBCASE("bad calibration examples") {
     ctx.calibration[2].ids.clear();
