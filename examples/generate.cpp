@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
       messages.push_back({"user", prompt});
       text = model.chat->render(messages, /*add_generation_prompt=*/true);
     }
-    const auto ids32 = model.tokenizer.encode(text);
+    // A rendered chat prompt already holds its special tokens (as apply_chat_template does).
+    const auto ids32 = model.tokenizer.encode(text, {.add_special_tokens = raw, .parse_special = true});
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     for (auto id : model.stop_ids()) options.stop_ids.push_back(id);
 

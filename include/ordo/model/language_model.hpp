@@ -59,18 +59,25 @@ inline LanguageModel load_language_model(std::filesystem::path path = {},
                                "); run `./ordo model` in ordo's source tree, or pass --model PATH");
   }
   if (!fs::exists(path)) throw std::runtime_error(path.string() + ": no such file or directory");
+  // The chat template, when the checkpoint has one ordo can render (none: raw prompts only).
+  auto chat_of = [](const Tokenizer& t, std::string_view jinja) -> std::optional<ChatTemplate> {
+    if (jinja.empty()) return std::nullopt;
+    const auto text = [&](std::optional<TokenId> id, const char* fallback) {
+      return id ? t.token_text(*id) : std::string(fallback);
+    };
+    return ChatTemplate::try_from_jinja(jinja, text(t.bos_id(), "<|begin_of_text|>"), text(t.eos_id(), "</s>"));
+  };
   if (fs::is_directory(path)) {
+    auto tokenizer = Tokenizer::from_directory(path);
     auto jinja = read_chat_template(path);
-    return LanguageModel{load_hf(path, dtype), Tokenizer::from_directory(path),
-                         jinja ? std::optional(ChatTemplate::from_jinja(*jinja)) : std::nullopt, path};
+    auto chat = chat_of(tokenizer, jinja ? *jinja : std::string());
+    return LanguageModel{load_hf(path, dtype), std::move(tokenizer), std::move(chat), path};
   }
   io::gguf::File file(path);
   const auto meta = file.tokenizer();
-  return LanguageModel{load_gguf(path, dtype), Tokenizer::from_gguf_metadata(meta, path.string()),
-                       meta.chat_template.empty()
-                           ? std::nullopt
-                           : std::optional(ChatTemplate::from_jinja(meta.chat_template)),
-                       path};
+  auto tokenizer = Tokenizer::from_gguf_metadata(meta, path.string());
+  auto chat = chat_of(tokenizer, meta.chat_template);
+  return LanguageModel{load_gguf(path, dtype), std::move(tokenizer), std::move(chat), path};
 }
 
 }  // namespace ordo::model
