@@ -3,7 +3,7 @@
 //
 //   ordo-study [--model PATH] [--preset quick|paper] [--out DIR] [--corpus DIR]
 //              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
-//              [--eval-tokens N] [--max-cached N] [--threads N]
+//              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //
 // Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
 // table. Without --model it uses the embedded default (SmolLM2-135M-Instruct).
@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   std::string preset = "quick", model, out = "out/study", corpus;
   long long train = -1, calibration = -1, seq_len = -1, epochs = -1, eval_tokens = -1, max_cached = -1;
   int threads = 2;
+  double weight_share = -1;
   app.add_option("--preset", preset, "quick (2-core CPU, ~20 min) or paper (the paper's budgets)")
       ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
   app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
@@ -30,6 +31,9 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", epochs, "epochs per training stage");
   app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration");
   app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)");
+  app.add_option("--prune-weight-share", weight_share,
+                 "share of the weight term in the pruning importance (the paper: 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
@@ -44,6 +48,7 @@ int main(int argc, char** argv) {
     if (seq_len > 0) o.budget.sequence_length = seq_len;
     if (epochs > 0) o.budget.epochs = epochs;
     if (eval_tokens > 0) o.eval_tokens = eval_tokens;
+    if (weight_share >= 0) o.budget.prune_weight_share = weight_share;
     if (max_cached >= 0) o.max_cached_models = static_cast<std::size_t>(max_cached);
     const auto rows = ordo::study::run_paper_study(o);
     std::printf("\n%s\nReports in %s: results.json, results.csv, results.md, size_vs_perplexity.svg\n",

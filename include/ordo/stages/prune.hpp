@@ -363,6 +363,7 @@ DenseModel apply(const Prune<Percent>& stage, const DenseModel& model, Context& 
   const std::vector<double> ratios(static_cast<std::size_t>(model.config().num_layers), Prune<Percent>::ratio);
   prune::Options options;
   options.label = stage.describe();
+  options.weight_share = context.budget.prune_weight_share;
   return prune::prune_ffn(model, ratios, context, options);
 }
 

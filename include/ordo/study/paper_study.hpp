@@ -254,6 +254,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"train_samples", context.train.size()},
                          {"sequence_length", o.budget.sequence_length},
                          {"epochs", o.budget.epochs},
+                         {"prune_weight_share", o.budget.prune_weight_share},
+                         {"prune_recovery", o.budget.prune_recovery},
                          {"seed", o.seed},
                          {"threads", o.threads},
                          {"stage_applications", figures.applications},
