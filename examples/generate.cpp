@@ -17,14 +17,17 @@
 #include <ordo/model/generate.hpp>
 #include <ordo/model/language_model.hpp>
 
+#include "load_for_inference.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"ordo-generate: generate a reply with a causal LM (default: the embedded SmolLM2)"};
-  std::string prompt, model_path, system;
+  std::string prompt, model_path, system, tokenizer_path;
   ordo::model::generation_options options;
   bool raw = false;
   int threads = 2;
   app.add_option("--prompt", prompt, "the user message")->required();
-  app.add_option("--model", model_path, "a .gguf file or a Hugging Face directory");
+  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
+  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
   app.add_option("--max-new-tokens", options.max_new_tokens, "most tokens to generate")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_flag("--greedy", options.greedy, "always take the most likely token");
@@ -40,7 +43,7 @@ int main(int argc, char** argv) {
 
   try {
     at::set_num_threads(threads);
-    const auto model = ordo::model::load_language_model(model_path);
+    const auto model = load_for_inference(model_path, tokenizer_path);
     std::string text = prompt;
     if (!raw) {
       if (!model.chat) throw std::runtime_error(model.source.string() + " has no chat template ordo knows; use --raw");

@@ -20,13 +20,16 @@
 #include <ordo/eval/perplexity.hpp>
 #include <ordo/model/language_model.hpp>
 
+#include "load_for_inference.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"ordo-perplexity: perplexity of a causal LM on a text file"};
-  std::string text_path, model_path, protocol = "sliding";
+  std::string text_path, model_path, protocol = "sliding", tokenizer_path;
   ordo::eval::perplexity_options options;
   int threads = 2;
   app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
-  app.add_option("--model", model_path, "a .gguf file or a Hugging Face directory");
+  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
+  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
   app.add_option("--context", options.context, "tokens per window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
   app.add_option("--stride", options.stride, "window step (sliding)")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--protocol", protocol, "sliding or halves (llama.cpp's)")
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
     std::ifstream in(text_path, std::ios::binary);
     std::stringstream buffer;
     buffer << in.rdbuf();
-    const auto model = ordo::model::load_language_model(model_path);
+    const auto model = load_for_inference(model_path, tokenizer_path);
     const auto ids32 = model.tokenizer.encode(buffer.str());
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     auto lm = model.lm;
