@@ -1,12 +1,15 @@
 // The decoder against transformers on tiny random Llama 3, SmolLM2-style and Qwen2 models
-// (fixtures made by make_decoder_fixtures.py), and its KV cache against a full forward.
+// (fixtures made by make_decoder_fixtures.py), its KV cache against a full forward, and
+// generation (greedy, seeded sampling, top-p, stop ids).
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include <ordo/model/decoder.hpp>
+#include <ordo/model/generate.hpp>
 
 namespace fs = std::filesystem;
 using ordo::model::CausalLM;
@@ -116,4 +119,82 @@ TEST_CASE("a checkpoint that does not fit the config is an error naming the file
   CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir), doctest::Contains("missing integer 'hidden_size'"),
                        std::invalid_argument);
   fs::remove_all(dir);
+}
+
+// ---- generation -------------------------------------------------------------------------------
+
+TEST_CASE("greedy generation with the KV cache follows the argmax of full forwards") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  const std::vector<int64_t> prompt{5, 17, 42, 8};
+  ordo::model::generation_options o;
+  o.greedy = true;
+  o.max_new_tokens = 12;
+  const auto r = ordo::model::generate(lm, prompt, o);
+  REQUIRE(r.tokens.size() == 12);
+  CHECK_FALSE(r.stopped);
+  CHECK(r.prompt_tokens == 4);
+  std::vector<int64_t> seq = prompt;
+  torch::NoGradGuard no_grad;
+  for (auto id : r.tokens) {
+    auto logits = lm->forward(torch::tensor(seq, torch::kLong).unsqueeze(0));
+    CHECK(logits[0][-1].argmax().item<int64_t>() == id);
+    seq.push_back(id);
+  }
+}
+
+TEST_CASE("sampling: a seed fixes the output, top-p near 0 is greedy, stop ids end it") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  const std::vector<int64_t> prompt{3, 1, 4, 1, 5};
+  ordo::model::generation_options o;
+  o.temperature = 1.0;
+  o.top_p = 1.0;
+  o.max_new_tokens = 16;
+  o.seed = 7;
+  const auto a = ordo::model::generate(lm, prompt, o);
+  const auto b = ordo::model::generate(lm, prompt, o);
+  CHECK(a.tokens == b.tokens);
+  std::set<std::vector<int64_t>> outcomes;
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    o.seed = seed;
+    outcomes.insert(ordo::model::generate(lm, prompt, o).tokens);
+  }
+  CHECK(outcomes.size() > 1);  // the seed matters
+
+  o.top_p = 1e-6;  // only the most likely token survives the nucleus
+  ordo::model::generation_options g = o;
+  g.greedy = true;
+  CHECK(ordo::model::generate(lm, prompt, o).tokens == ordo::model::generate(lm, prompt, g).tokens);
+
+  // Stop at the first stop id: take the 3rd greedy token as the stop id.
+  g.max_new_tokens = 16;
+  const auto free_run = ordo::model::generate(lm, prompt, g).tokens;
+  g.stop_ids = {free_run[2]};
+  const auto stopped = ordo::model::generate(lm, prompt, g);
+  CHECK(stopped.stopped);
+  const auto first = std::find(free_run.begin(), free_run.end(), free_run[2]) - free_run.begin();
+  CHECK(static_cast<std::ptrdiff_t>(stopped.tokens.size()) == first + 1);
+  CHECK(stopped.tokens.back() == free_run[2]);
+}
+
+TEST_CASE("top-p keeps the smallest set of likely tokens reaching p") {
+  auto gen = at::detail::createCPUGenerator(1);
+  ordo::model::generation_options o;
+  o.temperature = 1.0;
+  o.top_p = 0.75;
+  // Probabilities 0.5, 0.3, 0.2: the nucleus at 0.75 is {0, 1}; token 2 must never be drawn.
+  auto logits = torch::tensor({0.5, 0.3, 0.2}).log();
+  std::set<int64_t> drawn;
+  for (int i = 0; i < 200; ++i) drawn.insert(ordo::model::choose_token(logits, o, gen));
+  CHECK(drawn == std::set<int64_t>{0, 1});
+}
+
+TEST_CASE("generation rejects invalid options") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  ordo::model::generation_options o;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {}, o), std::invalid_argument);
+  o.temperature = 0;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {1, 2}, o), std::invalid_argument);
+  o.temperature = 1;
+  o.top_p = 1.5;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {1, 2}, o), std::invalid_argument);
 }
