@@ -2,6 +2,7 @@
 // corpora (when installed: ORDO_SOTU_DIR, ORDO_CHITCHAT_DIR, else models/data/{sotu,chitchat}),
 // seeded splits that never overlap, and padded batches.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+#include "../test_support.hpp"  // error_of
 
 #include <cstdlib>
 #include <filesystem>
@@ -32,15 +33,6 @@ fs::path write_temp(const std::string& name, const std::string& text) {
   auto p = fs::temp_directory_path() / ("ordo_test_data_" + std::to_string(::getpid()) + "_" + name);
   std::ofstream(p, std::ios::binary) << text;
   return p;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string decode(const std::vector<std::int64_t>& ids) {

@@ -2,6 +2,7 @@
 // checked against a hand computation with masks and a vocabulary cut; training on a tiny
 // random decoder lowers it; invalid run-time inputs are clear errors.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+#include "../test_support.hpp"  // error_of
 
 #include <cmath>
 #include <filesystem>
@@ -42,15 +43,6 @@ std::vector<ordo::Example> sequences(int n) {
     out.push_back(e);
   }
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // Mean KD loss per scored token of a student on examples, with the given teacher.

@@ -2,6 +2,7 @@
 // gradient accumulation, the non-finite guard, and checkpoints whose resumed run equals an
 // uninterrupted one bit for bit.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+#include "../test_support.hpp"  // error_of
 
 #include <cmath>
 #include <filesystem>
@@ -81,15 +82,6 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace
