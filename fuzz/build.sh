@@ -23,6 +23,10 @@ if [ -f "$here/tokenizer_fuzz.cpp" ]; then
   # shellcheck disable=SC2086
   "$cxx" $flags "$here/tokenizer_fuzz.cpp" -lpcre2-8 -o "$out/tokenizer_fuzz"
 fi
+# the model layer's config.json target (nlohmann-json only)
+echo "building $out/config_fuzz"
+# shellcheck disable=SC2086
+"$cxx" $flags "$here/config_fuzz.cpp" -o "$out/config_fuzz"
 # seed corpora from the fixtures (valid files and the malformed corpus)
 fx=$root/tests/io/fixtures
 mkdir -p "$out/seeds/safetensors_header" "$out/seeds/safetensors_index" "$out/seeds/gguf"
@@ -30,4 +34,9 @@ cp "$fx"/safetensors/*.safetensors "$fx"/safetensors/sharded/*.safetensors "$fx"
    "$fx"/malformed/st_*.safetensors "$out/seeds/safetensors_header/"
 cp "$fx"/safetensors/sharded/*.json "$fx"/malformed/index_*.json "$out/seeds/safetensors_index/"
 cp "$fx"/gguf/*.gguf "$fx"/malformed/*.gguf "$out/seeds/gguf/"
+mkdir -p "$out/seeds/config"
+for d in "$root"/tests/decoder/fixtures/* "$root"/tests/checkpoint/fixtures/*; do
+  if [ -f "$d/config.json" ]; then cp "$d/config.json" "$out/seeds/config/$(basename "$d").json"; fi
+done
+cp "$here"/seeds/config/*.json "$out/seeds/config/"
 echo "built; run e.g.: $out/gguf -max_total_time=600 -dict=$here/gguf.dict $out/corpus/gguf $out/seeds/gguf"
