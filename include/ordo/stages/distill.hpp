@@ -57,7 +57,9 @@ inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor
   const auto scored = labels.slice(1, 1) != data::ignore_index;  // [B, S-1]
   t.tokens = scored.sum().item<std::int64_t>();
   t.ce = train::token_cross_entropy_sum(student_logits, labels);
-  auto s = student_logits.slice(1, 0, student_logits.size(1) - 1).slice(2, 0, V).index({scored});
+  // fp32 at least, whatever the logits' dtype (bf16 teachers, mixed precision): softmax over a
+  // vocabulary needs the range and the precision.
+  auto s = train::upcast(student_logits.slice(1, 0, student_logits.size(1) - 1).slice(2, 0, V).index({scored}));
   auto q = teacher_logits.slice(1, 0, teacher_logits.size(1) - 1).slice(2, 0, V).index({scored}).to(s.scalar_type());
   auto log_ps = torch::log_softmax(s / temperature, -1);
   auto log_pt = torch::log_softmax(q / temperature, -1).detach();
@@ -91,14 +93,12 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   if (!context.teacher)
     throw std::invalid_argument(who + ": Context::teacher is not set; give it a frozen DenseModel with the student's "
                                       "tokenizer (the study uses the uncompressed base model)");
-  if (context.train_dtype != torch::kFloat32)
-    throw std::invalid_argument(who + ": training runs in fp32 only (LibTorch 1.13 has no C++ autocast); "
-                                      "set Context::train_dtype to float32");
   const auto& teacher = *context.teacher;
   distill::check_same_tokenizer(model, teacher, who);
   auto options = train::options_from_budget(context.budget, context.budget.distill_learning_rate, who);
   options.seed = context.seed;
   options.label = "distill";
+  options.compute_dtype = context.train_dtype;
   options.checkpoint_dir = context.work_dir;  // "" : no checkpoints
   if (context.train.empty())
     throw std::invalid_argument(who + ": Context::train holds no examples to distill on");

@@ -320,6 +320,7 @@ inline train::TrainOptions recovery_options(const Context& context, const std::s
   o.max_grad_norm = b.max_grad_norm;
   o.seed = context.seed;
   o.label = what + " recovery";
+  o.compute_dtype = context.train_dtype;
   if (!context.work_dir.empty()) o.checkpoint_dir = context.work_dir;
   return o;
 }

@@ -21,8 +21,11 @@
 // bit for bit (tests/train). A checkpoint of another run (other data, sizes or options) is an
 // error, never silently used.
 //
-// Precision: parameters, gradients and optimizer state are fp32. LibTorch 1.13's C++ API has
-// no autocast, so ordo does not train in bf16 (see docs/training.md).
+// Precision: parameters (the master weights), gradients and optimizer state are always fp32.
+// With compute_dtype = bf16 the forward passes and the loss callback run under LibTorch's CPU
+// autocast (at::autocast, bf16): matmuls and linears take bf16 copies of their fp32 inputs and
+// weights, the backward pass returns fp32 gradients to the fp32 parameters, and the residual
+// stream, the norms and the losses stay fp32 (see docs/training.md).
 #pragma once
 
 #include <chrono>      // std::chrono::steady_clock
@@ -39,6 +42,7 @@
 #include <string>      // std::string
 #include <vector>      // std::vector
 
+#include <ATen/autocast_mode.h>  // at::autocast (CPU bf16 mixed precision)
 #include <torch/torch.h>
 
 #include <ordo/data/batch.hpp>       // Batch, collate
@@ -73,6 +77,9 @@ struct TrainOptions {
   std::int64_t checkpoint_every = 0;   ///< optimizer steps between checkpoints (0: end only)
   std::int64_t stop_after = 0;         ///< stop this run after so many steps (0: run to the end)
   std::string label = "train";         ///< names the run in progress lines and errors
+  /// Precision of the forward and loss: kFloat32, or kBFloat16 (mixed precision: fp32 master
+  /// weights, bf16 matmuls under CPU autocast; pays on CPUs with AVX-512 BF16 or AMX).
+  torch::ScalarType compute_dtype = torch::kFloat32;
 };
 
 /// Throws std::invalid_argument naming the first invalid field.
@@ -90,7 +97,35 @@ inline void validate(const TrainOptions& o) {
   if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) fail("AdamW betas must lie within [0, 1)");
   if (!(o.epsilon > 0)) fail("epsilon must be positive");
   if (o.checkpoint_every < 0 || o.stop_after < 0) fail("checkpoint_every and stop_after must be >= 0");
+  if (o.compute_dtype != torch::kFloat32 && o.compute_dtype != torch::kBFloat16)
+    fail(std::string("compute_dtype must be float32 or bfloat16 (got ") + c10::toString(o.compute_dtype) + ")");
 }
+
+/// Runs what it guards under LibTorch's CPU autocast in `dtype` (nothing when dtype is fp32),
+/// restoring the previous state and dropping autocast's weight-cast cache on exit.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(torch::ScalarType dtype)
+      : on_(dtype != torch::kFloat32), was_enabled_(at::autocast::is_cpu_enabled()),
+        was_dtype_(at::autocast::get_autocast_cpu_dtype()) {
+    if (!on_) return;
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool on_, was_enabled_;
+  torch::ScalarType was_dtype_;
+};
 
 /// The loss is not finite: the step was not taken; the model holds the last good parameters.
 class NonFiniteLoss : public std::runtime_error {
@@ -114,9 +149,15 @@ struct TrainResult {
 using LossFn = std::function<torch::Tensor(model::CausalLM&, const data::Batch&)>;
 
 /// Sum of next-token cross-entropies: logits at t predict labels at t + 1; -100 is not scored.
+/// `t` in fp32 when it is bf16 or fp16 (losses over a vocabulary need the range); as is otherwise.
+inline torch::Tensor upcast(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kFloat16 ? t.to(torch::kFloat32) : t;
+}
+
+/// Computed in fp32 at least, whatever the logits' dtype.
 inline torch::Tensor token_cross_entropy_sum(const torch::Tensor& logits, const torch::Tensor& labels) {
   const auto V = logits.size(-1);
-  auto l = logits.slice(1, 0, logits.size(1) - 1).reshape({-1, V});
+  auto l = upcast(logits.slice(1, 0, logits.size(1) - 1).reshape({-1, V}));
   auto y = labels.slice(1, 1).reshape({-1});
   namespace F = torch::nn::functional;
   return F::cross_entropy(l, y, F::CrossEntropyFuncOptions().ignore_index(data::ignore_index).reduction(torch::kSum));
@@ -155,6 +196,7 @@ inline std::string fingerprint(const std::vector<Example>& examples, const Train
     << o.warmup_steps << " decay=" << decay_name(o.decay) << " final=" << o.final_lr_ratio
     << " clip=" << o.max_grad_norm << " betas=" << o.beta1 << "," << o.beta2 << " eps=" << o.epsilon
     << " seed=" << o.seed << " shuffle=" << o.shuffle;
+  if (o.compute_dtype != torch::kFloat32) s << " compute=" << c10::toString(o.compute_dtype);  // fp32 runs keep v1 names
   return s.str();
 }
 
@@ -327,7 +369,11 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     if (scored > 0) {
       for (const auto& b : window) {
         if (b.scored_tokens == 0) continue;
-        auto l = loss(lm, b) / static_cast<double>(scored);
+        torch::Tensor l;
+        {
+          AutocastGuard mixed(o.compute_dtype);
+          l = upcast(loss(lm, b)) / static_cast<double>(scored);
+        }
         l.backward();
         step_loss += l.item<double>();
         r.tokens += b.real_tokens;
@@ -383,9 +429,6 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
 /// Plain next-token cross-entropy fine-tuning (the recovery fine-tune after pruning).
 inline TrainResult fine_tune(model::CausalLM& lm, const std::vector<Example>& examples, const TrainOptions& options,
                              Context& context) {
-  if (context.train_dtype != torch::kFloat32)
-    throw std::invalid_argument("ordo::train::fine_tune: training runs in fp32 only (LibTorch 1.13 has no C++ autocast); "
-                                "set Context::train_dtype to float32");
   return train(
       lm, examples,
       [](model::CausalLM& m, const data::Batch& b) {
