@@ -1,6 +1,8 @@
 // ordo-bench-decoder: prefill tokens/s and batch-1 decode tokens/s of ordo's decoder on the
 // embedded default model (fp32 after dequantizing the GGUF), and of transformers on the same
-// file in the same run when a Python with transformers is given. Prints JSON with the ratios.
+// file in the same run when a Python with transformers is given, and of llama.cpp on the same
+// file as it is (quantized) when that Python also has llama_cpp (PyPI llama-cpp-python).
+// Prints JSON with the ratios (ordo / the other; above 1: ordo is faster).
 //
 //   ordo-bench-decoder [--model PATH] [--prompt-tokens 256] [--decode-tokens 64] [--threads 2]
 //                      [--python /path/to/venv/bin/python]   (or $ORDO_BENCH_PYTHON)
@@ -71,6 +73,13 @@ int main(int argc, char** argv) {
                         {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
   if (!python.empty()) {
     auto py = run_python(python, m.source.string(), prompt, decode, threads);
+    if (py.is_object() && py.contains("llama_cpp")) {
+      const auto cpp = py["llama_cpp"];
+      py.erase("llama_cpp");
+      out["llama_cpp"] = cpp;
+      out["ratio_prefill_llama_cpp"] = (prompt / prefill) / cpp["prefill_tokens_per_s"].get<double>();
+      out["ratio_decode_llama_cpp"] = (decode / decoding) / cpp["decode_tokens_per_s"].get<double>();
+    }
     out["transformers"] = py;
     if (py.is_object()) {
       out["ratio_prefill"] = (prompt / prefill) / py["prefill_tokens_per_s"].get<double>();
