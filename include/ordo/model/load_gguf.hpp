@@ -7,11 +7,14 @@
 // the q and k projections of llama models (it interleaves the two RoPE halves per head).
 #pragma once
 
+#include <cmath>       // std::isfinite
 #include <cstdint>     // std::int64_t
 #include <filesystem>  // std::filesystem::path
 #include <map>         // std::map
+#include <optional>    // std::optional
 #include <set>         // std::set
 #include <string>      // std::string
+#include <utility>     // std::pair
 
 #include <torch/torch.h>
 
@@ -63,7 +66,11 @@ inline torch::Tensor unpermute_rope_rows(const torch::Tensor& w, std::int64_t he
 
 }  // namespace detail
 
-/// The decoder config a GGUF file describes; errors name the file and the key.
+/// The decoder config a GGUF file describes. Every count and size is range-checked before
+/// anything is sized from it (the bounds of decoder_config::validate), and the shapes of the
+/// embedding and of each block's q, k and gate tensors must agree with the metadata, so a
+/// corrupt header cannot make the model larger than its tensors. Errors name the file and the
+/// metadata key (or tensor).
 inline decoder_config gguf_config(const io::gguf::File& file) {
   const std::string arch(file.at("general.architecture").get<std::string_view>());
   auto fail = [&](const std::string& what) {
@@ -71,31 +78,126 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   };
   if (arch != "llama" && arch != "qwen2")
     fail("general.architecture '" + arch + "' is not supported (llama, qwen2)");
-  auto u = [&](const std::string& key) { return static_cast<std::int64_t>(file.at(arch + "." + key).as_uint()); };
-  auto d = [&](const std::string& key, double fallback) {
-    const auto* v = file.find(arch + "." + key);
-    return v ? v->as_double() : fallback;
+  const std::string p = arch + ".";
+  auto quoted = [](const std::string& key) { return "'" + key + "'"; };
+  // An integer in [1, limit]; a negative or non-integer value throws a format_error naming the key.
+  auto in_range = [&](const io::gguf::Value& v, const std::string& key, std::int64_t limit) {
+    const std::uint64_t n = v.as_uint();
+    if (n == 0 || n > static_cast<std::uint64_t>(limit))
+      fail("metadata key " + quoted(key) + " (" + std::to_string(n) + ") must be within [1, " +
+           std::to_string(limit) + "]");
+    return static_cast<std::int64_t>(n);
   };
+  auto count = [&](const std::string& key, std::int64_t limit) { return in_range(file.at(key), key, limit); };
+  auto opt_count = [&](const std::string& key, std::int64_t limit, std::int64_t fallback) {
+    const auto* v = file.find(key);
+    return v ? in_range(*v, key, limit) : fallback;
+  };
+  auto positive = [&](const std::string& key, double fallback) {
+    const auto* v = file.find(key);
+    if (!v) return fallback;
+    const double x = v->as_double();
+    if (!(x > 0) || !std::isfinite(x))
+      fail("metadata key " + quoted(key) + " (" + std::to_string(x) + ") must be positive and finite");
+    return x;
+  };
+  constexpr auto max_dim = decoder_config::max_dimension;
   decoder_config c;
   c.model_type = arch;
-  c.num_layers = u("block_count");
-  c.hidden_size = u("embedding_length");
-  c.num_heads = u("attention.head_count");
-  c.num_kv_heads = file.find(arch + ".attention.head_count_kv") ? u("attention.head_count_kv") : c.num_heads;
-  c.head_dim = file.find(arch + ".rope.dimension_count") ? u("rope.dimension_count")
-                                                          : c.hidden_size / c.num_heads;
-  c.intermediate_sizes.assign(static_cast<std::size_t>(c.num_layers), u("feed_forward_length"));
-  c.rms_norm_eps = d("attention.layer_norm_rms_epsilon", 1e-6);
-  c.rope_theta = d("rope.freq_base", 10000.0);
-  c.max_position_embeddings = file.find(arch + ".context_length") ? u("context_length") : 2048;
-  const auto& embd = file.tensor("token_embd.weight");
-  c.vocab_size = static_cast<std::int64_t>(embd.shape().at(0));
+  c.num_layers = count(p + "block_count", decoder_config::max_layers);
+  c.hidden_size = count(p + "embedding_length", max_dim);
+  c.num_heads = count(p + "attention.head_count", max_dim);
+  c.num_kv_heads = opt_count(p + "attention.head_count_kv", max_dim, c.num_heads);
+  if (c.num_heads % c.num_kv_heads != 0)
+    fail("metadata key " + quoted(p + "attention.head_count") + " (" + std::to_string(c.num_heads) +
+         ") must be a multiple of " + quoted(p + "attention.head_count_kv") + " (" + std::to_string(c.num_kv_heads) + ")");
+  // Head width: attention.key_length when given, else embedding_length / head_count (llama.cpp's
+  // rule); RoPE must rotate all of it (rope.dimension_count), as ordo has no partial rotary.
+  std::string head_key = p + "attention.key_length";
+  if (file.find(head_key)) {
+    c.head_dim = count(head_key, max_dim);
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      fail("metadata key " + quoted(p + "embedding_length") + " (" + std::to_string(c.hidden_size) +
+           ") is not a multiple of " + quoted(p + "attention.head_count") + " (" + std::to_string(c.num_heads) +
+           ") and " + quoted(head_key) + " is absent");
+    c.head_dim = c.hidden_size / c.num_heads;
+    head_key = p + "embedding_length";
+  }
+  if (const auto* v = file.find(p + "attention.value_length"); v && in_range(*v, v->key(), max_dim) != c.head_dim)
+    fail("metadata key " + quoted(v->key()) + " (" + std::to_string(v->as_uint()) + ") differs from the head width " +
+         std::to_string(c.head_dim) + " (" + quoted(head_key) + ")");
+  if (const auto* v = file.find(p + "rope.dimension_count"); v && in_range(*v, v->key(), max_dim) != c.head_dim)
+    fail("metadata key " + quoted(v->key()) + " (" + std::to_string(v->as_uint()) + ") differs from the head width " +
+         std::to_string(c.head_dim) + " (" + quoted(head_key) + "): partial rotary embeddings are not supported");
+  if (c.head_dim % 2 != 0)
+    fail("the head width " + std::to_string(c.head_dim) + " (" + quoted(head_key) + ") must be even");
+  if (c.num_heads * c.head_dim > max_dim)
+    fail("metadata key " + quoted(p + "attention.head_count") + " times the head width (" +
+         std::to_string(c.num_heads * c.head_dim) + ") is beyond " + std::to_string(max_dim));
+  // FFN width: one for every block, or a list of one per block (a non-uniformly pruned model).
+  const std::string ffn_key = p + "feed_forward_length";
+  const auto& ffn = file.at(ffn_key);
+  if (ffn.is_array()) {
+    if (ffn.size() != static_cast<std::uint64_t>(c.num_layers))
+      fail("metadata key " + quoted(ffn_key) + " lists " + std::to_string(ffn.size()) + " widths, but " +
+           quoted(p + "block_count") + " is " + std::to_string(c.num_layers));
+    for (const auto& v : ffn.elements()) c.intermediate_sizes.push_back(in_range(v, v.key(), max_dim));
+  } else {
+    c.intermediate_sizes.assign(static_cast<std::size_t>(c.num_layers), in_range(ffn, ffn_key, max_dim));
+  }
+  c.rms_norm_eps = positive(p + "attention.layer_norm_rms_epsilon", 1e-6);
+  c.rope_theta = positive(p + "rope.freq_base", 10000.0);
+  c.max_position_embeddings = opt_count(p + "context_length", std::int64_t{1} << 40, 2048);
+
+  // The tensors must have the shapes the metadata implies (checked here, before a model of that
+  // size is allocated; load_gguf checks every tensor again against the built model).
+  auto shape_of = [&](const std::string& name) {
+    const auto& t = file.tensor(name);
+    const auto s = t.shape();
+    if (s.size() != 2) fail("tensor '" + name + "' has " + std::to_string(s.size()) + " dimensions, not 2");
+    return std::pair<std::uint64_t, std::uint64_t>{s[0], s[1]};
+  };
+  // [rows, embedding_length], rows as `rows_from` (metadata keys) gives them
+  auto expect = [&](const std::string& name, std::int64_t rows, const std::string& rows_from) {
+    const auto [r, k] = shape_of(name);
+    if (r != static_cast<std::uint64_t>(rows) || k != static_cast<std::uint64_t>(c.hidden_size))
+      fail("tensor '" + name + "' has shape [" + std::to_string(r) + ", " + std::to_string(k) + "], but the metadata gives [" +
+           std::to_string(rows) + ", " + std::to_string(c.hidden_size) + "] (" + rows_from + ", " +
+           quoted(p + "embedding_length") + ")");
+  };
+  const auto vocab = shape_of("token_embd.weight").first;
+  if (vocab == 0 || vocab > static_cast<std::uint64_t>(max_dim))
+    fail("tensor 'token_embd.weight' has " + std::to_string(vocab) + " rows (the vocabulary), not within [1, " +
+         std::to_string(max_dim) + "]");
+  c.vocab_size = static_cast<std::int64_t>(vocab);
+  expect("token_embd.weight", c.vocab_size, "its vocabulary");
+  const std::string heads_from = quoted(p + "attention.head_count") + " x the head width";
+  const std::string kv_from = quoted(p + "attention.head_count_kv") + " x the head width";
+  for (std::int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string blk = "blk." + std::to_string(i) + ".";
+    if (!file.find_tensor(blk + "attn_q.weight"))
+      fail("no tensor '" + blk + "attn_q.weight', but " + quoted(p + "block_count") + " is " + std::to_string(c.num_layers));
+    expect(blk + "attn_q.weight", c.num_heads * c.head_dim, heads_from);
+    expect(blk + "attn_k.weight", c.num_kv_heads * c.head_dim, kv_from);
+    const auto width = c.intermediate_sizes[static_cast<std::size_t>(i)];
+    expect(blk + "ffn_gate.weight", width, quoted(ffn_key));
+  }
   c.attention_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
   if (file.find_tensor("rope_freqs.weight"))
     fail("tensor 'rope_freqs.weight' (Llama 3.1 RoPE scaling stored as factors) is not supported yet");
-  if (const auto* v = file.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = static_cast<std::int64_t>(v->as_uint());
-  if (const auto* v = file.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = static_cast<std::int64_t>(v->as_uint());
+  auto token_id = [&](const std::string& key) -> std::optional<std::int64_t> {
+    const auto* v = file.find(key);
+    if (!v) return std::nullopt;
+    const auto id = v->as_uint();
+    if (id >= static_cast<std::uint64_t>(c.vocab_size))
+      fail("metadata key " + quoted(key) + " (" + std::to_string(id) + ") is outside the vocabulary of " +
+           std::to_string(c.vocab_size) + " ('token_embd.weight')");
+    return static_cast<std::int64_t>(id);
+  };
+  c.bos_token_id = token_id("tokenizer.ggml.bos_token_id");
+  c.eos_token_id = token_id("tokenizer.ggml.eos_token_id");
   nlohmann::json hf = {{"model_type", arch}, {"rope_theta", c.rope_theta}};
   c.original = hf;
   c.validate(file.path());

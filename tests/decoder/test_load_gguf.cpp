@@ -1,0 +1,328 @@
+// GGUF -> CausalLM on tiny models written by the test: the weights arrive as transformers
+// has them (llama.cpp's q/k row permutation undone), per-layer FFN widths load, and corrupt
+// metadata (counts beyond the bounds, non-dividing head counts, shapes that contradict the
+// tensors, ids outside the vocabulary ...) is refused before anything is sized from it, with an
+// error naming the file and the metadata key or tensor.
+#include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+
+#include <unistd.h>  // getpid
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ordo/model/load_gguf.hpp>
+
+#include "../test_support.hpp"
+
+namespace fs = std::filesystem;
+using ordo::io::gguf::ValueType;
+
+namespace {
+
+// A GGUF v3 file of F32 tensors, built in memory and written out.
+struct gguf_writer {
+  std::vector<std::pair<std::string, std::string>> kv;  // key, type + encoded value
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+
+  template <class T>
+  static void put(std::string& out, T v) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof(T));  // the test machines are little-endian, as GGUF is
+    out.append(b, sizeof(T));
+  }
+  static void put_string(std::string& out, const std::string& s) {
+    put<std::uint64_t>(out, s.size());
+    out += s;
+  }
+  void set(const std::string& key, std::string encoded) {
+    for (auto& [k, v] : kv)
+      if (k == key) {
+        v = std::move(encoded);
+        return;
+      }
+    kv.emplace_back(key, std::move(encoded));
+  }
+  template <class T>
+  void scalar(const std::string& key, ValueType type, T v) {
+    std::string e;
+    put<std::uint32_t>(e, static_cast<std::uint32_t>(type));
+    put<T>(e, v);
+    set(key, e);
+  }
+  void u32(const std::string& key, std::uint32_t v) { scalar(key, ValueType::UINT32, v); }
+  void i32(const std::string& key, std::int32_t v) { scalar(key, ValueType::INT32, v); }
+  void u64(const std::string& key, std::uint64_t v) { scalar(key, ValueType::UINT64, v); }
+  void f32(const std::string& key, float v) { scalar(key, ValueType::FLOAT32, v); }
+  void str(const std::string& key, const std::string& v) {
+    std::string e;
+    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::STRING));
+    put_string(e, v);
+    set(key, e);
+  }
+  void u32_array(const std::string& key, const std::vector<std::uint32_t>& v) {
+    std::string e;
+    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::ARRAY));
+    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::UINT32));
+    put<std::uint64_t>(e, v.size());
+    for (auto x : v) put<std::uint32_t>(e, x);
+    set(key, e);
+  }
+  void erase(const std::string& key) {
+    std::erase_if(kv, [&](const auto& p) { return p.first == key; });
+  }
+  void tensor(const std::string& name, const torch::Tensor& t) {
+    for (auto& [n, v] : tensors)
+      if (n == name) {
+        v = t;
+        return;
+      }
+    tensors.emplace_back(name, t);
+  }
+  void erase_tensor(const std::string& name) {
+    std::erase_if(tensors, [&](const auto& p) { return p.first == name; });
+  }
+
+  void write(const fs::path& path) const {
+    std::string out = "GGUF";
+    put<std::uint32_t>(out, 3);
+    put<std::uint64_t>(out, tensors.size());
+    put<std::uint64_t>(out, kv.size());
+    for (const auto& [k, v] : kv) {
+      put_string(out, k);
+      out += v;
+    }
+    auto aligned = [](std::uint64_t n) { return (n + 31) / 32 * 32; };
+    std::uint64_t offset = 0;
+    std::string data;
+    for (const auto& [name, t] : tensors) {
+      put_string(out, name);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(t.dim()));
+      for (auto d = t.dim() - 1; d >= 0; --d) put<std::uint64_t>(out, static_cast<std::uint64_t>(t.size(d)));
+      put<std::uint32_t>(out, 0);  // F32
+      put<std::uint64_t>(out, offset);
+      auto c = t.to(torch::kFloat32).contiguous();
+      data.resize(offset);
+      data.append(reinterpret_cast<const char*>(c.data_ptr<float>()), static_cast<std::size_t>(c.numel()) * 4);
+      offset = aligned(data.size());
+    }
+    out.resize(aligned(out.size()));
+    data.resize(offset);
+    std::ofstream f(path, std::ios::binary);
+    f << out << data;
+    REQUIRE(f.good());
+  }
+};
+
+// llama.cpp's converter: q/k rows of each head go from (2, pairs) to (pairs, 2).
+torch::Tensor permute_rope_rows(const torch::Tensor& w, std::int64_t heads) {
+  return w.reshape({heads, 2, w.size(0) / heads / 2, w.size(1)}).transpose(1, 2).reshape(w.sizes());
+}
+
+// A two-layer llama in GGUF form, with the transformers weights it stands for.
+struct tiny_llama {
+  static constexpr std::int64_t vocab = 16, hidden = 8, heads = 2, kv_heads = 1, head_dim = 4;
+  std::vector<std::int64_t> ffn{12, 12};
+  std::vector<std::pair<std::string, torch::Tensor>> hf;  // transformers' name, weight
+  gguf_writer g;
+
+  explicit tiny_llama(std::vector<std::int64_t> widths = {12, 12}) : ffn(std::move(widths)) {
+    torch::manual_seed(3);
+    g.str("general.architecture", "llama");
+    g.u32("llama.block_count", static_cast<std::uint32_t>(ffn.size()));
+    g.u32("llama.embedding_length", hidden);
+    g.u32("llama.attention.head_count", heads);
+    g.u32("llama.attention.head_count_kv", kv_heads);
+    g.u32("llama.rope.dimension_count", head_dim);
+    g.u32("llama.context_length", 64);
+    g.f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    g.f32("llama.rope.freq_base", 10000.0f);
+    g.u32("tokenizer.ggml.bos_token_id", 1);
+    g.u32("tokenizer.ggml.eos_token_id", 2);
+    bool uniform = true;
+    for (auto w : ffn) uniform = uniform && w == ffn[0];
+    if (uniform) {
+      g.u32("llama.feed_forward_length", static_cast<std::uint32_t>(ffn[0]));
+    } else {
+      std::vector<std::uint32_t> w(ffn.begin(), ffn.end());
+      g.u32_array("llama.feed_forward_length", w);
+    }
+    add("token_embd.weight", "model.embed_tokens.weight", torch::randn({vocab, hidden}));
+    add("output_norm.weight", "model.norm.weight", 1 + 0.1 * torch::randn({hidden}));
+    for (std::size_t i = 0; i < ffn.size(); ++i) {
+      const std::string b = "blk." + std::to_string(i) + ".", m = "model.layers." + std::to_string(i) + ".";
+      add(b + "attn_norm.weight", m + "input_layernorm.weight", 1 + 0.1 * torch::randn({hidden}));
+      add(b + "ffn_norm.weight", m + "post_attention_layernorm.weight", 1 + 0.1 * torch::randn({hidden}));
+      auto q = torch::randn({heads * head_dim, hidden}), k = torch::randn({kv_heads * head_dim, hidden});
+      hf.emplace_back(m + "self_attn.q_proj.weight", q);
+      hf.emplace_back(m + "self_attn.k_proj.weight", k);
+      g.tensor(b + "attn_q.weight", permute_rope_rows(q, heads));
+      g.tensor(b + "attn_k.weight", permute_rope_rows(k, kv_heads));
+      add(b + "attn_v.weight", m + "self_attn.v_proj.weight", torch::randn({kv_heads * head_dim, hidden}));
+      add(b + "attn_output.weight", m + "self_attn.o_proj.weight", torch::randn({hidden, heads * head_dim}));
+      add(b + "ffn_gate.weight", m + "mlp.gate_proj.weight", torch::randn({ffn[i], hidden}));
+      add(b + "ffn_up.weight", m + "mlp.up_proj.weight", torch::randn({ffn[i], hidden}));
+      add(b + "ffn_down.weight", m + "mlp.down_proj.weight", torch::randn({hidden, ffn[i]}));
+    }
+  }
+  void add(const std::string& gguf_name, const std::string& hf_name, const torch::Tensor& t) {
+    g.tensor(gguf_name, t);
+    hf.emplace_back(hf_name, t);
+  }
+};
+
+struct temp_dir {
+  fs::path path = fs::temp_directory_path() / ("ordo_test_load_gguf_" + std::to_string(::getpid()));
+  temp_dir() { fs::create_directories(path); }
+  ~temp_dir() { fs::remove_all(path); }
+};
+
+// The error loading `g` gives (the config alone, then the whole model), or "(no error)".
+std::string load_error(const gguf_writer& g, const fs::path& path) {
+  g.write(path);
+  return error_of([&] {
+    ordo::io::gguf::File file(path);
+    (void)ordo::model::gguf_config(file);
+    (void)ordo::model::load_gguf(path);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("a tiny GGUF llama loads with transformers' weights") {
+  temp_dir dir;
+  for (const auto& widths : {std::vector<std::int64_t>{12, 12}, std::vector<std::int64_t>{12, 8}}) {
+    tiny_llama m(widths);
+    const auto path = dir.path / "tiny.gguf";
+    m.g.write(path);
+    auto lm = ordo::model::load_gguf(path);
+    const auto& c = lm->config();
+    CHECK(c.num_layers == 2);
+    CHECK(c.hidden_size == tiny_llama::hidden);
+    CHECK(c.num_heads == tiny_llama::heads);
+    CHECK(c.num_kv_heads == tiny_llama::kv_heads);
+    CHECK(c.head_dim == tiny_llama::head_dim);
+    CHECK(c.vocab_size == tiny_llama::vocab);
+    CHECK(c.intermediate_sizes == widths);
+    CHECK(c.max_position_embeddings == 64);
+    CHECK(c.rms_norm_eps == doctest::Approx(1e-5));
+    CHECK(c.tie_word_embeddings);
+    CHECK_FALSE(c.attention_bias);
+    CHECK(c.bos_token_id == 1);
+    CHECK(c.eos_token_id == 2);
+    auto params = lm->named_parameters();
+    CHECK(params.size() == m.hf.size());
+    for (const auto& [name, w] : m.hf) {
+      CAPTURE(name);
+      REQUIRE(params.find(name) != nullptr);
+      CHECK(torch::equal(params[name], w));
+    }
+    torch::NoGradGuard no_grad;
+    auto logits = lm->forward(torch::tensor({{1, 5, 7, 3}}, torch::kLong));
+    CHECK(logits.sizes() == torch::IntArrayRef({1, 4, tiny_llama::vocab}));
+    CHECK(torch::isfinite(logits).all().item<bool>());
+  }
+}
+
+TEST_CASE("corrupt GGUF metadata is refused, naming the file and the key") {
+  temp_dir dir;
+  const auto path = dir.path / "corrupt.gguf";
+  const std::string file = path.string();
+  struct corruption {
+    std::string what;
+    std::function<void(gguf_writer&)> apply;
+    std::vector<std::string> message;  // all must appear in the error
+  };
+  const std::vector<corruption> cases{
+      {"block count beyond the bound", [](gguf_writer& g) { g.u32("llama.block_count", 4097); },
+       {"'llama.block_count' (4097)", "[1, 4096]"}},
+      {"block count near 2^64", [](gguf_writer& g) { g.u64("llama.block_count", std::uint64_t{1} << 62); },
+       {"'llama.block_count'", "[1, 4096]"}},
+      {"no blocks", [](gguf_writer& g) { g.u32("llama.block_count", 0); }, {"'llama.block_count' (0)"}},
+      {"negative block count", [](gguf_writer& g) { g.i32("llama.block_count", -2); },
+       {"llama.block_count", "negative"}},
+      {"block count as a string", [](gguf_writer& g) { g.str("llama.block_count", "2"); },
+       {"llama.block_count", "not an integer"}},
+      {"block count missing", [](gguf_writer& g) { g.erase("llama.block_count"); },
+       {"llama.block_count", "not in the metadata"}},
+      {"more blocks than tensors", [](gguf_writer& g) { g.u32("llama.block_count", 3); },
+       {"'blk.2.attn_q.weight'", "'llama.block_count' is 3"}},
+      {"embedding length beyond 2^24", [](gguf_writer& g) { g.u64("llama.embedding_length", std::uint64_t{1} << 25); },
+       {"'llama.embedding_length' (33554432)"}},
+      {"embedding length against the tensors", [](gguf_writer& g) {
+         g.u32("llama.embedding_length", 16);
+         g.u32("llama.rope.dimension_count", 8);
+       },
+       {"'token_embd.weight'", "[16, 8]", "[16, 16]", "'llama.embedding_length'"}},
+      {"zero heads", [](gguf_writer& g) { g.u32("llama.attention.head_count", 0); },
+       {"'llama.attention.head_count' (0)"}},
+      {"head count not a multiple of the kv heads", [](gguf_writer& g) {
+         g.u32("llama.attention.head_count", 2);
+         g.u32("llama.attention.head_count_kv", 3);
+       },
+       {"'llama.attention.head_count' (2)", "multiple of 'llama.attention.head_count_kv' (3)"}},
+      {"embedding length not a multiple of the heads", [](gguf_writer& g) {
+         g.u32("llama.attention.head_count", 3);
+         g.u32("llama.attention.head_count_kv", 1);
+       },
+       {"'llama.embedding_length' (8)", "'llama.attention.head_count' (3)"}},
+      {"odd head width", [](gguf_writer& g) {
+         g.u32("llama.attention.key_length", 3);
+         g.u32("llama.rope.dimension_count", 3);
+       },
+       {"head width 3", "'llama.attention.key_length'", "even"}},
+      {"partial rotary", [](gguf_writer& g) { g.u32("llama.rope.dimension_count", 2); },
+       {"'llama.rope.dimension_count' (2)", "partial rotary"}},
+      {"heads x width beyond 2^24", [](gguf_writer& g) {
+         g.u32("llama.attention.head_count", 1 << 13);
+         g.u32("llama.attention.head_count_kv", 1);
+         g.u32("llama.attention.key_length", 1 << 12);
+         g.erase("llama.rope.dimension_count");
+       },
+       {"'llama.attention.head_count' times the head width (33554432)"}},
+      {"key width against the q tensor", [](gguf_writer& g) {
+         g.u32("llama.attention.key_length", 8);
+         g.u32("llama.rope.dimension_count", 8);
+       },
+       {"'blk.0.attn_q.weight'", "[8, 8]", "[16, 8]", "'llama.attention.head_count' x the head width"}},
+      {"FFN width beyond 2^24", [](gguf_writer& g) { g.u64("llama.feed_forward_length", std::uint64_t{1} << 40); },
+       {"'llama.feed_forward_length' (1099511627776)"}},
+      {"FFN width against the gate tensor", [](gguf_writer& g) { g.u32("llama.feed_forward_length", 10); },
+       {"'blk.0.ffn_gate.weight'", "[12, 8]", "[10, 8]", "'llama.feed_forward_length'"}},
+      {"FFN widths for the wrong number of blocks", [](gguf_writer& g) { g.u32_array("llama.feed_forward_length", {12, 12, 12}); },
+       {"'llama.feed_forward_length' lists 3 widths", "'llama.block_count' is 2"}},
+      {"a zero FFN width in the list", [](gguf_writer& g) { g.u32_array("llama.feed_forward_length", {12, 0}); },
+       {"'llama.feed_forward_length[1]' (0)"}},
+      {"negative RMS epsilon", [](gguf_writer& g) { g.f32("llama.attention.layer_norm_rms_epsilon", -1e-5f); },
+       {"'llama.attention.layer_norm_rms_epsilon'", "positive and finite"}},
+      {"NaN RoPE base", [](gguf_writer& g) { g.f32("llama.rope.freq_base", std::numeric_limits<float>::quiet_NaN()); },
+       {"'llama.rope.freq_base'", "positive and finite"}},
+      {"zero context", [](gguf_writer& g) { g.u32("llama.context_length", 0); }, {"'llama.context_length' (0)"}},
+      {"eos outside the vocabulary", [](gguf_writer& g) { g.u32("tokenizer.ggml.eos_token_id", 16); },
+       {"'tokenizer.ggml.eos_token_id' (16)", "vocabulary of 16"}},
+      {"an embedding that is not a matrix", [](gguf_writer& g) { g.tensor("token_embd.weight", torch::zeros({16 * 8})); },
+       {"'token_embd.weight' has 1 dimensions"}},
+      {"a missing k tensor", [](gguf_writer& g) { g.erase_tensor("blk.1.attn_k.weight"); },
+       {"'blk.1.attn_k.weight'", "not in the file"}},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    tiny_llama m;
+    c.apply(m.g);
+    const std::string err = load_error(m.g, path);
+    CAPTURE(err);
+    CHECK(err.find(file) != std::string::npos);
+    for (const auto& part : c.message) {
+      CAPTURE(part);
+      CHECK(err.find(part) != std::string::npos);
+    }
+  }
+  // the unmodified model loads (the cases above fail for their corruption alone)
+  CHECK(load_error(tiny_llama().g, path) == "(no error)");
+}
