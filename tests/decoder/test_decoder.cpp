@@ -142,6 +142,45 @@ TEST_CASE("greedy generation with the KV cache follows the argmax of full forwar
   }
 }
 
+TEST_CASE("batched generation: left-padded rows equal each prompt generated alone; rows stop on their own") {
+  for (const char* name : {"llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    const std::vector<std::vector<int64_t>> prompts{{5, 17, 42, 8}, {3}, {9, 9, 1, 30, 2, 11, 4}};
+    ordo::model::generation_options o;
+    o.greedy = true;
+    o.max_new_tokens = 10;
+    const auto batch = ordo::model::generate_batch(lm, prompts, o);
+    REQUIRE(batch.size() == 3);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      const auto alone = ordo::model::generate(lm, prompts[b], o);
+      CHECK(batch[b].tokens == alone.tokens);
+      CHECK(batch[b].prompt_tokens == static_cast<int64_t>(prompts[b].size()));
+    }
+    // A stop id that row 0 produces early ends row 0 only.
+    o.stop_ids = {batch[0].tokens[2]};
+    const auto stopped = ordo::model::generate_batch(lm, prompts, o);
+    CHECK(stopped[0].stopped);
+    CHECK(stopped[0].tokens.size() <= 3);
+    for (std::size_t b = 1; b < prompts.size(); ++b) {
+      const auto alone = ordo::model::generate(lm, prompts[b], o);
+      CHECK(stopped[b].tokens == alone.tokens);
+      CHECK(stopped[b].stopped == alone.stopped);
+    }
+    // Sampling: row b's stream is seeded by seed + b, whatever the other rows.
+    o = {};
+    o.max_new_tokens = 6;
+    o.seed = 7;
+    const auto sampled = ordo::model::generate_batch(lm, prompts, o);
+    auto solo = o;
+    solo.seed = 8;
+    CHECK(ordo::model::generate_batch(lm, {prompts[1]}, solo)[0].tokens == sampled[1].tokens);
+  }
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  CHECK(ordo::model::generate_batch(lm, {}, {}).empty());
+  CHECK_THROWS_AS(ordo::model::generate_batch(lm, {{1, 2}, {}}, {}), std::invalid_argument);
+}
+
 TEST_CASE("sampling: a seed fixes the output, top-p near 0 is greedy, stop ids end it") {
   auto lm = ordo::model::load_hf(fixtures / "llama_tied");
   const std::vector<int64_t> prompt{3, 1, 4, 1, 5};

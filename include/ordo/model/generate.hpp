@@ -1,7 +1,10 @@
 // ordo/model/generate.hpp — text generation with a KV cache: greedy, or sampling with
 // temperature and nucleus (top-p) filtering from a seeded generator; stops at stop tokens.
+// generate() runs one prompt; generate_batch() runs several at once, left-padded, which costs
+// little more than one on a CPU (a decode step is bound by reading the weights).
 #pragma once
 
+#include <algorithm>   // std::find, std::max
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <functional>  // std::function
 #include <stdexcept>   // std::invalid_argument
@@ -72,6 +75,64 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
     input = torch::tensor({id}, torch::kLong).unsqueeze(0);
   }
   return result;
+}
+
+/// Generates for every prompt at once: the prompts are left-padded to the longest (with
+/// `pad_id`, masked out), each row stops on its own at a stop id, and the batch ends when every
+/// row has stopped or after max_new_tokens. Row b samples from a generator seeded with
+/// o.seed + b, so a row's result does not depend on the other prompts; greedy rows equal
+/// generate() on the prompt alone up to floating-point rounding (RoPE depends only on relative
+/// positions, so the padding's offset does not matter).
+inline std::vector<generation_result> generate_batch(CausalLM& lm, const std::vector<std::vector<std::int64_t>>& prompts,
+                                                     const generation_options& o, std::int64_t pad_id = 0) {
+  if (o.max_new_tokens < 0) throw std::invalid_argument("ordo::model::generate_batch: max_new_tokens < 0");
+  if (!o.greedy && !(o.temperature > 0))
+    throw std::invalid_argument("ordo::model::generate_batch: temperature must be positive (or use greedy)");
+  if (!(o.top_p > 0 && o.top_p <= 1)) throw std::invalid_argument("ordo::model::generate_batch: top_p must be in (0, 1]");
+  std::vector<generation_result> results(prompts.size());
+  if (prompts.empty()) return results;
+  std::size_t longest = 0;
+  for (std::size_t b = 0; b < prompts.size(); ++b) {
+    if (prompts[b].empty())
+      throw std::invalid_argument("ordo::model::generate_batch: prompt " + std::to_string(b) + " is empty");
+    longest = std::max(longest, prompts[b].size());
+    results[b].prompt_tokens = static_cast<std::int64_t>(prompts[b].size());
+  }
+  const auto B = static_cast<std::int64_t>(prompts.size()), P = static_cast<std::int64_t>(longest);
+  auto ids = torch::full({B, P}, pad_id, torch::kLong);
+  auto mask = torch::zeros({B, P}, torch::kLong);
+  for (std::int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[static_cast<std::size_t>(b)];
+    const auto offset = P - static_cast<std::int64_t>(p.size());
+    ids[b].slice(0, offset) = torch::tensor(p, torch::kLong);
+    mask[b].slice(0, offset) = 1;
+  }
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Generator> generators;
+  for (std::int64_t b = 0; b < B; ++b) generators.push_back(at::detail::createCPUGenerator(o.seed + static_cast<std::uint64_t>(b)));
+  std::vector<bool> done(prompts.size(), false);
+  std::size_t running = prompts.size();
+  kv_cache cache;
+  auto input = ids;
+  for (std::int64_t step = 0; step < o.max_new_tokens && running > 0; ++step) {
+    auto last = lm->forward(input, mask, &cache).select(1, -1);  // [B, vocab]
+    std::vector<std::int64_t> next(prompts.size(), pad_id);
+    for (std::int64_t b = 0; b < B; ++b) {
+      const auto i = static_cast<std::size_t>(b);
+      if (done[i]) continue;
+      const auto id = choose_token(last[b], o, generators[i]);
+      results[i].tokens.push_back(id);
+      next[i] = id;
+      if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) {
+        results[i].stopped = true;
+        done[i] = true;
+        --running;
+      }
+    }
+    input = torch::tensor(next, torch::kLong).unsqueeze(1);
+    mask = torch::cat({mask, torch::ones({B, 1}, torch::kLong)}, 1);
+  }
+  return results;
 }
 
 }  // namespace ordo::model
