@@ -52,3 +52,28 @@ TEST_CASE("results.json, results.csv, results.md and the SVG are written") {
   CHECK(svg.find("<circle") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the answer-quality columns appear when measured, '-' where a row lacks them") {
+  auto r = rows();
+  r[1].clarity = 0.5;
+  r[1].fluency = 0.25;
+  r[1].coherence = 0.75;
+  r[1].readability = 0.5;
+  auto table = ordo::study::markdown_table(r);
+  CHECK(table.find("| Model | Chain | Clarity | Fluency | Coherence | Readability | Size (MB) |") == 0);
+  CHECK(table.find("| P-KD-Q | P-KD-Q | 0.500 | 0.250 | 0.750 | 0.500 | 70.00 |") != std::string::npos);
+  CHECK(table.find("| Base | base | - | - | - | - | 256.00 |") != std::string::npos);
+  CHECK(table.find("G-Eval") == std::string::npos);  // no judge, no judge columns
+  r[0].geval_correctness = 0.9;
+  r[0].prompt_alignment = 0.8;
+  table = ordo::study::markdown_table(r);
+  CHECK(table.find("| Model | Chain | G-Eval | Prompt alignment | Clarity |") == 0);
+  CHECK(table.find("| Base | base | 0.900 | 0.800 | - |") != std::string::npos);
+  const auto csv = ordo::study::csv(r);
+  CHECK(csv.find(",clarity,fluency,coherence,readability,geval_correctness,prompt_alignment\n") != std::string::npos);
+  CHECK(csv.find(",0.900000,0.800000\n") != std::string::npos);
+  CHECK(csv.find(",0.500000,0.250000,0.750000,0.500000,,\n") != std::string::npos);
+  const auto j = ordo::study::to_json(r[1]);
+  CHECK(j["clarity"] == doctest::Approx(0.5));
+  CHECK_FALSE(j.contains("geval_correctness"));
+}

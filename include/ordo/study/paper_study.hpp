@@ -35,6 +35,7 @@
 #include <ordo/stages/models.hpp>    // DenseModel, QuantizedModel
 #include <ordo/stages/prune.hpp>     // apply(Prune)
 #include <ordo/stages/quantize.hpp>  // apply(QuantNF4), apply(Dequantize)
+#include <ordo/study/clarity.hpp>    // clarity_evaluator
 #include <ordo/study/executor.hpp>   // execute
 #include <ordo/study/report.hpp>     // result_row, write_reports
 
@@ -53,6 +54,12 @@ struct study_options {
   std::uint64_t seed = 1234;
   std::size_t max_cached_models = 2;
   int threads = 2;
+  /// Answer-quality metrics (study/clarity.hpp): prompts answered per configuration (0: none).
+  clarity_options clarity;
+  std::filesystem::path prompts;     // "" : resources/study_prompts.jsonl
+  std::filesystem::path minilm;      // "" : the default all-MiniLM-L6-v2 install (./ordo minilm)
+  bool judge = true;                 // use ORDO_JUDGE_URL when it is set
+  bool save_answers = true;          // the answers go into results.json
 };
 
 /// `quick`: the 2-core CPU preset on the embedded default model (about 20 minutes); `paper`:
@@ -69,6 +76,8 @@ inline study_options preset(const std::string& name) {
     o.budget.batch_size = 4;
     o.budget.grad_accumulation = 1;
     o.eval_tokens = 2048;
+    o.clarity.prompts = 8;
+    o.clarity.max_new_tokens = 48;
   } else if (name == "paper") {
     o.budget.calibration_samples = 500;
     o.budget.train_samples = 1500;
@@ -79,6 +88,8 @@ inline study_options preset(const std::string& name) {
     o.eval_tokens = 65536;
     o.eval_context = 512;
     o.eval_stride = 256;
+    o.clarity.prompts = 16;
+    o.clarity.max_new_tokens = 256;
   } else {
     throw std::invalid_argument("unknown study preset '" + name + "' (quick, paper)");
   }
@@ -196,6 +207,23 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   context.teacher = std::make_shared<const DenseModel>(base);
   context.progress = [&](const std::string& what, double f, const std::string& detail) { progress.progress(what, f, detail); };
 
+  // Answer-quality metrics: the base model scores fluency; MiniLM scores coherence when it is
+  // installed; a judge when ORDO_JUDGE_URL is set.
+  std::optional<eval::SentenceEncoder> encoder;
+  std::string coherence_note = "all-MiniLM-L6-v2";
+  std::optional<eval::JudgeClient> judge;
+  if (o.clarity.prompts > 0) {
+    try {
+      encoder = eval::SentenceEncoder::load(o.minilm);
+    } catch (const std::exception& e) {
+      coherence_note = std::string("unavailable (") + e.what() + "); clarity averages fluency and readability";
+      std::fprintf(stderr, "ordo-study: no coherence metric: %s\n", e.what());
+    }
+    if (o.judge) judge = eval::JudgeClient::from_env();
+  }
+  clarity_evaluator clarity(base, read_clarity_prompts(o.prompts.empty() ? default_clarity_prompts() : o.prompts),
+                            o.clarity, encoder ? &*encoder : nullptr, judge ? &*judge : nullptr);
+
   eval::perplexity_options pp;
   pp.context = o.eval_context;
   pp.stride = o.eval_stride;
@@ -221,10 +249,29 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         r.perplexity = ppl.ppl;
         r.nll = ppl.nll;
         r.eval_tokens = ppl.tokens;
+        std::string quality;
+        if (clarity.enabled()) {
+          progress.progress("answers", 0.0, std::to_string(clarity.prompt_count()) + " prompts");
+          const auto q = clarity.evaluate(model);
+          r.clarity = q.clarity;
+          r.fluency = q.fluency;
+          if (encoder) r.coherence = q.coherence;
+          r.readability = q.readability;
+          r.geval_correctness = q.correctness;
+          r.prompt_alignment = q.prompt_alignment;
+          auto details = q.to_json(o.save_answers);
+          for (const char* k : {"clarity", "fluency", "coherence", "readability", "geval_correctness", "prompt_alignment"})
+            details.erase(k);
+          for (auto& [k, v] : details.items()) r.extra[k] = v;
+          r.eval_seconds += q.seconds;
+          char buf[160];
+          std::snprintf(buf, sizeof buf, ", clarity %.3f (%.1f s)", q.clarity, q.seconds);
+          quality = buf;
+        }
         rows.push_back(std::move(r));
-        std::fprintf(stderr, "  %-12s size %.1f MB, perplexity %.3f (%lld tokens, %.1f s)\n",
-                     rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
-                     static_cast<long long>(ppl.tokens), rows.back().eval_seconds);
+        std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s, %.1f s\n",
+                     progress.tty ? "\r\033[K" : "", rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
+                     static_cast<long long>(ppl.tokens), quality.c_str(), rows.back().eval_seconds);
       },
       options{o.max_cached_models}, progress);
 
@@ -258,6 +305,11 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"prune_recovery", o.budget.prune_recovery},
                          {"seed", o.seed},
                          {"threads", o.threads},
+                         {"clarity_prompts", clarity.prompt_count()},
+                         {"clarity_max_new_tokens", o.clarity.max_new_tokens},
+                         {"fluency_scorer", base.source().string() + " (the base model)"},
+                         {"coherence_encoder", clarity.enabled() ? coherence_note : "not measured"},
+                         {"judge", judge ? std::string("ORDO_JUDGE_URL") : std::string("none")},
                          {"stage_applications", figures.applications},
                          {"training_applications", figures.training_applications},
                          {"stage_applications_one_by_one", decltype(plan_of(ten))::unshared.applications},

@@ -6,6 +6,7 @@
 #include <cmath>       // std::log10, std::isfinite
 #include <cstdio>      // std::snprintf
 #include <filesystem>  // std::filesystem::path
+#include <optional>    // std::optional
 #include <span>        // std::span
 #include <string>      // std::string
 #include <string_view> // std::string_view
@@ -28,6 +29,9 @@ struct result_row {
   double compression_ratio = 0; // base size / size
   double stage_seconds = 0;     // time of the stages on this configuration's chain
   double eval_seconds = 0;
+  // The answer-quality metrics (study/clarity.hpp), when measured; each in [0, 1].
+  std::optional<double> clarity, fluency, coherence, readability;
+  std::optional<double> geval_correctness, prompt_alignment;  // with an LLM judge
   nlohmann::json extra = nlohmann::json::object();  // further metrics, by name
 };
 
@@ -62,15 +66,35 @@ inline void write_text(const std::filesystem::path& path, const std::string& tex
 
 }  // namespace detail
 
-/// The table in the paper's form (Markdown): model, size, perplexity, compression, time.
+namespace detail {
+inline std::string opt(const std::optional<double>& v, int digits) { return v ? fixed(*v, digits) : "-"; }
+template <class F>
+bool any_row(std::span<const result_row> rows, F f) {
+  for (const auto& r : rows)
+    if (f(r)) return true;
+  return false;
+}
+}  // namespace detail
+
+/// The table in the paper's form (Markdown): model, the judge metrics when measured, clarity
+/// and its parts when measured, size, perplexity, compression, time.
 inline std::string markdown_table(std::span<const result_row> rows) {
-  std::string out =
-      "| Model | Chain | Size (MB) | Perplexity | Compression | Stage time (s) |\n"
-      "|---|---|---:|---:|---:|---:|\n";
+  const bool judge = detail::any_row(rows, [](const result_row& r) { return r.geval_correctness.has_value(); });
+  const bool clarity = detail::any_row(rows, [](const result_row& r) { return r.clarity.has_value(); });
+  std::string head = "| Model | Chain |", rule = "|---|---|";
+  if (judge) head += " G-Eval | Prompt alignment |", rule += "---:|---:|";
+  if (clarity) head += " Clarity | Fluency | Coherence | Readability |", rule += "---:|---:|---:|---:|";
+  head += " Size (MB) | Perplexity | Compression | Stage time (s) |\n";
+  rule += "---:|---:|---:|---:|\n";
+  std::string out = head + rule;
   for (const auto& r : rows) {
-    out += "| " + r.paper_name + " | " + r.configuration + " | " + detail::fixed(r.size_mb, 2) + " | " +
-           detail::fixed(r.perplexity, 3) + " | " + detail::fixed(r.compression_ratio, 2) + "x | " +
-           detail::fixed(r.stage_seconds, 1) + " |\n";
+    out += "| " + r.paper_name + " | " + r.configuration + " | ";
+    if (judge) out += detail::opt(r.geval_correctness, 3) + " | " + detail::opt(r.prompt_alignment, 3) + " | ";
+    if (clarity)
+      out += detail::opt(r.clarity, 3) + " | " + detail::opt(r.fluency, 3) + " | " + detail::opt(r.coherence, 3) + " | " +
+             detail::opt(r.readability, 3) + " | ";
+    out += detail::fixed(r.size_mb, 2) + " | " + detail::fixed(r.perplexity, 3) + " | " +
+           detail::fixed(r.compression_ratio, 2) + "x | " + detail::fixed(r.stage_seconds, 1) + " |\n";
   }
   return out;
 }
@@ -81,17 +105,31 @@ inline nlohmann::json to_json(const result_row& r) {
                       {"nll", r.nll},                   {"eval_tokens", r.eval_tokens},
                       {"compression_ratio", r.compression_ratio},
                       {"stage_seconds", r.stage_seconds}, {"eval_seconds", r.eval_seconds}};
+  auto put = [&](const char* k, const std::optional<double>& v) {
+    if (v) j[k] = std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  put("clarity", r.clarity);
+  put("fluency", r.fluency);
+  put("coherence", r.coherence);
+  put("readability", r.readability);
+  put("geval_correctness", r.geval_correctness);
+  put("prompt_alignment", r.prompt_alignment);
   for (const auto& [k, v] : r.extra.items()) j[k] = v;
   return j;
 }
 
+/// One row per configuration; the metric columns are always present (empty when not measured).
 inline std::string csv(std::span<const result_row> rows) {
-  std::string out = "configuration,paper_name,size_mb,perplexity,nll,eval_tokens,compression_ratio,stage_seconds,eval_seconds\n";
+  std::string out =
+      "configuration,paper_name,size_mb,perplexity,nll,eval_tokens,compression_ratio,stage_seconds,eval_seconds,"
+      "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment\n";
+  auto cell = [](const std::optional<double>& v) { return v && std::isfinite(*v) ? detail::fixed(*v, 6) : std::string(); };
   for (const auto& r : rows) {
     out += r.configuration + "," + r.paper_name + "," + detail::fixed(r.size_mb, 4) + "," +
            detail::fixed(r.perplexity, 6) + "," + detail::fixed(r.nll, 6) + "," + std::to_string(r.eval_tokens) +
            "," + detail::fixed(r.compression_ratio, 4) + "," + detail::fixed(r.stage_seconds, 3) + "," +
-           detail::fixed(r.eval_seconds, 3) + "\n";
+           detail::fixed(r.eval_seconds, 3) + "," + cell(r.clarity) + "," + cell(r.fluency) + "," + cell(r.coherence) +
+           "," + cell(r.readability) + "," + cell(r.geval_correctness) + "," + cell(r.prompt_alignment) + "\n";
   }
   return out;
 }
