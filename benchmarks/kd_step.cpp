@@ -4,8 +4,11 @@
 // same run with the same thread count. Prints one JSON line; the goal is ordo_over_pytorch >= 1.
 //
 //   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
-//                      [--python /work/venv/py/bin/python] [--script benchmarks/kd_step.py]
+//                      [--dtype float32|bfloat16] [--python /work/venv/py/bin/python]
+//                      [--script benchmarks/kd_step.py]
 //
+// --dtype bfloat16: mixed precision on both sides: fp32 master weights, forward and loss under
+// CPU autocast in bf16 (ordo: Context::train_dtype; PyTorch: torch.autocast("cpu", bfloat16)).
 // The ordo side is ordo's own KD stage (apply(Distill<T4, A03>)): teacher forward without
 // gradients, student forward and backward, the guard, clipping and AdamW; the first step warms
 // up and is not timed. Without a Python with torch + transformers + gguf, the PyTorch figures
@@ -57,12 +60,18 @@ int main(int argc, char** argv) {
   const auto steps = std::stoll(arg(argc, argv, "steps", "4"));
   const int threads = std::stoi(arg(argc, argv, "threads", std::to_string(at::get_num_threads())));
   const std::string python = arg(argc, argv, "python", "/work/venv/py/bin/python");
+  const std::string dtype = arg(argc, argv, "dtype", "float32");
+  if (dtype != "float32" && dtype != "bfloat16") {
+    std::cerr << "ordo-bench-kd-step: --dtype takes float32 or bfloat16, not " << dtype << "\n";
+    return 2;
+  }
   const std::string script = arg(argc, argv, "script", std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py");
   torch::set_num_threads(threads);
 
   auto base = ordo::DenseModel::load(model_path);
   ordo::Context ctx;
   ctx.teacher = std::make_shared<ordo::DenseModel>(base);
+  ctx.train_dtype = dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   std::mt19937_64 rng(0);
   const auto vocab = base.config().vocab_size;
   for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
@@ -95,7 +104,7 @@ int main(int argc, char** argv) {
 
   auto py = run_python(python + " " + script + " --model " + model_path + " --batch " + std::to_string(batch) +
                        " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
-                       std::to_string(threads));
+                       std::to_string(threads) + " --dtype " + dtype);
   nlohmann::json out;
   out["benchmark"] = "kd_step";
   out["model"] = model_path;
@@ -103,7 +112,7 @@ int main(int argc, char** argv) {
   out["seq"] = seq;
   out["timed_steps"] = steps;
   out["threads"] = threads;
-  out["dtype"] = "float32";
+  out["dtype"] = dtype;
   out["ordo_step_seconds"] = step_seconds;
   out["ordo_tokens_per_s"] = ordo_tps;
   out["pytorch"] = py.is_null() ? nlohmann::json("unavailable: " + python + " " + script) : py;

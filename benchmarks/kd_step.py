@@ -3,6 +3,8 @@
 The same model (the GGUF file, dequantized to fp32 by transformers + gguf), the same shapes,
 the same loss ((1 - alpha) CE + alpha T^2 KL per scored token, teacher frozen under no_grad),
 global-norm clipping and AdamW; prints one JSON line with tokens/s over the timed steps.
+--dtype bfloat16: fp32 master weights, forward passes and loss under torch.autocast("cpu",
+bfloat16), as ordo's Context::train_dtype = bf16 does.
 """
 import argparse
 import copy
@@ -34,6 +36,7 @@ def main():
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -57,10 +60,11 @@ def main():
         labels = ids.clone()
         labels[:, 0] = -100
         start = time.perf_counter()
-        with torch.no_grad():
-            target = teacher(input_ids=ids, attention_mask=mask).logits.float()
-        logits = student(input_ids=ids, attention_mask=mask).logits.float()
-        loss = kd_loss(logits, target, labels, 4.0, 0.3)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bfloat16"):
+            with torch.no_grad():
+                target = teacher(input_ids=ids, attention_mask=mask).logits.float()
+            logits = student(input_ids=ids, attention_mask=mask).logits.float()
+            loss = kd_loss(logits, target, labels, 4.0, 0.3)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -68,7 +72,7 @@ def main():
         if step > 0:
             times.append(time.perf_counter() - start)
     tokens = a.batch * a.seq * len(times)
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "dtype": a.dtype,
                       "load_seconds": round(load_s, 2), "step_seconds": [round(t, 4) for t in times],
                       "tokens_per_s": tokens / sum(times), "last_loss": loss.item()}))
 
