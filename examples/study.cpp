@@ -5,7 +5,7 @@
 //              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
 //              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
-//              [--no-judge] [--no-answers]
+//              [--no-judge] [--no-answers] [--save-models]
 //
 // Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
 // table. Without --model it uses the embedded default (SmolLM2-135M-Instruct). Each
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   double weight_share = -1;
   std::string prompts, minilm;
   long long clarity_prompts = -1, max_new_tokens = -1;
-  bool no_judge = false, no_answers = false;
+  bool no_judge = false, no_answers = false, save_models = false;
   app.add_option("--preset", preset, "quick (2-core CPU, ~20 min) or paper (the paper's budgets)")
       ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
   app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--minilm", minilm, "all-MiniLM-L6-v2 directory for coherence (default: ./ordo minilm's install)");
   app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
   app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
+  app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
   CLI11_PARSE(app, argc, argv);
   try {
     auto o = ordo::study::preset(preset);
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
     if (max_new_tokens > 0) o.clarity.max_new_tokens = max_new_tokens;
     o.judge = !no_judge;
     o.save_answers = !no_answers;
+    o.save_models = save_models;
     const auto rows = ordo::study::run_paper_study(o);
     std::printf("\n%s\nReports in %s: results.json, results.csv, results.md, size_vs_perplexity.svg\n",
                 ordo::study::markdown_table(rows).c_str(), out.c_str());

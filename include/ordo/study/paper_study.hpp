@@ -29,6 +29,7 @@
 #include <ordo/data/examples.hpp>    // text_examples
 #include <ordo/data/split.hpp>       // permutation
 #include <ordo/eval/perplexity.hpp>  // perplexity
+#include <ordo/io/checkpoint.hpp>    // save_hf, save_nf4
 #include <ordo/pipeline.hpp>         // paper_configurations, paper_notation_v
 #include <ordo/stages/context.hpp>   // Context, Example, Budget
 #include <ordo/stages/distill.hpp>   // apply(Distill)
@@ -60,6 +61,10 @@ struct study_options {
   std::filesystem::path minilm;      // "" : the default all-MiniLM-L6-v2 install (./ordo minilm)
   bool judge = true;                 // use ORDO_JUDGE_URL when it is set
   bool save_answers = true;          // the answers go into results.json
+  /// Save every configuration's model into out_dir/models/<paper name>/ (a Hugging Face
+  /// directory, bitsandbytes NF4 when the chain ends quantized); the rows then carry the saved
+  /// files' size (`file_mb`).
+  bool save_models = false;
 };
 
 /// `quick`: the 2-core CPU preset on the embedded default model (about 20 minutes); `paper`:
@@ -249,6 +254,17 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         r.perplexity = ppl.ppl;
         r.nll = ppl.nll;
         r.eval_tokens = ppl.tokens;
+        if (o.save_models) {
+          const auto dir = o.out_dir / "models" / r.paper_name;
+          io::SavedCheckpoint saved;
+          if constexpr (std::is_same_v<std::decay_t<decltype(model)>, QuantizedModel>) {
+            saved = io::save_nf4(model, dir);
+          } else {
+            saved = io::save_hf(model, dir);
+          }
+          r.extra["saved_to"] = saved.dir.string();
+          r.extra["file_mb"] = static_cast<double>(saved.size.file_bytes) / (1024.0 * 1024.0);
+        }
         std::string quality;
         if (clarity.enabled()) {
           progress.progress("answers", 0.0, std::to_string(clarity.prompt_count()) + " prompts");
@@ -310,6 +326,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"fluency_scorer", base.source().string() + " (the base model)"},
                          {"coherence_encoder", clarity.enabled() ? coherence_note : "not measured"},
                          {"judge", judge ? std::string("ORDO_JUDGE_URL") : std::string("none")},
+                         {"models_saved", o.save_models},
                          {"stage_applications", figures.applications},
                          {"training_applications", figures.training_applications},
                          {"stage_applications_one_by_one", decltype(plan_of(ten))::unshared.applications},
