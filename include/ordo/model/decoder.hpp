@@ -63,6 +63,20 @@ inline torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+/// x W^T for a single row x (1 x in, any leading shape of one element) as a matrix-vector
+/// product: BLAS gemv streams W once and, for batch-1 decoding, is about 1.3x faster than the
+/// 1-row gemm `linear` runs. Undefined when x is not one fp32 CPU row (the caller then uses
+/// linear/matmul).
+inline torch::Tensor single_row_product(const torch::Tensor& x, const torch::Tensor& w) {
+  if (x.numel() != w.size(1) || x.scalar_type() != torch::kFloat32 || w.scalar_type() != torch::kFloat32 ||
+      !x.device().is_cpu() || !w.device().is_cpu())
+    return {};
+  auto y = torch::mv(w, x.reshape({w.size(1)}));
+  auto shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return y.view(shape);
+}
+
 }  // namespace detail
 
 /// NF4 weights of a linear layer [out, in], as bitsandbytes stores them, with the per-block
@@ -105,7 +119,10 @@ class LinearImpl : public torch::nn::Module {
   bool quantized() const { return nf4 != nullptr; }
 
   torch::Tensor forward(const torch::Tensor& x) {
-    if (!nf4) return torch::nn::functional::linear(x, weight, bias);
+    if (!nf4) {
+      if (auto y = detail::single_row_product(x, weight); y.defined()) return bias.defined() ? y + bias : y;
+      return torch::nn::functional::linear(x, weight, bias);
+    }
     auto flat = x.reshape({-1, in_features}).to(torch::kFloat32).contiguous();
     const auto rows = flat.size(0);
     torch::Tensor y;
@@ -163,7 +180,8 @@ class AttentionImpl : public torch::nn::Module {
     o_proj = register_module("o_proj", linear(heads_ * head_dim_, c.hidden_size, false));
   }
 
-  // x [B, T, H]; cos/sin [T, head_dim]; bias [B, 1, T, past + T] additive (0 or -inf-like).
+  // x [B, T, H]; cos/sin [T, head_dim]; bias [B, 1, T, past + T] additive (0 or -inf-like), or
+  // undefined when nothing is masked (a single query over the whole past, no padding).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& bias, torch::Tensor* past_k, torch::Tensor* past_v) {
     const auto B = x.size(0), T = x.size(1);
@@ -180,16 +198,26 @@ class AttentionImpl : public torch::nn::Module {
       *past_k = k;
       *past_v = v;
     }
-    const auto groups = heads_ / kv_heads_;
-    if (groups > 1) {
-      k = k.repeat_interleave(groups, 1);
-      v = v.repeat_interleave(groups, 1);
+    // Grouped-query attention without copying K and V per query head: the `groups` query heads
+    // that share a KV head are stacked as rows of one matrix, q [B, kv_heads, groups * T, D],
+    // which multiplies that head's keys and values directly.
+    const auto groups = heads_ / kv_heads_, S = k.size(2);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+    auto qg = q.reshape({B, kv_heads_, groups * T, head_dim_});
+    torch::Tensor scores;
+    if (q.scalar_type() == torch::kFloat32 || q.scalar_type() == torch::kFloat64) {
+      scores = torch::matmul(qg * scale, k.transpose(-2, -1));  // 1/sqrt(D) on the smaller operand
+    } else {  // reduced precision: products in the weights' dtype, scaled in fp32
+      scores = torch::matmul(qg, k.transpose(-2, -1)).to(torch::kFloat32) / std::sqrt(static_cast<double>(head_dim_));
     }
-    auto scores = torch::matmul(q, k.transpose(-2, -1)).to(torch::kFloat32) /
-                  std::sqrt(static_cast<double>(head_dim_));
-    scores = scores + bias;
+    if (bias.defined()) {
+      auto s5 = scores.view({B, kv_heads_, groups, T, S});
+      if (torch::GradMode::is_enabled() && scores.requires_grad()) scores = (s5 + bias.unsqueeze(2)).view(scores.sizes());
+      else s5.add_(bias.unsqueeze(2));
+    }
     auto probs = torch::softmax(scores, -1).to(q.scalar_type());
-    auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
+    // [B, kv_heads, groups * T, D] is [B, heads, T, D] in memory
+    auto out = torch::matmul(probs, v).view({B, heads_, T, head_dim_}).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
     return o_proj(out);
   }
 
@@ -281,17 +309,22 @@ class CausalLMImpl : public torch::nn::Module {
     auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
 
     // Additive mask [B, 1, T, past + T]: causal, and padded keys masked. A large negative
-    // rather than -inf keeps fully masked rows (padding queries) finite.
+    // rather than -inf keeps fully masked rows (padding queries) finite. A single new token
+    // without padding sees every position: no mask at all.
     const float neg = -1e30f;
     auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-    auto q_pos = torch::arange(past, past + T, opts.dtype(torch::kLong)).unsqueeze(1);
-    auto k_pos = torch::arange(0, past + T, opts.dtype(torch::kLong)).unsqueeze(0);
-    auto bias = torch::zeros({T, past + T}, opts).masked_fill(k_pos > q_pos, neg);
-    bias = bias.view({1, 1, T, past + T}).expand({B, 1, T, past + T});
+    torch::Tensor bias;
+    if (T > 1) {
+      auto q_pos = torch::arange(past, past + T, opts.dtype(torch::kLong)).unsqueeze(1);
+      auto k_pos = torch::arange(0, past + T, opts.dtype(torch::kLong)).unsqueeze(0);
+      bias = torch::zeros({T, past + T}, opts).masked_fill(k_pos > q_pos, neg);
+      bias = bias.view({1, 1, T, past + T}).expand({B, 1, T, past + T});
+    }
     if (attention_mask.defined()) {
       TORCH_CHECK(attention_mask.sizes() == torch::IntArrayRef({B, past + T}),
                   "ordo::model::CausalLM: attention_mask must be [batch, past + tokens]");
       auto pad = (attention_mask.to(x.device()) == 0).view({B, 1, 1, past + T});
+      if (!bias.defined()) bias = torch::zeros({B, 1, T, past + T}, opts);
       bias = bias.masked_fill(pad, neg);
     }
     if (cache && cache->keys.empty()) {
@@ -304,7 +337,9 @@ class CausalLMImpl : public torch::nn::Module {
                          cache ? &cache->values[i] : nullptr);
     }
     x = model->norm(x);
-    auto w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+    if (lm_head) return lm_head(x).to(torch::kFloat32);  // dense or NF4
+    const auto& w = model->embed_tokens->weight;
+    if (auto y = detail::single_row_product(x, w); y.defined()) return y;
     return torch::matmul(x, w.t()).to(torch::kFloat32);
   }
 
