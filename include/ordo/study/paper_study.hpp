@@ -256,6 +256,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         r.eval_tokens = ppl.tokens;
         if (o.save_models) {
           const auto dir = o.out_dir / "models" / r.paper_name;
+          std::filesystem::create_directories(dir.parent_path());
           io::SavedCheckpoint saved;
           if constexpr (std::is_same_v<std::decay_t<decltype(model)>, QuantizedModel>) {
             saved = io::save_nf4(model, dir);
