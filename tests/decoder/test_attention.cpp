@@ -2,7 +2,8 @@
 // keys up to each chunk, run in parallel without gradients) against the general masked path
 // (taken when an attention mask is given), with grouped-query heads, several chunks and a
 // partial one, a KV cache in front of a multi-token step, one and two threads, inference mode
-// and gradients; and single-row linears (matrix-vector products) against batched ones.
+// and gradients, bf16 (masked inside the general path); and single-row linears (matrix-vector
+// products) against batched ones.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 
 #include <cstdint>
@@ -61,6 +62,17 @@ TEST_CASE("causal attention without a mask equals the masked path") {
     CHECK(max_diff(plain, masked) < 1e-5);
     CHECK(plain.abs().max().item<double>() > 1.0);
   }
+}
+
+TEST_CASE("bf16 without a mask attends causally (the general path with its own causal mask)") {
+  auto lm = tiny_lm();
+  auto ids = random_ids(2, 70);
+  torch::NoGradGuard no_grad;
+  auto fp32 = lm->forward(ids);
+  lm->to(torch::kBFloat16);
+  auto plain = lm->forward(ids), masked = lm->forward(ids, torch::ones({2, 70}, torch::kLong));
+  CHECK(max_diff(plain, masked) == 0.0);
+  CHECK(max_diff(plain, fp32) < 0.05 * fp32.abs().max().item<double>());
 }
 
 TEST_CASE("a multi-token step after a KV cache equals the full forward") {
