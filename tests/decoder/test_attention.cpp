@@ -1,5 +1,5 @@
 // The decoder's attention paths agree: causal attention without padding (query chunks over the
-// keys up to each chunk, run in parallel without gradients) against the general masked path
+// keys up to each chunk) against the general masked path
 // (taken when an attention mask is given), with grouped-query heads, several chunks and a
 // partial one, a KV cache in front of a multi-token step, one and two threads, inference mode
 // and gradients, bf16 (masked inside the general path); and single-row linears (matrix-vector
@@ -103,12 +103,12 @@ TEST_CASE("the logits do not depend on threads, gradient mode or inference mode"
   }
   {
     threads_guard t(2);
-    with_grad = lm->forward(ids);  // parameters require gradients: chunks run in sequence
+    with_grad = lm->forward(ids);  // parameters require gradients
     CHECK(with_grad.requires_grad());
   }
   {
     threads_guard t(2);
-    c10::InferenceMode inference_mode;  // carried into the worker threads
+    c10::InferenceMode inference_mode;
     inference = lm->forward(ids);
   }
   CHECK(torch::equal(one, two));

@@ -9,7 +9,7 @@
 //
 // Speed on the CPU: a single row (batch-1 decoding) goes through matrix-vector products;
 // grouped-query heads share their K/V without copies; unpadded causal attention runs in query
-// chunks that skip the keys after them, in parallel (see detail::causal_attention).
+// chunks that skip the keys after them (see detail::causal_attention).
 #pragma once
 
 #include <algorithm>   // std::find
@@ -21,9 +21,7 @@
 #include <string>      // std::string
 #include <vector>      // std::vector
 
-#include <ATen/Parallel.h>          // at::parallel_for
-#include <ATen/ThreadLocalState.h>  // at::ThreadLocalState(Guard)
-#include <ATen/autocast_mode.h>     // at::autocast::is_cpu_enabled
+#include <ATen/autocast_mode.h>  // at::autocast::is_cpu_enabled
 #include <torch/torch.h>
 
 #include <ordo/io/safetensors.hpp>  // safetensors::Checkpoint, Dtype
@@ -96,12 +94,10 @@ inline torch::Tensor causal_bias(std::int64_t T, std::int64_t past, const torch:
 
 /// Causal attention without padding, in fp32 on the CPU: softmax(q k^T * scale) v for q
 /// [B, heads, T, D] at positions S-T..S-1 and k, v [B, kv_heads, S, D]; returns [B, T, heads * D].
-/// The queries of one KV head (its `heads / kv_heads` query heads) are cut into chunks of 64
-/// positions; a chunk multiplies only the keys up to its last position (about 40 % fewer products
-/// than the full square at 256 tokens), with the causal mask applied to its diagonal block alone.
-/// Chunks run in parallel (each with single-threaded kernels), ordered so that a contiguous split
-/// among threads balances their unequal lengths. Without gradients the same operations run one
-/// after another: the numbers do not depend on the mode.
+/// The queries are cut into chunks of 64 positions; a chunk multiplies only the keys up to its
+/// last position (about 40 % fewer products than the full square at 256 tokens), with the causal
+/// mask applied to its diagonal block alone. The query heads sharing a KV head are rows of one
+/// matrix (no copies of K and V). The same operations run with and without gradients.
 inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                       double scale) {
   const auto B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
@@ -112,31 +108,17 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   auto qs = (q.view({B, KV, groups, T, D}) * scale).permute({0, 1, 3, 2, 4}).contiguous();
   auto out = torch::empty({B, T, H, D}, q.options());
   auto after = torch::ones({chunk, chunk}, q.options().dtype(torch::kBool)).triu(1);  // key after query
-  std::vector<std::int64_t> order;  // chunk indices 0, n-1, 1, n-2, ...: long and short alternate
-  for (std::int64_t lo = 0, hi = chunks - 1; lo <= hi; ++lo, --hi) {
-    order.push_back(lo);
-    if (hi != lo) order.push_back(hi);
-  }
-  const auto units = B * KV * chunks;
-  auto run = [&](std::int64_t u) {
-    const auto b = u / (KV * chunks), h = u / chunks % KV, c = order[static_cast<std::size_t>(u % chunks)];
+  // one chunk of queries of every batch row and KV head: [B * kv_heads, n * groups, keys]
+  auto run = [&](std::int64_t c) {
     const auto t0 = c * chunk, n = std::min(chunk, T - t0), keys = past + t0 + n;
-    auto rows = qs[b][h].narrow(0, t0, n).reshape({n * groups, D});
-    auto scores = torch::mm(rows, k[b][h].narrow(0, 0, keys).t());  // [n * groups, keys]
-    scores.view({n, groups, keys}).narrow(2, past + t0, n).masked_fill_(after.narrow(0, 0, n).narrow(1, 0, n).unsqueeze(1), masked_score);
-    auto o = torch::mm(torch::softmax(scores, -1), v[b][h].narrow(0, 0, keys));  // [n * groups, D]
-    out[b].narrow(0, t0, n).narrow(1, h * groups, groups).copy_(o.view({n, groups, D}));
+    auto rows = qs.narrow(2, t0, n).reshape({B * KV, n * groups, D});
+    auto scores = torch::bmm(rows, k.narrow(2, 0, keys).reshape({B * KV, keys, D}).transpose(1, 2));
+    scores.view({B * KV, n, groups, keys}).narrow(3, past + t0, n)
+        .masked_fill_(after.narrow(0, 0, n).narrow(1, 0, n).unsqueeze(1), masked_score);
+    auto o = torch::bmm(torch::softmax(scores, -1), v.narrow(2, 0, keys).reshape({B * KV, keys, D}));
+    out.narrow(1, t0, n).view({B, n, KV, groups, D}).copy_(o.view({B, KV, n, groups, D}).transpose(1, 2));
   };
-  const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (grad) {
-    for (std::int64_t u = 0; u < units; ++u) run(u);
-  } else {
-    const at::ThreadLocalState state;  // grad mode, inference mode ... of the caller, in every thread
-    at::parallel_for(0, units, 1, [&](std::int64_t u0, std::int64_t u1) {
-      at::ThreadLocalStateGuard guard(state);
-      for (std::int64_t u = u0; u < u1; ++u) run(u);
-    });
-  }
+  for (std::int64_t c = 0; c < chunks; ++c) run(c);
   return out.view({B, T, H * D});
 }
 
