@@ -14,6 +14,7 @@
 #include <cstdint>    // std::uint8_t, std::uint16_t
 #include <stdexcept>  // std::invalid_argument, std::runtime_error
 #include <string>     // std::string, std::to_string
+#include <type_traits>  // std::remove_pointer_t
 
 #include <ordo/quant/float_bits.hpp>    // to_float, from_float, f16, bf16
 #include <ordo/quant/nf4_codebook.hpp>  // quantize_code, code_value, quantize_code8, dynamic_map
@@ -67,15 +68,42 @@ __device__ inline float warp_sum(float s) {
   return s;
 }
 
+// ---- bitsandbytes' fast-math arithmetic -----------------------------------------------------------
+// bitsandbytes builds kQuantizeBlockwise with nvcc --use_fast_math: |x| and max flush subnormals
+// to zero, 1.0f / absmax is the approximate reciprocal, and the product flushes subnormals. The
+// same PTX instructions, so that Arithmetic::fast_math gives its bytes on the same GPU.
+
+__device__ inline float abs_ftz(float a) {
+  float r;
+  asm("abs.ftz.f32 %0, %1;" : "=f"(r) : "f"(a));
+  return r;
+}
+__device__ inline float max_ftz(float a, float b) {
+  float r;
+  asm("max.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+__device__ inline float rcp_approx_ftz(float a) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(a));
+  return r;
+}
+__device__ inline float mul_rn_ftz(float a, float b) {
+  float r;
+  asm("mul.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
 // ---- 4-bit quantization: one warp per block ------------------------------------------------------
 
-template <class T>
+template <bool FastMath, class T>
 __global__ void quantize_nf4_blocks(const T* __restrict__ x, std::size_t n, std::size_t blocksize,
                                     std::uint8_t* __restrict__ packed, float* __restrict__ absmax,
                                     rules::ZeroBlocks zero_blocks) {
   const int lane = threadIdx.x % warp;
   const std::size_t blocks = (n + blocksize - 1) / blocksize;
   const std::size_t warps_total = static_cast<std::size_t>(gridDim.x) * warps_per_cta;
+  const auto times = [](float v, float s) { return FastMath ? mul_rn_ftz(v, s) : __fmul_rn(v, s); };
   for (std::size_t b = static_cast<std::size_t>(blockIdx.x) * warps_per_cta + threadIdx.x / warp; b < blocks;
        b += warps_total) {
     const std::size_t begin = b * blocksize;
@@ -83,16 +111,23 @@ __global__ void quantize_nf4_blocks(const T* __restrict__ x, std::size_t n, std:
     // absmax: NaN ignored; a partial block also sees its zero padding (as the CUDA rule loads it)
     float m = len < blocksize ? 0.0f : -FLT_MAX;
     for (std::size_t i = lane; i < len; i += warp) {
-      const float a = fabsf(ordo::quant::to_float(x[begin + i]));
-      m = a > m ? a : m;
+      const float v = ordo::quant::to_float(x[begin + i]);
+      if constexpr (FastMath) {
+        m = max_ftz(m, abs_ftz(v));
+      } else {
+        const float a = fabsf(v);
+        m = a > m ? a : m;
+      }
     }
     m = warp_max(m);
     if (lane == 0) absmax[b] = m;
-    const float scale = (m == 0.0f && zero_blocks == rules::ZeroBlocks::zero_code) ? 0.0f : __frcp_rn(m);
+    const float scale = (m == 0.0f && zero_blocks == rules::ZeroBlocks::zero_code) ? 0.0f
+                        : FastMath                                              ? rcp_approx_ftz(m)
+                                                                                : __frcp_rn(m);
     for (std::size_t j = 2 * lane; j < len; j += 2 * warp) {
-      const std::uint8_t first = rules::quantize_code(__fmul_rn(ordo::quant::to_float(x[begin + j]), scale));
+      const std::uint8_t first = rules::quantize_code(times(ordo::quant::to_float(x[begin + j]), scale));
       const float second_value = j + 1 < len ? ordo::quant::to_float(x[begin + j + 1]) : 0.0f;
-      const std::uint8_t second = rules::quantize_code(__fmul_rn(second_value, scale));
+      const std::uint8_t second = rules::quantize_code(times(second_value, scale));
       packed[(begin + j) / 2] = rules::pack(first, second);
     }
   }
@@ -163,16 +198,89 @@ __global__ void dequantize_absmax_values(const std::uint8_t* __restrict__ codes,
     absmax[i] = __fadd_rn(__fmul_rn(map.value[codes[i]], absmax2[i / rules::absmax_blocksize]), off);
 }
 
-// ---- dequantization: one packed byte per thread and step ------------------------------------------
+// ---- dequantization -------------------------------------------------------------------------------
+// Vector path: thread t of the grid turns group g = t, t + stride, ... into V values, V = 4 for fp32
+// and 8 for 16-bit outputs, so that every store is 16 bytes and a warp's loads and stores are each
+// one contiguous stretch (V/2 bytes per lane in, 16 bytes per lane out). A group lies in one block
+// (blocksize >= 32, groups start at multiples of V), so one absmax serves it. Each thread handles
+// four groups per step, loads first. The scalar kernel takes unaligned pointers and the tail.
+
+template <class Out>
+struct VecTraits;
+template <>
+struct VecTraits<float> {
+  static constexpr int values = 4;
+  using In = std::uint16_t;
+};
+template <>
+struct VecTraits<f16> {
+  static constexpr int values = 8;
+  using In = std::uint32_t;
+};
+template <>
+struct VecTraits<bf16> {
+  static constexpr int values = 8;
+  using In = std::uint32_t;
+};
+
+__device__ inline void store_values(float* y, const float (&v)[4]) {
+  *reinterpret_cast<float4*>(y) = make_float4(v[0], v[1], v[2], v[3]);
+}
+
+template <class Half>
+__device__ inline void store_values(Half* y, const float (&v)[8]) {
+  std::uint32_t bits[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    bits[q] = static_cast<std::uint32_t>(ordo::quant::from_float<Half>(v[2 * q]).bits) |
+              (static_cast<std::uint32_t>(ordo::quant::from_float<Half>(v[2 * q + 1]).bits) << 16);
+  *reinterpret_cast<uint4*>(y) = make_uint4(bits[0], bits[1], bits[2], bits[3]);
+}
+
+template <class Out>
+__global__ void dequantize_nf4_vec(const std::uint8_t* __restrict__ packed, const float* __restrict__ absmax,
+                                   std::size_t groups, unsigned block_shift, Out* __restrict__ y) {
+  constexpr int V = VecTraits<Out>::values, per_thread = 4;
+  using In = typename VecTraits<Out>::In;
+  __shared__ float lut[16];
+  if (threadIdx.x < 16) lut[threadIdx.x] = rules::code_value(threadIdx.x);
+  __syncthreads();
+  const auto* in = reinterpret_cast<const In*>(packed);
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t g0 = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; g0 < groups;
+       g0 += per_thread * stride) {
+    In word[per_thread];
+    float scale[per_thread];
+#pragma unroll
+    for (int u = 0; u < per_thread; ++u) {
+      const std::size_t g = g0 + u * stride;
+      word[u] = g < groups ? __ldg(in + g) : In{0};
+      scale[u] = g < groups ? __ldg(absmax + ((g * V) >> block_shift)) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < per_thread; ++u) {
+      const std::size_t g = g0 + u * stride;
+      if (g >= groups) break;
+      float v[V];
+#pragma unroll
+      for (int t = 0; t < V / 2; ++t) {
+        const std::uint8_t b = static_cast<std::uint8_t>(word[u] >> (8 * t));
+        v[2 * t] = __fmul_rn(lut[rules::high_code(b)], scale[u]);
+        v[2 * t + 1] = __fmul_rn(lut[rules::low_code(b)], scale[u]);
+      }
+      store_values(y + g * V, v);
+    }
+  }
+}
 
 template <class Out>
 __global__ void dequantize_nf4(const std::uint8_t* __restrict__ packed, const float* __restrict__ absmax,
-                               std::size_t n, std::size_t blocksize, Out* __restrict__ y) {
+                               std::size_t first_byte, std::size_t n, std::size_t blocksize, Out* __restrict__ y) {
   __shared__ float lut[16];
   if (threadIdx.x < 16) lut[threadIdx.x] = rules::code_value(threadIdx.x);
   __syncthreads();
   const std::size_t bytes = (n + 1) / 2;
-  for (std::size_t j = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < bytes;
+  for (std::size_t j = first_byte + static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < bytes;
        j += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const std::uint8_t b = packed[j];
     const float scale = absmax[(2 * j) / blocksize];  // blocksize is even: both elements share it
@@ -181,39 +289,100 @@ __global__ void dequantize_nf4(const std::uint8_t* __restrict__ packed, const fl
   }
 }
 
-// ---- batch-1 GEMV: one warp per row, 16 bytes (32 weights) per lane and step ------------------------
+// ---- batch-1 GEMV ---------------------------------------------------------------------------------
+// One CTA per Rows rows; its warps split the columns. A row is cut into 128-byte stretches (256
+// weights); warp w takes stretches w, w + warps, ..., Stretches of them per step with every load
+// of the step issued before any arithmetic. In a stretch lane l takes 4 bytes (8 weights) at byte
+// 4 l, so each load instruction reads 128 contiguous bytes of weights, and x (two 16-byte loads
+// per lane, 1 KiB contiguous per warp) is loaded once for all Rows rows. 8 weights never straddle
+// a block (blocksize >= 32). cols is a multiple of 32, so a row is a whole number of 16-byte
+// units. Partial sums: warp shuffle, then the warps' sums in shared memory in a fixed order.
 
+template <int Rows, bool Aligned, int Stretches = 2>
 __global__ void gemv_nf4(const std::uint8_t* __restrict__ w, const float* __restrict__ absmax, std::size_t rows,
-                         std::size_t cols, std::size_t blocksize, const float* __restrict__ x, float* __restrict__ y,
-                         bool vector_loads) {
+                         std::size_t cols, unsigned block_shift, const float* __restrict__ x, float* __restrict__ y) {
   __shared__ float lut[16];
+  __shared__ float partial[warps_per_cta][Rows];
   if (threadIdx.x < 16) lut[threadIdx.x] = rules::code_value(threadIdx.x);
   __syncthreads();
-  const int lane = threadIdx.x % warp;
-  const std::size_t warps_total = static_cast<std::size_t>(gridDim.x) * warps_per_cta;
-  for (std::size_t r = static_cast<std::size_t>(blockIdx.x) * warps_per_cta + threadIdx.x / warp; r < rows;
-       r += warps_total) {
-    const std::uint8_t* row = w + r * (cols / 2);
-    const float* scales = absmax + r * (cols / blocksize);
-    float acc = 0.0f;
-    for (std::size_t k0 = static_cast<std::size_t>(lane) * 32; k0 < cols; k0 += 32 * warp) {
-      alignas(16) std::uint8_t bytes[16];
-      if (vector_loads) {
-        *reinterpret_cast<uint4*>(bytes) = *reinterpret_cast<const uint4*>(row + k0 / 2);
-      } else {
-        for (int t = 0; t < 16; ++t) bytes[t] = row[k0 / 2 + t];
-      }
-      float chunk = 0.0f;
+  const int lane = threadIdx.x % warp, wid = threadIdx.x / warp;
+  const std::size_t row_bytes = cols / 2, row_blocks = cols >> block_shift;
+  const std::size_t stretches = (row_bytes + 4 * warp - 1) / (4 * warp);
+  for (std::size_t r0 = static_cast<std::size_t>(blockIdx.x) * Rows; r0 < rows;
+       r0 += static_cast<std::size_t>(gridDim.x) * Rows) {
+    std::size_t row[Rows];
+    float acc[Rows];
 #pragma unroll
-      for (int t = 0; t < 16; ++t) {
-        chunk = fmaf(lut[rules::high_code(bytes[t])], x[k0 + 2 * t], chunk);
-        chunk = fmaf(lut[rules::low_code(bytes[t])], x[k0 + 2 * t + 1], chunk);
-      }
-      acc = fmaf(chunk, scales[k0 / blocksize], acc);
+    for (int i = 0; i < Rows; ++i) {
+      row[i] = r0 + i < rows ? r0 + i : rows - 1;  // a short last group repeats a row, not stored
+      acc[i] = 0.0f;
     }
-    acc = warp_sum(acc);
-    if (lane == 0) y[r] = acc;
+    for (std::size_t s0 = wid; s0 < stretches; s0 += Stretches * warps_per_cta) {
+      std::uint32_t word[Stretches][Rows];
+      float scale[Stretches][Rows];
+      float xv[Stretches][8];
+#pragma unroll
+      for (int u = 0; u < Stretches; ++u) {
+        const std::size_t o = (s0 + u * warps_per_cta) * 4 * warp + 4 * lane;  // byte offset in the row
+        const bool in = o < row_bytes;
+        const std::size_t k = 2 * o;  // first weight
+#pragma unroll
+        for (int i = 0; i < Rows; ++i) {
+          const std::uint8_t* src = w + row[i] * row_bytes + o;
+          if constexpr (Aligned) {
+            word[u][i] = in ? __ldg(reinterpret_cast<const unsigned int*>(src)) : 0u;
+          } else {
+            word[u][i] = in ? static_cast<std::uint32_t>(src[0]) | (static_cast<std::uint32_t>(src[1]) << 8) |
+                                  (static_cast<std::uint32_t>(src[2]) << 16) |
+                                  (static_cast<std::uint32_t>(src[3]) << 24)
+                            : 0u;
+          }
+          scale[u][i] = in ? __ldg(absmax + row[i] * row_blocks + (k >> block_shift)) : 0.0f;
+        }
+        if constexpr (Aligned) {
+          const float4 lo = in ? __ldg(reinterpret_cast<const float4*>(x + k)) : make_float4(0, 0, 0, 0);
+          const float4 hi = in ? __ldg(reinterpret_cast<const float4*>(x + k) + 1) : make_float4(0, 0, 0, 0);
+          xv[u][0] = lo.x, xv[u][1] = lo.y, xv[u][2] = lo.z, xv[u][3] = lo.w;
+          xv[u][4] = hi.x, xv[u][5] = hi.y, xv[u][6] = hi.z, xv[u][7] = hi.w;
+        } else {
+#pragma unroll
+          for (int t = 0; t < 8; ++t) xv[u][t] = in ? __ldg(x + k + t) : 0.0f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < Stretches; ++u) {
+#pragma unroll
+        for (int i = 0; i < Rows; ++i) {
+          float chunk = 0.0f;
+#pragma unroll
+          for (int t = 0; t < 4; ++t) {
+            const std::uint8_t b = static_cast<std::uint8_t>(word[u][i] >> (8 * t));
+            chunk = fmaf(lut[rules::high_code(b)], xv[u][2 * t], chunk);
+            chunk = fmaf(lut[rules::low_code(b)], xv[u][2 * t + 1], chunk);
+          }
+          acc[i] = fmaf(chunk, scale[u][i], acc[i]);
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < Rows; ++i) {
+      const float total = warp_sum(acc[i]);
+      if (lane == 0) partial[wid][i] = total;
+    }
+    __syncthreads();
+    if (threadIdx.x < Rows && r0 + threadIdx.x < rows) {
+      float total = 0.0f;
+      for (int v = 0; v < warps_per_cta; ++v) total += partial[v][threadIdx.x];
+      y[r0 + threadIdx.x] = total;
+    }
+    __syncthreads();
   }
+}
+
+unsigned log2_of(std::size_t blocksize) {
+  unsigned s = 0;
+  while ((std::size_t{1} << s) < blocksize) ++s;
+  return s;
 }
 
 DynamicMap dynamic_map_parameter() {
@@ -224,30 +393,41 @@ DynamicMap dynamic_map_parameter() {
 
 }  // namespace
 
+namespace {
+template <bool FastMath>
+void launch_quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, std::uint8_t* packed,
+                     float* absmax, cudaStream_t stream, ZeroBlocks zero_blocks) {
+  const unsigned grid = grid_for(rules::block_count(n, blocksize), warps_per_cta);
+  switch (dtype) {
+    case Dtype::f32:
+      quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const float*>(x), n, blocksize,
+                                                                           packed, absmax, zero_blocks);
+      break;
+    case Dtype::f16:
+      quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const f16*>(x), n, blocksize,
+                                                                           packed, absmax, zero_blocks);
+      break;
+    case Dtype::bf16:
+      quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const bf16*>(x), n, blocksize,
+                                                                           packed, absmax, zero_blocks);
+      break;
+    default:
+      throw std::invalid_argument("ordo::cuda::nf4::quantize: unknown dtype");
+  }
+}
+}  // namespace
+
 void quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, std::uint8_t* packed, float* absmax,
-              cudaStream_t stream, ZeroBlocks zero_blocks) {
+              cudaStream_t stream, ZeroBlocks zero_blocks, Arithmetic arithmetic) {
   check_blocksize("quantize", blocksize);
   if (n == 0) return;
   check_pointer("quantize", x, "x");
   check_pointer("quantize", packed, "packed");
   check_pointer("quantize", absmax, "absmax");
-  const unsigned grid = grid_for(rules::block_count(n, blocksize), warps_per_cta);
-  switch (dtype) {
-    case Dtype::f32:
-      quantize_nf4_blocks<<<grid, threads_per_cta, 0, stream>>>(static_cast<const float*>(x), n, blocksize, packed,
-                                                                 absmax, zero_blocks);
-      break;
-    case Dtype::f16:
-      quantize_nf4_blocks<<<grid, threads_per_cta, 0, stream>>>(static_cast<const f16*>(x), n, blocksize, packed,
-                                                                 absmax, zero_blocks);
-      break;
-    case Dtype::bf16:
-      quantize_nf4_blocks<<<grid, threads_per_cta, 0, stream>>>(static_cast<const bf16*>(x), n, blocksize, packed,
-                                                                 absmax, zero_blocks);
-      break;
-    default:
-      throw std::invalid_argument("ordo::cuda::nf4::quantize: unknown dtype");
-  }
+  if (arithmetic == Arithmetic::fast_math)
+    launch_quantize<true>(x, dtype, n, blocksize, packed, absmax, stream, zero_blocks);
+  else
+    launch_quantize<false>(x, dtype, n, blocksize, packed, absmax, stream, zero_blocks);
   check_launch("quantize", "quantize_nf4_blocks");
 }
 
@@ -294,19 +474,27 @@ void dequantize(const std::uint8_t* packed, const float* absmax, std::size_t n, 
   check_pointer("dequantize", packed, "packed");
   check_pointer("dequantize", absmax, "absmax");
   check_pointer("dequantize", y, "y");
-  const unsigned grid = grid_for(rules::packed_bytes(n), threads_per_cta);
+  // the vector kernel over whole groups of V values (4 for fp32, 8 for 16-bit) when the pointers
+  // allow V/2-byte loads and 16-byte stores; the scalar kernel for the rest
+  const unsigned shift = log2_of(blocksize);
+  const auto run = [&](auto* out) {
+    constexpr std::size_t V = VecTraits<std::remove_pointer_t<decltype(out)>>::values;
+    const bool aligned = reinterpret_cast<std::uintptr_t>(packed) % (V / 2) == 0 &&
+                         reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
+    const std::size_t groups = aligned ? n / V : 0;
+    const std::size_t tail_bytes = rules::packed_bytes(n) - V / 2 * groups;
+    if (groups)
+      dequantize_nf4_vec<<<grid_for(groups, 4 * threads_per_cta), threads_per_cta, 0, stream>>>(packed, absmax,
+                                                                                              groups, shift, out);
+    if (tail_bytes)
+      dequantize_nf4<<<grid_for(tail_bytes, threads_per_cta), threads_per_cta, 0, stream>>>(
+          packed, absmax, V / 2 * groups, n, blocksize, out);
+  };
   switch (dtype) {
-    case Dtype::f32:
-      dequantize_nf4<<<grid, threads_per_cta, 0, stream>>>(packed, absmax, n, blocksize, static_cast<float*>(y));
-      break;
-    case Dtype::f16:
-      dequantize_nf4<<<grid, threads_per_cta, 0, stream>>>(packed, absmax, n, blocksize, static_cast<f16*>(y));
-      break;
-    case Dtype::bf16:
-      dequantize_nf4<<<grid, threads_per_cta, 0, stream>>>(packed, absmax, n, blocksize, static_cast<bf16*>(y));
-      break;
-    default:
-      throw std::invalid_argument("ordo::cuda::nf4::dequantize: unknown dtype");
+    case Dtype::f32: run(static_cast<float*>(y)); break;
+    case Dtype::f16: run(static_cast<f16*>(y)); break;
+    case Dtype::bf16: run(static_cast<bf16*>(y)); break;
+    default: throw std::invalid_argument("ordo::cuda::nf4::dequantize: unknown dtype");
   }
   check_launch("dequantize", "dequantize_nf4");
 }
@@ -323,9 +511,15 @@ void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::siz
   check_pointer("gemv", absmax, "absmax");
   check_pointer("gemv", x, "x");
   check_pointer("gemv", y, "y");
-  const bool vector_loads = reinterpret_cast<std::uintptr_t>(w) % 16 == 0;  // rows stay aligned: cols % 32 == 0
-  gemv_nf4<<<grid_for(rows, warps_per_cta), threads_per_cta, 0, stream>>>(w, absmax, rows, cols, blocksize, x, y,
-                                                                          vector_loads);
+  // rows stay 4-byte aligned (cols % 32 == 0), and x + k stays 16-byte aligned (k % 8 == 0)
+  const bool aligned = reinterpret_cast<std::uintptr_t>(w) % 4 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
+  constexpr int rows_per_cta = 4;  // rows per CTA
+  const unsigned grid = grid_for(rows, rows_per_cta);
+  const unsigned shift = log2_of(blocksize);
+  if (aligned)
+    gemv_nf4<rows_per_cta, true><<<grid, threads_per_cta, 0, stream>>>(w, absmax, rows, cols, shift, x, y);
+  else
+    gemv_nf4<rows_per_cta, false><<<grid, threads_per_cta, 0, stream>>>(w, absmax, rows, cols, shift, x, y);
   check_launch("gemv", "gemv_nf4");
 }
 

@@ -21,6 +21,8 @@
 #include <ordo/quant/cuda.hpp>
 #include <ordo/quant/nf4_cpu.hpp>
 
+#include "nf4_fixture.hpp"
+
 namespace cnf4 = ordo::cuda::nf4;
 namespace nf4 = ordo::quant::nf4;
 
@@ -139,6 +141,31 @@ TEST_CASE("quantize and dequantize on the device give the CPU path's bytes") {
   check_quantize_matches_cpu<float>(1000, 64, nf4::ZeroBlocks::cuda);
 }
 
+TEST_CASE("the kernels on bitsandbytes' fixture: the CUDA rule's bytes, and bitsandbytes' dequantized values") {
+  // fixtures/nf4_bitsandbytes.bin: exact ties, divide-vs-multiply tails, NaN/Inf, subnormal and
+  // zero blocks, every blocksize and dtype. The "cuda" columns are bitsandbytes' CUDA kernels'
+  // rule (checked against bitsandbytes on a GPU by check_nf4_fixture_cuda.py); the dequantized
+  // values are what bitsandbytes returns for its own bytes.
+  namespace fx = ordo_test::nf4_fixture;
+  for (const fx::Case& k : fx::fixture().cases) {
+    CAPTURE(k.name);
+    const cnf4::Dtype dt = k.dtype == 0 ? cnf4::Dtype::f32 : k.dtype == 1 ? cnf4::Dtype::f16 : cnf4::Dtype::bf16;
+    DeviceBuffer dx = k.dtype == 0 ? DeviceBuffer(k.x) : DeviceBuffer(k.x16);
+    DeviceBuffer dpacked(k.cuda_packed.size()), dabsmax(k.cuda_absmax.size() * sizeof(float));
+    cnf4::quantize(dx.get(), dt, k.n, k.blocksize, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr,
+                   nf4::ZeroBlocks::cuda);
+    CHECK(same_bytes(dpacked.to_host<std::uint8_t>(k.cuda_packed.size()), k.cuda_packed));
+    CHECK(same_values(dabsmax.to_host<float>(k.cuda_absmax.size()), k.cuda_absmax));
+
+    DeviceBuffer bpacked(k.bnb_packed), babsmax(k.bnb_absmax), dy(k.n * (k.dtype == 0 ? 4 : 2));
+    cnf4::dequantize(bpacked.get<std::uint8_t>(), babsmax.get<float>(), k.n, k.blocksize, dy.get(), dt, nullptr);
+    if (k.dtype == 0)
+      CHECK(same_values(dy.to_host<float>(k.n), k.bnb_dequant32));
+    else
+      CHECK(same_bytes(dy.to_host<std::uint16_t>(k.n), k.bnb_dequant16));
+  }
+}
+
 TEST_CASE("double quantization on the device: offset, codes, absmax2 and the reconstruction equal the CPU's") {
   for (std::size_t blocks : {std::size_t{1}, std::size_t{255}, std::size_t{256}, std::size_t{2500}}) {
     CAPTURE(blocks);
@@ -187,6 +214,104 @@ TEST_CASE("GEMV on the device agrees with the CPU GEMV, with aligned and unalign
       double mag = 0;
       for (std::size_t k = 0; k < cols; ++k) mag += std::fabs(double(w[r * cols + k]) * x[k]);
       CHECK(std::fabs(y[r] - want[r]) <= 2e-5 * mag);
+    }
+  }
+}
+
+TEST_CASE("Arithmetic::fast_math gives bitsandbytes' CUDA bytes and absmax (fixture made on a GPU)") {
+  namespace fx = ordo_test::nf4_fixture;
+  std::size_t differ_from_exact = 0;
+  for (const fx::CudaCase& k : fx::cuda_fixture()) {
+    CAPTURE(k.name);
+    const cnf4::Dtype dt = k.dtype == 0 ? cnf4::Dtype::f32 : k.dtype == 1 ? cnf4::Dtype::f16 : cnf4::Dtype::bf16;
+    DeviceBuffer dx = k.dtype == 0 ? DeviceBuffer(k.x) : DeviceBuffer(k.x16);
+    DeviceBuffer dpacked(k.packed.size()), dabsmax(k.absmax.size() * sizeof(float));
+    cnf4::quantize(dx.get(), dt, k.n, k.blocksize, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr,
+                   nf4::ZeroBlocks::cuda, cnf4::Arithmetic::fast_math);
+    CHECK(same_bytes(dpacked.to_host<std::uint8_t>(k.packed.size()), k.packed));
+    CHECK(same_values(dabsmax.to_host<float>(k.absmax.size()), k.absmax));
+    cnf4::quantize(dx.get(), dt, k.n, k.blocksize, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr,
+                   nf4::ZeroBlocks::cuda, cnf4::Arithmetic::exact);
+    const auto exact = dpacked.to_host<std::uint8_t>(k.packed.size());
+    for (std::size_t j = 0; j < exact.size(); ++j) differ_from_exact += exact[j] != k.packed[j];
+  }
+  MESSAGE("bytes where the exact rule differs from bitsandbytes' fast math: " << differ_from_exact);
+}
+
+TEST_CASE("fast math and exact quantization differ only by one code, next to a threshold, on ordinary weights") {
+  const std::size_t n = std::size_t{1} << 22, bs = 64;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<float> x(n);
+  for (auto& v : x) v = d(rng);
+  DeviceBuffer dx(x), pa(n / 2), pb(n / 2), aa(n / bs * 4), ab(n / bs * 4);
+  cnf4::quantize(dx.get(), cnf4::Dtype::f32, n, bs, pa.get<std::uint8_t>(), aa.get<float>(), nullptr,
+                 nf4::ZeroBlocks::cuda, cnf4::Arithmetic::exact);
+  cnf4::quantize(dx.get(), cnf4::Dtype::f32, n, bs, pb.get<std::uint8_t>(), ab.get<float>(), nullptr,
+                 nf4::ZeroBlocks::cuda, cnf4::Arithmetic::fast_math);
+  const auto exact = pa.to_host<std::uint8_t>(n / 2), fast = pb.to_host<std::uint8_t>(n / 2);
+  const auto absmax = aa.to_host<float>(n / bs);
+  CHECK(same_bytes(absmax, ab.to_host<float>(n / bs)));
+  std::size_t differing = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned e = i % 2 ? nf4::low_code(exact[i / 2]) : nf4::high_code(exact[i / 2]);
+    const unsigned f = i % 2 ? nf4::low_code(fast[i / 2]) : nf4::high_code(fast[i / 2]);
+    if (e == f) continue;
+    ++differing;
+    CAPTURE(i);
+    REQUIRE((e + 1 == f || f + 1 == e));
+    const float p = x[i] * (1.0f / absmax[i / bs]), mid = nf4::midpoint(std::min(e, f));
+    CHECK(std::fabs(p - mid) <= 2 * (std::nextafter(std::fabs(mid), 2.0f) - std::fabs(mid)));
+  }
+  MESSAGE("codes differing between exact and fast math: " << differing << " of " << n);
+  CHECK(differing < n / 10000);
+}
+
+TEST_CASE("dequantize into unaligned output and odd lengths takes the scalar path with the same values") {
+  const std::size_t n = 4099, bs = 64;
+  const std::vector<float> x = test_values(n, 3);
+  std::vector<std::uint8_t> packed(nf4::packed_bytes(n));
+  std::vector<float> absmax(nf4::block_count(n, bs));
+  nf4::quantize_blocks(x.data(), n, packed.data(), absmax.data(), {.blocksize = bs, .isa = nf4::Isa::portable});
+  std::vector<float> want(n);
+  nf4::dequantize_blocks(packed.data(), absmax.data(), n, want.data(), {.blocksize = bs, .isa = nf4::Isa::portable});
+  DeviceBuffer dpacked(packed), dabsmax(absmax), dy((n + 4) * sizeof(float));
+  for (std::size_t shift : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
+    CAPTURE(shift);
+    cnf4::dequantize(dpacked.get<std::uint8_t>(), dabsmax.get<float>(), n, bs, dy.get<float>() + shift,
+                     cnf4::Dtype::f32, nullptr);
+    const auto all = dy.to_host<float>(n + shift);
+    CHECK(same_values(std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(shift), all.end()), want));
+  }
+}
+
+TEST_CASE("GEMV on the device: short row groups, rows shorter than a step, unaligned x") {
+  struct Shape {
+    std::size_t rows, cols, bs;
+  };
+  for (const Shape s : {Shape{1, 32, 32}, Shape{7, 96, 32}, Shape{301, 4160, 64}, Shape{5, 8192, 4096},
+                        Shape{33, 1056, 32}}) {
+    CAPTURE(s.rows);
+    CAPTURE(s.cols);
+    std::mt19937 rng(static_cast<unsigned>(s.rows * 31 + s.cols));
+    std::normal_distribution<float> d(0.0f, 0.05f);
+    std::vector<float> w(s.rows * s.cols), x(s.cols + 1);
+    for (auto& v : w) v = d(rng);
+    for (auto& v : x) v = d(rng) * 20;
+    const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = s.bs}, false);
+    for (std::size_t xshift : {std::size_t{0}, std::size_t{1}}) {
+      CAPTURE(xshift);
+      std::vector<float> want(s.rows);
+      nf4::gemv(q, s.rows, s.cols, x.data() + xshift, want.data(), {.isa = nf4::Isa::portable});
+      DeviceBuffer dw(q.packed), dabsmax(q.absmax), dx(x), dy(s.rows * 4);
+      cnf4::gemv(dw.get<std::uint8_t>(), dabsmax.get<float>(), s.rows, s.cols, s.bs, dx.get<float>() + xshift,
+                 dy.get<float>(), nullptr);
+      const auto y = dy.to_host<float>(s.rows);
+      for (std::size_t r = 0; r < s.rows; ++r) {
+        double mag = 0;
+        for (std::size_t k = 0; k < s.cols; ++k) mag += std::fabs(double(w[r * s.cols + k]) * x[k + xshift]);
+        CHECK(std::fabs(y[r] - want[r]) <= 2e-5 * mag + 1e-30);
+      }
     }
   }
 }

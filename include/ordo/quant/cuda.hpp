@@ -25,10 +25,24 @@ using ordo::quant::nf4::ZeroBlocks;
 /// Element type of a dense input or output: fp32, IEEE fp16 or bfloat16.
 enum class Dtype : int { f32 = 0, f16 = 1, bf16 = 2 };
 
+/// The arithmetic of the quantizer's scale and product.
+enum class Arithmetic : int {
+  /// Correctly rounded 1/absmax and x * (1/absmax), subnormals kept: the same bytes as ordo's CPU
+  /// path on every machine (the default).
+  exact = 0,
+  /// What bitsandbytes' CUDA build computes (nvcc --use_fast_math): the approximate reciprocal
+  /// (rcp.approx.ftz) and subnormals flushed to zero in |x|, the max and the product. With
+  /// ZeroBlocks::cuda, bitsandbytes' quantize_4bit bytes and absmax on the same GPU
+  /// (tests/quant/check_nf4_fixture_cuda.py); it differs from `exact` only where x * (1/absmax)
+  /// lies within an ulp of a threshold, or where subnormals or absmax > 2^126 are involved.
+  fast_math = 1,
+};
+
 /// Blockwise NF4 quantization of n values of type `dtype` at `x`: `packed` receives
 /// (n + 1) / 2 bytes, `absmax` one float per block of `blocksize` (32 ... 4096).
 void quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, std::uint8_t* packed,
-              float* absmax, cudaStream_t stream, ZeroBlocks zero_blocks = ZeroBlocks::zero_code);
+              float* absmax, cudaStream_t stream, ZeroBlocks zero_blocks = ZeroBlocks::zero_code,
+              Arithmetic arithmetic = Arithmetic::exact);
 
 /// Bytes of device workspace quantize_absmax needs for `blocks` absmax values.
 std::size_t quantize_absmax_workspace_bytes(std::size_t blocks);
@@ -48,7 +62,7 @@ void dequantize(const std::uint8_t* packed, const float* absmax, std::size_t n, 
                 Dtype dtype, cudaStream_t stream);
 
 /// y = W x for W [rows, cols] quantized row-major with `blocksize`; fp32 x and y, fp32
-/// accumulation; one warp per row. Requires cols % blocksize == 0 (otherwise dequantize and
+/// accumulation; four rows per CTA of 256 threads. Requires cols % blocksize == 0 (otherwise dequantize and
 /// multiply), as bitsandbytes' kgemm_4bit_inference_naive does.
 void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::size_t cols, std::size_t blocksize,
           const float* x, float* y, cudaStream_t stream);
