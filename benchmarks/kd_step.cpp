@@ -5,7 +5,7 @@
 //
 //   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
 //                      [--dtype float32|bfloat16] [--python /work/venv/py/bin/python]
-//                      [--script benchmarks/kd_step.py]
+//                      [--script benchmarks/kd_step.py] [--profile TRACE.json]
 //
 // --dtype bfloat16: mixed precision on both sides: fp32 master weights, forward and loss under
 // CPU autocast in bf16 (ordo: Context::train_dtype; PyTorch: torch.autocast("cpu", bfloat16)).
@@ -13,14 +13,17 @@
 // gradients, student forward and backward, the guard, clipping and AdamW; the first step warms
 // up and is not timed. Without a Python with torch + transformers + gguf, the PyTorch figures
 // are null.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <ordo/model/language_model.hpp>  // default_model_path
@@ -54,11 +57,19 @@ nlohmann::json run_python(const std::string& command) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::cout << "ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]\n"
+                   "                   [--dtype float32|bfloat16] [--python PATH] [--script kd_step.py]\n"
+                   "                   [--profile TRACE.json]  (LibTorch operators of ordo's run, chrome://tracing)\n"
+                   "--threads defaults to the number of hardware threads.\n";
+      return 0;
+    }
   const std::string model_path = arg(argc, argv, "model", ordo::model::default_model_path().string());
   const auto batch = std::stoll(arg(argc, argv, "batch", "4"));
   const auto seq = std::stoll(arg(argc, argv, "seq", "128"));
   const auto steps = std::stoll(arg(argc, argv, "steps", "4"));
-  const int threads = std::stoi(arg(argc, argv, "threads", std::to_string(at::get_num_threads())));
+  const int threads = std::stoi(arg(argc, argv, "threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
   const std::string python = arg(argc, argv, "python", "/work/venv/py/bin/python");
   const std::string dtype = arg(argc, argv, "dtype", "float32");
   if (dtype != "float32" && dtype != "bfloat16") {
@@ -93,7 +104,13 @@ int main(int argc, char** argv) {
   ctx.progress = [&](const std::string& what, double, const std::string&) {
     if (what == "distill") stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
   };
-  ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  const std::string profile = arg(argc, argv, "profile", "");
+  if (profile.empty()) {
+    ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  } else {  // a chrome://tracing file of every LibTorch operator of the run
+    torch::autograd::profiler::RecordProfile record(profile);
+    ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  }
   double timed = 0;
   nlohmann::json step_seconds = nlohmann::json::array();
   for (std::size_t i = 1; i < stamps.size(); ++i) {
