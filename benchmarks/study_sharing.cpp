@@ -55,6 +55,13 @@ struct stage_recorder {
 
 int main(int argc, char** argv) {
   namespace study = ordo::study;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::cout << "ordo-bench-study-sharing [--model FILE] [--corpus DIR] [--calibration 8] [--train 8]\n"
+                   "                         [--seq 64] [--threads 2] [--max-cached 2]\n"
+                   "                         [--order shared-first|one-by-one-first]\n";
+      return 0;
+    }
   const std::string model_path = arg(argc, argv, "model", ordo::model::default_model_path().string());
   const std::string corpus = arg(argc, argv, "corpus", std::string(ORDO_SOURCE_DIR) + "/data/sotu");
   const int threads = std::stoi(arg(argc, argv, "threads", "2"));
