@@ -7,7 +7,9 @@
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
 // pipelines). The result is saved as a Hugging Face directory (dense) or in bitsandbytes' NF4
-// serialization (a chain ending in Q). The last line of output is a JSON summary.
+// serialization (a chain ending in Q), then loaded back from disk and compared with the model in
+// memory: the logits of both on the first calibration sequence must be equal ("reload" in the
+// summary; a mismatch is an error). The last line of output is a JSON summary.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -59,11 +61,28 @@ int main(int argc, char** argv) {
       using Pipe = typename decltype(t)::type;
       auto result = Pipe::run(base, context, progress);
       ordo::io::SavedCheckpoint saved;
+      torch::Tensor reloaded_logits;
+      const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
       if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
         saved = ordo::io::save_nf4(result, out);
+        auto back = ordo::io::load_nf4(saved.dir);
+        torch::NoGradGuard no_grad;
+        back.lm()->eval();
+        reloaded_logits = back.lm()->forward(probe);
       } else {
         saved = ordo::io::save_hf(result, out);
+        auto back = ordo::DenseModel::load(saved.dir);
+        torch::NoGradGuard no_grad;
+        back.lm()->eval();
+        reloaded_logits = back.lm()->forward(probe);
       }
+      torch::NoGradGuard no_grad;
+      result.lm()->eval();
+      const auto logits = result.lm()->forward(probe);
+      const double diff = (logits - reloaded_logits).abs().max().template item<double>();
+      if (!(diff == 0.0))
+        throw std::runtime_error("the model loaded back from " + saved.dir.string() +
+                                 " does not give the saved model's logits (max |difference| " + std::to_string(diff) + ")");
       return nlohmann::json{{"pipeline", std::string(ordo::paper_notation_v<Pipe>)},
                             {"chain", std::string(Pipe::name())},
                             {"stages", Pipe::description()},
@@ -72,7 +91,8 @@ int main(int argc, char** argv) {
                             {"tensor_mb", saved.size.tensor_bytes / 1048576.0},
                             {"memory_mb", saved.memory_bytes / 1048576.0},
                             {"base_memory_mb", base.memory_bytes() / 1048576.0},
-                            {"compression", static_cast<double>(base.memory_bytes()) / saved.memory_bytes}};
+                            {"compression", static_cast<double>(base.memory_bytes()) / saved.memory_bytes},
+                            {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
     });
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
