@@ -1,6 +1,12 @@
 # Optional dependencies of the LibTorch layers. The pipeline algebra and the study executor need
 # only Boost.Hana; everything that includes <torch/...> is built when LibTorch is found.
 set(ORDO_HAVE_TORCH OFF)
+# Inside another project (add_subdirectory), the imported targets found here must be visible
+# to that project's targets too: LibTorch's link interface names its targets in generator
+# expressions that are evaluated where ordo::models is used.
+if(NOT ORDO_TOP_LEVEL)
+  set(CMAKE_FIND_PACKAGE_TARGETS_GLOBAL ON)
+endif()
 if(NOT ORDO_TORCH STREQUAL "OFF")
   if(ORDO_TORCH STREQUAL "ON")
     find_package(Torch REQUIRED)
@@ -19,17 +25,19 @@ endif()
 find_package(nlohmann_json 3 QUIET)
 find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
-  pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET libpcre2-8)
+  pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET GLOBAL libpcre2-8)
 endif()
 find_package(CLI11 QUIET)
 
 # ordo_models: everything a program on real models links (ordo's headers, LibTorch,
-# nlohmann-json, PCRE2). Used by the examples, tests and benchmarks; not exported yet.
+# nlohmann-json, PCRE2). Used by the examples, tests and benchmarks, and by projects that
+# add_subdirectory(ordo) (as ordo::models); not in the installed package yet.
 if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
   add_library(ordo_models INTERFACE)
   target_link_libraries(ordo_models INTERFACE ordo ${TORCH_LIBRARIES}
                         nlohmann_json::nlohmann_json PkgConfig::PCRE2)
   target_compile_definitions(ordo_models INTERFACE ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  add_library(ordo::models ALIAS ordo_models)  # for projects that add_subdirectory(ordo)
   set(ORDO_HAVE_MODELS ON)
 else()
   set(ORDO_HAVE_MODELS OFF)

@@ -75,9 +75,14 @@ inline std::vector<clarity_prompt> read_clarity_prompts(const std::filesystem::p
   return out;
 }
 
-/// The file ordo ships: resources/study_prompts.jsonl.
+/// The file ordo ships: resources/study_prompts.jsonl of the source tree ordo was built from
+/// (relative to the working directory when ORDO_SOURCE_DIR is not defined).
 inline std::filesystem::path default_clarity_prompts() {
+#ifdef ORDO_SOURCE_DIR
   return std::filesystem::path(ORDO_SOURCE_DIR) / "resources" / "study_prompts.jsonl";
+#else
+  return std::filesystem::path("resources") / "study_prompts.jsonl";
+#endif
 }
 
 struct clarity_options {
