@@ -29,15 +29,19 @@ if(PkgConfig_FOUND)
 endif()
 find_package(CLI11 QUIET)
 
-# ordo_models: everything a program on real models links (ordo's headers, LibTorch,
-# nlohmann-json, PCRE2). Used by the examples, tests and benchmarks, and by projects that
-# add_subdirectory(ordo) (as ordo::models); not in the installed package yet.
+# ordo_models (ordo::models): everything a program on real models links (ordo's headers,
+# LibTorch, nlohmann-json, PCRE2). Used by the examples, tests and benchmarks, by projects that
+# add_subdirectory(ordo), and exported with the installed package (find_package(ordo) then finds
+# LibTorch and PCRE2 itself). In the build tree it also defines ORDO_SOURCE_DIR, where the
+# default model, the sentence encoder and the study prompts are found; an installed ordo finds
+# them through ORDO_DEFAULT_MODEL, ORDO_MINILM_DIR, or paths given to the programs.
 if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
   add_library(ordo_models INTERFACE)
   target_link_libraries(ordo_models INTERFACE ordo ${TORCH_LIBRARIES}
                         nlohmann_json::nlohmann_json PkgConfig::PCRE2)
-  target_compile_definitions(ordo_models INTERFACE ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
-  add_library(ordo::models ALIAS ordo_models)  # for projects that add_subdirectory(ordo)
+  target_compile_definitions(ordo_models INTERFACE $<BUILD_INTERFACE:ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}">)
+  set_target_properties(ordo_models PROPERTIES EXPORT_NAME models)
+  add_library(ordo::models ALIAS ordo_models)
   set(ORDO_HAVE_MODELS ON)
 else()
   set(ORDO_HAVE_MODELS OFF)
