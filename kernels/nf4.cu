@@ -10,6 +10,7 @@
 
 #include <cuda_runtime.h>
 
+#include <bit>        // std::countr_zero
 #include <cfloat>     // FLT_MAX
 #include <cstdint>    // std::uint8_t, std::uint16_t
 #include <stdexcept>  // std::invalid_argument, std::runtime_error
@@ -300,10 +301,11 @@ __global__ void dequantize_nf4(const std::uint8_t* __restrict__ packed, const fl
 // At most 64 registers per thread (four CTAs of 256 threads per SM, by __launch_bounds__):
 // unbounded, the compiler takes 80, three CTAs fit, and the kernel is 18-30 % slower (H100).
 
-template <int Rows, bool Aligned, int Stretches = 2, int MinBlocks = 4>
-__global__ void __launch_bounds__(threads_per_cta, MinBlocks)
+template <int Rows, bool Aligned>
+__global__ void __launch_bounds__(threads_per_cta, 4)
     gemv_nf4(const std::uint8_t* __restrict__ w, const float* __restrict__ absmax, std::size_t rows, std::size_t cols,
              unsigned block_shift, const float* __restrict__ x, float* __restrict__ y) {
+  constexpr int Stretches = 2;  // per step and warp
   __shared__ float lut[16];
   __shared__ float partial[warps_per_cta][Rows];
   if (threadIdx.x < 16) lut[threadIdx.x] = rules::code_value(threadIdx.x);
@@ -382,11 +384,8 @@ __global__ void __launch_bounds__(threads_per_cta, MinBlocks)
   }
 }
 
-unsigned log2_of(std::size_t blocksize) {
-  unsigned s = 0;
-  while ((std::size_t{1} << s) < blocksize) ++s;
-  return s;
-}
+// log2 of a valid (power-of-two) blocksize
+unsigned log2_of(std::size_t blocksize) { return static_cast<unsigned>(std::countr_zero(blocksize)); }
 
 DynamicMap dynamic_map_parameter() {
   DynamicMap map{};

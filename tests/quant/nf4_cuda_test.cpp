@@ -86,6 +86,11 @@ constexpr cnf4::Dtype dtype_of() {
   else return cnf4::Dtype::bf16;
 }
 
+// The fixtures' dtype codes: 0 f32, 1 f16, 2 bf16.
+cnf4::Dtype fixture_dtype(std::uint32_t code) {
+  return code == 0 ? cnf4::Dtype::f32 : code == 1 ? cnf4::Dtype::f16 : cnf4::Dtype::bf16;
+}
+
 template <class T>
 bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
@@ -149,7 +154,7 @@ TEST_CASE("the kernels on bitsandbytes' fixture: the CUDA rule's bytes, and bits
   namespace fx = ordo_test::nf4_fixture;
   for (const fx::Case& k : fx::fixture().cases) {
     CAPTURE(k.name);
-    const cnf4::Dtype dt = k.dtype == 0 ? cnf4::Dtype::f32 : k.dtype == 1 ? cnf4::Dtype::f16 : cnf4::Dtype::bf16;
+    const cnf4::Dtype dt = fixture_dtype(k.dtype);
     DeviceBuffer dx = k.dtype == 0 ? DeviceBuffer(k.x) : DeviceBuffer(k.x16);
     DeviceBuffer dpacked(k.cuda_packed.size()), dabsmax(k.cuda_absmax.size() * sizeof(float));
     cnf4::quantize(dx.get(), dt, k.n, k.blocksize, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr,
@@ -223,7 +228,7 @@ TEST_CASE("Arithmetic::fast_math gives bitsandbytes' CUDA bytes and absmax (fixt
   std::size_t differ_from_exact = 0;
   for (const fx::CudaCase& k : fx::cuda_fixture()) {
     CAPTURE(k.name);
-    const cnf4::Dtype dt = k.dtype == 0 ? cnf4::Dtype::f32 : k.dtype == 1 ? cnf4::Dtype::f16 : cnf4::Dtype::bf16;
+    const cnf4::Dtype dt = fixture_dtype(k.dtype);
     DeviceBuffer dx = k.dtype == 0 ? DeviceBuffer(k.x) : DeviceBuffer(k.x16);
     DeviceBuffer dpacked(k.packed.size()), dabsmax(k.absmax.size() * sizeof(float));
     cnf4::quantize(dx.get(), dt, k.n, k.blocksize, dpacked.get<std::uint8_t>(), dabsmax.get<float>(), nullptr,

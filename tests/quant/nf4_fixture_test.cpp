@@ -52,8 +52,9 @@ using namespace ordo_test::nf4_fixture;
 
 bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
 
-// Runs ordo's quantizer on the case's input in its own dtype.
-void ordo_quantize(const Case& k, nf4::Options opt, std::vector<std::uint8_t>& packed, std::vector<float>& absmax) {
+// Runs ordo's quantizer on the case's input (a Case or a CudaCase) in its own dtype.
+template <class AnyCase>
+void ordo_quantize(const AnyCase& k, nf4::Options opt, std::vector<std::uint8_t>& packed, std::vector<float>& absmax) {
   opt.blocksize = k.blocksize;
   packed.assign(nf4::packed_bytes(k.n), 0);
   absmax.assign(nf4::block_count(k.n, k.blocksize), 0.0f);
@@ -279,15 +280,9 @@ TEST_CASE("bitsandbytes' CUDA bytes (made on a GPU): ordo's exact rule differs o
   std::size_t near = 0, flushed = 0, total = 0;
   for (const CudaCase& k : cuda_fixture()) {
     CAPTURE(k.name);
-    std::vector<std::uint8_t> packed(nf4::packed_bytes(k.n));
-    std::vector<float> absmax(nf4::block_count(k.n, k.blocksize));
-    const nf4::Options opt{.blocksize = k.blocksize, .zero_blocks = nf4::ZeroBlocks::cuda, .isa = nf4::Isa::portable};
-    if (k.dtype == 0)
-      nf4::quantize_blocks(k.x.data(), k.n, packed.data(), absmax.data(), opt);
-    else if (k.dtype == 1)
-      nf4::quantize_blocks(reinterpret_cast<const nf4::f16*>(k.x16.data()), k.n, packed.data(), absmax.data(), opt);
-    else
-      nf4::quantize_blocks(reinterpret_cast<const nf4::bf16*>(k.x16.data()), k.n, packed.data(), absmax.data(), opt);
+    std::vector<std::uint8_t> packed;
+    std::vector<float> absmax;
+    ordo_quantize(k, {.zero_blocks = nf4::ZeroBlocks::cuda, .isa = nf4::Isa::portable}, packed, absmax);
     const auto subnormal = [](float v) { return v != 0.0f && std::fabs(v) < std::numeric_limits<float>::min(); };
     std::vector<bool> flushed_block(absmax.size(), false);
     for (std::size_t b = 0; b < absmax.size(); ++b) {
