@@ -3,6 +3,7 @@
 // random decoder lowers it; invalid run-time inputs are clear errors.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 #include "../test_support.hpp"  // error_of
+#include "../tiny_decoder.hpp"  // tiny_decoder
 
 #include <cmath>
 #include <filesystem>
@@ -15,16 +16,9 @@ namespace fs = std::filesystem;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed, std::int64_t vocab = 40) {
-  ordo::model::decoder_config c;
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.intermediate_sizes = {40, 40};
-  torch::manual_seed(seed);
-  return ordo::model::CausalLM(c);
+  return tiny_decoder({.vocab_size = vocab, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
+                       .head_dim = 8, .intermediate_sizes = {40, 40}},
+                      seed);
 }
 
 ordo::DenseModel dense(ordo::model::CausalLM lm, std::shared_ptr<const ordo::Tokenizer> tok = nullptr) {

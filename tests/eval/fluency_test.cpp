@@ -2,6 +2,7 @@
 // tokens after the prompt, against a hand computation from a tiny random model's logits. The
 // suite "model" scores answers with the default model and is skipped (77) without it.
 #include "../torch_doctest.hpp"
+#include "../tiny_decoder.hpp"  // tiny_decoder
 
 #include <cmath>
 #include <cstdlib>
@@ -21,21 +22,10 @@ using ordo::eval::fluency_from_perplexity;
 namespace {
 
 ordo::model::CausalLM tiny_model(std::int64_t vocab, std::uint64_t seed, std::int64_t max_positions = 2048) {
-  ordo::model::decoder_config c;
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.intermediate_sizes = {48, 48};
-  c.max_position_embeddings = max_positions;
-  torch::manual_seed(seed);
-  ordo::model::CausalLM lm(c);
-  // Larger random weights than the initializer's, so the model is far from uniform.
-  torch::NoGradGuard no_grad;
-  for (auto& p : lm->parameters()) p.normal_(0.0, 0.5);
-  return lm;
+  // larger random weights than the initializer's, so the model is far from uniform
+  return tiny_decoder({.vocab_size = vocab, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
+                       .head_dim = 8, .intermediate_sizes = {48, 48}, .max_position_embeddings = max_positions},
+                      seed, 0.5);
 }
 
 std::vector<std::int64_t> random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {

@@ -3,6 +3,7 @@
 // uninterrupted one bit for bit.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 #include "../test_support.hpp"  // error_of
+#include "../tiny_decoder.hpp"  // tiny_decoder
 
 #include <cmath>
 #include <filesystem>
@@ -16,17 +17,9 @@ using ordo::train::TrainOptions;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed) {
-  ordo::model::decoder_config c;
-  c.vocab_size = 48;
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.intermediate_sizes = {40, 40};
-  torch::manual_seed(seed);
-  ordo::model::CausalLM lm(c);
-  return lm;
+  return tiny_decoder({.vocab_size = 48, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
+                       .head_dim = 8, .intermediate_sizes = {40, 40}},
+                      seed);
 }
 
 // Counting sequences (start, start+1, ...) mod the vocabulary, of varied lengths: learnable.
