@@ -29,11 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from check_nf4_fixture_cuda import read_fixture, as_tensor  # noqa: E402
-from make_nf4_fixtures import NF4_MID, F32  # noqa: E402
-
-TORCH_DTYPES = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16}
-NP_DTYPES = {0: np.float32, 1: np.float16}
+from check_nf4_fixture_cuda import TORCH_DTYPES, read_fixture, as_tensor  # noqa: E402
+from make_nf4_fixtures import NF4_MID, F32, raw_bytes  # noqa: E402
 
 
 def near_threshold_blocks(rng, blocks, blocksize, dtype):
@@ -62,9 +59,9 @@ def near_threshold_blocks(rng, blocks, blocksize, dtype):
     return out.reshape(-1)
 
 
-def raw(values, dtype):
-    t = torch.from_numpy(np.ascontiguousarray(values, dtype=F32)).to(TORCH_DTYPES[dtype])
-    return t, (t.numpy().astype("<f4").tobytes() if dtype == 0 else t.view(torch.int16).numpy().astype("<i2").tobytes())
+def in_dtype(values, dtype):
+    """fp32 values rounded to the case's dtype, as a tensor."""
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=F32)).to(TORCH_DTYPES[dtype])
 
 
 def main():
@@ -85,9 +82,9 @@ def main():
         t = as_tensor(k["x"], k["dtype"])
         cases.append((k["name"], k["dtype"], k["blocksize"], t))
     for dtype, bs, blocks in ((0, 64, 256), (0, 32, 64), (0, 4096, 2), (1, 64, 128), (2, 128, 64)):
-        t, _ = raw(near_threshold_blocks(rng, blocks, bs, dtype), dtype)
+        t = in_dtype(near_threshold_blocks(rng, blocks, bs, dtype), dtype)
         cases.append((f"near_threshold_{['f32', 'f16', 'bf16'][dtype]}_bs{bs}", dtype, bs, t))
-    t, _ = raw(rng.standard_normal(65536).astype(F32) * F32(0.02), 2)
+    t = in_dtype(rng.standard_normal(65536).astype(F32) * F32(0.02), 2)
     cases.append(("normal_bf16_bs64_large", 2, 64, t))
 
     out = bytearray(b"ORDONF4C") + struct.pack("<II", 1, len(cases))
@@ -97,9 +94,8 @@ def main():
         absmax = st.absmax.float().cpu().numpy().astype("<f4")
         n = t.numel()
         assert packed.size == (n + 1) // 2 and absmax.size == -(-n // bs)
-        data = t.numpy().astype("<f4").tobytes() if dtype == 0 else t.view(torch.int16).numpy().astype("<i2").tobytes()
         out += struct.pack("<I", len(name)) + name.encode() + struct.pack("<IQI", dtype, n, bs)
-        out += data + packed.tobytes() + absmax.tobytes()
+        out += raw_bytes(t) + packed.tobytes() + absmax.tobytes()
         print(f"{name}: n={n} bs={bs} dtype={dtype}")
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
