@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include <ordo/cuda.hpp>
-#include <ordo/quant/cuda.hpp>
+#include <ordo/kernels/device.hpp>
+#include <ordo/kernels/nf4.hpp>
 #include <ordo/quant/nf4_codebook.hpp>
 
 namespace cnf4 = ordo::cuda::nf4;

@@ -21,7 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include <ordo/study/paper_study.hpp>  // prepare_data, execute, the stages
+#include <ordo/paper/paper_study.hpp>  // prepare_data, execute, the stages
 
 namespace {
 

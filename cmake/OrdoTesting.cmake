@@ -13,22 +13,6 @@ function(ordo_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -ftemplate-backtrace-limit=0)
 endfunction()
 
-# ordo_add_doctest(<name> SOURCES <files...> [LIBRARIES <targets...>] [LABELS <labels...>]
-#                  [SKIP_RETURN_CODE <code>])
-function(ordo_add_doctest name)
-  cmake_parse_arguments(arg "" "SKIP_RETURN_CODE" "SOURCES;LIBRARIES;LABELS" ${ARGN})
-  add_executable(${name} ${arg_SOURCES})
-  target_link_libraries(${name} PRIVATE ordo::ordo ordo_doctest_main ${arg_LIBRARIES})
-  ordo_target_defaults(${name})
-  add_test(NAME ${name} COMMAND ${name})
-  if(arg_LABELS)
-    set_tests_properties(${name} PROPERTIES LABELS "${arg_LABELS}")
-  endif()
-  if(DEFINED arg_SKIP_RETURN_CODE)
-    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE ${arg_SKIP_RETURN_CODE})
-  endif()
-endfunction()
-
 # Include directories a stand-alone compiler call needs to see ordo and its dependencies.
 function(_ordo_include_flags out)
   get_target_property(boost_inc Boost::headers INTERFACE_INCLUDE_DIRECTORIES)

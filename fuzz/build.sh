@@ -35,7 +35,7 @@ cp "$fx"/safetensors/*.safetensors "$fx"/safetensors/sharded/*.safetensors "$fx"
 cp "$fx"/safetensors/sharded/*.json "$fx"/malformed/index_*.json "$out/seeds/safetensors_index/"
 cp "$fx"/gguf/*.gguf "$fx"/malformed/*.gguf "$out/seeds/gguf/"
 mkdir -p "$out/seeds/config"
-for d in "$root"/tests/decoder/fixtures/* "$root"/tests/checkpoint/fixtures/*; do
+for d in "$root"/tests/model/fixtures/*; do
   if [ -f "$d/config.json" ]; then cp "$d/config.json" "$out/seeds/config/$(basename "$d").json"; fi
 done
 cp "$here"/seeds/config/*.json "$out/seeds/config/"

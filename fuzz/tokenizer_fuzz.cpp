@@ -4,7 +4,7 @@
 //   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 //       -fno-omit-frame-pointer -Iinclude fuzz/tokenizer_fuzz.cpp -lpcre2-8 -o build-fuzz/tokenizer_fuzz
 //   mkdir -p build-fuzz/corpus/tokenizer
-//   build-fuzz/tokenizer_fuzz -max_len=65536 -max_total_time=300 build-fuzz/corpus/tokenizer tests/model/fixtures
+//   build-fuzz/tokenizer_fuzz -max_len=65536 -max_total_time=300 build-fuzz/corpus/tokenizer tests/text/fixtures
 //
 // What an input is (so that the committed tokenizer.json fixtures are seeds as they are):
 //   starts with '{'       a tokenizer.json: loading must succeed or throw ordo::TokenizerError;
@@ -28,8 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <ordo/model/chat_template.hpp>
-#include <ordo/model/tokenizer.hpp>
+#include <ordo/text/chat_template.hpp>
+#include <ordo/text/tokenizer.hpp>
 
 namespace {
 

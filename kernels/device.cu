@@ -1,6 +1,6 @@
 // Device discovery for ordo::kernels. GPU tests and the CUDA dispatch use it to decide whether
 // a device is there, so it must report "none" cleanly on machines without a driver or GPU.
-#include <ordo/cuda.hpp>
+#include <ordo/kernels/device.hpp>
 
 #include <cuda_runtime.h>
 

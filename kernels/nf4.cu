@@ -1,12 +1,12 @@
 // NF4 kernels: blockwise quantization, double quantization of absmax, dequantization and a
-// batch-1 GEMV on packed weights. Declared in ordo/quant/cuda.hpp; the bit-level rules come from
+// batch-1 GEMV on packed weights. Declared in ordo/kernels/nf4.hpp; the bit-level rules come from
 // ordo/quant/nf4_codebook.hpp, shared with the CPU path, so both give the same bytes.
 //
 // Arithmetic is written with explicit round-to-nearest intrinsics (__fmul_rn, __fadd_rn,
 // __frcp_rn) so that nvcc's FMA contraction cannot merge a product and a sum the rules keep
 // apart. This file is compiled without --use_fast_math (bitsandbytes compiles its kernels with
 // it: see docs/nf4.md).
-#include <ordo/quant/cuda.hpp>
+#include <ordo/kernels/nf4.hpp>
 
 #include <cuda_runtime.h>
 

@@ -1,6 +1,6 @@
 // Quantizing an already quantized model is the same rule: QuantNF4 takes a dense model.
 // expect-error: ordo::Pipeline breaks the quantization-last rule
-// expect-error: ordo::at_position<3>, ordo::QuantizeNF4<64, ordo::double_quant::on>, ordo::quantized_by<
+// expect-error: ordo::at_position<3>, ordo::QuantNF4, ordo::quantized_by<ordo::QuantNF4>
 // expect-error-count: 1
 #include <ordo/pipeline.hpp>
 

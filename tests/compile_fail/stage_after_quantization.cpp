@@ -1,7 +1,7 @@
 // A stage after QuantNF4 without Dequantize breaks the quantization-last rule.
 // expect-error: static assertion failed: ordo::Pipeline breaks the quantization-last rule
 // expect-error: insert ordo::Dequantize after ordo::QuantNF4
-// expect-error: ordo::at_position<2>, ordo::Prune<30>, ordo::quantized_by<ordo::QuantizeNF4
+// expect-error: ordo::at_position<2>, ordo::Prune<30>, ordo::quantized_by<ordo::QuantNF4>
 // expect-error-count: 1
 #include <ordo/pipeline.hpp>
 

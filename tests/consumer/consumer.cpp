@@ -4,7 +4,7 @@
 #include <ordo/pipeline.hpp>
 #include <ordo/study.hpp>
 #ifdef ORDO_HAVE_KERNELS
-#include <ordo/cuda.hpp>
+#include <ordo/kernels/device.hpp>
 #endif
 
 using Best = ordo::Pipeline<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>, ordo::QuantNF4>;

@@ -4,7 +4,8 @@
 #include <cstdio>
 
 #include <ordo/pipeline.hpp>
-#include <ordo/stages/models.hpp>
+#include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/quantized_model.hpp>  // QuantizedModel
 
 int main() {
   torch::manual_seed(0);

@@ -1,6 +1,6 @@
 // The paper's fluency score (ordo/eval/fluency.hpp): eq. 3, and the perplexity of the answer
 // tokens after the prompt, against a hand computation from a tiny random model's logits. The
-// suite "model" scores answers with the default model and is skipped (77) without it.
+// suite "model" scores answers with the default model and is skipped without it.
 #include "../torch_doctest.hpp"
 #include "../tiny_decoder.hpp"  // tiny_decoder
 
@@ -167,10 +167,7 @@ TEST_CASE("errors") {
 // the lower perplexity, and so, by eq. 3 as written, the lower fluency.
 TEST_CASE("default model" * doctest::test_suite("model")) {
   const auto path = ordo::model::default_model_path();
-  if (!std::filesystem::exists(path)) {
-    std::cerr << path << " is not installed (./ordo model): skipping\n";
-    std::exit(77);
-  }
+  skip_unless_installed(path, "the default model", "./ordo model");
   auto m = ordo::model::load_language_model(path);
   REQUIRE(m.chat.has_value());
   const std::string prompt = "What is the capital of France?";

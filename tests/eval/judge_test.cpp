@@ -1,8 +1,8 @@
 // The LLM-as-judge client (ordo/eval/judge.hpp) against a small OpenAI-compatible server that
 // runs in a thread of this test on 127.0.0.1 (an ephemeral port): the requests it sends, the
 // scores it parses and averages, chunked bodies, HTTP errors, bad JSON, a refused connection
-// and a timeout. The suite "judge-live" runs against a real server at $ORDO_JUDGE_URL and
-// exits 77 (skipped) when that is not set.
+// and a timeout. The suite "live" (ctest eval.judge.live) runs against a real server at
+// $ORDO_JUDGE_URL and is skipped when that is not set.
 #include <atomic>
 #include <cctype>
 #include <chrono>
@@ -476,13 +476,10 @@ TEST_SUITE_END();
 // A real judge at $ORDO_JUDGE_URL (e.g. llama-cpp-python's server): a plain completion, one
 // rubric reply, and the scores of a right and a wrong answer, printed. A small judge may leave
 // out the score line; the test needs a score in at least one of its 20 rubric replies. Skipped
-// (77) without ORDO_JUDGE_URL.
-TEST_CASE("judge-live" * doctest::test_suite("judge-live")) {
+// without ORDO_JUDGE_URL.
+TEST_CASE("a live judge" * doctest::test_suite("live")) {
   auto judge = JudgeClient::from_env({.samples = 5});
-  if (!judge) {
-    std::cerr << "ORDO_JUDGE_URL is not set: skipping the live judge test\n";
-    std::exit(77);
-  }
+  if (!judge) skip_test("ORDO_JUDGE_URL is not set: no judge server to test against");
   const std::string prompt = "What is the capital of France? Answer in one sentence.";
   const std::vector<ordo::eval::JudgeMessage> ping{{"user", "Reply with the single word: ready"}};
   MESSAGE("endpoint " << judge->endpoint().text << "; a plain completion: \"" << judge->complete(ping) << "\"");

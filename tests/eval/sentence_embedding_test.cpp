@@ -2,7 +2,7 @@
 // (fixtures/tiny_bert, made by fixtures/make_minilm_fixture.py), padding invariance and errors
 // on a random BERT built here and written with ordo's safetensors writer, and — in the test
 // suite "minilm" — parity with sentence-transformers' all-MiniLM-L6-v2 when the package is
-// installed (exit 77 otherwise).
+// installed (skipped otherwise).
 #include "../torch_doctest.hpp"
 
 #include <ordo/eval/sentence_embedding.hpp>
@@ -20,7 +20,7 @@
 
 #include <ordo/io/safetensors.hpp>
 
-#include "../test_support.hpp"  // error_of
+#include "../test_support.hpp"  // error_of, skip_unless_installed
 
 namespace {
 
@@ -79,7 +79,7 @@ void write_random_model(const fs::path& dir, const BertConfig& config, Edit edit
   }
   st::write(dir / "model.safetensors", entries, {{"format", "pt"}});
   std::ofstream(dir / "config.json") << config.to_json().dump(2);
-  fs::copy_file(fixtures / "tiny_vocab.txt", dir / "vocab.txt", fs::copy_options::overwrite_existing);
+  fs::copy_file(fixtures / "tiny_bert" / "vocab.txt", dir / "vocab.txt", fs::copy_options::overwrite_existing);
   std::ofstream(dir / "sentence_bert_config.json") << R"({"max_seq_length": 24, "do_lower_case": false})";
   std::ofstream(dir / "1_Pooling/config.json") << R"({"word_embedding_dimension": )" << config.hidden_size
                                                << R"(, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true})";
@@ -251,10 +251,7 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
 TEST_SUITE("minilm") {
   TEST_CASE("all-MiniLM-L6-v2: embeddings and cosines equal sentence-transformers'") {
     const fs::path dir = ordo::eval::default_minilm_path();
-    if (!fs::exists(dir / "model.safetensors")) {
-      std::cout << "skipped: " << dir << " is not installed (./ordo minilm)\n";
-      std::exit(77);
-    }
+    skip_unless_installed(dir / "model.safetensors", "all-MiniLM-L6-v2", "./ordo minilm");
     const auto j = read_json(fixtures / "minilm_embeddings.json");
     const auto enc = SentenceEncoder::load();
     CHECK(enc.dimension() == 384);

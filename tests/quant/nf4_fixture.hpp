@@ -1,5 +1,6 @@
-// Reader of fixtures/nf4_bitsandbytes.bin (format: make_nf4_fixtures.py), shared by the CPU
-// fixture test and the CUDA kernels' test. Test-only: checks with doctest's REQUIRE.
+// Reader of fixtures/nf4_bitsandbytes.bin and fixtures/nf4_bitsandbytes_cuda.bin (formats:
+// make_nf4_fixtures.py, make_nf4_cuda_fixture.py), in ORDO_QUANT_FIXTURES; shared by the CPU
+// fixture test and the CUDA kernels' test (tests/kernels/). Test-only: checks with doctest's REQUIRE.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -68,8 +69,9 @@ inline float widen(std::uint16_t bits, std::uint32_t dtype) {
 
 inline const Fixture& fixture() {
   static const Fixture f = [] {
-    std::ifstream in(ORDO_NF4_FIXTURE, std::ios::binary);
-    if (!in) throw std::runtime_error(std::string("cannot open ") + ORDO_NF4_FIXTURE);
+    const std::string path = std::string(ORDO_QUANT_FIXTURES) + "/nf4_bitsandbytes.bin";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open " + path);
     Reader r{std::vector<char>(std::istreambuf_iterator<char>(in), {})};
     Fixture fx;
     const auto magic = r.array<char>(8);
@@ -137,8 +139,9 @@ struct CudaCase {
 
 inline const std::vector<CudaCase>& cuda_fixture() {
   static const std::vector<CudaCase> cases = [] {
-    std::ifstream in(ORDO_NF4_CUDA_FIXTURE, std::ios::binary);
-    if (!in) throw std::runtime_error(std::string("cannot open ") + ORDO_NF4_CUDA_FIXTURE);
+    const std::string path = std::string(ORDO_QUANT_FIXTURES) + "/nf4_bitsandbytes_cuda.bin";
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open " + path);
     Reader r{std::vector<char>(std::istreambuf_iterator<char>(in), {})};
     const auto magic = r.array<char>(8);
     if (std::string(magic.data(), 8) != "ORDONF4C") throw std::runtime_error("not an ordo NF4 CUDA fixture");

@@ -14,7 +14,7 @@
 #include <torch/torch.h>
 
 #include <ordo/data/examples.hpp>   // ignore_index
-#include <ordo/stages/context.hpp>  // Example
+#include <ordo/data/example.hpp>  // Example
 
 namespace ordo::data {
 

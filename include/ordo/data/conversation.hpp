@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>  // nlohmann::json
 
 #include <ordo/data/error.hpp>            // DataError, where
-#include <ordo/model/chat_template.hpp>   // ChatMessage
+#include <ordo/text/chat_template.hpp>   // ChatMessage
 
 namespace ordo::data {
 

@@ -19,7 +19,7 @@
 
 #include <ordo/data/conversation.hpp>  // Conversation
 #include <ordo/data/error.hpp>         // DataError, where
-#include <ordo/model/detail/utf8.hpp>  // utf8::first_invalid
+#include <ordo/text/utf8.hpp>  // utf8::first_invalid
 
 namespace ordo::data {
 

@@ -15,14 +15,13 @@
 #include <string>     // std::string
 #include <vector>     // std::vector
 
-#include <torch/torch.h>  // (through ordo::Example's header; listed so the header set knows)
 
 #include <ordo/data/conversation.hpp>    // Conversation
 #include <ordo/data/corpora.hpp>         // Document
 #include <ordo/data/error.hpp>           // DataError
-#include <ordo/model/chat_template.hpp>  // ChatTemplate
-#include <ordo/model/tokenizer.hpp>      // Tokenizer
-#include <ordo/stages/context.hpp>       // Example
+#include <ordo/text/chat_template.hpp>  // ChatTemplate
+#include <ordo/text/tokenizer.hpp>      // Tokenizer
+#include <ordo/data/example.hpp>       // Example
 
 namespace ordo::data {
 

@@ -13,10 +13,8 @@
 #include <unordered_set>  // std::unordered_set
 #include <vector>         // std::vector
 
-#include <torch/torch.h>  // (through ordo::Example's header)
-
 #include <ordo/data/error.hpp>      // DataError
-#include <ordo/stages/context.hpp>  // Example, Context
+#include <ordo/data/example.hpp>  // Example
 
 namespace ordo::data {
 
@@ -99,13 +97,6 @@ inline Splits split(std::vector<Example> examples, const SplitSizes& sizes, std:
   take(s.calibration, sizes.calibration);
   take(s.train, sizes.train);
   return s;
-}
-
-/// Puts the splits into a Context.
-inline void assign(Context& context, Splits s) {
-  context.calibration = std::move(s.calibration);
-  context.train = std::move(s.train);
-  context.evaluation = std::move(s.evaluation);
 }
 
 }  // namespace ordo::data

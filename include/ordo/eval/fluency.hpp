@@ -37,10 +37,10 @@
 
 #include <torch/torch.h>
 
-#include <ordo/model/chat_template.hpp>   // ChatMessage
+#include <ordo/text/chat_template.hpp>   // ChatMessage
 #include <ordo/model/decoder.hpp>         // CausalLM
 #include <ordo/model/language_model.hpp>  // LanguageModel
-#include <ordo/model/tokenizer.hpp>       // Tokenizer, EncodeOptions
+#include <ordo/text/tokenizer.hpp>       // Tokenizer, EncodeOptions
 
 namespace ordo::eval {
 

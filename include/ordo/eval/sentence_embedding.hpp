@@ -3,7 +3,7 @@
 // answer a model generated for it (docs/metrics.md).
 //
 // The encoder is sentence-transformers' all-MiniLM-L6-v2 (or any BERT sentence-transformers
-// model with absolute positions and GELU): WordPiece tokens (ordo/model/wordpiece.hpp, truncated
+// model with absolute positions and GELU): WordPiece tokens (ordo/text/wordpiece.hpp, truncated
 // at the model's max_seq_length, 256), token + position + token-type embeddings and LayerNorm,
 // then N post-LayerNorm layers of multi-head self-attention (padding keys masked) and a GELU
 // (erf) feed-forward block; the token states are mean-pooled over the real tokens (not the
@@ -38,7 +38,7 @@
 #include <nlohmann/json.hpp>  // nlohmann::json (config.json, modules.json, pooling config)
 
 #include <ordo/io/safetensors.hpp>    // io::safetensors::Checkpoint, Dtype
-#include <ordo/model/wordpiece.hpp>   // WordPieceTokenizer
+#include <ordo/text/wordpiece.hpp>   // WordPieceTokenizer
 
 namespace ordo::eval {
 

@@ -15,7 +15,6 @@
 #include <algorithm>   // std::find
 #include <cmath>       // std::sqrt, M_PI
 #include <cstdint>     // std::int64_t
-#include <filesystem>  // std::filesystem::path
 #include <optional>    // std::optional
 #include <sstream>     // std::ostringstream
 #include <string>      // std::string
@@ -24,7 +23,6 @@
 #include <ATen/autocast_mode.h>  // at::autocast::is_cpu_enabled
 #include <torch/torch.h>
 
-#include <ordo/io/safetensors.hpp>  // safetensors::Checkpoint, Dtype
 #include <ordo/quant/nf4_cpu.hpp>   // quant::nf4::Quantized, dequantize_blocks, gemv
 #include <ordo/model/config.hpp>    // decoder_config
 
@@ -392,72 +390,5 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;
 };
 TORCH_MODULE(CausalLM);
-
-namespace detail {
-
-inline torch::ScalarType torch_dtype(io::safetensors::Dtype d, const std::string& where) {
-  using io::safetensors::Dtype;
-  switch (d) {
-    case Dtype::F32: return torch::kFloat32;
-    case Dtype::F16: return torch::kFloat16;
-    case Dtype::BF16: return torch::kBFloat16;
-    case Dtype::F64: return torch::kFloat64;
-    case Dtype::I64: return torch::kInt64;
-    case Dtype::I32: return torch::kInt32;
-    case Dtype::I8: return torch::kInt8;
-    case Dtype::U8: return torch::kUInt8;
-    default:
-      throw std::invalid_argument(where + ": dtype " + std::string(io::safetensors::dtype_name(d)) +
-                                  " is not supported here");
-  }
-}
-
-}  // namespace detail
-
-/// A tensor of a safetensors checkpoint as a torch tensor (copied out of the mapping).
-inline torch::Tensor read_tensor(const io::safetensors::Checkpoint& checkpoint, const std::string& name) {
-  const auto& where = checkpoint.at(name);
-  std::vector<std::int64_t> shape(where.info->shape.begin(), where.info->shape.end());
-  auto dtype = detail::torch_dtype(where.info->dtype, where.file->path() + ": tensor '" + name + "'");
-  auto bytes = where.data();
-  return torch::from_blob(const_cast<std::byte*>(bytes.data()), shape, dtype).clone();
-}
-
-/// Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded
-/// index) into a CausalLM with parameters of `dtype`. Every parameter must be present with
-/// its shape, and every tensor of the checkpoint must be used: a mismatch is an error naming
-/// the file and the tensor (nothing is silently re-initialised).
-inline CausalLM load_hf(const std::filesystem::path& dir, torch::ScalarType dtype = torch::kFloat32) {
-  auto config = decoder_config::load(dir);
-  io::safetensors::Checkpoint checkpoint(dir);
-  CausalLM lm(config);
-  torch::NoGradGuard no_grad;
-  std::vector<std::string> used;
-  for (auto& p : lm->named_parameters()) {
-    const std::string& name = p.key();
-    const auto* where = checkpoint.find(name);
-    if (!where) throw std::invalid_argument(dir.string() + ": tensor '" + name + "' is missing from the checkpoint");
-    auto t = read_tensor(checkpoint, name);
-    if (t.sizes() != p.value().sizes()) {
-      std::ostringstream msg;
-      msg << where->file->path() << ": tensor '" << name << "' has shape " << t.sizes()
-          << " but the config implies " << p.value().sizes();
-      throw std::invalid_argument(msg.str());
-    }
-    p.value().copy_(t);
-    used.push_back(name);
-  }
-  for (const auto& name : checkpoint.names()) {
-    if (std::find(used.begin(), used.end(), name) == used.end() &&
-        !(config.tie_word_embeddings && name == "lm_head.weight") &&
-        name.find("rotary_emb.inv_freq") == std::string::npos) {
-      throw std::invalid_argument(dir.string() + ": tensor '" + name + "' of the checkpoint is not a parameter of a " +
-                                  config.model_type + " decoder with this config");
-    }
-  }
-  lm->to(dtype);
-  lm->eval();
-  return lm;
-}
 
 }  // namespace ordo::model

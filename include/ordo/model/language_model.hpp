@@ -12,10 +12,11 @@
 #include <torch/torch.h>
 
 #include <ordo/io/gguf.hpp>                // gguf::File
-#include <ordo/model/chat_template.hpp>    // ChatTemplate, read_chat_template
+#include <ordo/text/chat_template.hpp>    // ChatTemplate, read_chat_template
 #include <ordo/model/decoder.hpp>          // CausalLM, load_hf
+#include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
 #include <ordo/model/load_gguf.hpp>        // load_gguf
-#include <ordo/model/tokenizer.hpp>        // Tokenizer
+#include <ordo/text/tokenizer.hpp>        // Tokenizer
 
 namespace ordo::model {
 

@@ -13,7 +13,7 @@
 
 #include <type_traits>  // std::remove_cvref_t, std::is_same_v
 
-#include <ordo/pipeline/detail/type_list.hpp>  // dependent_false
+#include <ordo/pipeline/type_list.hpp>  // dependent_false
 #include <ordo/pipeline/stage.hpp>             // stage
 #include <ordo/pipeline/state.hpp>             // model_state_tag
 

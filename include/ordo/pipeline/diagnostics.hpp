@@ -4,7 +4,7 @@
 // compiler shows it with the offending stage and its position (counted from 1), e.g.
 //
 //   In instantiation of 'struct ordo::diagnostic::quantization_last_rule<
-//       ordo::at_position<2>, ordo::Prune<30>, ordo::quantized_by<ordo::QuantizeNF4<64, ...> > >'
+//       ordo::at_position<2>, ordo::Prune<30>, ordo::quantized_by<ordo::QuantNF4> >'
 //   error: static assertion failed: ordo::Pipeline breaks the quantization-last rule: ...
 //
 // The rule: stages chain model states from `dense`. QuantNF4 leaves an NF4 model, which is
@@ -15,7 +15,7 @@
 
 #include <cstddef>  // std::size_t
 
-#include <ordo/pipeline/detail/type_list.hpp>  // dependent_false
+#include <ordo/pipeline/type_list.hpp>  // dependent_false
 
 namespace ordo {
 

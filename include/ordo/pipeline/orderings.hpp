@@ -25,7 +25,7 @@
 #include <boost/hana/type.hpp>          // hana::type, hana::template_
 #include <boost/hana/unpack.hpp>        // hana::unpack
 
-#include <ordo/pipeline/detail/type_list.hpp>  // type_list, concat_t, rebind_t
+#include <ordo/pipeline/type_list.hpp>  // type_list, concat_t, rebind_t
 #include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_name_v
 #include <ordo/pipeline/stages.hpp>            // Dequantize
 

@@ -16,7 +16,7 @@
 
 #include <ordo/pipeline/apply.hpp>                // apply_stage
 #include <ordo/pipeline/detail/static_string.hpp> // joined
-#include <ordo/pipeline/detail/type_list.hpp>     // type_list, take_t
+#include <ordo/pipeline/type_list.hpp>     // type_list, take_t
 #include <ordo/pipeline/events.hpp>               // stage_event, observers
 #include <ordo/pipeline/rules.hpp>                // is_valid_pipeline_v, diagnostic_t
 #include <ordo/pipeline/stages.hpp>               // the stages (for users of this header)

@@ -8,7 +8,7 @@
 #include <cstddef>      // std::size_t
 #include <type_traits>  // std::is_same_v, std::conditional_t
 
-#include <ordo/pipeline/detail/type_list.hpp>  // type_list
+#include <ordo/pipeline/type_list.hpp>  // type_list
 #include <ordo/pipeline/diagnostics.hpp>       // diagnostic::*
 #include <ordo/pipeline/stage.hpp>             // stage, quantizing_stage, dequantizing_stage
 #include <ordo/pipeline/state.hpp>             // dense

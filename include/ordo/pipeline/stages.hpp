@@ -3,6 +3,7 @@
 //   ordo::Prune<30>                       structured FFN pruning, 30 % of neurons removed ("P")
 //   ordo::Distill<ordo::T4, ordo::A03>    knowledge distillation, T = 4, alpha = 0.3    ("KD")
 //   ordo::QuantNF4                        NF4, blocksize 64, double quantization       ("Q")
+//                                         (a type deriving from QuantizeNF4<64, on>)
 //   ordo::QuantizeNF4<128, ordo::double_quant::off>   the same with other parameters   ("Q")
 //   ordo::Dequantize                      NF4 back to dense, exactly the values NF4 stands for ("D")
 //
@@ -14,7 +15,7 @@
 #include <string>       // std::string, std::to_string
 #include <string_view>  // std::string_view
 
-#include <ordo/pipeline/detail/type_list.hpp>  // dependent_false
+#include <ordo/pipeline/type_list.hpp>  // dependent_false
 #include <ordo/pipeline/stage.hpp>             // stage concept
 #include <ordo/pipeline/state.hpp>             // dense, nf4
 
@@ -134,8 +135,11 @@ struct QuantizeNF4 {
   }
 };
 
-/// The paper's Q: blocksize 64 with double quantization.
-using QuantNF4 = QuantizeNF4<>;
+/// The paper's Q: blocksize 64 with double quantization. A type of its own (not an alias of
+/// QuantizeNF4<64, double_quant::on>), so that diagnostics name it as users write it: a
+/// pipeline error says `ordo::QuantNF4`, not the template behind it. Stage overloads written
+/// for QuantizeNF4<B, DQ> take it as its base.
+struct QuantNF4 : QuantizeNF4<64, double_quant::on> {};
 
 /// NF4 back to a dense, trainable model holding exactly the values the NF4 weights stand for.
 struct Dequantize {

@@ -29,7 +29,8 @@
 #include <ordo/model/transform.hpp>  // clone
 #include <ordo/pipeline/stages.hpp>  // Distill
 #include <ordo/stages/context.hpp>   // Context, Budget
-#include <ordo/stages/models.hpp>    // DenseModel
+#include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/quantized_model.hpp>  // QuantizedModel
 #include <ordo/train/trainer.hpp>    // train, TrainOptions, token_cross_entropy_sum
 
 namespace ordo {
@@ -95,7 +96,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
                                       "tokenizer (the study uses the uncompressed base model)");
   const auto& teacher = *context.teacher;
   distill::check_same_tokenizer(model, teacher, who);
-  auto options = train::options_from_budget(context.budget, context.budget.distill_learning_rate, who);
+  auto options = options_from_budget(context.budget, context.budget.distill_learning_rate, who);
   options.seed = context.seed;
   options.label = "distill";
   options.compute_dtype = context.train_dtype;
@@ -125,7 +126,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
     }
     return distill::loss_terms(lm->forward(b.ids, b.attention_mask), target, b.labels, T, alpha).loss;
   };
-  train::train(student, examples, loss, options, context);
+  train::train(student, examples, loss, options, context.progress);
   student->eval();
   DenseModel out(student, model.shared_tokenizer(), model.chat_template(), model.source());
   context.report(stage.describe(), 1.0, "");

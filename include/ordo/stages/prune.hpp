@@ -47,7 +47,8 @@
 #include <ordo/model/decoder.hpp>    // CausalLM, DecoderLayerImpl, detail::rope_inverse_frequencies
 #include <ordo/pipeline/stages.hpp>  // Prune
 #include <ordo/stages/context.hpp>   // Context, Example
-#include <ordo/stages/models.hpp>    // DenseModel
+#include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/quantized_model.hpp>  // QuantizedModel
 #include <ordo/train/trainer.hpp>    // fine_tune, TrainOptions
 
 namespace ordo::prune {
@@ -347,7 +348,7 @@ inline DenseModel prune_ffn(const DenseModel& model, const std::vector<double>& 
   if (budget.prune_recovery) {
     const auto n = std::min<std::size_t>(static_cast<std::size_t>(budget.train_samples), context.train.size());
     const std::vector<Example> examples(context.train.begin(), context.train.begin() + static_cast<std::ptrdiff_t>(n));
-    train::fine_tune(lm, examples, recovery_options(context, what), context);
+    train::fine_tune(lm, examples, recovery_options(context, what), context.progress);
   }
   DenseModel out(lm, model.shared_tokenizer(), model.chat_template(), model.source());
   context.report(what, 1.0);

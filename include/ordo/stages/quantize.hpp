@@ -10,7 +10,8 @@
 #include <ordo/model/transform.hpp>  // clone, quantize_linears, dequantize_linears
 #include <ordo/pipeline/stages.hpp>  // QuantizeNF4, Dequantize
 #include <ordo/stages/context.hpp>   // Context
-#include <ordo/stages/models.hpp>    // DenseModel, QuantizedModel
+#include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/quantized_model.hpp>  // QuantizedModel
 
 namespace ordo {
 

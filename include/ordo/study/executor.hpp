@@ -29,7 +29,7 @@
 #include <boost/hana/unpack.hpp>  // hana::unpack
 
 #include <ordo/pipeline/apply.hpp>             // apply_stage, apply_result_t
-#include <ordo/pipeline/detail/type_list.hpp>  // type_list, at_t, take_t
+#include <ordo/pipeline/type_list.hpp>  // type_list, at_t, take_t
 #include <ordo/pipeline/events.hpp>            // stage_event, pipeline_event
 #include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_name_v
 #include <ordo/study/plan.hpp>                 // plan, schedule_figures
@@ -48,9 +48,9 @@ struct run_figures : schedule_figures {
 };
 
 namespace detail {
-using ordo::detail::at_t;
-using ordo::detail::take_t;
-using ordo::detail::type_list;
+using ordo::meta::at_t;
+using ordo::meta::take_t;
+using ordo::meta::type_list;
 
 template <class M, class C, class List>
 struct model_after;
@@ -141,7 +141,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
 
       using S = at_t<D - 1, pipeline_stages_t<Pipe>>;
       stage_event event{pipeline_name_v<Pipe>,
-                        pipeline_name_v<ordo::detail::rebind_t<prefix_stages<p>, Pipeline>>,
+                        pipeline_name_v<ordo::meta::rebind_t<prefix_stages<p>, Pipeline>>,
                         S::symbol,
                         D,
                         plan_type::lengths[C],
@@ -190,7 +190,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
 template <class Pipelines>
 auto to_type_list(const Pipelines& pipelines) {
   return boost::hana::unpack(pipelines, [](auto... t) {
-    return ordo::detail::type_identity<type_list<typename decltype(t)::type...>>{};
+    return ordo::meta::type_identity<type_list<typename decltype(t)::type...>>{};
   });
 }
 

@@ -16,7 +16,7 @@
 #include <limits>       // std::numeric_limits
 #include <type_traits>  // std::is_same_v
 
-#include <ordo/pipeline/detail/type_list.hpp>  // type_list, contains_v
+#include <ordo/pipeline/type_list.hpp>  // type_list, contains_v
 #include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_traits
 
 namespace ordo::study {
@@ -33,7 +33,7 @@ struct schedule_figures {
 };
 
 namespace detail {
-using ordo::detail::type_list;
+using ordo::meta::type_list;
 
 template <class Out, class... T>
 struct unique_types;
@@ -44,7 +44,7 @@ struct unique_types<type_list<Out...>> {
 template <class... Out, class T, class... Rest>
 struct unique_types<type_list<Out...>, T, Rest...> {
   using type = typename unique_types<
-      std::conditional_t<ordo::detail::contains_v<T, Out...>, type_list<Out...>,
+      std::conditional_t<ordo::meta::contains_v<T, Out...>, type_list<Out...>,
                          type_list<Out..., T>>,
       Rest...>::type;
 };
@@ -64,7 +64,7 @@ struct all_stages<> {
 };
 template <class... A, class... Rest>
 struct all_stages<type_list<A...>, Rest...> {
-  using type = ordo::detail::concat_t<type_list<A...>, typename all_stages<Rest...>::type>;
+  using type = ordo::meta::concat_t<type_list<A...>, typename all_stages<Rest...>::type>;
 };
 
 template <class T, class... U>
@@ -101,7 +101,7 @@ struct plan {
   template <class List>
   struct ids_of;
   template <class... S>
-  struct ids_of<ordo::detail::type_list<S...>> {
+  struct ids_of<ordo::meta::type_list<S...>> {
     static constexpr std::array<std::size_t, max_length> value = [] {
       std::array<std::size_t, max_length> out{};
       std::size_t i = 0;
@@ -113,7 +113,7 @@ struct plan {
   template <class List>
   struct trains_of;
   template <class... S>
-  struct trains_of<ordo::detail::type_list<S...>> {
+  struct trains_of<ordo::meta::type_list<S...>> {
     static constexpr std::array<bool, sizeof...(S) + 1> value{detail::trains<S>()..., false};
   };
 
@@ -239,6 +239,6 @@ struct plan {
 };
 
 template <class... Pipelines>
-struct plan<ordo::detail::type_list<Pipelines...>> : plan<Pipelines...> {};
+struct plan<ordo::meta::type_list<Pipelines...>> : plan<Pipelines...> {};
 
 }  // namespace ordo::study

@@ -1,7 +1,7 @@
 // ordo/train/trainer.hpp — training a CausalLM on examples for a loss callback.
 //
-//   auto r = ordo::train::train(lm, examples, loss, options, context);   // any loss
-//   auto r = ordo::train::fine_tune(lm, examples, options, context);     // plain cross-entropy
+//   auto r = ordo::train::train(lm, examples, loss, options, progress);   // any loss
+//   auto r = ordo::train::fine_tune(lm, examples, options, progress);     // plain cross-entropy
 //
 // What a step does: the micro-batches of one window (batch_size examples each,
 // grad_accumulation of them) run forward and backward; the loss callback returns the SUM of
@@ -50,7 +50,8 @@
 #include <ordo/data/split.hpp>       // permutation
 #include <ordo/io/atomic_write.hpp>  // write_file_atomically
 #include <ordo/model/decoder.hpp>    // CausalLM
-#include <ordo/stages/context.hpp>   // Context, Example
+#include <ordo/data/example.hpp>     // Example
+#include <ordo/train/progress.hpp>   // progress_fn
 #include <ordo/train/schedule.hpp>   // Schedule, Decay
 
 namespace ordo::train {
@@ -266,36 +267,8 @@ inline std::int64_t load_checkpoint(const std::filesystem::path& path, model::Ca
 
 }  // namespace detail
 
-/// The trainer's options from a stage's Budget (epochs, batch_size, grad_accumulation,
-/// weight_decay, warmup_fraction, max_grad_norm) and its learning rate; checks those fields and
-/// train_samples and sequence_length, each error naming the Budget field and `who`. The caller
-/// sets seed, checkpoint_dir and label.
-inline TrainOptions options_from_budget(const Budget& b, double learning_rate, const std::string& who) {
-  auto fail = [&](const std::string& what) { throw std::invalid_argument(who + ": " + what); };
-  if (b.train_samples < 1) fail("Budget::train_samples must be at least 1 (got " + std::to_string(b.train_samples) + ")");
-  if (b.sequence_length < 2) fail("Budget::sequence_length must be at least 2 (got " + std::to_string(b.sequence_length) + ")");
-  if (b.epochs < 1) fail("Budget::epochs must be at least 1 (got " + std::to_string(b.epochs) + ")");
-  if (b.batch_size < 1) fail("Budget::batch_size must be at least 1 (got " + std::to_string(b.batch_size) + ")");
-  if (b.grad_accumulation < 1)
-    fail("Budget::grad_accumulation must be at least 1 (got " + std::to_string(b.grad_accumulation) + ")");
-  if (!(learning_rate > 0) || !std::isfinite(learning_rate)) fail("the learning rate must be positive and finite");
-  if (!(b.warmup_fraction >= 0 && b.warmup_fraction < 1)) fail("Budget::warmup_fraction must lie within [0, 1)");
-  if (!(b.max_grad_norm >= 0) || !std::isfinite(b.max_grad_norm)) fail("Budget::max_grad_norm must be >= 0 (0: no clipping)");
-  if (!(b.weight_decay >= 0)) fail("Budget::weight_decay must be >= 0");
-  TrainOptions o;
-  o.epochs = b.epochs;
-  o.batch_size = b.batch_size;
-  o.grad_accumulation = b.grad_accumulation;
-  o.learning_rate = learning_rate;
-  o.weight_decay = b.weight_decay;
-  o.warmup_fraction = b.warmup_fraction;
-  o.max_grad_norm = b.max_grad_norm;
-  o.label = who;
-  return o;
-}
-
 /// Trains `lm` in place on `examples` (validated against its vocabulary) with `loss`.
-/// Progress goes to context.report(options.label, fraction, "step 3/40 loss 2.31 lr 1.2e-05
+/// Progress goes to progress(options.label, fraction, "step 3/40 loss 2.31 lr 1.2e-05
 /// 1850 tok/s eta 1m05s").
 /// Drops the gradients (as PyTorch's zero_grad(set_to_none=True)): the next backward writes
 /// them afresh instead of adding to zeros, and nothing fills hundreds of MB with zeros per step.
@@ -304,7 +277,7 @@ inline void clear_gradients(std::vector<torch::Tensor>& params) {
 }
 
 inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& examples, const LossFn& loss,
-                         const TrainOptions& o, const Context& context) {
+                         const TrainOptions& o, const progress_fn& progress) {
   validate(o);
   if (examples.empty()) throw std::invalid_argument("ordo::train (" + o.label + "): no training examples");
   const auto vocab = lm->config().vocab_size;
@@ -419,7 +392,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
         << std::defaultfloat << std::setprecision(3) << " lr " << schedule.at(step) << " "
         << static_cast<long>(static_cast<double>(r.tokens) / std::max(elapsed, 1e-9)) << " tok/s eta "
         << detail::seconds_text(elapsed / static_cast<double>(done) * static_cast<double>(r.total_steps - r.end_step));
-    context.report(o.label, static_cast<double>(r.end_step) / static_cast<double>(r.total_steps), line.str());
+    if (progress) progress(o.label, static_cast<double>(r.end_step) / static_cast<double>(r.total_steps), line.str());
 
     const bool stopping = o.stop_after > 0 && done >= o.stop_after;
     if (!checkpoint.empty() &&
@@ -434,13 +407,13 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
 
 /// Plain next-token cross-entropy fine-tuning (the recovery fine-tune after pruning).
 inline TrainResult fine_tune(model::CausalLM& lm, const std::vector<Example>& examples, const TrainOptions& options,
-                             Context& context) {
+                             const progress_fn& progress) {
   return train(
       lm, examples,
       [](model::CausalLM& m, const data::Batch& b) {
         return token_cross_entropy_sum(m->forward(b.ids, b.attention_mask), b.labels);
       },
-      options, context);
+      options, progress);
 }
 
 }  // namespace ordo::train

@@ -1,0 +1,30 @@
+# ordo_add_torch_header_check(<header>...)
+# One translation unit per header (`#include <ordo/...>` and nothing else), compiled as part of
+# the build against ordo::models (LibTorch, nlohmann-json, PCRE2): a header that does not
+# include what it uses fails the build. The torch-free headers are checked the same way by
+# CMake's VERIFY_INTERFACE_HEADER_SETS on the ordo target.
+function(ordo_add_torch_header_check)
+  set(sources)
+  foreach(h IN LISTS ARGN)
+    string(REGEX REPLACE "^include/" "" inc ${h})
+    string(MAKE_C_IDENTIFIER ${inc} id)
+    set(src ${PROJECT_BINARY_DIR}/torch_header_check/${id}.cpp)
+    set(text "#include <${inc}>\n")
+    if(EXISTS ${src})
+      file(READ ${src} old)
+    else()
+      set(old "")
+    endif()
+    if(NOT old STREQUAL text)
+      file(WRITE ${src} ${text})
+    endif()
+    list(APPEND sources ${src})
+  endforeach()
+  add_library(ordo_torch_header_check OBJECT ${sources})
+  target_link_libraries(ordo_torch_header_check PRIVATE ordo_models)
+  if(ORDO_HAVE_KERNELS)
+    target_link_libraries(ordo_torch_header_check PRIVATE ordo_kernels)
+  endif()
+  # Declarations only: no code to optimize, so compile as fast as possible.
+  target_compile_options(ordo_torch_header_check PRIVATE -O0 -g0 -Wall -Wextra -Wpedantic)
+endfunction()

@@ -1,0 +1,350 @@
+// ordo/paper/paper_study.hpp — the paper's study on one base model: base, P, KD, Q and the six
+// orderings, run with shared prefixes, each evaluated, reported in the paper's form.
+//
+//   auto options = ordo::study::preset("quick");       // or "paper"
+//   auto rows = ordo::study::run_paper_study(options);  // writes options.out_dir/results.*
+//
+// Data: plain-text documents (the State of the Union corpus by default: `./ordo data`). The
+// documents are split, by document, into evaluation (held out), calibration and training sets
+// that never overlap. The distillation teacher is a frozen copy of the base model.
+#pragma once
+
+#include <unistd.h>  // isatty
+
+#include <algorithm>   // std::sort
+#include <chrono>      // std::chrono
+#include <cstdio>      // std::fprintf
+#include <filesystem>  // std::filesystem
+#include <fstream>     // std::ifstream
+#include <map>         // std::map
+#include <memory>      // std::make_shared
+#include <random>      // std::mt19937_64
+#include <sstream>     // std::stringstream
+#include <string>      // std::string
+#include <vector>      // std::vector
+
+#include <torch/torch.h>
+
+#include <ordo/data/corpora.hpp>     // read_sotu, read_text_file
+#include <ordo/data/examples.hpp>    // text_examples
+#include <ordo/data/split.hpp>       // permutation
+#include <ordo/eval/perplexity.hpp>  // perplexity
+#include <ordo/model/checkpoint.hpp>    // save_hf, save_nf4
+#include <ordo/pipeline.hpp>         // paper_configurations, paper_notation_v
+#include <ordo/stages/context.hpp>   // Context, Example, Budget
+#include <ordo/stages/distill.hpp>   // apply(Distill)
+#include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/quantized_model.hpp>  // QuantizedModel
+#include <ordo/stages/prune.hpp>     // apply(Prune)
+#include <ordo/stages/quantize.hpp>  // apply(QuantNF4), apply(Dequantize)
+#include <ordo/paper/clarity.hpp>    // clarity_evaluator
+#include <ordo/study/executor.hpp>   // execute
+#include <ordo/paper/report.hpp>     // result_row, write_reports
+
+namespace ordo::study {
+
+struct study_options {
+  std::string preset = "quick";
+  std::filesystem::path model;       // "" : the embedded default
+  std::filesystem::path corpus;      // a directory of .txt documents
+  std::filesystem::path out_dir = "out/study";
+  Budget budget;
+  std::int64_t eval_tokens = 4096;   // held-out tokens scored per configuration
+  std::int64_t eval_context = 256;
+  std::int64_t eval_stride = 128;
+  std::int64_t eval_documents = 8;   // documents held out for evaluation (the newest)
+  std::uint64_t seed = 1234;
+  std::size_t max_cached_models = 2;
+  int threads = 2;
+  /// Answer-quality metrics (study/clarity.hpp): prompts answered per configuration (0: none).
+  clarity_options clarity;
+  std::filesystem::path prompts;     // "" : resources/study_prompts.jsonl
+  std::filesystem::path minilm;      // "" : the default all-MiniLM-L6-v2 install (./ordo minilm)
+  bool judge = true;                 // use ORDO_JUDGE_URL when it is set
+  bool save_answers = true;          // the answers go into results.json
+  /// Save every configuration's model into out_dir/models/<paper name>/ (a Hugging Face
+  /// directory, bitsandbytes NF4 when the chain ends quantized); the rows then carry the saved
+  /// files' size (`file_mb`).
+  bool save_models = false;
+};
+
+/// `quick`: the 2-core CPU preset on the embedded default model (about 20 minutes); `paper`:
+/// the paper's budgets (500 calibration samples, 1500 fine-tuning samples x 2 epochs, 10k KD
+/// samples, length 512, T = 4, alpha = 0.3), for a GPU-sized budget.
+inline study_options preset(const std::string& name) {
+  study_options o;
+  o.preset = name;
+  if (name == "quick") {
+    o.budget.calibration_samples = 16;
+    o.budget.train_samples = 24;
+    o.budget.sequence_length = 128;
+    o.budget.epochs = 1;
+    o.budget.batch_size = 4;
+    o.budget.grad_accumulation = 1;
+    o.eval_tokens = 2048;
+    o.clarity.prompts = 8;
+    o.clarity.max_new_tokens = 48;
+  } else if (name == "paper") {
+    o.budget.calibration_samples = 500;
+    o.budget.train_samples = 1500;
+    o.budget.sequence_length = 512;
+    o.budget.epochs = 2;
+    o.budget.batch_size = 2;
+    o.budget.grad_accumulation = 4;
+    o.eval_tokens = 65536;
+    o.eval_context = 512;
+    o.eval_stride = 256;
+    o.clarity.prompts = 16;
+    o.clarity.max_new_tokens = 256;
+  } else {
+    throw std::invalid_argument("unknown study preset '" + name + "' (quick, paper)");
+  }
+  return o;
+}
+
+/// Progress of a study or of one pipeline on stderr: a rewritten line on a terminal, plain lines
+/// otherwise. It is both a pipeline observer (`Pipe::run(model, context, progress)`,
+/// `execute(..., observer)`: pipeline and stage start/end events) and, through `progress()`, a
+/// Context's progress function:
+///
+///   ordo::study::study_progress progress;
+///   context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
+///   auto result = Pipe::run(base, context, progress);
+struct study_progress {
+  bool tty = isatty(fileno(stderr));
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::map<std::string, double> seconds_of_prefix;  // by chain, e.g. "P-KD"
+  std::string current;
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  void on_pipeline_start(const pipeline_event& e) {
+    std::fprintf(stderr, "%s[%zu/%zu] %s\n", tty ? "\r\033[K" : "", e.index, e.total, std::string(e.pipeline).c_str());
+  }
+  void on_stage_start(const stage_event& e) {
+    current = std::string(e.prefix);
+    std::fprintf(stderr, "%s  stage %zu/%zu: %s ...%s", tty ? "\r\033[K" : "", e.sequence, e.planned,
+                 current.c_str(), tty ? "" : "\n");
+  }
+  void on_stage_end(const stage_event& e) {
+    const double s = std::chrono::duration<double>(e.elapsed).count();
+    seconds_of_prefix[std::string(e.prefix)] = s;
+    std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
+                 e.planned, std::string(e.prefix).c_str(), s, elapsed());
+  }
+  void progress(const std::string& what, double fraction, const std::string& detail) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r\033[K    %s %3.0f%% %s", what.c_str(), 100 * fraction, detail.c_str());
+  }
+};
+
+namespace detail {
+
+// The documents of `dir`: a `sotu` install, or any directory of .txt files (name order).
+inline std::vector<data::Document> read_documents(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir))
+    throw std::runtime_error(dir.string() + ": the study's corpus directory does not exist (run `./ordo data`)");
+  try {
+    return data::read_sotu(dir);
+  } catch (const data::DataError&) {
+  }
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::vector<data::Document> docs;
+  for (const auto& f : files) docs.push_back(data::read_text_file(f));
+  if (docs.size() < 3) throw std::runtime_error(dir.string() + ": the corpus needs at least 3 .txt documents");
+  return docs;
+}
+
+// The name study_progress had in detail before it became public (kept for existing code).
+using study_progress = ordo::study::study_progress;
+
+// The paper's Table 1 order.
+inline int table_rank(const std::string& paper_name) {
+  static const char* order[] = {"Base", "KD", "P", "Q", "P-KD-Q", "KD-P-Q", "P-Q-KD", "KD-Q-P", "Q-KD-P", "Q-P-KD"};
+  for (int i = 0; i < 10; ++i)
+    if (paper_name == order[i]) return i;
+  return 10;
+}
+
+}  // namespace detail
+
+/// The study's data from a directory of documents: split by document, the newest
+/// `eval_documents` held out for evaluation; the others shuffled (seeded) and cut into
+/// calibration and training sequences of the budget's length. The sets never overlap.
+struct study_data {
+  Context context;
+  std::vector<std::int64_t> eval_ids;
+};
+
+inline study_data prepare_data(const DenseModel& base, const std::filesystem::path& corpus, const Budget& budget,
+                               std::uint64_t seed, std::int64_t eval_documents) {
+  study_data out;
+  auto docs = detail::read_documents(corpus);
+  const auto held_out = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(eval_documents, 1)),
+                                              docs.size() / 3);
+  for (std::size_t i = docs.size() - held_out; i < docs.size(); ++i) {  // the newest documents
+    const auto ids = base.tokenizer().encode(docs[i].text);
+    out.eval_ids.insert(out.eval_ids.end(), ids.begin(), ids.end());
+  }
+  // The other documents in a seeded order: calibration text first, training text after it.
+  std::vector<data::Document> rest;
+  for (std::size_t i : data::permutation(docs.size() - held_out, seed)) rest.push_back(std::move(docs[i]));
+  data::TextOptions text;
+  text.length = budget.sequence_length;
+  text.max_examples = budget.calibration_samples + budget.train_samples;
+  auto examples = data::text_examples(rest, base.tokenizer(), text);
+  if (static_cast<std::int64_t>(examples.size()) < 2)
+    throw std::runtime_error(corpus.string() + ": too little text for the calibration and training budgets");
+  const auto cal = std::min<std::size_t>(static_cast<std::size_t>(budget.calibration_samples), examples.size() / 2);
+  Context& context = out.context;
+  context.budget = budget;
+  context.seed = seed;
+  context.calibration.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(cal));
+  context.train.assign(examples.begin() + static_cast<std::ptrdiff_t>(cal), examples.end());
+  return out;
+}
+
+/// Runs the study and writes its reports into options.out_dir; returns the rows in the paper's
+/// table order.
+inline std::vector<result_row> run_paper_study(const study_options& o) {
+  at::set_num_threads(o.threads);
+  torch::manual_seed(o.seed);
+  study_progress progress;
+  std::fprintf(stderr, "ordo-study: preset %s, loading the model\n", o.preset.c_str());
+  const DenseModel base = DenseModel::load(o.model);
+
+  auto data = prepare_data(base, o.corpus, o.budget, o.seed, o.eval_documents);
+  Context& context = data.context;
+  const std::vector<std::int64_t>& eval_ids = data.eval_ids;
+  context.teacher = std::make_shared<const DenseModel>(base);
+  context.progress = [&](const std::string& what, double f, const std::string& detail) { progress.progress(what, f, detail); };
+
+  // Answer-quality metrics: the base model scores fluency; MiniLM scores coherence when it is
+  // installed; a judge when ORDO_JUDGE_URL is set.
+  std::optional<eval::SentenceEncoder> encoder;
+  std::string coherence_note = "all-MiniLM-L6-v2";
+  std::optional<eval::JudgeClient> judge;
+  if (o.clarity.prompts > 0) {
+    try {
+      encoder = eval::SentenceEncoder::load(o.minilm);
+    } catch (const std::exception& e) {
+      coherence_note = std::string("unavailable (") + e.what() + "); clarity averages fluency and readability";
+      std::fprintf(stderr, "ordo-study: no coherence metric: %s\n", e.what());
+    }
+    if (o.judge) judge = eval::JudgeClient::from_env();
+  }
+  clarity_evaluator clarity(base, read_clarity_prompts(o.prompts.empty() ? default_clarity_prompts() : o.prompts),
+                            o.clarity, encoder ? &*encoder : nullptr, judge ? &*judge : nullptr);
+
+  eval::perplexity_options pp;
+  pp.context = o.eval_context;
+  pp.stride = o.eval_stride;
+  pp.max_tokens = o.eval_tokens;
+
+  std::vector<result_row> rows;
+  using P = Prune<30>;
+  using KD = Distill<T4, A03>;
+  using Q = QuantNF4;
+  constexpr auto ten = paper_configurations<P, KD, Q>();
+  const auto figures = execute(
+      ten, base, context,
+      [&](auto t, const auto& model) {
+        using Pipe = typename decltype(t)::type;
+        result_row r;
+        r.configuration = std::string(Pipe::name());
+        r.paper_name = Pipe::size == 0 ? "Base" : std::string(paper_notation_v<Pipe>);
+        r.size_mb = static_cast<double>(model.memory_bytes()) / (1024.0 * 1024.0);
+        const auto started = std::chrono::steady_clock::now();
+        auto lm = model.lm();
+        const auto ppl = eval::perplexity(lm, eval_ids, pp);
+        r.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        r.perplexity = ppl.ppl;
+        r.nll = ppl.nll;
+        r.eval_tokens = ppl.tokens;
+        if (o.save_models) {
+          const auto dir = o.out_dir / "models" / r.paper_name;
+          std::filesystem::create_directories(dir.parent_path());
+          model::SavedCheckpoint saved;
+          if constexpr (std::is_same_v<std::decay_t<decltype(model)>, QuantizedModel>) {
+            saved = model::save_nf4(model, dir);
+          } else {
+            saved = model::save_hf(model, dir);
+          }
+          r.extra["saved_to"] = saved.dir.string();
+          r.extra["file_mb"] = static_cast<double>(saved.size.file_bytes) / (1024.0 * 1024.0);
+        }
+        std::string quality;
+        if (clarity.enabled()) {
+          progress.progress("answers", 0.0, std::to_string(clarity.prompt_count()) + " prompts");
+          const auto q = clarity.evaluate(model);
+          r.clarity = q.clarity;
+          r.fluency = q.fluency;
+          if (encoder) r.coherence = q.coherence;
+          r.readability = q.readability;
+          r.geval_correctness = q.correctness;
+          r.prompt_alignment = q.prompt_alignment;
+          auto details = q.to_json(o.save_answers);
+          for (const char* k : {"clarity", "fluency", "coherence", "readability", "geval_correctness", "prompt_alignment"})
+            details.erase(k);
+          for (auto& [k, v] : details.items()) r.extra[k] = v;
+          r.eval_seconds += q.seconds;
+          char buf[160];
+          std::snprintf(buf, sizeof buf, ", clarity %.3f (%.1f s)", q.clarity, q.seconds);
+          quality = buf;
+        }
+        rows.push_back(std::move(r));
+        std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s, %.1f s\n",
+                     progress.tty ? "\r\033[K" : "", rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
+                     static_cast<long long>(ppl.tokens), quality.c_str(), rows.back().eval_seconds);
+      },
+      options{o.max_cached_models}, progress);
+
+  // Chain times: the sum of the stage durations along each configuration's chain.
+  for (auto& r : rows) {
+    if (r.configuration == "base") continue;
+    std::string prefix;
+    std::stringstream parts(r.configuration);
+    for (std::string s; std::getline(parts, s, '-');) {
+      prefix += (prefix.empty() ? "" : "-") + s;
+      r.stage_seconds += progress.seconds_of_prefix[prefix];
+    }
+  }
+  const double base_mb = rows.front().size_mb;  // base runs first (plan order)
+  for (auto& r : rows) r.compression_ratio = base_mb / r.size_mb;
+  std::sort(rows.begin(), rows.end(), [](const result_row& a, const result_row& b) {
+    return detail::table_rank(a.paper_name) < detail::table_rank(b.paper_name);
+  });
+
+  nlohmann::json meta = {{"model", base.source().string()},
+                         {"preset", o.preset},
+                         {"corpus", o.corpus.string()},
+                         {"eval_tokens", o.eval_tokens},
+                         {"eval_context", o.eval_context},
+                         {"eval_stride", o.eval_stride},
+                         {"calibration_samples", context.calibration.size()},
+                         {"train_samples", context.train.size()},
+                         {"sequence_length", o.budget.sequence_length},
+                         {"epochs", o.budget.epochs},
+                         {"prune_weight_share", o.budget.prune_weight_share},
+                         {"prune_recovery", o.budget.prune_recovery},
+                         {"seed", o.seed},
+                         {"threads", o.threads},
+                         {"clarity_prompts", clarity.prompt_count()},
+                         {"clarity_max_new_tokens", o.clarity.max_new_tokens},
+                         {"fluency_scorer", base.source().string() + " (the base model)"},
+                         {"coherence_encoder", clarity.enabled() ? coherence_note : "not measured"},
+                         {"judge", judge ? std::string("ORDO_JUDGE_URL") : std::string("none")},
+                         {"models_saved", o.save_models},
+                         {"stage_applications", figures.applications},
+                         {"training_applications", figures.training_applications},
+                         {"stage_applications_one_by_one", decltype(plan_of(ten))::unshared.applications},
+                         {"wall_seconds", progress.elapsed()}};
+  write_reports(o.out_dir, rows, meta, "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
+  return rows;
+}
+
+}  // namespace ordo::study

@@ -1,0 +1,58 @@
+// ordo/quant/cpu_features.hpp — which CPU code path the NF4 CPU kernels (nf4_cpu.hpp) take:
+// run-time detection of AVX2 (with FMA and F16C) and AVX-512F, the Isa choice and its
+// resolution. On x86 with GCC or Clang it also defines the target attributes ORDO_NF4_AVX2 and
+// ORDO_NF4_AVX512 and includes the intrinsics the kernels use (ORDO_NF4_HAVE_X86 is 1 there,
+// 0 elsewhere).
+#pragma once
+
+#include <stdexcept>  // std::runtime_error
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__CUDACC__)
+#include <cpuid.h>      // __get_cpuid: the F16C bit (not every compiler's __builtin_cpu_supports knows it)
+#include <immintrin.h>  // AVX2, FMA, F16C intrinsics (used only behind a run-time CPU check)
+#define ORDO_NF4_HAVE_X86 1
+#define ORDO_NF4_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define ORDO_NF4_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#else
+#define ORDO_NF4_HAVE_X86 0
+#endif
+
+namespace ordo::quant::nf4 {
+
+/// Which CPU code path runs. `automatic` picks AVX-512 (AVX-512F) when the CPU has it, else AVX2
+/// when the CPU has AVX2, FMA and F16C, else the portable path. All give the same bytes.
+enum class Isa { automatic, portable, avx2, avx512 };
+
+/// True when this CPU can run the AVX2 path (AVX2, FMA and F16C).
+inline bool cpu_has_avx2() noexcept {
+#if ORDO_NF4_HAVE_X86
+  __builtin_cpu_init();
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+#else
+  return false;
+#endif
+}
+
+/// True when this CPU can run the AVX-512 path (AVX-512F, and everything the AVX2 path needs).
+inline bool cpu_has_avx512() noexcept {
+#if ORDO_NF4_HAVE_X86
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+/// The path `isa` stands for on this CPU; throws std::runtime_error for a path the CPU lacks.
+inline Isa resolve_isa(Isa isa) {
+  if (isa == Isa::automatic) return cpu_has_avx512() ? Isa::avx512 : cpu_has_avx2() ? Isa::avx2 : Isa::portable;
+  if (isa == Isa::avx2 && !cpu_has_avx2())
+    throw std::runtime_error("ordo::quant::nf4: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+  if (isa == Isa::avx512 && !cpu_has_avx512())
+    throw std::runtime_error("ordo::quant::nf4: the AVX-512 path was requested but this CPU lacks AVX-512F");
+  return isa;
+}
+
+}  // namespace ordo::quant::nf4

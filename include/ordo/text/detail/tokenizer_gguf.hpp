@@ -1,0 +1,195 @@
+// ordo/text/detail/tokenizer_gguf.hpp — Tokenizer from a GGUF vocabulary (BpeVocabulary): the
+// pre-tokenizer families llama.cpp names (tokenizer.ggml.pre), byte-level BPE ("gpt2") and
+// SentencePiece-style BPE ("llama"), whose merges may have to be derived from the scores.
+#pragma once
+
+#include <algorithm>      // std::sort, std::stable_sort
+#include <cstddef>        // std::size_t
+#include <cstdint>        // std::int64_t
+#include <initializer_list>  // std::initializer_list (the lists of names)
+#include <limits>         // std::numeric_limits
+#include <optional>       // std::optional
+#include <string>         // std::string, std::to_string
+#include <string_view>    // std::string_view
+#include <tuple>          // std::tuple
+#include <unordered_map>  // std::unordered_map
+#include <utility>        // std::move, std::pair
+#include <vector>         // std::vector
+
+#include <ordo/text/bpe_vocabulary.hpp>       // BpeVocabulary
+#include <ordo/text/detail/decode_steps.hpp>  // DecodeStep
+#include <ordo/text/detail/pre_tokenize.hpp>  // PreTokenizeStep, NormalizeStep, the families' patterns
+#include <ordo/text/token.hpp>                // TokenId, AddedToken
+#include <ordo/text/tokenizer.hpp>            // Tokenizer (which includes this header at its end)
+#include <ordo/text/utf8.hpp>                 // utf8::lead_length
+
+namespace ordo {
+
+namespace detail {
+
+// GGUF pre-tokenizer names (llama.cpp's tokenizer.ggml.pre) and what they stand for.
+struct PreFamily {
+  std::vector<std::string_view> patterns;
+  bool ignore_merges = false;
+  bool add_bos = false;
+};
+
+/// The family a tokenizer.ggml.pre name stands for; nothing for names ordo does not know.
+inline std::optional<PreFamily> pre_family(std::string_view pre) {
+  using namespace std::string_view_literals;
+  for (const auto name : {"gpt2"sv, "gpt-2"sv, "phi-2"sv, "mpt"sv, "olmo"sv})
+    if (pre == name) return PreFamily{{detail::gpt2_pattern}, false, false};
+  for (const auto name : {"smollm"sv, "starcoder"sv, "refact"sv, "codeshell"sv})
+    if (pre == name) return PreFamily{{R"(\p{N})", detail::gpt2_pattern}, false, false};
+  for (const auto name : {"llama-bpe"sv, "llama3"sv, "llama-v3"sv, "falcon3"sv})
+    if (pre == name) return PreFamily{{detail::llama3_pattern}, true, true};
+  for (const auto name : {"qwen2"sv, "deepseek-r1-qwen"sv, "stablelm2"sv})
+    if (pre == name) return PreFamily{{detail::qwen2_pattern}, false, false};
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+inline void Tokenizer::load_vocabulary(const BpeVocabulary& v) {
+  const bool spm = v.model == "llama";
+  if (!spm && v.model != "gpt2") {
+    fail("tokenizer.ggml.model is \"" + v.model + "\"; ordo supports \"gpt2\" (byte-level BPE) and \"llama\" "
+         "(SentencePiece-style BPE)");
+  }
+  const auto family = spm ? std::optional<detail::PreFamily>(detail::PreFamily{{}, false, true})
+                         : detail::pre_family(v.pre);
+  if (!family) {
+    fail("tokenizer.ggml.pre \"" + v.pre + "\" is not a pre-tokenizer ordo knows; known: " +
+         std::string(known_pre_names));
+  }
+  if (v.tokens.empty()) fail("tokenizer.ggml.tokens is empty");
+  if (static_cast<std::int64_t>(v.tokens.size()) > max_id) fail("tokenizer.ggml.tokens has too many entries");
+  if (!v.token_types.empty() && v.token_types.size() != v.tokens.size()) {
+    fail("tokenizer.ggml.token_type has " + std::to_string(v.token_types.size()) + " entries for " +
+         std::to_string(v.tokens.size()) + " tokens");
+  }
+  for (std::size_t i = 0; i < v.tokens.size(); ++i) {
+    const std::string where = "tokenizer.ggml.tokens[" + std::to_string(i) + "]";
+    check_utf8(v.tokens[i], where);
+    const auto id = static_cast<TokenId>(i);
+    put_token(id, v.tokens[i], "tokenizer.ggml.tokens");
+    const int type = v.token_types.empty() ? 1 : v.token_types[i];
+    if (type == 2 || type == 3 || type == 4) {  // unknown, control, user-defined: matched in the raw text
+      if (v.tokens[i].empty()) fail(where + " is an empty control token");
+      AddedToken a;
+      a.id = id;
+      a.content = v.tokens[i];
+      a.special = type != 4;
+      added_.push_back(std::move(a));
+    }
+    // As Hugging Face keeps one id per spelling, the first one wins for lookups.
+    model_vocab_.emplace(v.tokens[i], id);
+  }
+  std::vector<std::pair<std::string, std::string>> pairs;
+  pairs.reserve(v.merges.size());
+  for (std::size_t i = 0; i < v.merges.size(); ++i) {
+    const auto& s = v.merges[i];
+    const auto space = s.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == s.size() ||
+        s.find(' ', space + 1) != std::string::npos) {
+      fail("tokenizer.ggml.merges[" + std::to_string(i) + "] = \"" + s + "\" is not of the form \"left right\"");
+    }
+    pairs.emplace_back(s.substr(0, space), s.substr(space + 1));
+  }
+  if (spm && pairs.empty()) pairs = merges_from_scores(v);
+  build_merges(pairs);
+
+  if (spm) {
+    // Llama 2's tokenizer.json (and llama.cpp): "\u2581" before every piece of text, spaces as
+    // "\u2581", characters outside the vocabulary as bytes; decoding undoes it.
+    const std::string space = "\xE2\x96\x81";
+    const bool prefix = v.add_space_prefix.value_or(true);
+    if (prefix) normalizers_.push_back({detail::NormalizeStep::Kind::prepend, space, {}});
+    normalizers_.push_back({detail::NormalizeStep::Kind::replace, " ", space});
+    byte_level_ = false;
+    byte_fallback_ = true;
+    fuse_unk_ = true;
+    decoders_.push_back({detail::DecodeStep::Kind::replace, space, " "});
+    decoders_.push_back({detail::DecodeStep::Kind::byte_fallback, {}, {}});
+    decoders_.push_back({detail::DecodeStep::Kind::fuse, {}, {}});
+    if (prefix) decoders_.push_back({detail::DecodeStep::Kind::strip, " ", {}, 1, 0});
+  } else {
+    for (const auto pattern : family->patterns) {
+      detail::PreTokenizeStep s;
+      s.regex = compile(pattern, "tokenizer.ggml.pre");
+      steps_.push_back(std::move(s));
+    }
+    detail::PreTokenizeStep byte_step;
+    byte_step.kind = detail::PreTokenizeStep::Kind::byte_level;
+    steps_.push_back(std::move(byte_step));
+    ignore_merges_ = family->ignore_merges;
+  }
+
+  const auto check = [&](const std::optional<TokenId>& id, const char* what) {
+    if (id && !contains(*id)) fail(std::string(what) + " = " + std::to_string(*id) + " is not a token id");
+  };
+  check(v.bos_id, "tokenizer.ggml.bos_token_id");
+  check(v.eos_id, "tokenizer.ggml.eos_token_id");
+  check(v.unk_id, "tokenizer.ggml.unknown_token_id");
+  check(v.pad_id, "tokenizer.ggml.padding_token_id");
+  bos_id_ = v.bos_id;
+  eos_id_ = v.eos_id;
+  pad_id_ = v.pad_id;
+  unk_id_ = v.unk_id;
+  std::vector<TokenId> prefix, suffix;
+  if (v.add_bos.value_or(family->add_bos) && v.bos_id) prefix.push_back(*v.bos_id);
+  if (v.add_eos.value_or(false) && v.eos_id) suffix.push_back(*v.eos_id);
+  add_template(prefix, suffix);
+  finish();
+}
+
+// Merges implied by a SentencePiece vocabulary's scores, as transformers derives them
+// (generate_merges): every split of a token into two tokens, ordered by the token's score
+// (highest first), then the longer left part, then the longer right part, then token order.
+inline std::vector<std::pair<std::string, std::string>> Tokenizer::merges_from_scores(const BpeVocabulary& v) const {
+  if (v.scores.size() != v.tokens.size()) {
+    fail("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries for " +
+         std::to_string(v.tokens.size()) + " tokens, and there are no merges");
+  }
+  std::unordered_map<std::string_view, std::size_t> index;  // the last id of each spelling
+  std::unordered_map<std::string_view, float> score;
+  for (std::size_t i = 0; i < v.tokens.size(); ++i) {
+    index[v.tokens[i]] = i;
+    const float x = v.scores[i];
+    score[v.tokens[i]] = x == x ? x : -std::numeric_limits<float>::infinity();  // NaN sorts last
+  }
+  struct Merge {
+    std::string_view left, right;
+    float score;
+    std::size_t left_chars, right_chars;
+  };
+  std::vector<Merge> merges;
+  std::unordered_map<std::string_view, bool> seen;
+  for (const auto& token : v.tokens) {
+    if (!seen.emplace(token, true).second) continue;
+    const std::string_view t = token;
+    std::vector<Merge> local;
+    std::size_t chars = 0, total = 0;
+    for (std::size_t i = 0; i < t.size(); i += detail::utf8::lead_length(static_cast<unsigned char>(t[i]))) ++total;
+    for (std::size_t at = 0; at < t.size();) {
+      at += detail::utf8::lead_length(static_cast<unsigned char>(t[at]));
+      ++chars;
+      if (at >= t.size()) break;
+      const auto l = t.substr(0, at), r = t.substr(at);
+      if (index.count(l) && index.count(r)) local.push_back({l, r, score[t], chars, total - chars});
+    }
+    std::sort(local.begin(), local.end(), [&](const Merge& a, const Merge& b) {
+      return std::pair(index[a.left], index[a.right]) < std::pair(index[b.left], index[b.right]);
+    });
+    merges.insert(merges.end(), local.begin(), local.end());
+  }
+  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) {
+    return std::tuple(a.score, a.left_chars, a.right_chars) > std::tuple(b.score, b.left_chars, b.right_chars);
+  });
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(merges.size());
+  for (const auto& m : merges) out.emplace_back(m.left, m.right);
+  return out;
+}
+
+}  // namespace ordo

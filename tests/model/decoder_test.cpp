@@ -1,0 +1,240 @@
+// The decoder against transformers on tiny random Llama 3, SmolLM2-style and Qwen2 models
+// (fixtures made by make_decoder_fixtures.py), its KV cache against a full forward, and
+// generation (greedy, seeded sampling, top-p, stop ids).
+#include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+
+#include <ordo/model/decoder.hpp>
+#include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
+#include <ordo/model/generate.hpp>
+
+namespace fs = std::filesystem;
+using ordo::model::CausalLM;
+
+namespace {
+
+const fs::path fixtures = ORDO_MODEL_FIXTURES;
+
+struct expected {
+  torch::Tensor ids, mask, logits;
+};
+
+expected read_expected(const fs::path& dir) {
+  ordo::io::safetensors::Checkpoint ck(dir / "expected.safetensors");
+  return {ordo::model::read_tensor(ck, "input_ids"), ordo::model::read_tensor(ck, "attention_mask"),
+          ordo::model::read_tensor(ck, "logits")};
+}
+
+// Largest |difference| over the real (unpadded) positions.
+double max_error_on_real_tokens(const torch::Tensor& got, const torch::Tensor& want,
+                                const torch::Tensor& mask) {
+  auto real = mask.to(torch::kBool).unsqueeze(-1).expand_as(want);
+  return (got - want).abs().masked_select(real).max().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("logits equal transformers' within 1e-4 in fp32") {
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    const std::string model(name);
+    CAPTURE(model);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    auto e = read_expected(fixtures / name);
+    torch::NoGradGuard no_grad;
+    auto logits = lm->forward(e.ids, e.mask);
+    REQUIRE(logits.sizes() == e.logits.sizes());
+    const double err = max_error_on_real_tokens(logits, e.logits, e.mask);
+    MESSAGE(name << ": max |logit error| = " << err);
+    CHECK(err < 1e-4);
+    CHECK(e.logits.abs().max().item<double>() > 1.0);  // the comparison is not of near-zeros
+  }
+}
+
+TEST_CASE("the config's features are those of the fixtures") {
+  CHECK(ordo::model::load_hf(fixtures / "qwen2")->config().attention_bias);
+  CHECK(ordo::model::load_hf(fixtures / "qwen2")->config().tie_word_embeddings);
+  const auto llama3 = ordo::model::load_hf(fixtures / "llama3")->config();
+  CHECK(llama3.rope.type == "llama3");
+  CHECK(llama3.rope.factor == 8.0);
+  CHECK_FALSE(llama3.tie_word_embeddings);
+}
+
+TEST_CASE("a KV cache gives the logits of the full forward") {
+  for (const char* name : {"llama3", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    auto e = read_expected(fixtures / name);
+    auto ids = e.ids.slice(0, 0, 1);  // the unpadded row
+    torch::NoGradGuard no_grad;
+    auto full = lm->forward(ids);
+    ordo::model::kv_cache cache;
+    std::vector<torch::Tensor> parts{lm->forward(ids.slice(1, 0, 6), {}, &cache)};
+    for (int64_t t = 6; t < ids.size(1); ++t) parts.push_back(lm->forward(ids.slice(1, t, t + 1), {}, &cache));
+    CHECK(cache.length() == ids.size(1));
+    CHECK((torch::cat(parts, 1) - full).abs().max().item<double>() < 1e-4);
+  }
+}
+
+TEST_CASE("bf16 weights give logits close to fp32") {
+  auto lm32 = ordo::model::load_hf(fixtures / "llama_tied");
+  auto lm16 = ordo::model::load_hf(fixtures / "llama_tied", torch::kBFloat16);
+  auto e = read_expected(fixtures / "llama_tied");
+  torch::NoGradGuard no_grad;
+  auto a = lm32->forward(e.ids, e.mask), b = lm16->forward(e.ids, e.mask);
+  CHECK((b.scalar_type() == torch::kFloat32));
+  const double rel = max_error_on_real_tokens(a, b, e.mask) / a.abs().max().item<double>();
+  CHECK(rel < 0.1);
+}
+
+TEST_CASE("a checkpoint that does not fit the config is an error naming the file and tensor") {
+  const fs::path dir = fs::temp_directory_path() / "ordo-test-decoder-bad";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(fixtures / "qwen2" / "model.safetensors", dir / "model.safetensors");
+  // A llama config has no q/k/v biases: the checkpoint's biases are then unexpected.
+  auto config = ordo::model::decoder_config::load(fixtures / "qwen2");
+  auto j = config.to_json();
+  j["model_type"] = "llama";
+  j["attention_bias"] = false;
+  std::ofstream(dir / "config.json") << j.dump();
+  try {
+    (void)ordo::model::load_hf(dir);
+    FAIL("no error");
+  } catch (const std::invalid_argument& err) {
+    const std::string what = err.what();
+    CHECK(what.find(dir.string()) != std::string::npos);
+    CHECK(what.find("_proj.bias' of the checkpoint is not a parameter") != std::string::npos);
+  }
+  // A wider FFN than the checkpoint holds: a shape mismatch.
+  j = config.to_json();
+  j["intermediate_size"] = 128;
+  std::ofstream(dir / "config.json") << j.dump();
+  CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir),
+                       doctest::Contains("but the config implies"), std::invalid_argument);
+  // A config that is not a decoder.
+  std::ofstream(dir / "config.json") << R"({"model_type": "llama", "vocab_size": 10})";
+  CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir), doctest::Contains("missing integer 'hidden_size'"),
+                       std::invalid_argument);
+  fs::remove_all(dir);
+}
+
+// ---- generation -------------------------------------------------------------------------------
+
+TEST_CASE("greedy generation with the KV cache follows the argmax of full forwards") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  const std::vector<int64_t> prompt{5, 17, 42, 8};
+  ordo::model::generation_options o;
+  o.greedy = true;
+  o.max_new_tokens = 12;
+  const auto r = ordo::model::generate(lm, prompt, o);
+  REQUIRE(r.tokens.size() == 12);
+  CHECK_FALSE(r.stopped);
+  CHECK(r.prompt_tokens == 4);
+  std::vector<int64_t> seq = prompt;
+  torch::NoGradGuard no_grad;
+  for (auto id : r.tokens) {
+    auto logits = lm->forward(torch::tensor(seq, torch::kLong).unsqueeze(0));
+    CHECK(logits[0][-1].argmax().item<int64_t>() == id);
+    seq.push_back(id);
+  }
+}
+
+TEST_CASE("batched generation: left-padded rows equal each prompt generated alone; rows stop on their own") {
+  for (const char* name : {"llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    const std::vector<std::vector<int64_t>> prompts{{5, 17, 42, 8}, {3}, {9, 9, 1, 30, 2, 11, 4}};
+    ordo::model::generation_options o;
+    o.greedy = true;
+    o.max_new_tokens = 10;
+    const auto batch = ordo::model::generate_batch(lm, prompts, o);
+    REQUIRE(batch.size() == 3);
+    for (std::size_t b = 0; b < prompts.size(); ++b) {
+      const auto alone = ordo::model::generate(lm, prompts[b], o);
+      CHECK(batch[b].tokens == alone.tokens);
+      CHECK(batch[b].prompt_tokens == static_cast<int64_t>(prompts[b].size()));
+    }
+    // A stop id that row 0 produces early ends row 0 only.
+    o.stop_ids = {batch[0].tokens[2]};
+    const auto stopped = ordo::model::generate_batch(lm, prompts, o);
+    CHECK(stopped[0].stopped);
+    CHECK(stopped[0].tokens.size() <= 3);
+    for (std::size_t b = 1; b < prompts.size(); ++b) {
+      const auto alone = ordo::model::generate(lm, prompts[b], o);
+      CHECK(stopped[b].tokens == alone.tokens);
+      CHECK(stopped[b].stopped == alone.stopped);
+    }
+    // Sampling: row b's stream is seeded by seed + b, whatever the other rows.
+    o = {};
+    o.max_new_tokens = 6;
+    o.seed = 7;
+    const auto sampled = ordo::model::generate_batch(lm, prompts, o);
+    auto solo = o;
+    solo.seed = 8;
+    CHECK(ordo::model::generate_batch(lm, {prompts[1]}, solo)[0].tokens == sampled[1].tokens);
+  }
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  CHECK(ordo::model::generate_batch(lm, {}, {}).empty());
+  CHECK_THROWS_AS(ordo::model::generate_batch(lm, {{1, 2}, {}}, {}), std::invalid_argument);
+}
+
+TEST_CASE("sampling: a seed fixes the output, top-p near 0 is greedy, stop ids end it") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  const std::vector<int64_t> prompt{3, 1, 4, 1, 5};
+  ordo::model::generation_options o;
+  o.temperature = 1.0;
+  o.top_p = 1.0;
+  o.max_new_tokens = 16;
+  o.seed = 7;
+  const auto a = ordo::model::generate(lm, prompt, o);
+  const auto b = ordo::model::generate(lm, prompt, o);
+  CHECK(a.tokens == b.tokens);
+  std::set<std::vector<int64_t>> outcomes;
+  for (std::uint64_t seed = 0; seed < 8; ++seed) {
+    o.seed = seed;
+    outcomes.insert(ordo::model::generate(lm, prompt, o).tokens);
+  }
+  CHECK(outcomes.size() > 1);  // the seed matters
+
+  o.top_p = 1e-6;  // only the most likely token survives the nucleus
+  ordo::model::generation_options g = o;
+  g.greedy = true;
+  CHECK(ordo::model::generate(lm, prompt, o).tokens == ordo::model::generate(lm, prompt, g).tokens);
+
+  // Stop at the first stop id: take the 3rd greedy token as the stop id.
+  g.max_new_tokens = 16;
+  const auto free_run = ordo::model::generate(lm, prompt, g).tokens;
+  g.stop_ids = {free_run[2]};
+  const auto stopped = ordo::model::generate(lm, prompt, g);
+  CHECK(stopped.stopped);
+  const auto first = std::find(free_run.begin(), free_run.end(), free_run[2]) - free_run.begin();
+  CHECK(static_cast<std::ptrdiff_t>(stopped.tokens.size()) == first + 1);
+  CHECK(stopped.tokens.back() == free_run[2]);
+}
+
+TEST_CASE("top-p keeps the smallest set of likely tokens reaching p") {
+  auto gen = at::detail::createCPUGenerator(1);
+  ordo::model::generation_options o;
+  o.temperature = 1.0;
+  o.top_p = 0.75;
+  // Probabilities 0.5, 0.3, 0.2: the nucleus at 0.75 is {0, 1}; token 2 must never be drawn.
+  auto logits = torch::tensor({0.5, 0.3, 0.2}).log();
+  std::set<int64_t> drawn;
+  for (int i = 0; i < 200; ++i) drawn.insert(ordo::model::choose_token(logits, o, gen));
+  CHECK(drawn == std::set<int64_t>{0, 1});
+}
+
+TEST_CASE("generation rejects invalid options") {
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  ordo::model::generation_options o;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {}, o), std::invalid_argument);
+  o.temperature = 0;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {1, 2}, o), std::invalid_argument);
+  o.temperature = 1;
+  o.top_p = 1.5;
+  CHECK_THROWS_AS(ordo::model::generate(lm, {1, 2}, o), std::invalid_argument);
+}

@@ -1,0 +1,176 @@
+// The study executor: the paper's ten configurations as a trie, with the recording model.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <boost/hana/size.hpp>
+
+#include <ordo/pipeline.hpp>
+#include <ordo/study.hpp>
+
+#include "../pipeline/recording_model.hpp"
+
+namespace hana = boost::hana;
+using P = ordo::Prune<30>;
+using KD = ordo::Distill<ordo::T4, ordo::A03>;
+using Q = ordo::QuantNF4;
+
+constexpr auto ten = ordo::paper_configurations<P, KD, Q>();
+using ten_plan = decltype(ordo::study::plan_of(ten));
+
+// The figures of the schedule, known before anything runs.
+static_assert(ten_plan::count == 10);
+static_assert(ten_plan::unshared.applications == 29);
+static_assert(ten_plan::unshared.training_applications == 14);
+static_assert(ten_plan::prefixes.size == 22);  // distinct trie nodes
+static_assert(ten_plan::schedule().applications == 22);
+static_assert(ten_plan::schedule().training_applications == 10);
+static_assert(ten_plan::schedule().peak_cached == 2);  // "Q" and "Q-D" at once
+static_assert(ten_plan::schedule(0).applications == 29);
+static_assert(ten_plan::schedule(1).applications == 23);
+
+// Results of each configuration as if run alone.
+std::map<std::string, std::vector<std::string>> run_alone(recording::context& ctx) {
+  std::map<std::string, std::vector<std::string>> out;
+  recording::model<ordo::dense> base;
+  ordo::for_each_pipeline(ten, [&](auto t) {
+    using Pipe = typename decltype(t)::type;
+    auto m = Pipe::run(base, ctx);
+    out[std::string(Pipe::name())] = m.applied;
+  });
+  return out;
+}
+
+struct collected {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<std::string>> applied;
+  std::map<std::string, std::uint64_t> digest;
+};
+
+collected run_shared(recording::context& ctx, ordo::study::options opts,
+                     ordo::study::run_figures& figures) {
+  collected out;
+  recording::model<ordo::dense> base;
+  figures = ordo::study::execute(ten, base, ctx, [&](auto t, const auto& model) {
+    using Pipe = typename decltype(t)::type;
+    static_assert(std::is_same_v<typename std::decay_t<decltype(model)>::state,
+                                 typename Pipe::output_state>);
+    const std::string name(Pipe::name());
+    out.order.push_back(name);
+    out.applied[name] = model.applied;
+    out.digest[name] = model.digest;
+  }, opts);
+  return out;
+}
+
+TEST_CASE("the ten configurations take 22 stage applications instead of 29, 10 training instead of 14") {
+  recording::context alone_ctx;
+  const auto alone = run_alone(alone_ctx);
+  CHECK(alone_ctx.applications == 29);
+  CHECK(alone_ctx.training_applications == 14);
+
+  recording::context ctx;
+  ordo::study::run_figures figures;
+  const auto shared = run_shared(ctx, {}, figures);
+  CHECK(ctx.applications == 22);  // counted by the model's stage overloads
+  CHECK(ctx.training_applications == 10);
+  CHECK(figures.applications == 22);
+  CHECK(figures.training_applications == 10);
+  CHECK(figures.pipelines == 10);
+  CHECK(static_cast<ordo::study::schedule_figures>(figures) == ten_plan::schedule());
+  CHECK(shared.applied == alone);  // every configuration equals its pipeline run alone
+}
+
+TEST_CASE("each shared prefix runs once") {
+  recording::context ctx;
+  ordo::study::run_figures figures;
+  (void)run_shared(ctx, {}, figures);
+  std::map<std::string, int> times;
+  for (const auto& chain : ctx.log) ++times[chain];
+  CHECK(times.size() == 22);
+  for (const auto& [chain, n] : times) CHECK_MESSAGE(n == 1, chain);
+}
+
+TEST_CASE("deterministic order: the trie's depth-first pre-order") {
+  recording::context ctx;
+  ordo::study::run_figures figures;
+  const auto first = run_shared(ctx, {}, figures);
+  CHECK(first.order == std::vector<std::string>{"base", "P", "P-KD-Q", "P-Q-D-KD-Q", "KD",
+                                                "KD-P-Q", "KD-Q-D-P-Q", "Q", "Q-D-KD-P-Q",
+                                                "Q-D-P-KD-Q"});
+  recording::context again_ctx;
+  const auto again = run_shared(again_ctx, {}, figures);
+  CHECK(again.order == first.order);
+  CHECK(again_ctx.log == ctx.log);
+  CHECK(again.digest == first.digest);
+}
+
+TEST_CASE("a cache bound trades recomputation for memory; results do not change") {
+  recording::context alone_ctx;
+  const auto alone = run_alone(alone_ctx);
+  const std::map<std::size_t, ordo::study::schedule_figures> expected{
+      {0, ten_plan::schedule(0)}, {1, ten_plan::schedule(1)}, {2, ten_plan::schedule(2)},
+      {ordo::study::unbounded, ten_plan::schedule()}};
+  for (const auto& [bound, plan] : expected) {
+    CAPTURE(bound);
+    recording::context ctx;
+    ordo::study::run_figures figures;
+    const auto shared = run_shared(ctx, {.max_cached_models = bound}, figures);
+    CHECK(shared.applied == alone);
+    CHECK(static_cast<std::size_t>(ctx.applications) == plan.applications);
+    CHECK(figures.peak_cached <= bound);
+    CHECK(static_cast<ordo::study::schedule_figures>(figures) == plan);
+  }
+  CHECK(ten_plan::schedule(0).peak_cached == 0);
+  CHECK(ten_plan::schedule(2).applications == 22);
+}
+
+struct progress {
+  std::vector<std::string> lines;
+  void on_pipeline_start(const ordo::pipeline_event& e) {
+    lines.push_back("[" + std::to_string(e.index) + "/" + std::to_string(e.total) + "] " +
+                    std::string(e.pipeline));
+  }
+  void on_stage_end(const ordo::stage_event& e) {
+    lines.push_back("  " + std::string(e.prefix) + " #" + std::to_string(e.sequence) + "/" +
+                    std::to_string(e.planned));
+  }
+};
+
+TEST_CASE("events: one per pipeline and per stage application, numbered against the plan") {
+  recording::model<ordo::dense> base;
+  recording::context ctx;
+  progress log;
+  auto figures = ordo::study::execute(ten, base, ctx, [](auto, const auto&) {}, {}, log);
+  CHECK(figures.applications == 22);
+  REQUIRE(log.lines.size() == 10 + 22);
+  CHECK(log.lines[0] == "[1/10] base");
+  CHECK(log.lines[1] == "[2/10] P");
+  CHECK(log.lines[2] == "  P #1/22");
+  CHECK(log.lines[3] == "[3/10] P-KD-Q");
+  CHECK(log.lines[4] == "  P-KD #2/22");  // P is reused, not recomputed
+  CHECK(log.lines[5] == "  P-KD-Q #3/22");
+  CHECK(log.lines.back() == "  Q-D-P-KD-Q #22/22");
+}
+
+TEST_CASE("any set of pipelines, e.g. all valid orders of four stages") {
+  using D = ordo::Dequantize;
+  auto pipelines = hana::make_tuple(hana::type_c<ordo::Pipeline<P, KD>>,
+                                    hana::type_c<ordo::Pipeline<P, KD, Q>>,
+                                    hana::type_c<ordo::Pipeline<P, KD, Q, D>>,
+                                    hana::type_c<ordo::Pipeline<KD, P>>);
+  using plan = decltype(ordo::study::plan_of(pipelines));
+  static_assert(plan::schedule().applications == 6);  // P, P-KD, P-KD-Q, P-KD-Q-D, KD, KD-P
+  recording::model<ordo::dense> base;
+  recording::context ctx;
+  std::vector<std::string> order;
+  auto figures = ordo::study::execute(pipelines, base, ctx, [&](auto t, const auto& m) {
+    using Pipe = typename decltype(t)::type;
+    order.emplace_back(Pipe::name());
+    CHECK(m.applied.size() == Pipe::size);
+  });
+  CHECK(figures.applications == 6);
+  CHECK(order == std::vector<std::string>{"P-KD", "P-KD-Q", "P-KD-Q-D", "KD-P"});
+}

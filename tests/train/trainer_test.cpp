@@ -1,0 +1,329 @@
+// ordo::train on tiny random decoders built in C++: the learning-rate schedule, the token loss,
+// gradient accumulation, the non-finite guard, and checkpoints whose resumed run equals an
+// uninterrupted one bit for bit.
+#include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
+#include "../test_support.hpp"  // error_of
+#include "../tiny_decoder.hpp"  // tiny_decoder
+
+#include <cmath>
+#include <filesystem>
+#include <unistd.h>
+
+#include <ordo/train/trainer.hpp>
+
+namespace fs = std::filesystem;
+using ordo::train::TrainOptions;
+
+namespace {
+
+ordo::model::CausalLM tiny_lm(std::uint64_t seed) {
+  return tiny_decoder({.vocab_size = 48, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
+                       .head_dim = 8, .intermediate_sizes = {40, 40}},
+                      seed);
+}
+
+// Counting sequences (start, start+1, ...) mod the vocabulary, of varied lengths: learnable.
+std::vector<ordo::Example> counting(int n, int min_len, int max_len) {
+  std::vector<ordo::Example> out;
+  for (int i = 0; i < n; ++i) {
+    ordo::Example e;
+    const int len = min_len + (i * 7) % (max_len - min_len + 1);
+    for (int t = 0; t < len; ++t) e.ids.push_back((i * 5 + t) % 48);
+    e.labels = e.ids;
+    e.labels[0] = -100;
+    out.push_back(e);
+  }
+  return out;
+}
+
+double mean_loss(ordo::model::CausalLM& lm, const std::vector<ordo::Example>& ex) {
+  torch::NoGradGuard no_grad;
+  auto b = ordo::data::collate(ex);
+  return ordo::train::token_cross_entropy_sum(lm->forward(b.ids, b.attention_mask), b.labels).item<double>() /
+         static_cast<double>(b.scored_tokens);
+}
+
+bool same_parameters(ordo::model::CausalLM& a, ordo::model::CausalLM& b) {
+  auto pb = b->named_parameters();
+  for (const auto& p : a->named_parameters())
+    if (!torch::equal(p.value(), pb[p.key()])) return false;
+  return true;
+}
+
+double max_difference(ordo::model::CausalLM& a, ordo::model::CausalLM& b) {
+  double d = 0;
+  auto pb = b->named_parameters();
+  for (const auto& p : a->named_parameters()) d = std::max(d, (p.value() - pb[p.key()]).abs().max().item<double>());
+  return d;
+}
+
+TrainOptions quick(int epochs = 2) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 3;
+  o.grad_accumulation = 2;
+  o.learning_rate = 3e-3;
+  o.weight_decay = 0.01;
+  o.warmup_steps = 2;
+  o.max_grad_norm = 1.0;
+  o.seed = 11;
+  return o;
+}
+
+fs::path temp_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("ordo_test_train_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("schedule: linear warmup, then cosine or linear decay") {
+  ordo::train::Schedule s{1.0, 4, 14, ordo::train::Decay::cosine, 0.0};
+  CHECK(s.at(0) == doctest::Approx(0.25));
+  CHECK(s.at(3) == doctest::Approx(1.0));
+  CHECK(s.at(4) == doctest::Approx(1.0));
+  CHECK(s.at(9) == doctest::Approx(0.5));  // half way through the decay
+  CHECK(s.at(13) == doctest::Approx(0.5 * (1 + std::cos(M_PI * 0.9))));
+  s.decay = ordo::train::Decay::linear;
+  s.final_ratio = 0.1;
+  CHECK(s.at(9) == doctest::Approx(0.1 + 0.9 * 0.5));
+  CHECK(ordo::train::decay_from_name("linear") == ordo::train::Decay::linear);
+  CHECK_THROWS_AS(ordo::train::decay_from_name("step"), std::invalid_argument);
+}
+
+TEST_CASE("token_cross_entropy_sum: logits at t predict labels at t + 1; -100 and padding not scored") {
+  auto logits = torch::tensor({0.5f, -1.0f, 2.0f, 1.0f, 0.0f, 0.0f, 3.0f, 1.0f, -2.0f}).view({1, 3, 3});
+  auto labels = torch::tensor({-100, 2, -100}, torch::kLong).view({1, 3});
+  // Only position 0 predicts a scored label (2): -log softmax([0.5, -1, 2])[2].
+  const double expected = -(2.0 - std::log(std::exp(0.5) + std::exp(-1.0) + std::exp(2.0)));
+  CHECK(ordo::train::token_cross_entropy_sum(logits, labels).item<double>() == doctest::Approx(expected));
+  labels = torch::tensor({-100, 2, 0}, torch::kLong).view({1, 3});
+  const double second = -(1.0 - std::log(std::exp(1.0) + 2.0));  // position 1 predicts 0
+  CHECK(ordo::train::token_cross_entropy_sum(logits, labels).item<double>() == doctest::Approx(expected + second));
+}
+
+TEST_CASE("fine_tune lowers the loss, reports progress, and is deterministic") {
+  auto data = counting(12, 6, 12);
+  auto lm = tiny_lm(1);
+  const double before = mean_loss(lm, data);
+  ordo::progress_fn progress;  // none, unless a test sets it
+  std::vector<std::string> lines;
+  progress = [&](const std::string& what, double f, const std::string& d) {
+    lines.push_back(what + " " + std::to_string(f) + " " + d);
+  };
+  auto o = quick(10);
+  o.learning_rate = 1e-2;
+  o.label = "recovery";
+  auto r = ordo::train::fine_tune(lm, data, o, progress);
+  const double after = mean_loss(lm, data);
+  MESSAGE("loss " << before << " -> " << after << " in " << r.end_step << " steps");
+  CHECK(r.total_steps == 10 * 2);  // 12 examples / 3 per batch = 4 micro-batches = 2 steps per epoch
+  CHECK(r.finished());
+  CHECK(after < 0.7 * before);
+  CHECK(r.losses.back() < r.losses.front());
+  REQUIRE(lines.size() == 20);
+  CHECK(lines.back().find("recovery 1.0") == 0);
+  CHECK(lines.back().find("step 20/20 loss ") != std::string::npos);
+  CHECK(lines.back().find(" tok/s eta ") != std::string::npos);
+  auto again = tiny_lm(1);
+  ordo::train::fine_tune(again, data, o, progress);
+  CHECK(same_parameters(lm, again));
+}
+
+TEST_CASE("gradient accumulation: the same step as one large batch, weighting every token equally") {
+  auto data = counting(8, 4, 11);  // unequal lengths: per-token normalisation over the window matters
+  auto a = tiny_lm(2), b = tiny_lm(2);
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto o = quick(1);
+  o.shuffle = false;
+  o.batch_size = 8;
+  o.grad_accumulation = 1;
+  ordo::train::fine_tune(a, data, o, progress);
+  o.batch_size = 2;
+  o.grad_accumulation = 4;
+  ordo::train::fine_tune(b, data, o, progress);
+  CHECK(max_difference(a, b) < 1e-5);
+  auto untouched = tiny_lm(2);
+  CHECK(max_difference(a, untouched) > 1e-4);  // it did train
+}
+
+TEST_CASE("a resumed run equals an uninterrupted one, bit for bit") {
+  auto data = counting(10, 5, 9);
+  const auto dir = temp_dir("resume");
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto o = quick(3);  // 10 examples: 4 micro-batches, 2 steps per epoch, 6 steps
+  auto whole = tiny_lm(3);
+  auto rw = ordo::train::fine_tune(whole, data, o, progress);
+  REQUIRE(rw.total_steps == 6);
+
+  o.checkpoint = dir / "run.pt";
+  o.stop_after = 3;  // stop mid-epoch, then again at step 5
+  auto first = tiny_lm(3);
+  auto r1 = ordo::train::fine_tune(first, data, o, progress);
+  CHECK(r1.end_step == 3);
+  CHECK_FALSE(r1.finished());
+  CHECK(fs::exists(o.checkpoint));
+  o.stop_after = 2;
+  auto second = tiny_lm(3);
+  auto r2 = ordo::train::fine_tune(second, data, o, progress);
+  CHECK(r2.start_step == 3);
+  CHECK(r2.end_step == 5);
+  o.stop_after = 0;
+  auto third = tiny_lm(3);
+  auto r3 = ordo::train::fine_tune(third, data, o, progress);
+  CHECK(r3.start_step == 5);
+  CHECK(r3.finished());
+  CHECK(same_parameters(whole, third));
+  CHECK(r3.losses.back() == rw.losses.back());
+  // Only the checkpoint is left in the directory: no temporary files.
+  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator()) == 1);
+  // A checkpoint of another run (other options, or other starting weights) is refused.
+  auto other = tiny_lm(3);
+  o.learning_rate = 1e-3;
+  auto msg = error_of([&] { ordo::train::fine_tune(other, data, o, progress); });
+  CHECK(msg.find("a checkpoint of another run; refusing to resume") != std::string::npos);
+  CHECK(msg.find("lr=0.001") != std::string::npos);
+  o.learning_rate = quick().learning_rate;
+  auto other_weights = tiny_lm(97);
+  msg = error_of([&] { ordo::train::fine_tune(other_weights, data, o, progress); });
+  CHECK(msg.find("a checkpoint of another run; refusing to resume") != std::string::npos);
+  CHECK(same_parameters(third, whole));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoints in a directory are named by the run: runs sharing it never meet") {
+  auto data = counting(10, 5, 9);
+  const auto dir = temp_dir("dir");
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto o = quick(2);
+  auto whole = tiny_lm(6);
+  ordo::train::fine_tune(whole, data, o, progress);
+  o.checkpoint_dir = dir;
+  o.stop_after = 1;
+  auto a = tiny_lm(6);
+  auto ra = ordo::train::fine_tune(a, data, o, progress);
+  CHECK(ra.checkpoint.parent_path() == dir);
+  CHECK(ra.checkpoint.filename().string().rfind("train-", 0) == 0);
+  auto b = tiny_lm(7);  // another starting model: its own checkpoint, no error
+  auto rb = ordo::train::fine_tune(b, data, o, progress);
+  CHECK(rb.start_step == 0);
+  CHECK(rb.checkpoint != ra.checkpoint);
+  o.stop_after = 0;
+  auto a2 = tiny_lm(6);
+  auto ra2 = ordo::train::fine_tune(a2, data, o, progress);
+  CHECK(ra2.start_step == 1);
+  CHECK(same_parameters(a2, whole));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the guard stops on a non-finite loss and keeps the last good parameters") {
+  auto data = counting(12, 6, 10);
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto o = quick(2);
+  o.grad_accumulation = 1;  // 4 steps per epoch
+  auto reference = tiny_lm(4);
+  o.stop_after = 2;
+  ordo::train::fine_tune(reference, data, o, progress);
+  o.stop_after = 0;
+
+  auto lm = tiny_lm(4);
+  int calls = 0;
+  auto poisoned = [&](ordo::model::CausalLM& m, const ordo::data::Batch& b) {
+    auto l = ordo::train::token_cross_entropy_sum(m->forward(b.ids, b.attention_mask), b.labels);
+    return ++calls == 3 ? l * std::numeric_limits<double>::quiet_NaN() : l;
+  };
+  std::string msg;
+  try {
+    ordo::train::train(lm, data, poisoned, o, progress);
+  } catch (const ordo::train::NonFiniteLoss& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("the loss is not finite at step 3 of 8") != std::string::npos);
+  CHECK(msg.find("holds the parameters after step 2") != std::string::npos);
+  CHECK(same_parameters(lm, reference));
+}
+
+TEST_CASE("invalid options and data are clear errors") {
+  auto lm = tiny_lm(5);
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto data = counting(4, 4, 6);
+  auto o = quick(1);
+  o.batch_size = 0;
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, data, o, progress); }) ==
+        "ordo::train (train): batch_size must be at least 1 (got 0)");
+  o = quick(1);
+  o.learning_rate = -1;
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, data, o, progress); }).find("learning_rate must be positive") !=
+        std::string::npos);
+  o = quick(1);
+  o.warmup_fraction = 1.5;
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, data, o, progress); }).find("warmup_fraction") != std::string::npos);
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, {}, quick(1), progress); }) == "ordo::train (train): no training examples");
+  auto bad = data;
+  bad[2].ids[1] = 48;
+  bad[2].labels[1] = 48;
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, bad, quick(1), progress); }) ==
+        "train example 2: token 1 has id 48, outside the model's vocabulary of 48");
+  o = quick(1);
+  o.compute_dtype = torch::kFloat16;
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, data, o, progress); }) ==
+        "ordo::train (train): compute_dtype must be float32 or bfloat16 (got Half)");
+}
+
+TEST_CASE("bf16 mixed precision: fp32 master weights and gradients, bf16 matmuls, the loss still falls") {
+  auto data = counting(12, 6, 12);
+  ordo::progress_fn progress;  // none, unless a test sets it
+  auto o = quick(10);
+  o.learning_rate = 1e-2;
+
+  // One step's gradients: bf16 compute gives fp32 gradients close to the fp32 ones, not equal.
+  auto g32 = tiny_lm(5), g16 = tiny_lm(5);
+  auto grads = [&](ordo::model::CausalLM& lm, torch::ScalarType dtype) {
+    auto b = ordo::data::collate(data);
+    for (auto& p : lm->parameters()) p.set_requires_grad(true);
+    torch::Tensor logits, loss;
+    {
+      ordo::train::AutocastGuard mixed(dtype);
+      logits = lm->forward(b.ids, b.attention_mask);
+      loss = ordo::train::token_cross_entropy_sum(logits, b.labels);
+    }
+    CHECK(!at::autocast::is_cpu_enabled());  // the guard restored the state
+    loss.backward();
+    std::vector<torch::Tensor> out;
+    for (auto& p : lm->parameters()) out.push_back(p.grad().clone());
+    return std::pair{logits.scalar_type(), out};
+  };
+  const auto [t32, a] = grads(g32, torch::kFloat32);
+  const auto [t16, b] = grads(g16, torch::kBFloat16);
+  CHECK(std::string(c10::toString(t32)) == "Float");
+  CHECK(std::string(c10::toString(t16)) == "Float");  // the decoder returns fp32 logits in either case
+  double worst = 0, differs = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    CHECK((b[i].scalar_type() == c10::ScalarType::Float));
+    const double scale = a[i].abs().max().item<double>() + 1e-12;
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
+    differs = std::max(differs, (a[i] - b[i]).abs().max().item<double>());
+  }
+  MESSAGE("bf16 vs fp32 gradients: worst relative difference " << worst);
+  CHECK(worst < 0.1);   // bf16 keeps 8 bits of mantissa
+  CHECK(differs > 0);   // the matmuls really ran in bf16
+
+  // Training: parameters stay fp32, the loss falls as in fp32, and the run is deterministic.
+  auto lm = tiny_lm(1);
+  const double before = mean_loss(lm, data);
+  o.compute_dtype = torch::kBFloat16;
+  ordo::train::fine_tune(lm, data, o, progress);
+  for (const auto& p : lm->parameters()) CHECK((p.scalar_type() == c10::ScalarType::Float));
+  const double after = mean_loss(lm, data);
+  MESSAGE("bf16 training: loss " << before << " -> " << after);
+  CHECK(after < 0.7 * before);
+  auto again = tiny_lm(1);
+  ordo::train::fine_tune(again, data, o, progress);
+  CHECK(same_parameters(lm, again));
+  auto fp32 = tiny_lm(1);
+  o.compute_dtype = torch::kFloat32;
+  ordo::train::fine_tune(fp32, data, o, progress);
+  CHECK(!same_parameters(lm, fp32));
+}

@@ -1,0 +1,73 @@
+// ordo-perplexity: perplexity of a model on a text file (the embedded default unless --model).
+//
+//   ordo-perplexity --text FILE [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
+//                   [--max-tokens N]
+//
+// The last line of output is a JSON object: {"tokens", "nll", "ppl", ...}. See
+// ordo/eval/perplexity.hpp for the protocols.
+#include <unistd.h>  // isatty
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <ordo/eval/perplexity.hpp>
+#include <ordo/model/language_model.hpp>
+
+#include <ordo/model/load_for_inference.hpp>
+
+int main(int argc, char** argv) {
+  CLI::App app{"ordo-perplexity: perplexity of a causal LM on a text file"};
+  std::string text_path, model_path, protocol = "sliding", tokenizer_path;
+  ordo::eval::perplexity_options options;
+  int threads = 2;
+  app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
+  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
+  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
+  app.add_option("--context", options.context, "tokens per window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
+  app.add_option("--stride", options.stride, "window step (sliding)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--protocol", protocol, "sliding or halves (llama.cpp's)")
+      ->check(CLI::IsMember({"sliding", "halves"}))->capture_default_str();
+  app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  options.protocol = protocol == "halves" ? ordo::eval::perplexity_protocol::halves
+                                          : ordo::eval::perplexity_protocol::sliding;
+  if (options.stride > options.context) options.stride = options.context;
+  try {
+    at::set_num_threads(threads);
+    std::ifstream in(text_path, std::ios::binary);
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    const auto model = ordo::model::load_for_inference(model_path, tokenizer_path);
+    const auto ids32 = model.tokenizer.encode(buffer.str());
+    const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
+    auto lm = model.lm;
+    const bool tty = isatty(fileno(stderr));
+    const auto start = std::chrono::steady_clock::now();
+    const auto r = ordo::eval::perplexity(lm, ids, options, [&](std::int64_t done, std::int64_t total) {
+      if (!tty) return;
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "\r%lld/%lld tokens scored, %.0f tokens/s, ETA %.0f s   ",
+                   static_cast<long long>(done), static_cast<long long>(total), done / s,
+                   (total - done) / (done / s));
+    });
+    if (tty) std::fprintf(stderr, "\n");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json out = {{"model", model.source.string()}, {"text", text_path},
+                          {"text_tokens", ids.size()}, {"protocol", protocol},
+                          {"context", options.context},
+                          {"stride", options.protocol == ordo::eval::perplexity_protocol::sliding ? options.stride : options.context / 2},
+                          {"tokens", r.tokens}, {"nll", r.nll}, {"ppl", r.ppl}, {"seconds", seconds}};
+    std::printf("%s\n", out.dump().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ordo-perplexity: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,82 @@
+// ordo-study: the paper's study on one base model — base, P, KD, Q and the six orderings of
+// Prune<30>, Distill<T4, A03> and QuantNF4 — with shared prefixes, evaluated and reported.
+//
+//   ordo-study [--model PATH] [--preset quick|paper] [--out DIR] [--corpus DIR]
+//              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
+//              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
+//              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
+//              [--no-judge] [--no-answers] [--save-models]
+//
+// Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
+// table. Without --model it uses the embedded default (SmolLM2-135M-Instruct). Each
+// configuration answers the first N prompts of resources/study_prompts.jsonl for the clarity
+// metrics (docs/metrics.md); with ORDO_JUDGE_URL set (an OpenAI-compatible endpoint) an LLM
+// judge adds G-Eval correctness and prompt alignment.
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include <ordo/paper/paper_study.hpp>
+
+int main(int argc, char** argv) {
+  CLI::App app{"ordo-study: the compression-ordering study on one base model"};
+  std::string preset = "quick", model, out = "out/study", corpus;
+  long long train = -1, calibration = -1, seq_len = -1, epochs = -1, eval_tokens = -1, max_cached = -1;
+  int threads = 2;
+  double weight_share = -1;
+  std::string prompts, minilm;
+  long long clarity_prompts = -1, max_new_tokens = -1;
+  bool no_judge = false, no_answers = false, save_models = false;
+  app.add_option("--preset", preset, "quick (2-core CPU, ~20 min) or paper (the paper's budgets)")
+      ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
+  app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
+  app.add_option("--out", out, "output directory")->capture_default_str();
+  app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
+  app.add_option("--train-samples", train, "training sequences per training stage");
+  app.add_option("--calibration-samples", calibration, "calibration sequences for pruning");
+  app.add_option("--seq-len", seq_len, "sequence length");
+  app.add_option("--epochs", epochs, "epochs per training stage");
+  app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration");
+  app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)");
+  app.add_option("--prune-weight-share", weight_share,
+                 "share of the weight term in the pruning importance (the paper: 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--prompts", prompts, "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
+  app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)");
+  app.add_option("--max-new-tokens", max_new_tokens, "answer length limit for the clarity metrics");
+  app.add_option("--minilm", minilm, "all-MiniLM-L6-v2 directory for coherence (default: ./ordo minilm's install)");
+  app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
+  app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
+  app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto o = ordo::study::preset(preset);
+    o.model = model;
+    o.out_dir = out;
+    o.threads = threads;
+    o.corpus = corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu"
+                              : std::filesystem::path(corpus);
+    if (train > 0) o.budget.train_samples = train;
+    if (calibration > 0) o.budget.calibration_samples = calibration;
+    if (seq_len > 0) o.budget.sequence_length = seq_len;
+    if (epochs > 0) o.budget.epochs = epochs;
+    if (eval_tokens > 0) o.eval_tokens = eval_tokens;
+    if (weight_share >= 0) o.budget.prune_weight_share = weight_share;
+    if (max_cached >= 0) o.max_cached_models = static_cast<std::size_t>(max_cached);
+    if (!prompts.empty()) o.prompts = prompts;
+    if (!minilm.empty()) o.minilm = minilm;
+    if (clarity_prompts >= 0) o.clarity.prompts = clarity_prompts;
+    if (max_new_tokens > 0) o.clarity.max_new_tokens = max_new_tokens;
+    o.judge = !no_judge;
+    o.save_answers = !no_answers;
+    o.save_models = save_models;
+    const auto rows = ordo::study::run_paper_study(o);
+    std::printf("\n%s\nReports in %s: results.json, results.csv, results.md, size_vs_perplexity.svg\n",
+                ordo::study::markdown_table(rows).c_str(), out.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ordo-study: %s\n", e.what());
+    return 1;
+  }
+}
