@@ -159,9 +159,6 @@ inline std::vector<data::Document> read_documents(const std::filesystem::path& d
   return docs;
 }
 
-// The name study_progress had in detail before it became public (kept for existing code).
-using study_progress = ordo::study::study_progress;
-
 // The paper's Table 1 order.
 inline int table_rank(const std::string& paper_name) {
   static const char* order[] = {"Base", "KD", "P", "Q", "P-KD-Q", "KD-P-Q", "P-Q-KD", "KD-Q-P", "Q-KD-P", "Q-P-KD"};
