@@ -29,9 +29,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const stage_pool[] = {
-    "ordo::Prune<10>",  "ordo::Distill<ordo::T4, ordo::A03>", "ordo::QuantNF4",
-    "ordo::Dequantize", "ordo::Prune<20>",                    "ordo::Distill<ordo::T2, ordo::A05>"};
+const char* const stage_pool[] = {"ordo::Prune<10>", "ordo::Distill<ordo::T4, ordo::A03>",
+                                  "ordo::QuantNF4",  "ordo::Dequantize",
+                                  "ordo::Prune<20>", "ordo::Distill<ordo::T2, ordo::A05>"};
 
 long factorial(int n) { return n <= 1 ? 1 : n * factorial(n - 1); }
 
@@ -41,8 +41,12 @@ std::string permutations_tu(int n) {
   return "#include <ordo/pipeline.hpp>\n"
          "#include <boost/hana/count_if.hpp>\n#include <boost/hana/size.hpp>\n"
          "namespace hana = boost::hana;\n"
-         "constexpr auto all = ordo::permutations<" + stages + ">();\n"
-         "static_assert(hana::size(all) == hana::size_c<" + std::to_string(factorial(n)) + ">);\n"
+         "constexpr auto all = ordo::permutations<" +
+         stages +
+         ">();\n"
+         "static_assert(hana::size(all) == hana::size_c<" +
+         std::to_string(factorial(n)) +
+         ">);\n"
          "constexpr auto valid = hana::count_if(all, [](auto t) {\n"
          "  using P = typename decltype(t)::type;\n"
          "  return hana::bool_c<ordo::pipeline_is_valid_v<P> && !ordo::pipeline_name_v<P>.empty()>;\n"
@@ -51,22 +55,20 @@ std::string permutations_tu(int n) {
 }
 
 double time_compile(const fs::path& source, const fs::path& object) {
-  const std::string command = std::string(ORDO_BENCH_CXX) + " -std=c++20 -O0 " + ORDO_BENCH_FLAGS +
-                              " -c " + source.string() + " -o " + object.string();
+  const std::string command = std::string(ORDO_BENCH_CXX) + " -std=c++20 -O0 " + ORDO_BENCH_FLAGS + " -c " +
+                              source.string() + " -o " + object.string();
   const auto start = std::chrono::steady_clock::now();
   const int rc = std::system(command.c_str());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (rc != 0) {
-    std::fprintf(stderr, "ordo-bench-compile-time: compiling %s failed: %s\n",
-                 source.string().c_str(), command.c_str());
+    std::fprintf(stderr, "ordo-bench-compile-time: compiling %s failed: %s\n", source.string().c_str(),
+                 command.c_str());
     std::exit(1);
   }
   return seconds;
 }
 
-double median_seconds(const fs::path& dir, const std::string& name, const std::string& code,
-                      int repeat) {
+double median_seconds(const fs::path& dir, const std::string& name, const std::string& code, int repeat) {
   const fs::path source = dir / (name + ".cpp");
   std::ofstream(source) << code;
   std::vector<double> times;
@@ -99,25 +101,28 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
 
   const double empty = median_seconds(dir, "empty", "int main() {}\n", repeat);
-  const double pipeline = median_seconds(
-      dir, "pipeline_tu",
-      "#include <ordo/pipeline.hpp>\n"
-      "using Best = ordo::Pipeline<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>, "
-      "ordo::QuantNF4>;\nstatic_assert(Best::name() == \"P-KD-Q\");\n",
-      repeat);
-  std::printf("{\"benchmark\": \"compile_time\", \"compiler\": \"%s\", \"optimization\": \"-O0\", "
-              "\"repeat\": %d,\n \"results\": [\n",
-              ORDO_BENCH_CXX, repeat);
+  const double pipeline =
+      median_seconds(dir, "pipeline_tu",
+                     "#include <ordo/pipeline.hpp>\n"
+                     "using Best = ordo::Pipeline<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>, "
+                     "ordo::QuantNF4>;\nstatic_assert(Best::name() == \"P-KD-Q\");\n",
+                     repeat);
+  std::printf(
+      "{\"benchmark\": \"compile_time\", \"compiler\": \"%s\", \"optimization\": \"-O0\", "
+      "\"repeat\": %d,\n \"results\": [\n",
+      ORDO_BENCH_CXX, repeat);
   std::printf("  {\"case\": \"empty\", \"seconds\": %.3f},\n", empty);
-  std::printf("  {\"case\": \"pipeline_tu\", \"seconds\": %.3f, \"over_empty\": %.2f, "
-              "\"goal_seconds\": 3.0, \"goal_met\": %s}",
-              pipeline, pipeline / empty, pipeline < 3.0 ? "true" : "false");
+  std::printf(
+      "  {\"case\": \"pipeline_tu\", \"seconds\": %.3f, \"over_empty\": %.2f, "
+      "\"goal_seconds\": 3.0, \"goal_met\": %s}",
+      pipeline, pipeline / empty, pipeline < 3.0 ? "true" : "false");
   double previous = 0;
   for (int n = 3; n <= max_stages; ++n) {
     const double s = median_seconds(dir, "permutations_" + std::to_string(n), permutations_tu(n), repeat);
-    std::printf(",\n  {\"case\": \"permutations\", \"stages\": %d, \"pipelines\": %ld, "
-                "\"seconds\": %.3f, \"ms_per_pipeline\": %.3f, \"over_pipeline_tu\": %.2f",
-                n, factorial(n), s, 1000.0 * (s - pipeline) / factorial(n), s / pipeline);
+    std::printf(
+        ",\n  {\"case\": \"permutations\", \"stages\": %d, \"pipelines\": %ld, "
+        "\"seconds\": %.3f, \"ms_per_pipeline\": %.3f, \"over_pipeline_tu\": %.2f",
+        n, factorial(n), s, 1000.0 * (s - pipeline) / factorial(n), s / pipeline);
     if (previous > 0) std::printf(", \"over_previous\": %.2f", s / previous);
     std::printf("}");
     previous = s;

@@ -24,9 +24,9 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 nlohmann::json run_python(const std::string& python, const std::string& model, int prompt, int decode, int threads) {
-  const std::string cmd = python + " " + std::string(ORDO_SOURCE_DIR) + "/benchmarks/decoder_speed.py " + model +
-                          " " + std::to_string(prompt) + " " + std::to_string(decode) + " " +
-                          std::to_string(threads) + " 2>/dev/null";
+  const std::string cmd = python + " " + std::string(ORDO_SOURCE_DIR) + "/benchmarks/decoder_speed.py " + model + " " +
+                          std::to_string(prompt) + " " + std::to_string(decode) + " " + std::to_string(threads) +
+                          " 2>/dev/null";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
   if (!pipe) return nullptr;
   std::string out;
@@ -68,9 +68,13 @@ int main(int argc, char** argv) {
     token = logits.select(1, -1).argmax(-1, true);
   }
   const double decoding = seconds_since(t0);
-  nlohmann::json out = {{"benchmark", "decoder_speed"}, {"model", m.source.string()},
-                        {"prompt_tokens", prompt}, {"decode_tokens", decode}, {"threads", threads},
-                        {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
+  nlohmann::json out = {
+      {"benchmark", "decoder_speed"},
+      {"model", m.source.string()},
+      {"prompt_tokens", prompt},
+      {"decode_tokens", decode},
+      {"threads", threads},
+      {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
   if (!python.empty()) {
     auto py = run_python(python, m.source.string(), prompt, decode, threads);
     if (py.is_object() && py.contains("llama_cpp")) {

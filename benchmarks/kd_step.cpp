@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   const auto batch = std::stoll(arg(argc, argv, "batch", "4"));
   const auto seq = std::stoll(arg(argc, argv, "seq", "128"));
   const auto steps = std::stoll(arg(argc, argv, "steps", "4"));
-  const int threads = std::stoi(arg(argc, argv, "threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
+  const int threads =
+      std::stoi(arg(argc, argv, "threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
   const std::string python = arg(argc, argv, "python", "/work/venv/py/bin/python");
   const std::string dtype = arg(argc, argv, "dtype", "float32");
   if (dtype != "float32" && dtype != "bfloat16") {
@@ -87,7 +88,8 @@ int main(int argc, char** argv) {
   const auto vocab = base.config().vocab_size;
   for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
     ordo::Example e;
-    for (std::int64_t t = 0; t < seq; ++t) e.ids.push_back(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(vocab)));
+    for (std::int64_t t = 0; t < seq; ++t)
+      e.ids.push_back(static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(vocab)));
     e.labels = e.ids;
     e.labels[0] = -100;
     ctx.train.push_back(std::move(e));
@@ -102,7 +104,8 @@ int main(int argc, char** argv) {
   ctx.budget.max_grad_norm = 1.0;
   std::vector<double> stamps;
   ctx.progress = [&](const std::string& what, double, const std::string&) {
-    if (what == "distill") stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+    if (what == "distill")
+      stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
   };
   const std::string profile = arg(argc, argv, "profile", "");
   if (profile.empty()) {
@@ -134,7 +137,8 @@ int main(int argc, char** argv) {
   out["ordo_tokens_per_s"] = ordo_tps;
   out["pytorch"] = py.is_null() ? nlohmann::json("unavailable: " + python + " " + script) : py;
   out["pytorch_tokens_per_s"] = py.is_null() ? nlohmann::json(nullptr) : py["tokens_per_s"];
-  out["ordo_over_pytorch"] = py.is_null() ? nlohmann::json(nullptr) : nlohmann::json(ordo_tps / py["tokens_per_s"].get<double>());
+  out["ordo_over_pytorch"] =
+      py.is_null() ? nlohmann::json(nullptr) : nlohmann::json(ordo_tps / py["tokens_per_s"].get<double>());
   std::cout << out.dump() << std::endl;
   return 0;
 }

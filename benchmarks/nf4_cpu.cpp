@@ -115,8 +115,8 @@ struct Figure {
 };
 
 void print_figure(const char* name, const Figure& f, bool last = false) {
-  std::printf("      \"%s\": {\"seconds_median\": %.6g, \"seconds_best\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f}%s\n", name,
-              f.seconds_median, f.seconds_best, f.bytes, f.gbps(), last ? "" : ",");
+  std::printf("      \"%s\": {\"seconds_median\": %.6g, \"seconds_best\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f}%s\n",
+              name, f.seconds_median, f.seconds_best, f.bytes, f.gbps(), last ? "" : ",");
 }
 
 #if ORDO_NF4_HAVE_X86
@@ -141,7 +141,8 @@ ORDO_NF4_AVX2 void dense_rows_bf16(const std::uint16_t* w, std::size_t cols, con
     for (std::size_t k = 0; k < cols; k += 16) {
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
       const __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(b)), 16));
-      const __m256 hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(b, 1)), 16));
+      const __m256 hi =
+          _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(b, 1)), 16));
       a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + k), a0);
       a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + k + 8), a1);
     }
@@ -151,7 +152,8 @@ ORDO_NF4_AVX2 void dense_rows_bf16(const std::uint16_t* w, std::size_t cols, con
 #endif
 
 // Portable fallbacks for CPUs without AVX2 (the figures then say so).
-void dense_rows_f32_portable(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0, std::size_t r1) {
+void dense_rows_f32_portable(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0,
+                             std::size_t r1) {
   for (std::size_t r = r0; r < r1; ++r) {
     float acc = 0;
     for (std::size_t k = 0; k < cols; ++k) acc += w[r * cols + k] * x[k];
@@ -213,7 +215,8 @@ nlohmann::json run_bitsandbytes(const Args& a, unsigned threads) {
     for (std::size_t got; (got = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, got);
     const int rc = ::pclose(p);
     fs::remove_all(dir);
-    if (rc != 0) return {{"skipped", "the bitsandbytes script failed (status " + std::to_string(rc) + "): " + out.substr(0, 400)}};
+    if (rc != 0)
+      return {{"skipped", "the bitsandbytes script failed (status " + std::to_string(rc) + "): " + out.substr(0, 400)}};
   } else {
     fs::remove_all(dir);
     return {{"skipped", "cannot run " + a.python}};
@@ -261,23 +264,26 @@ int main(int argc, char** argv) {
     copy = {med, best, 2.0 * n};
   }
 
-  std::printf("{\n  \"benchmark\": \"nf4_cpu\",\n  \"threads\": %u,\n  \"isa\": \"%s\",\n  \"blocksize\": 64,\n", threads,
-              isa == nf4::Isa::avx512 ? "avx512" : avx2 ? "avx2" : "portable");
+  std::printf("{\n  \"benchmark\": \"nf4_cpu\",\n  \"threads\": %u,\n  \"isa\": \"%s\",\n  \"blocksize\": 64,\n",
+              threads,
+              isa == nf4::Isa::avx512 ? "avx512"
+              : avx2                  ? "avx2"
+                                      : "portable");
   std::printf("  \"working_set_bytes\": %zu,\n", args.working_set);
 #if ORDO_BENCH_TORCH
   std::printf("  \"libtorch\": \"%s\",\n", TORCH_VERSION);
 #else
   std::printf("  \"libtorch\": \"not built (the LibTorch baselines are missing)\",\n");
 #endif
-  std::printf("  \"bitsandbytes\": %s,\n",
-              bnb.contains("skipped") ? bnb.dump().c_str()
-                                      : nlohmann::json{{"version", bnb.value("bitsandbytes", "")},
-                                                       {"torch", bnb.value("torch", "")},
-                                                       {"threads", bnb.value("threads", 0)}}
-                                            .dump()
-                                            .c_str());
-  std::printf("  \"copy\": {\"seconds_median\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f},\n", copy.seconds_median, copy.bytes,
-              copy.gbps());
+  std::printf("  \"bitsandbytes\": %s,\n", bnb.contains("skipped")
+                                               ? bnb.dump().c_str()
+                                               : nlohmann::json{{"version", bnb.value("bitsandbytes", "")},
+                                                                {"torch", bnb.value("torch", "")},
+                                                                {"threads", bnb.value("threads", 0)}}
+                                                     .dump()
+                                                     .c_str());
+  std::printf("  \"copy\": {\"seconds_median\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f},\n", copy.seconds_median,
+              copy.bytes, copy.gbps());
   std::printf("  \"shapes\": [\n");
   bool all_goals = true;
   for (std::size_t s = 0; s < args.shapes.size(); ++s) {
@@ -364,7 +370,8 @@ int main(int argc, char** argv) {
       const auto xt = torch::from_blob(const_cast<float*>(x.data()), {static_cast<std::int64_t>(cols)}).clone();
       std::vector<torch::Tensor> tw(f_copies);
       for (auto& t : tw)
-        t = torch::from_blob(const_cast<float*>(w.data()), {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)})
+        t = torch::from_blob(const_cast<float*>(w.data()),
+                             {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)})
                 .clone();
       const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) { (void)torch::mv(tw[c], xt); });
       torch32 = {m, b, f32_bytes};
@@ -374,9 +381,11 @@ int main(int argc, char** argv) {
       const auto x16 = xt.to(torch::kBFloat16).unsqueeze(0);
       std::vector<torch::Tensor> tw16(b_copies);
       for (auto& t : tw16)
-        t = torch::from_blob(const_cast<float*>(w.data()), {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)})
+        t = torch::from_blob(const_cast<float*>(w.data()),
+                             {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)})
                 .to(torch::kBFloat16);
-      const auto [m16, b16] = time_per_copy(args.repeat, b_copies, [&](std::size_t c) { (void)torch::linear(x16, tw16[c]); });
+      const auto [m16, b16] =
+          time_per_copy(args.repeat, b_copies, [&](std::size_t c) { (void)torch::linear(x16, tw16[c]); });
       torch16 = {m16, b16, b16_bytes};
     }
 #endif
@@ -387,7 +396,8 @@ int main(int argc, char** argv) {
     auto bnb_seconds = [&](const char* what) {
       return bs && bs->contains(what) ? (*bs)[what].value("seconds_median", 0.0) : 0.0;
     };
-    const double bnb_q = bnb_seconds("quantize_f32"), bnb_d = bnb_seconds("dequantize_f32"), bnb_g = bnb_seconds("gemv_nf4");
+    const double bnb_q = bnb_seconds("quantize_f32"), bnb_d = bnb_seconds("dequantize_f32"),
+                 bnb_g = bnb_seconds("gemv_nf4");
 
     auto ratio = [](double num, double den) -> std::string {
       if (num <= 0 || den <= 0) return "null";
@@ -402,9 +412,10 @@ int main(int argc, char** argv) {
     const bool g3 = have_torch && torch16.seconds_median / gemv.seconds_median >= 1.5;
     const bool g4 = bnb_q > 0 && bnb_q / quantize.seconds_median >= 5.0;
     all_goals = all_goals && g1 && g2 && g3 && g4;
-    std::printf("    {\n      \"rows\": %zu, \"cols\": %zu,\n      \"copies\": {\"quantize\": %zu, \"dequantize\": %zu, "
-                "\"gemv\": %zu, \"dense_f32\": %zu},\n",
-                rows, cols, q_copies, d_copies, g_copies, f_copies);
+    std::printf(
+        "    {\n      \"rows\": %zu, \"cols\": %zu,\n      \"copies\": {\"quantize\": %zu, \"dequantize\": %zu, "
+        "\"gemv\": %zu, \"dense_f32\": %zu},\n",
+        rows, cols, q_copies, d_copies, g_copies, f_copies);
     print_figure("quantize_f32", quantize);
     print_figure("dequantize_f32", deq32);
     print_figure("dequantize_bf16", deq16);
@@ -415,24 +426,28 @@ int main(int argc, char** argv) {
     }
     print_figure("ordo_dense_loop_f32", dense32);
     print_figure("ordo_dense_loop_bf16", dense16);
-    std::printf("      \"bitsandbytes_seconds_median\": {\"quantize_f32\": %s, \"dequantize_f32\": %s, \"gemv_nf4\": %s},\n",
-                bnb_q > 0 ? std::to_string(bnb_q).c_str() : "null", bnb_d > 0 ? std::to_string(bnb_d).c_str() : "null",
-                bnb_g > 0 ? std::to_string(bnb_g).c_str() : "null");
-    std::printf("      \"ratios\": {\"dequantize_f32_over_copy\": %.3f, \"gemv_over_copy\": %.3f, \"quantize_over_copy\": %.3f,\n"
-                "                 \"gemv_speedup_over_libtorch_mv_f32\": %s, \"gemv_speedup_over_libtorch_linear_bf16\": %s,\n"
-                "                 \"gemv_speedup_over_dense_loop_f32\": %s, \"gemv_speedup_over_dense_loop_bf16\": %s,\n"
-                "                 \"quantize_speedup_over_bitsandbytes\": %s, \"dequantize_speedup_over_bitsandbytes\": %s,\n"
-                "                 \"gemv_speedup_over_bitsandbytes\": %s},\n",
-                deq_over_copy, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps(),
-                ratio(torch32.seconds_median, gemv.seconds_median).c_str(),
-                ratio(torch16.seconds_median, gemv.seconds_median).c_str(),
-                ratio(dense32.seconds_median, gemv.seconds_median).c_str(),
-                ratio(dense16.seconds_median, gemv.seconds_median).c_str(), ratio(bnb_q, quantize.seconds_median).c_str(),
-                ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str());
-    std::printf("      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x libtorch mv f32\": %s, "
-                "\"gemv >= 1.5x libtorch linear bf16\": %s, \"quantize >= 5x bitsandbytes\": %s}\n    }%s\n",
-                goal(true, g1), goal(have_torch, g2), goal(have_torch, g3), goal(bnb_q > 0, g4),
-                s + 1 < args.shapes.size() ? "," : "");
+    std::printf(
+        "      \"bitsandbytes_seconds_median\": {\"quantize_f32\": %s, \"dequantize_f32\": %s, \"gemv_nf4\": %s},\n",
+        bnb_q > 0 ? std::to_string(bnb_q).c_str() : "null", bnb_d > 0 ? std::to_string(bnb_d).c_str() : "null",
+        bnb_g > 0 ? std::to_string(bnb_g).c_str() : "null");
+    std::printf(
+        "      \"ratios\": {\"dequantize_f32_over_copy\": %.3f, \"gemv_over_copy\": %.3f, \"quantize_over_copy\": "
+        "%.3f,\n"
+        "                 \"gemv_speedup_over_libtorch_mv_f32\": %s, \"gemv_speedup_over_libtorch_linear_bf16\": %s,\n"
+        "                 \"gemv_speedup_over_dense_loop_f32\": %s, \"gemv_speedup_over_dense_loop_bf16\": %s,\n"
+        "                 \"quantize_speedup_over_bitsandbytes\": %s, \"dequantize_speedup_over_bitsandbytes\": %s,\n"
+        "                 \"gemv_speedup_over_bitsandbytes\": %s},\n",
+        deq_over_copy, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps(),
+        ratio(torch32.seconds_median, gemv.seconds_median).c_str(),
+        ratio(torch16.seconds_median, gemv.seconds_median).c_str(),
+        ratio(dense32.seconds_median, gemv.seconds_median).c_str(),
+        ratio(dense16.seconds_median, gemv.seconds_median).c_str(), ratio(bnb_q, quantize.seconds_median).c_str(),
+        ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str());
+    std::printf(
+        "      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x libtorch mv f32\": %s, "
+        "\"gemv >= 1.5x libtorch linear bf16\": %s, \"quantize >= 5x bitsandbytes\": %s}\n    }%s\n",
+        goal(true, g1), goal(have_torch, g2), goal(have_torch, g3), goal(bnb_q > 0, g4),
+        s + 1 < args.shapes.size() ? "," : "");
   }
   std::printf("  ],\n  \"all_goals_met\": %s\n}\n", all_goals ? "true" : "false");
   return 0;

@@ -40,7 +40,9 @@ struct Buffer {
     if (p) cudaFree(p);
   }
   template <class T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 // Median seconds per copy of `repeat` timed passes over `copies` copies.
@@ -162,13 +164,15 @@ int main(int argc, char** argv) {
       const double dq = d_bytes / td / 1e9, dq16 = d16_bytes / td16 / 1e9, gv = g_bytes / tg / 1e9;
       const bool g1 = dq >= 0.8 * copy_gbps, g2 = gv >= 0.6 * copy_gbps;
       all = all && g1 && g2;
-      std::printf("    {\"rows\": %zu, \"cols\": %zu, \"quantize_f32_gbps\": %.1f, \"dequantize_f32_gbps\": %.1f, "
-                  "\"dequantize_bf16_gbps\": %.1f, \"gemv_gbps\": %.1f, \"gemv_seconds\": %.3g,\n",
-                  rows, cols, q_bytes / tq / 1e9, dq, dq16, gv, tg);
-      std::printf("     \"ratios\": {\"dequantize_f32_over_copy\": %.3f, \"gemv_over_copy\": %.3f},\n"
-                  "     \"goals\": {\"dequantize >= 0.8 copy\": %s, \"gemv >= 0.6 copy\": %s}}%s\n",
-                  dq / copy_gbps, gv / copy_gbps, g1 ? "true" : "false", g2 ? "true" : "false",
-                  s + 1 < shapes.size() ? "," : "");
+      std::printf(
+          "    {\"rows\": %zu, \"cols\": %zu, \"quantize_f32_gbps\": %.1f, \"dequantize_f32_gbps\": %.1f, "
+          "\"dequantize_bf16_gbps\": %.1f, \"gemv_gbps\": %.1f, \"gemv_seconds\": %.3g,\n",
+          rows, cols, q_bytes / tq / 1e9, dq, dq16, gv, tg);
+      std::printf(
+          "     \"ratios\": {\"dequantize_f32_over_copy\": %.3f, \"gemv_over_copy\": %.3f},\n"
+          "     \"goals\": {\"dequantize >= 0.8 copy\": %s, \"gemv >= 0.6 copy\": %s}}%s\n",
+          dq / copy_gbps, gv / copy_gbps, g1 ? "true" : "false", g2 ? "true" : "false",
+          s + 1 < shapes.size() ? "," : "");
     }
     std::printf("  ],\n  \"all_goals_met\": %s\n}\n", all ? "true" : "false");
   } catch (const std::exception& e) {

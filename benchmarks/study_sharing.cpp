@@ -152,7 +152,8 @@ int main(int argc, char** argv) {
   out["shared"] = shared;
   out["one_by_one"] = alone;
   out["one_by_one_over_shared"] = alone["wall_seconds"].get<double>() / shared["wall_seconds"].get<double>();
-  out["applications_saved"] = alone["stage_applications"].get<std::size_t>() - shared["stage_applications"].get<std::size_t>();
+  out["applications_saved"] =
+      alone["stage_applications"].get<std::size_t>() - shared["stage_applications"].get<std::size_t>();
   std::cout << out.dump(2) << std::endl;
   return 0;
 }

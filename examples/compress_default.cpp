@@ -8,18 +8,18 @@
 #include <memory>
 #include <vector>
 
-#include <ordo/data/corpora.hpp>            // read_sotu
-#include <ordo/data/examples.hpp>           // text_examples
-#include <ordo/eval/perplexity.hpp>         // perplexity
-#include <ordo/model/nf4_checkpoint.hpp>    // save_nf4, load_nf4
-#include <ordo/pipeline.hpp>                // Pipeline, Prune, Distill, QuantNF4
-#include <ordo/stages/distill.hpp>          // apply(Distill, ...)
-#include <ordo/stages/prune.hpp>            // apply(Prune, ...)
-#include <ordo/stages/quantize.hpp>         // apply(QuantNF4, ...)
+#include <ordo/data/corpora.hpp>          // read_sotu
+#include <ordo/data/examples.hpp>         // text_examples
+#include <ordo/eval/perplexity.hpp>       // perplexity
+#include <ordo/model/nf4_checkpoint.hpp>  // save_nf4, load_nf4
+#include <ordo/pipeline.hpp>              // Pipeline, Prune, Distill, QuantNF4
+#include <ordo/stages/distill.hpp>        // apply(Distill, ...)
+#include <ordo/stages/prune.hpp>          // apply(Prune, ...)
+#include <ordo/stages/quantize.hpp>       // apply(QuantNF4, ...)
 
 int main(int argc, char** argv) {
   using Best = ordo::Pipeline<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>, ordo::QuantNF4>;
-  const auto base = ordo::DenseModel::load();  // the embedded default model
+  const auto base = ordo::DenseModel::load();                                    // the embedded default model
   const auto docs = ordo::data::read_sotu(argc > 1 ? argv[1] : "data/sotu", 2);  // two speeches
 
   ordo::Context context;  // 2 calibration and 2 training sequences of 16 tokens from the first
@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
   std::printf("%s: %s\nsaved %s: %.1f MB on disk, %.1fx smaller in memory\n", Best::name().data(),
               Best::description().c_str(), saved.dir.c_str(), saved.size.file_bytes / 1048576.0,
               static_cast<double>(base.memory_bytes()) / compressed.memory_bytes());
-  std::printf("perplexity on 128 held-out tokens: base %.2f, compressed %.2f, reloaded %.2f\n",
-              ppl(base), ppl(compressed), ppl(reloaded));
+  std::printf("perplexity on 128 held-out tokens: base %.2f, compressed %.2f, reloaded %.2f\n", ppl(base),
+              ppl(compressed), ppl(reloaded));
   const bool same = compressed.logits(probe).equal(reloaded.logits(probe));
   std::printf("the reloaded model gives the same logits: %s\n", same ? "yes" : "NO");
   return same ? 0 : 1;

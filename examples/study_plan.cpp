@@ -42,9 +42,7 @@ template <unsigned long long B, ordo::double_quant DQ>
 model<ordo::nf4> apply(const ordo::QuantizeNF4<B, DQ>& s, const model<ordo::dense>& m, context&) {
   return {then(m, s)};
 }
-inline model<ordo::dense> apply(const ordo::Dequantize& s, const model<ordo::nf4>& m, context&) {
-  return {then(m, s)};
-}
+inline model<ordo::dense> apply(const ordo::Dequantize& s, const model<ordo::nf4>& m, context&) { return {then(m, s)}; }
 
 struct printer {
   std::vector<std::string> applied;
@@ -52,17 +50,14 @@ struct printer {
     applied.clear();
     std::printf("[%2zu/%zu] %-12s", e.index, e.total, std::string(e.pipeline).c_str());
   }
-  void on_stage_end(const ordo::stage_event& e) {
-    applied.push_back(std::string(e.stage) + (e.trains ? "*" : ""));
-  }
+  void on_stage_end(const ordo::stage_event& e) { applied.push_back(std::string(e.stage) + (e.trains ? "*" : "")); }
   void on_pipeline_end(const ordo::pipeline_event& e) {
     std::string line;
     for (const auto& s : applied) line += (line.empty() ? "" : " ") + s;
     const auto stages = std::count(e.pipeline.begin(), e.pipeline.end(), '-') + 1;
     const bool base = e.pipeline == "base";
     const auto reused = base ? 0 : stages - static_cast<long>(applied.size());
-    std::printf(" runs %-12s reuses %ld stage%s\n", line.empty() ? "-" : line.c_str(), reused,
-                reused == 1 ? "" : "s");
+    std::printf(" runs %-12s reuses %ld stage%s\n", line.empty() ? "-" : line.c_str(), reused, reused == 1 ? "" : "s");
   }
 };
 
@@ -97,10 +92,10 @@ int main(int argc, char** argv) {
       },
       options, printer);
 
-  std::printf("\nstage applications: %zu with shared prefixes, %zu one by one (%.0f%% saved)\n",
-              figures.applications, schedule::unshared.applications,
+  std::printf("\nstage applications: %zu with shared prefixes, %zu one by one (%.0f%% saved)\n", figures.applications,
+              schedule::unshared.applications,
               100.0 * (1.0 - double(figures.applications) / schedule::unshared.applications));
-  std::printf("training stages (P, KD): %zu with shared prefixes, %zu one by one\n",
-              figures.training_applications, schedule::unshared.training_applications);
+  std::printf("training stages (P, KD): %zu with shared prefixes, %zu one by one\n", figures.training_applications,
+              schedule::unshared.training_applications);
   std::printf("intermediate models held at once: at most %zu\n", figures.peak_cached);
 }

@@ -21,10 +21,9 @@ namespace {
 bool same_shape(const ordo::model::decoder_config& a, const ordo::model::decoder_config& b) {
   return a.model_type == b.model_type && a.vocab_size == b.vocab_size && a.hidden_size == b.hidden_size &&
          a.num_layers == b.num_layers && a.num_heads == b.num_heads && a.num_kv_heads == b.num_kv_heads &&
-         a.head_dim == b.head_dim && a.intermediate_sizes == b.intermediate_sizes &&
-         a.rms_norm_eps == b.rms_norm_eps && a.rope_theta == b.rope_theta && a.rope.type == b.rope.type &&
-         a.rope.factor == b.rope.factor && a.rope.low_freq_factor == b.rope.low_freq_factor &&
-         a.rope.high_freq_factor == b.rope.high_freq_factor &&
+         a.head_dim == b.head_dim && a.intermediate_sizes == b.intermediate_sizes && a.rms_norm_eps == b.rms_norm_eps &&
+         a.rope_theta == b.rope_theta && a.rope.type == b.rope.type && a.rope.factor == b.rope.factor &&
+         a.rope.low_freq_factor == b.rope.low_freq_factor && a.rope.high_freq_factor == b.rope.high_freq_factor &&
          a.rope.original_max_position_embeddings == b.rope.original_max_position_embeddings &&
          a.attention_bias == b.attention_bias && a.tie_word_embeddings == b.tie_word_embeddings &&
          a.max_position_embeddings == b.max_position_embeddings && a.bos_token_id == b.bos_token_id &&

@@ -61,7 +61,9 @@ std::string builtin_json(bool flags) {
        {{"type", "Sequence"},
         {"pretokenizers",
          {{{"type", "Digits"}, {"individual_digits", false}},
-          {{"type", "Split"}, {"pattern", {{"Regex", std::string(ordo::detail::llama3_pattern)}}}, {"behavior", "Isolated"}},
+          {{"type", "Split"},
+           {"pattern", {{"Regex", std::string(ordo::detail::llama3_pattern)}}},
+           {"behavior", "Isolated"}},
           {{"type", "ByteLevel"}, {"add_prefix_space", flags}, {"use_regex", false}}}}}},
       {"decoder", {{"type", "ByteLevel"}}},
   };
@@ -96,8 +98,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::size_t i = 2; i <= size && v.tokens.size() < 512; ++i) {
       if (i == size || data[i] == '\n') {
         const std::string line(all.substr(start, i - start));
-        if (line.find(' ') != std::string::npos && v.model == "gpt2") v.merges.push_back(line);
-        else v.tokens.push_back(line);
+        if (line.find(' ') != std::string::npos && v.model == "gpt2")
+          v.merges.push_back(line);
+        else
+          v.tokens.push_back(line);
         start = i + 1;
       }
     }
@@ -140,7 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::vector<ordo::TokenId> ids;
         for (std::size_t i = 0; i + 1 < rest.size(); i += 2)
           ids.push_back(static_cast<ordo::TokenId>(static_cast<std::uint8_t>(rest[i]) |
-                                                   (static_cast<std::uint8_t>(rest[i + 1]) << 8)) % 300);
+                                                   (static_cast<std::uint8_t>(rest[i + 1]) << 8)) %
+                        300);
         check_stream(builtin(false), ids);
         return 0;
       }

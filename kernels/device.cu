@@ -34,8 +34,8 @@ std::string device_description(int index) {
     throw std::runtime_error("ordo::cuda::device_description(" + std::to_string(index) +
                              "): " + cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
   }
-  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
-         std::to_string(prop.minor) + ", " + std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
+  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
+         std::to_string(prop.totalGlobalMem >> 20) + " MiB)";
 }
 
 int runtime_version() noexcept {

@@ -10,11 +10,11 @@
 
 #include <cuda_runtime.h>
 
-#include <bit>        // std::countr_zero
-#include <cfloat>     // FLT_MAX
-#include <cstdint>    // std::uint8_t, std::uint16_t
-#include <stdexcept>  // std::invalid_argument, std::runtime_error
-#include <string>     // std::string, std::to_string
+#include <bit>          // std::countr_zero
+#include <cfloat>       // FLT_MAX
+#include <cstdint>      // std::uint8_t, std::uint16_t
+#include <stdexcept>    // std::invalid_argument, std::runtime_error
+#include <string>       // std::string, std::to_string
 #include <type_traits>  // std::remove_pointer_t
 
 #include <ordo/quant/float_bits.hpp>    // to_float, from_float, f16, bf16
@@ -35,20 +35,17 @@ void check_launch(const char* function, const char* kernel) {
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess)
     throw std::runtime_error(std::string("ordo::cuda::nf4::") + function + ": kernel " + kernel +
-                             " failed to launch: " + cudaGetErrorName(status) + ": " +
-                             cudaGetErrorString(status));
+                             " failed to launch: " + cudaGetErrorName(status) + ": " + cudaGetErrorString(status));
 }
 
 void check_blocksize(const char* function, std::size_t blocksize) {
   if (!rules::is_valid_blocksize(blocksize))
     throw std::invalid_argument(std::string("ordo::cuda::nf4::") + function + ": blocksize " +
-                                std::to_string(blocksize) +
-                                " is not one of 32, 64, 128, 256, 512, 1024, 2048, 4096");
+                                std::to_string(blocksize) + " is not one of 32, 64, 128, 256, 512, 1024, 2048, 4096");
 }
 
 void check_pointer(const char* function, const void* p, const char* name) {
-  if (p == nullptr)
-    throw std::invalid_argument(std::string("ordo::cuda::nf4::") + function + ": " + name + " is null");
+  if (p == nullptr) throw std::invalid_argument(std::string("ordo::cuda::nf4::") + function + ": " + name + " is null");
 }
 
 unsigned grid_for(std::size_t items, std::size_t per_cta) {
@@ -123,8 +120,8 @@ __global__ void quantize_nf4_blocks(const T* __restrict__ x, std::size_t n, std:
     m = warp_max(m);
     if (lane == 0) absmax[b] = m;
     const float scale = (m == 0.0f && zero_blocks == rules::ZeroBlocks::zero_code) ? 0.0f
-                        : FastMath                                              ? rcp_approx_ftz(m)
-                                                                                : __frcp_rn(m);
+                        : FastMath                                                 ? rcp_approx_ftz(m)
+                                                                                   : __frcp_rn(m);
     for (std::size_t j = 2 * lane; j < len; j += 2 * warp) {
       const std::uint8_t first = rules::quantize_code(times(ordo::quant::to_float(x[begin + j]), scale));
       const float second_value = j + 1 < len ? ordo::quant::to_float(x[begin + j + 1]) : 0.0f;
@@ -403,15 +400,15 @@ void launch_quantize(const void* x, Dtype dtype, std::size_t n, std::size_t bloc
   switch (dtype) {
     case Dtype::f32:
       quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const float*>(x), n, blocksize,
-                                                                           packed, absmax, zero_blocks);
+                                                                          packed, absmax, zero_blocks);
       break;
     case Dtype::f16:
-      quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const f16*>(x), n, blocksize,
-                                                                           packed, absmax, zero_blocks);
+      quantize_nf4_blocks<FastMath>
+          <<<grid, threads_per_cta, 0, stream>>>(static_cast<const f16*>(x), n, blocksize, packed, absmax, zero_blocks);
       break;
     case Dtype::bf16:
       quantize_nf4_blocks<FastMath><<<grid, threads_per_cta, 0, stream>>>(static_cast<const bf16*>(x), n, blocksize,
-                                                                           packed, absmax, zero_blocks);
+                                                                          packed, absmax, zero_blocks);
       break;
     default:
       throw std::invalid_argument("ordo::cuda::nf4::quantize: unknown dtype");
@@ -481,22 +478,29 @@ void dequantize(const std::uint8_t* packed, const float* absmax, std::size_t n, 
   const unsigned shift = log2_of(blocksize);
   const auto run = [&](auto* out) {
     constexpr std::size_t V = VecTraits<std::remove_pointer_t<decltype(out)>>::values;
-    const bool aligned = reinterpret_cast<std::uintptr_t>(packed) % (V / 2) == 0 &&
-                         reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
+    const bool aligned =
+        reinterpret_cast<std::uintptr_t>(packed) % (V / 2) == 0 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
     const std::size_t groups = aligned ? n / V : 0;
     const std::size_t tail_bytes = rules::packed_bytes(n) - V / 2 * groups;
     if (groups)
-      dequantize_nf4_vec<<<grid_for(groups, 4 * threads_per_cta), threads_per_cta, 0, stream>>>(packed, absmax,
-                                                                                              groups, shift, out);
+      dequantize_nf4_vec<<<grid_for(groups, 4 * threads_per_cta), threads_per_cta, 0, stream>>>(packed, absmax, groups,
+                                                                                                shift, out);
     if (tail_bytes)
       dequantize_nf4<<<grid_for(tail_bytes, threads_per_cta), threads_per_cta, 0, stream>>>(
           packed, absmax, V / 2 * groups, n, blocksize, out);
   };
   switch (dtype) {
-    case Dtype::f32: run(static_cast<float*>(y)); break;
-    case Dtype::f16: run(static_cast<f16*>(y)); break;
-    case Dtype::bf16: run(static_cast<bf16*>(y)); break;
-    default: throw std::invalid_argument("ordo::cuda::nf4::dequantize: unknown dtype");
+    case Dtype::f32:
+      run(static_cast<float*>(y));
+      break;
+    case Dtype::f16:
+      run(static_cast<f16*>(y));
+      break;
+    case Dtype::bf16:
+      run(static_cast<bf16*>(y));
+      break;
+    default:
+      throw std::invalid_argument("ordo::cuda::nf4::dequantize: unknown dtype");
   }
   check_launch("dequantize", "dequantize_nf4");
 }

@@ -33,8 +33,7 @@ inline std::string error_of(const std::function<void()>& f) {
 }
 
 /// Skips unless `path` exists: "<what> is not installed at <path> (<how to install it>)".
-inline void skip_unless_installed(const std::filesystem::path& path, std::string_view what,
-                                  std::string_view how) {
+inline void skip_unless_installed(const std::filesystem::path& path, std::string_view what, std::string_view how) {
   if (!std::filesystem::exists(path))
     skip_test(std::string(what) + " is not installed at " + path.string() + " (" + std::string(how) + ")");
 }

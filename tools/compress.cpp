@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
-  app.add_option("--calibration-samples", options.budget.calibration_samples)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--calibration-samples", options.budget.calibration_samples)
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--train-samples", options.budget.train_samples)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
   app.add_option("--epochs", options.budget.epochs)->check(CLI::PositiveNumber)->capture_default_str();
@@ -46,8 +48,8 @@ int main(int argc, char** argv) {
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
     const auto base = ordo::DenseModel::load(model_path);
-    const auto corpus_dir = corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu"
-                                           : std::filesystem::path(corpus);
+    const auto corpus_dir =
+        corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
     auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
     auto& context = data.context;
     context.teacher = std::make_shared<const ordo::DenseModel>(base);
@@ -82,7 +84,8 @@ int main(int argc, char** argv) {
       const double diff = (logits - reloaded_logits).abs().max().template item<double>();
       if (!(diff == 0.0))
         throw std::runtime_error("the model loaded back from " + saved.dir.string() +
-                                 " does not give the saved model's logits (max |difference| " + std::to_string(diff) + ")");
+                                 " does not give the saved model's logits (max |difference| " + std::to_string(diff) +
+                                 ")");
       return nlohmann::json{{"pipeline", std::string(ordo::paper_notation_v<Pipe>)},
                             {"chain", std::string(Pipe::name())},
                             {"stages", Pipe::description()},

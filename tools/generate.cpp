@@ -29,12 +29,13 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
   app.add_option("--max-new-tokens", options.max_new_tokens, "most tokens to generate")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_flag("--greedy", options.greedy, "always take the most likely token");
   app.add_option("--temperature", options.temperature, "sampling temperature")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--top-p", options.top_p, "nucleus sampling mass")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--top-p", options.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--seed", options.seed, "sampling seed")->capture_default_str();
   app.add_option("--system", system, "a system message (default: the template's own)");
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");

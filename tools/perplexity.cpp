@@ -30,15 +30,20 @@ int main(int argc, char** argv) {
   app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
-  app.add_option("--context", options.context, "tokens per window")->check(CLI::Range(2, 1 << 20))->capture_default_str();
-  app.add_option("--stride", options.stride, "window step (sliding)")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--context", options.context, "tokens per window")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--stride", options.stride, "window step (sliding)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--protocol", protocol, "sliding or halves (llama.cpp's)")
-      ->check(CLI::IsMember({"sliding", "halves"}))->capture_default_str();
+      ->check(CLI::IsMember({"sliding", "halves"}))
+      ->capture_default_str();
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  options.protocol = protocol == "halves" ? ordo::eval::perplexity_protocol::halves
-                                          : ordo::eval::perplexity_protocol::sliding;
+  options.protocol =
+      protocol == "halves" ? ordo::eval::perplexity_protocol::halves : ordo::eval::perplexity_protocol::sliding;
   if (options.stride > options.context) options.stride = options.context;
   try {
     at::set_num_threads(threads);
@@ -54,17 +59,22 @@ int main(int argc, char** argv) {
     const auto r = ordo::eval::perplexity(lm, ids, options, [&](std::int64_t done, std::int64_t total) {
       if (!tty) return;
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "\r%lld/%lld tokens scored, %.0f tokens/s, ETA %.0f s   ",
-                   static_cast<long long>(done), static_cast<long long>(total), done / s,
-                   (total - done) / (done / s));
+      std::fprintf(stderr, "\r%lld/%lld tokens scored, %.0f tokens/s, ETA %.0f s   ", static_cast<long long>(done),
+                   static_cast<long long>(total), done / s, (total - done) / (done / s));
     });
     if (tty) std::fprintf(stderr, "\n");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    nlohmann::json out = {{"model", model.source.string()}, {"text", text_path},
-                          {"text_tokens", ids.size()}, {"protocol", protocol},
-                          {"context", options.context},
-                          {"stride", options.protocol == ordo::eval::perplexity_protocol::sliding ? options.stride : options.context / 2},
-                          {"tokens", r.tokens}, {"nll", r.nll}, {"ppl", r.ppl}, {"seconds", seconds}};
+    nlohmann::json out = {
+        {"model", model.source.string()},
+        {"text", text_path},
+        {"text_tokens", ids.size()},
+        {"protocol", protocol},
+        {"context", options.context},
+        {"stride", options.protocol == ordo::eval::perplexity_protocol::sliding ? options.stride : options.context / 2},
+        {"tokens", r.tokens},
+        {"nll", r.nll},
+        {"ppl", r.ppl},
+        {"seconds", seconds}};
     std::printf("%s\n", out.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-perplexity: %s\n", e.what());

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
   long long clarity_prompts = -1, max_new_tokens = -1;
   bool no_judge = false, no_answers = false, save_models = false;
   app.add_option("--preset", preset, "quick (2-core CPU, ~20 min) or paper (the paper's budgets)")
-      ->check(CLI::IsMember({"quick", "paper"}))->capture_default_str();
+      ->check(CLI::IsMember({"quick", "paper"}))
+      ->capture_default_str();
   app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->capture_default_str();
   app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
                  "share of the weight term in the pruning importance (the paper: 0.5)")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--prompts", prompts, "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
+  app.add_option("--prompts", prompts,
+                 "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
   app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)");
   app.add_option("--max-new-tokens", max_new_tokens, "answer length limit for the clarity metrics");
   app.add_option("--minilm", minilm, "all-MiniLM-L6-v2 directory for coherence (default: ./ordo minilm's install)");
@@ -56,8 +58,7 @@ int main(int argc, char** argv) {
     o.model = model;
     o.out_dir = out;
     o.threads = threads;
-    o.corpus = corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu"
-                              : std::filesystem::path(corpus);
+    o.corpus = corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
     if (train > 0) o.budget.train_samples = train;
     if (calibration > 0) o.budget.calibration_samples = calibration;
     if (seq_len > 0) o.budget.sequence_length = seq_len;

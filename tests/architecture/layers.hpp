@@ -12,17 +12,17 @@
 //   cycle           folders that include each other, directly or through others
 #pragma once
 
-#include <algorithm>  // std::find
-#include <cstddef>    // std::size_t
-#include <functional> // std::function
-#include <map>        // std::map
-#include <optional>   // std::optional
-#include <regex>      // std::regex
-#include <set>        // std::set
-#include <sstream>    // std::istringstream
-#include <stdexcept>  // std::runtime_error
-#include <string>     // std::string
-#include <vector>     // std::vector
+#include <algorithm>   // std::find
+#include <cstddef>     // std::size_t
+#include <functional>  // std::function
+#include <map>         // std::map
+#include <optional>    // std::optional
+#include <regex>       // std::regex
+#include <set>         // std::set
+#include <sstream>     // std::istringstream
+#include <stdexcept>   // std::runtime_error
+#include <string>      // std::string
+#include <vector>      // std::vector
 
 namespace layers {
 
@@ -82,7 +82,8 @@ struct Violation {
 };
 
 /// Checks `headers` (path "ordo/..." -> text) against `order`.
-inline std::vector<Violation> check(const std::map<std::string, std::string>& headers, const std::vector<Layer>& order) {
+inline std::vector<Violation> check(const std::map<std::string, std::string>& headers,
+                                    const std::vector<Layer>& order) {
   std::vector<Violation> out;
   std::map<std::string, std::size_t> rank;
   for (std::size_t i = 0; i < order.size(); ++i) rank[order[i].folder] = i;
@@ -126,7 +127,8 @@ inline std::vector<Violation> check(const std::map<std::string, std::string>& he
     std::optional<std::string> found;
     if (auto it = includes.find(h); it != includes.end())
       for (const auto& inc : it->second) {
-        if (is_torch(inc)) found = inc;
+        if (is_torch(inc))
+          found = inc;
         else if (inc.starts_with("ordo/"))
           if (auto via = reach(inc, seen)) found = inc + " -> " + *via;
         if (found) break;

@@ -29,7 +29,9 @@ std::map<std::string, std::string> tree() {
   return headers;
 }
 
-std::vector<layers::Layer> order() { return layers::parse_order(read(fs::path(ORDO_SOURCE_DIR) / "docs/architecture.md")); }
+std::vector<layers::Layer> order() {
+  return layers::parse_order(read(fs::path(ORDO_SOURCE_DIR) / "docs/architecture.md"));
+}
 
 std::string listing(const std::vector<layers::Violation>& v) {
   std::string s;
@@ -58,9 +60,9 @@ TEST_CASE("every folder of include/ordo/ is in the order, and every layer has he
 }
 
 TEST_CASE("the check catches an include that runs upward") {
-  auto v = layers::check({{"ordo/io/reader.hpp", "#include <ordo/stages/prune.hpp>\n"},
-                          {"ordo/stages/prune.hpp", "#include <vector>\n"}},
-                         toy_order);
+  auto v = layers::check(
+      {{"ordo/io/reader.hpp", "#include <ordo/stages/prune.hpp>\n"}, {"ordo/stages/prune.hpp", "#include <vector>\n"}},
+      toy_order);
   REQUIRE(v.size() == 1);
   CHECK(v[0].rule == "upward");
   CHECK(v[0].what == "ordo/io/reader.hpp includes ordo/stages/prune.hpp (layer 'stages' is above 'io')");
@@ -88,7 +90,8 @@ TEST_CASE("the check catches LibTorch in a torch-free layer, directly or through
                          toy_order);
   REQUIRE(v.size() == 3);
   for (const auto& x : v) CHECK(x.rule == "torch");
-  CHECK(listing(v).find("ordo/io/b.hpp reaches LibTorch in the torch-free layer 'io': ordo/io/c.hpp -> c10/core/ScalarType.h") !=
+  CHECK(listing(v).find(
+            "ordo/io/b.hpp reaches LibTorch in the torch-free layer 'io': ordo/io/c.hpp -> c10/core/ScalarType.h") !=
         std::string::npos);
 }
 

@@ -7,7 +7,7 @@
 #ifdef ORDO_EXPECT_ERROR
 using pipeline = ordo::Pipeline<ordo::Prune<30>, ordo::QuantNF4, ordo::Distill<ordo::T4, ordo::A03>>;
 #else
-using pipeline = ordo::Pipeline<ordo::Prune<30>, ordo::QuantNF4, ordo::Dequantize,
-                                ordo::Distill<ordo::T4, ordo::A03>, ordo::QuantNF4>;
+using pipeline = ordo::Pipeline<ordo::Prune<30>, ordo::QuantNF4, ordo::Dequantize, ordo::Distill<ordo::T4, ordo::A03>,
+                                ordo::QuantNF4>;
 #endif
 static_assert(pipeline::name().size() > 0);

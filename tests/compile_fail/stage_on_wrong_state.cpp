@@ -10,7 +10,9 @@ struct model {
 };
 struct context {};
 template <class State>
-model<State> apply(const ordo::Prune<30>&, const model<State>& m, context&) { return m; }
+model<State> apply(const ordo::Prune<30>&, const model<State>& m, context&) {
+  return m;
+}
 }  // namespace user
 
 void run() {

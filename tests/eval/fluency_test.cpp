@@ -23,8 +23,14 @@ namespace {
 
 ordo::model::CausalLM tiny_model(std::int64_t vocab, std::uint64_t seed, std::int64_t max_positions = 2048) {
   // larger random weights than the initializer's, so the model is far from uniform
-  return tiny_decoder({.vocab_size = vocab, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
-                       .head_dim = 8, .intermediate_sizes = {48, 48}, .max_position_embeddings = max_positions},
+  return tiny_decoder({.vocab_size = vocab,
+                       .hidden_size = 32,
+                       .num_layers = 2,
+                       .num_heads = 4,
+                       .num_kv_heads = 2,
+                       .head_dim = 8,
+                       .intermediate_sizes = {48, 48},
+                       .max_position_embeddings = max_positions},
                       seed, 0.5);
 }
 
@@ -158,8 +164,7 @@ TEST_CASE("errors") {
   CHECK(error_of([&] { fluency(lm, {1, 2}, {}); }) == "ordo::eval::fluency: the answer has no tokens");
   CHECK(error_of([&] { fluency(lm, {}, {4}); }) ==
         "ordo::eval::fluency: nothing to score (a one-token answer needs a prompt before it)");
-  CHECK(error_of([&] { fluency(lm, {1}, {31}); }) ==
-        "ordo::eval::fluency: token id 31 is outside the vocabulary (31)");
+  CHECK(error_of([&] { fluency(lm, {1}, {31}); }) == "ordo::eval::fluency: token id 31 is outside the vocabulary (31)");
   CHECK(error_of([&] { fluency(lm, {1}, {2}, {.context = 1}); }) == "ordo::eval::fluency: context must be at least 2");
 }
 
@@ -173,8 +178,9 @@ TEST_CASE("default model" * doctest::test_suite("model")) {
   const std::string prompt = "What is the capital of France?";
   const auto good = fluency(m, prompt, "The capital of France is Paris.");
   const auto shuffled = fluency(m, prompt, "France Paris of is capital the.");
-  MESSAGE("SmolLM2-135M: \"The capital of France is Paris.\" PPL " << good.ppl << " fluency " << good.value
-          << " (" << good.tokens << " tokens); shuffled PPL " << shuffled.ppl << " fluency " << shuffled.value);
+  MESSAGE("SmolLM2-135M: \"The capital of France is Paris.\" PPL "
+          << good.ppl << " fluency " << good.value << " (" << good.tokens << " tokens); shuffled PPL " << shuffled.ppl
+          << " fluency " << shuffled.value);
   CHECK(good.ppl < shuffled.ppl);
   CHECK(good.value < shuffled.value);
   // The prompt ids are the chat rendering with the assistant header, without a second BOS.

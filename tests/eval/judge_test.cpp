@@ -170,13 +170,13 @@ class TestServer {
 };
 
 std::string completion_json(const std::string& content) {
-  return nlohmann::json{{"id", "chatcmpl-test"},
-                        {"object", "chat.completion"},
-                        {"model", "tiny-judge"},
-                        {"choices", {{{"index", 0},
-                                      {"message", {{"role", "assistant"}, {"content", content}}},
-                                      {"finish_reason", "stop"}}}},
-                        {"usage", {{"prompt_tokens", 10}, {"completion_tokens", 5}, {"total_tokens", 15}}}}
+  return nlohmann::json{
+      {"id", "chatcmpl-test"},
+      {"object", "chat.completion"},
+      {"model", "tiny-judge"},
+      {"choices",
+       {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}, {"finish_reason", "stop"}}}},
+      {"usage", {{"prompt_tokens", 10}, {"completion_tokens", 5}, {"total_tokens", 15}}}}
       .dump();
 }
 
@@ -218,12 +218,16 @@ class ScopedEnv {
  public:
   ScopedEnv(const char* name, const char* value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old;
-    if (value) ::setenv(name, value, 1);
-    else ::unsetenv(name);
+    if (value)
+      ::setenv(name, value, 1);
+    else
+      ::unsetenv(name);
   }
   ~ScopedEnv() {
-    if (old_) ::setenv(name_.c_str(), old_->c_str(), 1);
-    else ::unsetenv(name_.c_str());
+    if (old_)
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    else
+      ::unsetenv(name_.c_str());
   }
 
  private:
@@ -279,9 +283,9 @@ TEST_CASE("scores parsed from judge replies") {
   CHECK(parse_judge_score("It mentions 1889 and 1900 correctly.\nFinal score: 5") == 5.0);
   CHECK(parse_judge_score("GPT4 score: 7") == 7.0);  // "GPT4" is a word, not a number
   CHECK_FALSE(parse_judge_score("It matches all 10 criteria of the prompt.").has_value());
-  CHECK_FALSE(parse_judge_score("I give it a 7").has_value());  // no label: not taken
+  CHECK_FALSE(parse_judge_score("I give it a 7").has_value());                   // no label: not taken
   CHECK_FALSE(parse_judge_score("It avoids generating 3 claims.").has_value());  // "rating" inside a word
-  CHECK(parse_judge_score("Score: 4\nScore: 6") == 6.0);  // the last score line
+  CHECK(parse_judge_score("Score: 4\nScore: 6") == 6.0);                         // the last score line
   CHECK(parse_judge_score("Score: 3", 5) == 3.0);
   CHECK_FALSE(parse_judge_score("I cannot judge this answer.").has_value());
   CHECK_FALSE(parse_judge_score("Score: 11").has_value());
@@ -302,10 +306,10 @@ TEST_CASE("requests: method, path, headers and JSON body; scores averaged and no
     }
     return ok("It follows the prompt.\n**Score:** 6/10");
   });
-  const auto judge = JudgeClient::from_url(server.base_url(),
-                                           {.model = "tiny-judge", .api_key = "secret", .temperature = 0.5, .samples = 3});
-  const auto s = judge.score("What is the capital of France? Answer in one sentence.",
-                             "The capital of France is Paris.", "Paris");
+  const auto judge = JudgeClient::from_url(
+      server.base_url(), {.model = "tiny-judge", .api_key = "secret", .temperature = 0.5, .samples = 3});
+  const auto s =
+      judge.score("What is the capital of France? Answer in one sentence.", "The capital of France is Paris.", "Paris");
   CHECK(s.correctness.scores == std::vector<double>{8, 9, 10});
   CHECK(s.correctness.unparsed == 0);
   CHECK(s.correctness.mean == doctest::Approx(9.0));
@@ -339,8 +343,10 @@ TEST_CASE("requests: method, path, headers and JSON body; scores averaged and no
     CHECK(contains(user, "Answer:\nThe capital of France is Paris.\n"));
     CHECK(contains(user, "\"Score: N\", where N is an integer from 1 to 10"));
   }
-  CHECK(contains(nlohmann::json::parse(got[0].body)["messages"][1]["content"].get<std::string>(), "Correctness (1-10)"));
-  CHECK(contains(nlohmann::json::parse(got[5].body)["messages"][1]["content"].get<std::string>(), "Prompt alignment (1-10)"));
+  CHECK(
+      contains(nlohmann::json::parse(got[0].body)["messages"][1]["content"].get<std::string>(), "Correctness (1-10)"));
+  CHECK(contains(nlohmann::json::parse(got[5].body)["messages"][1]["content"].get<std::string>(),
+                 "Prompt alignment (1-10)"));
 
   // Without a reference the rubric has no reference section.
   const auto one = JudgeClient::from_url(server.base_url(), {.samples = 1});
@@ -380,9 +386,8 @@ TEST_CASE("the API key comes from ORDO_JUDGE_API_KEY; the judge is off without O
 }
 
 TEST_CASE("replies without a score are counted; none at all is an error") {
-  TestServer server([](const Received&, int index) {
-    return ok(index % 2 == 0 ? "I cannot judge this." : "Score: 4");
-  });
+  TestServer server(
+      [](const Received&, int index) { return ok(index % 2 == 0 ? "I cannot judge this." : "Score: 4"); });
   const auto judge = JudgeClient::from_url(server.base_url(), {.samples = 4});
   const auto s = judge.score(ordo::eval::JudgeCriterion::correctness(), "p", "a");
   CHECK(s.scores == std::vector<double>{4, 4});
@@ -391,27 +396,28 @@ TEST_CASE("replies without a score are counted; none at all is an error") {
 
   TestServer silent([](const Received&, int) { return ok("This answer is fine, I think."); });
   const auto err = error_of([&] { JudgeClient::from_url(silent.base_url(), {.samples = 2}).score("p", "a"); });
-  CHECK(err == "POST " + silent.base_url() + "/chat/completions: no Correctness score (1-10) in any of the 2 "
-                "replies; the last one: \"This answer is fine, I think.\"");
+  CHECK(err == "POST " + silent.base_url() +
+                   "/chat/completions: no Correctness score (1-10) in any of the 2 "
+                   "replies; the last one: \"This answer is fine, I think.\"");
 }
 
 TEST_CASE("chunked bodies and bodies read to the end of the connection") {
   const std::string body = completion_json("Looks correct. Score: 7");
   for (const std::size_t size : {std::size_t{1}, std::size_t{7}, std::size_t{64}, body.size()}) {
     TestServer server([&](const Received&, int) { return chunked_response(body, size); });
-    const auto s = JudgeClient::from_url(server.base_url(), {.samples = 1}).score(ordo::eval::JudgeCriterion::correctness(), "p", "a");
+    const auto s = JudgeClient::from_url(server.base_url(), {.samples = 1})
+                       .score(ordo::eval::JudgeCriterion::correctness(), "p", "a");
     CHECK_MESSAGE(s.scores == std::vector<double>{7}, "chunks of " << size);
   }
   TestServer until_close([&](const Received&, int) {
     return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + body;  // no length: read to the end
   });
-  CHECK(JudgeClient::from_url(until_close.base_url(), {.samples = 1}).complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}}) ==
-        "Looks correct. Score: 7");
-  TestServer continue_first([&](const Received&, int) {
-    return "HTTP/1.1 100 Continue\r\n\r\n" + http_response(200, "OK", body);
-  });
-  CHECK(JudgeClient::from_url(continue_first.base_url(), {.samples = 1}).complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}}) ==
-        "Looks correct. Score: 7");
+  CHECK(JudgeClient::from_url(until_close.base_url(), {.samples = 1})
+            .complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}}) == "Looks correct. Score: 7");
+  TestServer continue_first(
+      [&](const Received&, int) { return "HTTP/1.1 100 Continue\r\n\r\n" + http_response(200, "OK", body); });
+  CHECK(JudgeClient::from_url(continue_first.base_url(), {.samples = 1})
+            .complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}}) == "Looks correct. Score: 7");
 }
 
 TEST_CASE("HTTP errors name the URL, the status and the body") {
@@ -420,16 +426,20 @@ TEST_CASE("HTTP errors name the URL, the status and the body") {
     return http_response(500, "Internal Server Error", "{\"error\":{\"message\":\"model crashed\"}}");
   });
   CHECK(error_of([&] { JudgeClient::from_url(failing.base_url(), {}).complete(msg); }) ==
-        "POST " + failing.base_url() + "/chat/completions: HTTP 500 Internal Server Error: {\"error\":{\"message\":\"model crashed\"}}");
+        "POST " + failing.base_url() +
+            "/chat/completions: HTTP 500 Internal Server Error: {\"error\":{\"message\":\"model crashed\"}}");
 
-  TestServer unauthorized([](const Received&, int) { return http_response(401, "Unauthorized", "invalid key", "text/plain"); });
+  TestServer unauthorized(
+      [](const Received&, int) { return http_response(401, "Unauthorized", "invalid key", "text/plain"); });
   {
     ScopedEnv key("ORDO_JUDGE_API_KEY", nullptr);
     CHECK(error_of([&] { JudgeClient::from_url(unauthorized.base_url(), {}).complete(msg); }) ==
-          "POST " + unauthorized.base_url() + "/chat/completions: HTTP 401 Unauthorized (no API key sent: set "
-          "ORDO_JUDGE_API_KEY): invalid key");
+          "POST " + unauthorized.base_url() +
+              "/chat/completions: HTTP 401 Unauthorized (no API key sent: set "
+              "ORDO_JUDGE_API_KEY): invalid key");
     CHECK(error_of([&] { JudgeClient::from_url(unauthorized.base_url(), {.api_key = "wrong"}).complete(msg); }) ==
-          "POST " + unauthorized.base_url() + "/chat/completions: HTTP 401 Unauthorized (check ORDO_JUDGE_API_KEY): invalid key");
+          "POST " + unauthorized.base_url() +
+              "/chat/completions: HTTP 401 Unauthorized (check ORDO_JUDGE_API_KEY): invalid key");
   }
 }
 
@@ -439,15 +449,23 @@ TEST_CASE("malformed responses") {
     TestServer server([raw](const Received&, int) { return raw; });
     return error_of([&] { JudgeClient::from_url(server.base_url(), {}).complete(msg); });
   };
-  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": [")), "/chat/completions: the response is not valid JSON: {\"choices\": ["));
-  CHECK(contains(error_with(http_response(200, "OK", "<html>busy</html>", "text/html")), "the response is not valid JSON: <html>busy</html>"));
-  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": []}")), "the response has no choices[0].message.content string: {\"choices\": []}"));
-  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": [{\"message\": {\"content\": null}}]}")), "no choices[0].message.content string"));
-  CHECK(contains(error_with(http_response(200, "OK", "{\"error\": {\"message\": \"overloaded\"}}")), "the server reports an error: {\"message\":\"overloaded\"}"));
-  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"choices\""), "the connection closed after 10 of 100 body bytes"));
+  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": [")),
+                 "/chat/completions: the response is not valid JSON: {\"choices\": ["));
+  CHECK(contains(error_with(http_response(200, "OK", "<html>busy</html>", "text/html")),
+                 "the response is not valid JSON: <html>busy</html>"));
+  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": []}")),
+                 "the response has no choices[0].message.content string: {\"choices\": []}"));
+  CHECK(contains(error_with(http_response(200, "OK", "{\"choices\": [{\"message\": {\"content\": null}}]}")),
+                 "no choices[0].message.content string"));
+  CHECK(contains(error_with(http_response(200, "OK", "{\"error\": {\"message\": \"overloaded\"}}")),
+                 "the server reports an error: {\"message\":\"overloaded\"}"));
+  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"choices\""),
+                 "the connection closed after 10 of 100 body bytes"));
   CHECK(contains(error_with("HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n{}"), "malformed Content-Length \"1x\""));
-  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), "malformed chunk size \"zz\""));
-  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"), "the connection closed inside a chunk"));
+  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+                 "malformed chunk size \"zz\""));
+  CHECK(contains(error_with("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+                 "the connection closed inside a chunk"));
   CHECK(contains(error_with("SSH-2.0-OpenSSH\r\n\r\n"), "not an HTTP response: \"SSH-2.0-OpenSSH\""));
   CHECK(contains(error_with(""), "the connection closed before a response"));
 }
@@ -457,17 +475,22 @@ TEST_CASE("a refused connection and a timeout") {
   const int port = closed_port();
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1";
   CHECK(error_of([&] { JudgeClient::from_url(url, {}).complete(msg); }) ==
-        "POST " + url + "/chat/completions: cannot connect to 127.0.0.1:" + std::to_string(port) + " (Connection refused)");
+        "POST " + url + "/chat/completions: cannot connect to 127.0.0.1:" + std::to_string(port) +
+            " (Connection refused)");
 
   TestServer slow([](const Received&, int) { return ok("Score: 5"); }, 5000ms);
   const auto start = std::chrono::steady_clock::now();
   const auto err = error_of([&] { JudgeClient::from_url(slow.base_url(), {.timeout = 300ms}).complete(msg); });
   const auto took = std::chrono::steady_clock::now() - start;
-  CHECK(err == "POST " + slow.base_url() + "/chat/completions: timed out after 300 ms (waiting for the response headers)");
+  CHECK(err ==
+        "POST " + slow.base_url() + "/chat/completions: timed out after 300 ms (waiting for the response headers)");
   CHECK(took >= 290ms);
   CHECK(took < 3000ms);
 
-  CHECK(contains(error_of([] { JudgeClient::from_url("http://no-such-host.invalid/v1", {}).complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}}); }),
+  CHECK(contains(error_of([] {
+                   JudgeClient::from_url("http://no-such-host.invalid/v1", {})
+                       .complete(std::vector<ordo::eval::JudgeMessage>{{"user", "x"}});
+                 }),
                  "cannot resolve host 'no-such-host.invalid'"));
 }
 
@@ -485,13 +508,15 @@ TEST_CASE("a live judge" * doctest::test_suite("live")) {
   MESSAGE("endpoint " << judge->endpoint().text << "; a plain completion: \"" << judge->complete(ping) << "\"");
   const std::vector<ordo::eval::JudgeMessage> rubric{
       {"system", judge->options().system_prompt},
-      {"user", judge->rubric(ordo::eval::JudgeCriterion::correctness(), prompt, "The capital of France is Paris.", "Paris")}};
+      {"user",
+       judge->rubric(ordo::eval::JudgeCriterion::correctness(), prompt, "The capital of France is Paris.", "Paris")}};
   const auto reply = judge->complete(rubric);
   const auto parsed = parse_judge_score(reply);
   MESSAGE("a correctness reply: \"" << reply << "\" -> " << (parsed ? std::to_string(*parsed) : "no score"));
   int scored = 0;
   for (const std::string answer : {"The capital of France is Paris.", "The capital of France is Berlin."}) {
-    for (const auto& criterion : {ordo::eval::JudgeCriterion::correctness(), ordo::eval::JudgeCriterion::prompt_alignment()}) {
+    for (const auto& criterion :
+         {ordo::eval::JudgeCriterion::correctness(), ordo::eval::JudgeCriterion::prompt_alignment()}) {
       try {
         const auto s = judge->score(criterion, prompt, answer, std::string_view("Paris"));
         std::string list;

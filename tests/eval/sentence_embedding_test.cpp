@@ -81,12 +81,15 @@ void write_random_model(const fs::path& dir, const BertConfig& config, Edit edit
   std::ofstream(dir / "config.json") << config.to_json().dump(2);
   fs::copy_file(fixtures / "tiny_bert" / "vocab.txt", dir / "vocab.txt", fs::copy_options::overwrite_existing);
   std::ofstream(dir / "sentence_bert_config.json") << R"({"max_seq_length": 24, "do_lower_case": false})";
-  std::ofstream(dir / "1_Pooling/config.json") << R"({"word_embedding_dimension": )" << config.hidden_size
-                                               << R"(, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true})";
-  nlohmann::json modules = {{{"idx", 0}, {"name", "0"}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}},
-                            {{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}}};
+  std::ofstream(dir / "1_Pooling/config.json")
+      << R"({"word_embedding_dimension": )" << config.hidden_size
+      << R"(, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true})";
+  nlohmann::json modules = {
+      {{"idx", 0}, {"name", "0"}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}},
+      {{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}}};
   if (normalize)
-    modules.push_back({{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
+    modules.push_back(
+        {{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
   std::ofstream(dir / "modules.json") << modules.dump(2);
 }
 
@@ -160,7 +163,8 @@ TEST_CASE("padding does not change embeddings or the states of real tokens") {
 
 TEST_CASE("coherence is the cosine of the embeddings") {
   TempDir dir("encoder_coherence");
-  write_random_model(dir.path, tiny_config(), [](auto&) {}, /*normalize=*/false);
+  write_random_model(
+      dir.path, tiny_config(), [](auto&) {}, /*normalize=*/false);
   const auto enc = SentenceEncoder::load(dir.path);
   CHECK_FALSE(enc.normalizes());
   const std::string a = "hello world, the cafe", b = "token izer is running";
@@ -189,10 +193,13 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
     setenv("ORDO_MINILM_DIR", nowhere.c_str(), 1);
     CHECK(ordo::eval::default_minilm_path() == nowhere);
     CHECK(error_of([] { SentenceEncoder::load(); }) ==
-          nowhere.string() + ": no such directory; install the sentence encoder with `./ordo minilm` in ordo's "
-                             "source tree, or set ORDO_MINILM_DIR");
-    if (old) setenv("ORDO_MINILM_DIR", saved.c_str(), 1);
-    else unsetenv("ORDO_MINILM_DIR");
+          nowhere.string() +
+              ": no such directory; install the sentence encoder with `./ordo minilm` in ordo's "
+              "source tree, or set ORDO_MINILM_DIR");
+    if (old)
+      setenv("ORDO_MINILM_DIR", saved.c_str(), 1);
+    else
+      unsetenv("ORDO_MINILM_DIR");
   }
   const auto empty = dir.path / "empty";
   fs::create_directories(empty);
@@ -200,8 +207,9 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
         empty.string() + ": not a sentence-transformers model directory (no config.json)");
   std::ofstream(empty / "config.json") << "{}";
   std::ofstream(empty / "pytorch_model.bin") << "pickle";
-  CHECK(error_of([&] { SentenceEncoder::load(empty); }) ==
-        empty.string() + ": no model.safetensors (pytorch_model.bin is a pickle, which ordo does not read; convert it to safetensors)");
+  CHECK(error_of([&] { SentenceEncoder::load(empty); }) == empty.string() +
+                                                               ": no model.safetensors (pytorch_model.bin is a pickle, "
+                                                               "which ordo does not read; convert it to safetensors)");
 
   auto model = [&](const std::string& name, auto edit) {
     const auto d = dir.path / name;
@@ -213,7 +221,8 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
         (missing / "model.safetensors").string() + ": tensor 'encoder.layer.1.output.dense.bias' is missing");
   const auto shape = model("shape", [](auto& t) { t["embeddings.LayerNorm.weight"] = torch::ones({7}); });
   CHECK(error_of([&] { SentenceEncoder::load(shape); }) ==
-        (shape / "model.safetensors").string() + ": tensor 'embeddings.LayerNorm.weight' has shape [7] but the config implies [24]");
+        (shape / "model.safetensors").string() +
+            ": tensor 'embeddings.LayerNorm.weight' has shape [7] but the config implies [24]");
   const auto extra = model("extra", [](auto& t) { t["encoder.layer.2.output.dense.bias"] = torch::ones({24}); });
   CHECK(error_of([&] { SentenceEncoder::load(extra); }) ==
         (extra / "model.safetensors").string() +
@@ -232,7 +241,8 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
         (roberta / "config.json").string() + ": hidden_size (24) is not a multiple of num_attention_heads (5)");
 
   const auto cls = model("cls", [](auto&) {});
-  std::ofstream(cls / "1_Pooling/config.json") << R"({"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false})";
+  std::ofstream(cls / "1_Pooling/config.json")
+      << R"({"pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false})";
   CHECK(error_of([&] { SentenceEncoder::load(cls); }) ==
         (cls / "1_Pooling/config.json").string() + ": pooling_mode_cls_token is true; ordo supports mean pooling only");
   std::ofstream(cls / "1_Pooling/config.json") << R"({"embedding_dimension": 24, "pooling_mode": "max"})";
@@ -240,12 +250,15 @@ TEST_CASE("SentenceEncoder::load: errors name the directory or file") {
         (cls / "1_Pooling/config.json").string() + ": pooling_mode \"max\"; ordo supports mean pooling only");
   std::ofstream(cls / "1_Pooling/config.json") << R"({"embedding_dimension": 16, "pooling_mode": "mean"})";
   CHECK(error_of([&] { SentenceEncoder::load(cls); }) ==
-        (cls / "1_Pooling/config.json").string() + ": embedding_dimension 16 differs from the encoder's hidden_size 24");
+        (cls / "1_Pooling/config.json").string() +
+            ": embedding_dimension 16 differs from the encoder's hidden_size 24");
   std::ofstream(cls / "modules.json") << R"([{"type": "sentence_transformers.models.Dense", "path": "2_Dense"}])";
   CHECK(error_of([&] { SentenceEncoder::load(cls); }) ==
         (cls / "modules.json").string() +
-            ": module type \"sentence_transformers.models.Dense\" is not supported (Transformer, Pooling with mean tokens, Normalize)");
-  CHECK(error_of([&] { SentenceEncoder::load(cls, {.batch_size = 0}); }) == "SentenceEncoder: batch_size must be positive");
+            ": module type \"sentence_transformers.models.Dense\" is not supported (Transformer, Pooling with mean "
+            "tokens, Normalize)");
+  CHECK(error_of([&] { SentenceEncoder::load(cls, {.batch_size = 0}); }) ==
+        "SentenceEncoder: batch_size must be positive");
 }
 
 TEST_SUITE("minilm") {

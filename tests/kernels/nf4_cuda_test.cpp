@@ -22,7 +22,7 @@
 #include <ordo/quant/nf4_cpu.hpp>
 
 #include "../test_support.hpp"  // skip_test
-#include "nf4_fixture.hpp"  // tests/quant/
+#include "nf4_fixture.hpp"      // tests/quant/
 
 namespace cnf4 = ordo::cuda::nf4;
 namespace nf4 = ordo::quant::nf4;
@@ -47,7 +47,9 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() { cudaFree(ptr_); }
   template <class T = void>
-  T* get() const { return static_cast<T*>(ptr_); }
+  T* get() const {
+    return static_cast<T*>(ptr_);
+  }
   template <class T>
   std::vector<T> to_host(std::size_t count) const {
     cuda_check(cudaDeviceSynchronize(), "kernel");
@@ -82,9 +84,12 @@ std::vector<T> as(const std::vector<float>& v) {
 
 template <class T>
 constexpr cnf4::Dtype dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return cnf4::Dtype::f32;
-  else if constexpr (std::is_same_v<T, nf4::f16>) return cnf4::Dtype::f16;
-  else return cnf4::Dtype::bf16;
+  if constexpr (std::is_same_v<T, float>)
+    return cnf4::Dtype::f32;
+  else if constexpr (std::is_same_v<T, nf4::f16>)
+    return cnf4::Dtype::f16;
+  else
+    return cnf4::Dtype::bf16;
 }
 
 // The fixtures' dtype codes: 0 f32, 1 f16, 2 bf16.
@@ -213,8 +218,8 @@ TEST_CASE("GEMV on the device agrees with the CPU GEMV, with aligned and unalign
     std::vector<std::uint8_t> bytes(shift, 0);
     bytes.insert(bytes.end(), q.packed.begin(), q.packed.end());
     DeviceBuffer dw(bytes), dabsmax(q.absmax), dx(x), dy(rows * 4);
-    cnf4::gemv(dw.get<std::uint8_t>() + shift, dabsmax.get<float>(), rows, cols, bs, dx.get<float>(),
-               dy.get<float>(), nullptr);
+    cnf4::gemv(dw.get<std::uint8_t>() + shift, dabsmax.get<float>(), rows, cols, bs, dx.get<float>(), dy.get<float>(),
+               nullptr);
     const auto y = dy.to_host<float>(rows);
     for (std::size_t r = 0; r < rows; ++r) {
       double mag = 0;
@@ -295,8 +300,8 @@ TEST_CASE("GEMV on the device: short row groups, rows shorter than a step, unali
   struct Shape {
     std::size_t rows, cols, bs;
   };
-  for (const Shape s : {Shape{1, 32, 32}, Shape{7, 96, 32}, Shape{301, 4160, 64}, Shape{5, 8192, 4096},
-                        Shape{33, 1056, 32}}) {
+  for (const Shape s :
+       {Shape{1, 32, 32}, Shape{7, 96, 32}, Shape{301, 4160, 64}, Shape{5, 8192, 4096}, Shape{33, 1056, 32}}) {
     CAPTURE(s.rows);
     CAPTURE(s.cols);
     std::mt19937 rng(static_cast<unsigned>(s.rows * 31 + s.cols));
@@ -324,12 +329,12 @@ TEST_CASE("GEMV on the device: short row groups, rows shorter than a step, unali
 
 TEST_CASE("invalid arguments are reported before any launch") {
   DeviceBuffer buf(1024);
-  CHECK_THROWS_WITH_AS(cnf4::quantize(buf.get(), cnf4::Dtype::f32, 10, 48, buf.get<std::uint8_t>(),
-                                      buf.get<float>(), nullptr),
-                       doctest::Contains("ordo::cuda::nf4::quantize: blocksize 48"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(cnf4::gemv(buf.get<std::uint8_t>(), buf.get<float>(), 2, 96, 64, buf.get<float>(),
-                                  buf.get<float>(), nullptr),
-                       doctest::Contains("multiple of the blocksize"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      cnf4::quantize(buf.get(), cnf4::Dtype::f32, 10, 48, buf.get<std::uint8_t>(), buf.get<float>(), nullptr),
+      doctest::Contains("ordo::cuda::nf4::quantize: blocksize 48"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      cnf4::gemv(buf.get<std::uint8_t>(), buf.get<float>(), 2, 96, 64, buf.get<float>(), buf.get<float>(), nullptr),
+      doctest::Contains("multiple of the blocksize"), std::invalid_argument);
   CHECK_THROWS_AS(cnf4::dequantize(nullptr, buf.get<float>(), 10, 64, buf.get(), cnf4::Dtype::f32, nullptr),
                   std::invalid_argument);
 }

@@ -5,7 +5,7 @@
 // and gradients, bf16 (masked inside the general path); and single-row linears (matrix-vector
 // products) against batched ones.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../tiny_decoder.hpp"  // tiny_decoder
+#include "../tiny_decoder.hpp"   // tiny_decoder
 
 #include <cstdint>
 #include <string>
@@ -19,9 +19,16 @@ namespace {
 
 // A small GQA llama (3 query heads per KV head) with random weights.
 CausalLM tiny_lm() {
-  return tiny_decoder({.vocab_size = 97, .hidden_size = 48, .num_layers = 2, .num_heads = 6, .num_kv_heads = 2,
-                       .head_dim = 8, .intermediate_sizes = {64, 40}, .rms_norm_eps = 1e-5,
-                       .tie_word_embeddings = true, .max_position_embeddings = 512},
+  return tiny_decoder({.vocab_size = 97,
+                       .hidden_size = 48,
+                       .num_layers = 2,
+                       .num_heads = 6,
+                       .num_kv_heads = 2,
+                       .head_dim = 8,
+                       .intermediate_sizes = {64, 40},
+                       .rms_norm_eps = 1e-5,
+                       .tie_word_embeddings = true,
+                       .max_position_embeddings = 512},
                       11, 0.3);  // redrawn weights: sharper attention than the default init
 }
 

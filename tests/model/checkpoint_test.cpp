@@ -10,7 +10,7 @@
 //                                 DIR/nf4_<name>_b<blocksize>[_dq] with ordo's logits beside
 //                                 them, for `make_nf4_checkpoint_fixtures.py --check DIR/...`.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // skip_unless_installed
+#include "../test_support.hpp"   // skip_unless_installed
 
 #include <cstdlib>
 #include <cstring>
@@ -51,8 +51,7 @@ std::string read_file(const fs::path& p) {
 }
 
 ordo::DenseModel dense(const std::string& name, torch::ScalarType dtype = torch::kFloat32) {
-  return ordo::DenseModel(ordo::model::load_hf(fixtures / name, dtype), nullptr, std::nullopt,
-                          fixtures / name);
+  return ordo::DenseModel(ordo::model::load_hf(fixtures / name, dtype), nullptr, std::nullopt, fixtures / name);
 }
 
 ordo::QuantizedModel quantized(const ordo::DenseModel& m, std::size_t blocksize = 64, bool nested = true) {
@@ -86,7 +85,8 @@ void write_logits(const fs::path& file, const Inputs& in, const torch::Tensor& l
   auto logits = logits_in.contiguous();
   auto shape = [](const torch::Tensor& t) { return std::vector<std::uint64_t>(t.sizes().begin(), t.sizes().end()); };
   std::vector<ordo::io::safetensors::TensorEntry> e = {
-      {"input_ids", Dtype::I64, shape(in.ids), std::as_bytes(std::span(in.ids.data_ptr<std::int64_t>(), in.ids.numel()))},
+      {"input_ids", Dtype::I64, shape(in.ids),
+       std::as_bytes(std::span(in.ids.data_ptr<std::int64_t>(), in.ids.numel()))},
       {"attention_mask", Dtype::I64, shape(in.mask),
        std::as_bytes(std::span(in.mask.data_ptr<std::int64_t>(), in.mask.numel()))},
       {"logits", Dtype::F32, shape(logits), std::as_bytes(std::span(logits.data_ptr<float>(), logits.numel()))}};
@@ -144,7 +144,8 @@ std::string load_error(const fs::path& dir) {
 
 void set_quant_state(Tensors& t, const std::string& name, const std::string& json) {
   auto& s = t.at(name + ".weight.quant_state.bitsandbytes__nf4");
-  s.bytes.assign(reinterpret_cast<const std::byte*>(json.data()), reinterpret_cast<const std::byte*>(json.data()) + json.size());
+  s.bytes.assign(reinterpret_cast<const std::byte*>(json.data()),
+                 reinterpret_cast<const std::byte*>(json.data()) + json.size());
   s.shape = {json.size()};
 }
 
@@ -237,7 +238,8 @@ TEST_CASE("save_hf copies the source directory's tokenizer files and is atomic")
   CHECK(read_file(out / "notes.txt") == "mine");
   CHECK(fs::exists(out / "model.safetensors"));
   // No temporary directories are left behind.
-  for (const auto& e : fs::directory_iterator(tmp.path)) CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+  for (const auto& e : fs::directory_iterator(tmp.path))
+    CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
 }
 
 TEST_CASE("a checkpoint saved by transformers + bitsandbytes loads and gives transformers' logits") {
@@ -293,7 +295,8 @@ TEST_CASE("ordo's save_nf4 of the same model has bitsandbytes' tensors and bytes
     for (const char* s : {".absmax", ".nested_absmax", ".quant_state.bitsandbytes__nf4"}) stats.insert(w + s);
     auto js_ours = nlohmann::json::parse(quant_state_text(saved.dir / "model.safetensors", name));
     auto js_theirs = nlohmann::json::parse(quant_state_text(bnb_dir / "model.safetensors", name));
-    const float off_ours = js_ours["nested_offset"].get<double>(), off_theirs = js_theirs["nested_offset"].get<double>();
+    const float off_ours = js_ours["nested_offset"].get<double>(),
+                off_theirs = js_theirs["nested_offset"].get<double>();
     js_ours.erase("nested_offset");
     js_theirs.erase("nested_offset");
     CHECK(js_ours == js_theirs);
@@ -370,8 +373,8 @@ TEST_CASE("ordo's save_nf4 of the same model has bitsandbytes' tensors and bytes
   CHECK(saved.memory_bytes == saved.size.tensor_bytes - maps_and_json);
   CHECK(saved.size.file_bytes ==
         fs::file_size(saved.dir / "model.safetensors") + fs::file_size(saved.dir / "config.json"));
-  MESSAGE("NF4 checkpoint: " << saved.size.file_bytes << " bytes on disk (tensors " << saved.size.tensor_bytes
-                             << "), " << saved.memory_bytes << " in memory; dense: " << base.memory_bytes());
+  MESSAGE("NF4 checkpoint: " << saved.size.file_bytes << " bytes on disk (tensors " << saved.size.tensor_bytes << "), "
+                             << saved.memory_bytes << " in memory; dense: " << base.memory_bytes());
 }
 
 TEST_CASE("save_nf4 / load_nf4 round trip is exact (nested and not, blocksizes, bias, untied)") {
@@ -390,8 +393,10 @@ TEST_CASE("save_nf4 / load_nf4 round trip is exact (nested and not, blocksizes, 
     CHECK(back.blocksize == c.blocksize);
     CHECK(back.double_quantization == c.nested);
     std::vector<const ordo::model::nf4_weight*> a, b;
-    ordo::model::for_each_decoder_linear(q.lm(), [&](const std::string&, ordo::model::Linear& l) { a.push_back(l->nf4.get()); });
-    ordo::model::for_each_decoder_linear(back.lm(), [&](const std::string&, ordo::model::Linear& l) { b.push_back(l->nf4.get()); });
+    ordo::model::for_each_decoder_linear(
+        q.lm(), [&](const std::string&, ordo::model::Linear& l) { a.push_back(l->nf4.get()); });
+    ordo::model::for_each_decoder_linear(
+        back.lm(), [&](const std::string&, ordo::model::Linear& l) { b.push_back(l->nf4.get()); });
     REQUIRE(a.size() == b.size());
     for (std::size_t i = 0; i < a.size(); ++i) {
       REQUIRE(b[i] != nullptr);
@@ -474,7 +479,9 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
        {w + ".weight.nested_quant_map", "dynamic map"}},
       {"shape of another layer",
        [&](Tensors& t) {
-         set_quant_state(t, w, R"({"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [64, 64], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.5})");
+         set_quant_state(
+             t, w,
+             R"({"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": [64, 64], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": 0.5})");
        },
        {w + ".weight.quant_state.bitsandbytes__nf4", "[64,64]", "[32,64]"}},
       {"bad blocksize",
@@ -487,10 +494,13 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
          set_quant_state(t, w, R"({"quant_type": "fp4", "blocksize": 64, "dtype": "float32", "shape": [32, 64]})");
        },
        {w + ".weight.quant_state.bitsandbytes__nf4", "quant_type is \"fp4\""}},
-      {"quant_state not JSON", [&](Tensors& t) { set_quant_state(t, w, "{\"quant_type\": "); },
+      {"quant_state not JSON",
+       [&](Tensors& t) { set_quant_state(t, w, "{\"quant_type\": "); },
        {w + ".weight.quant_state.bitsandbytes__nf4", "not valid JSON"}},
       {"a tensor no module has",
-       [&](Tensors& t) { t.all.push_back({"model.layers.1.mlp.extra.weight", Dtype::F32, {1}, std::vector<std::byte>(4)}); },
+       [&](Tensors& t) {
+         t.all.push_back({"model.layers.1.mlp.extra.weight", Dtype::F32, {1}, std::vector<std::byte>(4)});
+       },
        {"model.layers.1.mlp.extra.weight", "not part of"}},
       {"a dense tensor missing", [&](Tensors& t) { t.erase("model.norm.weight"); }, {"model.norm.weight", "missing"}},
       {"a dense tensor of the wrong shape",

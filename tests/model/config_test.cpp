@@ -173,8 +173,8 @@ TEST_CASE("a config.json file that is not valid is an error naming its path") {
   const std::string expect = (dir / "config.json").string() + ": not valid JSON";
   CHECK_THROWS_WITH_AS((void)decoder_config::load(dir), doctest::Contains(expect.c_str()), std::invalid_argument);
   fs::remove_all(dir);
-  CHECK_THROWS_WITH_AS((void)decoder_config::load(dir / "config.json"), doctest::Contains("cannot open the model config"),
-                       std::runtime_error);
+  CHECK_THROWS_WITH_AS((void)decoder_config::load(dir / "config.json"),
+                       doctest::Contains("cannot open the model config"), std::runtime_error);
 }
 
 TEST_CASE("the config fuzz target's crash inputs and corpus replay") {
@@ -190,7 +190,8 @@ TEST_CASE("the config fuzz target's crash inputs and corpus replay") {
   std::size_t pos = 0, inputs = 0, accepted = 0;
   while (pos + 4 <= packed.size()) {
     std::uint32_t len = 0;
-    for (int i = 0; i < 4; ++i) len |= static_cast<std::uint32_t>(static_cast<unsigned char>(packed[pos + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      len |= static_cast<std::uint32_t>(static_cast<unsigned char>(packed[pos + i])) << (8 * i);
     pos += 4;
     REQUIRE(pos + len <= packed.size());
     const std::string_view input(packed.data() + pos, len);

@@ -30,8 +30,7 @@ expected read_expected(const fs::path& dir) {
 }
 
 // Largest |difference| over the real (unpadded) positions.
-double max_error_on_real_tokens(const torch::Tensor& got, const torch::Tensor& want,
-                                const torch::Tensor& mask) {
+double max_error_on_real_tokens(const torch::Tensor& got, const torch::Tensor& want, const torch::Tensor& mask) {
   auto real = mask.to(torch::kBool).unsqueeze(-1).expand_as(want);
   return (got - want).abs().masked_select(real).max().item<double>();
 }
@@ -113,8 +112,8 @@ TEST_CASE("a checkpoint that does not fit the config is an error naming the file
   j = config.to_json();
   j["intermediate_size"] = 128;
   std::ofstream(dir / "config.json") << j.dump();
-  CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir),
-                       doctest::Contains("but the config implies"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir), doctest::Contains("but the config implies"),
+                       std::invalid_argument);
   // A config that is not a decoder.
   std::ofstream(dir / "config.json") << R"({"model_type": "llama", "vocab_size": 10})";
   CHECK_THROWS_WITH_AS((void)ordo::model::load_hf(dir), doctest::Contains("missing integer 'hidden_size'"),

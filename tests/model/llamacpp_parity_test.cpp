@@ -14,7 +14,7 @@
 // relative difference 0.52 %, bound 1 %. The argmax differs at one position of 27, where
 // llama.cpp's three best tokens lie within 0.08 (transformers in fp32 picks ordo's token there too).
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // skip_unless_installed
+#include "../test_support.hpp"   // skip_unless_installed
 
 #include <cmath>
 #include <cstdlib>
@@ -34,7 +34,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr double max_logit_bound = 2.5;  // max |ordo - llama.cpp| over the compared logits
+constexpr double max_logit_bound = 2.5;   // max |ordo - llama.cpp| over the compared logits
 constexpr double mean_logit_bound = 0.3;  // mean |ordo - llama.cpp|
 constexpr double logsumexp_bound = 1.5;   // max |ordo - llama.cpp| of the log-partition
 constexpr double ppl_relative_bound = 0.01;
@@ -150,8 +150,8 @@ TEST_CASE("SmolLM2 from GGUF: perplexity (halves protocol) agrees with llama.cpp
   const double cpp_ppl = want.at("ppl").get<double>();
   const double rel = std::abs(r.ppl - cpp_ppl) / cpp_ppl;
   MESSAGE("perplexity: ordo " << r.ppl << " (nll " << r.nll << "), llama.cpp " << cpp_ppl << " (nll "
-                              << want.at("nll").get<double>() << "), relative difference " << rel << ", "
-                              << r.tokens << " tokens");
+                              << want.at("nll").get<double>() << "), relative difference " << rel << ", " << r.tokens
+                              << " tokens");
   CHECK(r.tokens == want.at("tokens").get<std::int64_t>());
   CHECK(rel < ppl_relative_bound);
 }

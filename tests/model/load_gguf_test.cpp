@@ -240,75 +240,103 @@ TEST_CASE("corrupt GGUF metadata is refused, naming the file and the key") {
     std::vector<std::string> message;  // all must appear in the error
   };
   const std::vector<corruption> cases{
-      {"block count beyond the bound", [](gguf_writer& g) { g.u32("llama.block_count", 4097); },
+      {"block count beyond the bound",
+       [](gguf_writer& g) { g.u32("llama.block_count", 4097); },
        {"'llama.block_count' (4097)", "[1, 4096]"}},
-      {"block count near 2^64", [](gguf_writer& g) { g.u64("llama.block_count", std::uint64_t{1} << 62); },
+      {"block count near 2^64",
+       [](gguf_writer& g) { g.u64("llama.block_count", std::uint64_t{1} << 62); },
        {"'llama.block_count'", "[1, 4096]"}},
       {"no blocks", [](gguf_writer& g) { g.u32("llama.block_count", 0); }, {"'llama.block_count' (0)"}},
-      {"negative block count", [](gguf_writer& g) { g.i32("llama.block_count", -2); },
+      {"negative block count",
+       [](gguf_writer& g) { g.i32("llama.block_count", -2); },
        {"llama.block_count", "negative"}},
-      {"block count as a string", [](gguf_writer& g) { g.str("llama.block_count", "2"); },
+      {"block count as a string",
+       [](gguf_writer& g) { g.str("llama.block_count", "2"); },
        {"llama.block_count", "not an integer"}},
-      {"block count missing", [](gguf_writer& g) { g.erase("llama.block_count"); },
+      {"block count missing",
+       [](gguf_writer& g) { g.erase("llama.block_count"); },
        {"llama.block_count", "not in the metadata"}},
-      {"more blocks than tensors", [](gguf_writer& g) { g.u32("llama.block_count", 3); },
+      {"more blocks than tensors",
+       [](gguf_writer& g) { g.u32("llama.block_count", 3); },
        {"'blk.2.attn_q.weight'", "'llama.block_count' is 3"}},
-      {"embedding length beyond 2^24", [](gguf_writer& g) { g.u64("llama.embedding_length", std::uint64_t{1} << 25); },
+      {"embedding length beyond 2^24",
+       [](gguf_writer& g) { g.u64("llama.embedding_length", std::uint64_t{1} << 25); },
        {"'llama.embedding_length' (33554432)"}},
-      {"embedding length against the tensors", [](gguf_writer& g) {
+      {"embedding length against the tensors",
+       [](gguf_writer& g) {
          g.u32("llama.embedding_length", 16);
          g.u32("llama.rope.dimension_count", 8);
        },
        {"'token_embd.weight'", "[16, 8]", "[16, 16]", "'llama.embedding_length'"}},
-      {"zero heads", [](gguf_writer& g) { g.u32("llama.attention.head_count", 0); },
+      {"zero heads",
+       [](gguf_writer& g) { g.u32("llama.attention.head_count", 0); },
        {"'llama.attention.head_count' (0)"}},
-      {"head count not a multiple of the kv heads", [](gguf_writer& g) {
+      {"head count not a multiple of the kv heads",
+       [](gguf_writer& g) {
          g.u32("llama.attention.head_count", 2);
          g.u32("llama.attention.head_count_kv", 3);
        },
        {"'llama.attention.head_count' (2)", "multiple of 'llama.attention.head_count_kv' (3)"}},
-      {"embedding length not a multiple of the heads", [](gguf_writer& g) {
+      {"embedding length not a multiple of the heads",
+       [](gguf_writer& g) {
          g.u32("llama.attention.head_count", 3);
          g.u32("llama.attention.head_count_kv", 1);
        },
        {"'llama.embedding_length' (8)", "'llama.attention.head_count' (3)"}},
-      {"odd head width", [](gguf_writer& g) {
+      {"odd head width",
+       [](gguf_writer& g) {
          g.u32("llama.attention.key_length", 3);
          g.u32("llama.rope.dimension_count", 3);
        },
        {"head width 3", "'llama.attention.key_length'", "even"}},
-      {"partial rotary", [](gguf_writer& g) { g.u32("llama.rope.dimension_count", 2); },
+      {"partial rotary",
+       [](gguf_writer& g) { g.u32("llama.rope.dimension_count", 2); },
        {"'llama.rope.dimension_count' (2)", "partial rotary"}},
-      {"heads x width beyond 2^24", [](gguf_writer& g) {
+      {"heads x width beyond 2^24",
+       [](gguf_writer& g) {
          g.u32("llama.attention.head_count", 1 << 13);
          g.u32("llama.attention.head_count_kv", 1);
          g.u32("llama.attention.key_length", 1 << 12);
          g.erase("llama.rope.dimension_count");
        },
        {"'llama.attention.head_count' times the head width (33554432)"}},
-      {"key width against the q tensor", [](gguf_writer& g) {
+      {"key width against the q tensor",
+       [](gguf_writer& g) {
          g.u32("llama.attention.key_length", 8);
          g.u32("llama.rope.dimension_count", 8);
        },
        {"'blk.0.attn_q.weight'", "[8, 8]", "[16, 8]", "'llama.attention.head_count' x the head width"}},
-      {"FFN width beyond 2^24", [](gguf_writer& g) { g.u64("llama.feed_forward_length", std::uint64_t{1} << 40); },
+      {"FFN width beyond 2^24",
+       [](gguf_writer& g) { g.u64("llama.feed_forward_length", std::uint64_t{1} << 40); },
        {"'llama.feed_forward_length' (1099511627776)"}},
-      {"FFN width against the gate tensor", [](gguf_writer& g) { g.u32("llama.feed_forward_length", 10); },
+      {"FFN width against the gate tensor",
+       [](gguf_writer& g) { g.u32("llama.feed_forward_length", 10); },
        {"'blk.0.ffn_gate.weight'", "[12, 8]", "[10, 8]", "'llama.feed_forward_length'"}},
-      {"FFN widths for the wrong number of blocks", [](gguf_writer& g) { g.u32_array("llama.feed_forward_length", {12, 12, 12}); },
+      {"FFN widths for the wrong number of blocks",
+       [](gguf_writer& g) {
+         g.u32_array("llama.feed_forward_length", {12, 12, 12});
+       },
        {"'llama.feed_forward_length' lists 3 widths", "'llama.block_count' is 2"}},
-      {"a zero FFN width in the list", [](gguf_writer& g) { g.u32_array("llama.feed_forward_length", {12, 0}); },
+      {"a zero FFN width in the list",
+       [](gguf_writer& g) {
+         g.u32_array("llama.feed_forward_length", {12, 0});
+       },
        {"'llama.feed_forward_length[1]' (0)"}},
-      {"negative RMS epsilon", [](gguf_writer& g) { g.f32("llama.attention.layer_norm_rms_epsilon", -1e-5f); },
+      {"negative RMS epsilon",
+       [](gguf_writer& g) { g.f32("llama.attention.layer_norm_rms_epsilon", -1e-5f); },
        {"'llama.attention.layer_norm_rms_epsilon'", "positive and finite"}},
-      {"NaN RoPE base", [](gguf_writer& g) { g.f32("llama.rope.freq_base", std::numeric_limits<float>::quiet_NaN()); },
+      {"NaN RoPE base",
+       [](gguf_writer& g) { g.f32("llama.rope.freq_base", std::numeric_limits<float>::quiet_NaN()); },
        {"'llama.rope.freq_base'", "positive and finite"}},
       {"zero context", [](gguf_writer& g) { g.u32("llama.context_length", 0); }, {"'llama.context_length' (0)"}},
-      {"eos outside the vocabulary", [](gguf_writer& g) { g.u32("tokenizer.ggml.eos_token_id", 16); },
+      {"eos outside the vocabulary",
+       [](gguf_writer& g) { g.u32("tokenizer.ggml.eos_token_id", 16); },
        {"'tokenizer.ggml.eos_token_id' (16)", "vocabulary of 16"}},
-      {"an embedding that is not a matrix", [](gguf_writer& g) { g.tensor("token_embd.weight", torch::zeros({16 * 8})); },
+      {"an embedding that is not a matrix",
+       [](gguf_writer& g) { g.tensor("token_embd.weight", torch::zeros({16 * 8})); },
        {"'token_embd.weight' has 1 dimensions"}},
-      {"a missing k tensor", [](gguf_writer& g) { g.erase_tensor("blk.1.attn_k.weight"); },
+      {"a missing k tensor",
+       [](gguf_writer& g) { g.erase_tensor("blk.1.attn_k.weight"); },
        {"'blk.1.attn_k.weight'", "not in the file"}},
   };
   for (const auto& c : cases) {

@@ -2,7 +2,7 @@
 // with transformers' fp32 dequantization of the same file (make_smollm2_reference.py).
 // Skips (skip_test) when the model is not installed (`./ordo model`).
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // skip_unless_installed
+#include "../test_support.hpp"   // skip_unless_installed
 
 #include <cstdlib>
 #include <filesystem>
@@ -35,8 +35,10 @@ TEST_CASE("SmolLM2 from GGUF: logits agree with transformers on a chat prompt") 
   auto ids = ordo::model::read_tensor(ref, "input_ids");
   torch::NoGradGuard no_grad;
   auto logits = lm->forward(ids)[0];
-  const double head_err = (logits.slice(1, 0, 256) - ordo::model::read_tensor(ref, "logits_head")).abs().max().item<double>();
-  const double lse_err = (torch::logsumexp(logits, -1) - ordo::model::read_tensor(ref, "logsumexp")).abs().max().item<double>();
+  const double head_err =
+      (logits.slice(1, 0, 256) - ordo::model::read_tensor(ref, "logits_head")).abs().max().item<double>();
+  const double lse_err =
+      (torch::logsumexp(logits, -1) - ordo::model::read_tensor(ref, "logsumexp")).abs().max().item<double>();
   MESSAGE("max |logit error| (first 256 entries) = " << head_err << ", max |logsumexp error| = " << lse_err);
   CHECK(head_err < 1e-3);
   CHECK(lse_err < 1e-3);

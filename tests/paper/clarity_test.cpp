@@ -3,7 +3,7 @@
 // equals its definition, and the prompts file is validated. The model part (suite "model")
 // skips when the default model is not installed; coherence is checked when MiniLM is installed.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // error_of, skip_unless_installed
+#include "../test_support.hpp"   // error_of, skip_unless_installed
 
 #include <cmath>
 #include <cstdlib>
@@ -47,8 +47,7 @@ TEST_CASE("the prompts file: JSONL objects with a prompt and an optional referen
 }
 
 // The suite "model" (ctest paper.clarity.model) needs the default model.
-TEST_CASE("clarity on the default model: batch answers, metric ranges and definitions" *
-          doctest::test_suite("model")) {
+TEST_CASE("clarity on the default model: batch answers, metric ranges and definitions" * doctest::test_suite("model")) {
   const auto path = ordo::model::default_model_path();
   skip_unless_installed(path, "the default model", "./ordo model");
   at::set_num_threads(2);
@@ -81,7 +80,8 @@ TEST_CASE("clarity on the default model: batch answers, metric ranges and defini
                                              {.add_special_tokens = false, .parse_special = true});
     auto alone = ordo::model::generate(lm, std::vector<std::int64_t>(ids.begin(), ids.end()), g);
     if (alone.stopped) alone.tokens.pop_back();
-    CHECK(s.answer == base.tokenizer().decode(std::vector<ordo::TokenId>(alone.tokens.begin(), alone.tokens.end()), true));
+    CHECK(s.answer ==
+          base.tokenizer().decode(std::vector<ordo::TokenId>(alone.tokens.begin(), alone.tokens.end()), true));
     CHECK(s.tokens == static_cast<std::int64_t>(alone.tokens.size()));
 
     // Each part is its definition.
@@ -115,5 +115,6 @@ TEST_CASE("clarity on the default model: batch answers, metric ranges and defini
   ordo::study::clarity_evaluator none(base, prompts, {.prompts = 0});
   CHECK_FALSE(none.enabled());
   CHECK(none.evaluate(base).answers.empty());
-  CHECK_THROWS_AS(ordo::study::clarity_evaluator(base, prompts, {.prompts = 2, .max_new_tokens = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(ordo::study::clarity_evaluator(base, prompts, {.prompts = 2, .max_new_tokens = 0}),
+                  std::invalid_argument);
 }

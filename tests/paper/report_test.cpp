@@ -14,8 +14,8 @@ namespace {
 std::vector<ordo::study::result_row> rows() {
   // Assigned member by member: the optional metrics have no default member initializers, so a
   // braced list that leaves them out draws -Wmissing-field-initializers.
-  auto row = [](std::string configuration, std::string paper_name, double size_mb, double perplexity,
-                double nll, double compression_ratio, double stage_seconds, double eval_seconds) {
+  auto row = [](std::string configuration, std::string paper_name, double size_mb, double perplexity, double nll,
+                double compression_ratio, double stage_seconds, double eval_seconds) {
     ordo::study::result_row r;
     r.configuration = std::move(configuration);
     r.paper_name = std::move(paper_name);

@@ -32,17 +32,17 @@ static_assert(ordo::is_valid_pipeline_v<Q, D>);
 static_assert(ordo::is_valid_pipeline_v<Q, D, P, KD, Q>);
 static_assert(ordo::is_valid_pipeline_v<P, P, KD, KD>);
 static_assert(ordo::is_valid_pipeline_v<Q, D, Q, D, Q>);
-static_assert(!ordo::is_valid_pipeline_v<Q, P>);        // stage after QuantNF4
+static_assert(!ordo::is_valid_pipeline_v<Q, P>);  // stage after QuantNF4
 static_assert(!ordo::is_valid_pipeline_v<Q, KD>);
-static_assert(!ordo::is_valid_pipeline_v<Q, Q>);        // quantizing twice
+static_assert(!ordo::is_valid_pipeline_v<Q, Q>);  // quantizing twice
 static_assert(!ordo::is_valid_pipeline_v<P, Q, KD>);
-static_assert(!ordo::is_valid_pipeline_v<D>);           // nothing to dequantize
+static_assert(!ordo::is_valid_pipeline_v<D>);  // nothing to dequantize
 static_assert(!ordo::is_valid_pipeline_v<P, D>);
-static_assert(!ordo::is_valid_pipeline_v<Q, D, D>);     // two Dequantize in a row
-static_assert(!ordo::is_valid_pipeline_v<int>);         // not a stage
+static_assert(!ordo::is_valid_pipeline_v<Q, D, D>);  // two Dequantize in a row
+static_assert(!ordo::is_valid_pipeline_v<int>);      // not a stage
 static_assert(!ordo::is_valid_pipeline_v<P, std::string, Q>);
 static_assert(!ordo::is_valid_pipeline_v<ordo::Pipeline<P>>);  // a pipeline is not a stage
-static_assert(!ordo::pipeline_is_valid_v<Pipeline<Q, P>>);      // without instantiating it
+static_assert(!ordo::pipeline_is_valid_v<Pipeline<Q, P>>);     // without instantiating it
 static_assert(ordo::pipeline_is_valid_v<Pipeline<P, KD, Q>>);
 
 // The first error found, and where (positions from 1).
@@ -88,9 +88,8 @@ static_assert(Pipeline<Q, D, P, KD, Q>::training_stages == 2);
 template <class Tuple>
 std::set<std::string> names_of(const Tuple& pipelines) {
   std::set<std::string> out;
-  ordo::for_each_pipeline(pipelines, [&](auto t) {
-    out.insert(std::string(ordo::pipeline_name_v<typename decltype(t)::type>));
-  });
+  ordo::for_each_pipeline(pipelines,
+                          [&](auto t) { out.insert(std::string(ordo::pipeline_name_v<typename decltype(t)::type>)); });
   return out;
 }
 
@@ -105,8 +104,7 @@ TEST_CASE("descriptions name the parameters") {
 TEST_CASE("permutations: every order, valid or not, compared as a set") {
   constexpr auto six = ordo::permutations<P, KD, Q>();
   static_assert(hana::size(six) == hana::size_c<6>);
-  CHECK(names_of(six) == std::set<std::string>{"P-KD-Q", "P-Q-KD", "KD-P-Q", "KD-Q-P", "Q-P-KD",
-                                               "Q-KD-P"});
+  CHECK(names_of(six) == std::set<std::string>{"P-KD-Q", "P-Q-KD", "KD-P-Q", "KD-Q-P", "Q-P-KD", "Q-KD-P"});
   std::set<std::string> valid;
   ordo::for_each_pipeline(six, [&](auto t) {
     using Pipe = typename decltype(t)::type;
@@ -128,14 +126,11 @@ TEST_CASE("paper_orderings: the six, expanded, sorted by name, all valid") {
     static_assert(std::is_same_v<typename Pipe::output_state, ordo::nf4>);
     names.emplace_back(Pipe::name());
   });
-  CHECK(names == std::vector<std::string>{"KD-P-Q", "KD-Q-D-P-Q", "P-KD-Q", "P-Q-D-KD-Q",
-                                          "Q-D-KD-P-Q", "Q-D-P-KD-Q"});
+  CHECK(names == std::vector<std::string>{"KD-P-Q", "KD-Q-D-P-Q", "P-KD-Q", "P-Q-D-KD-Q", "Q-D-KD-P-Q", "Q-D-P-KD-Q"});
   std::set<std::string> paper;
-  ordo::for_each_pipeline(six, [&](auto t) {
-    paper.insert(std::string(ordo::paper_notation_v<typename decltype(t)::type>));
-  });
-  CHECK(paper == std::set<std::string>{"P-KD-Q", "P-Q-KD", "KD-P-Q", "KD-Q-P", "Q-P-KD",
-                                       "Q-KD-P"});
+  ordo::for_each_pipeline(
+      six, [&](auto t) { paper.insert(std::string(ordo::paper_notation_v<typename decltype(t)::type>)); });
+  CHECK(paper == std::set<std::string>{"P-KD-Q", "P-Q-KD", "KD-P-Q", "KD-Q-P", "Q-P-KD", "Q-KD-P"});
 }
 
 TEST_CASE("paper_configurations: base, P, KD, Q and the six") {
@@ -175,8 +170,7 @@ TEST_CASE("with_pipeline: an unknown name is an error listing the valid names") 
   } catch (const ordo::unknown_pipeline& e) {
     const std::string what = e.what();
     CHECK(what.find("unknown pipeline 'P-Q'") != std::string::npos);
-    for (const char* name : {"base", "P-KD-Q", "Q-D-P-KD-Q (paper: Q-P-KD)",
-                             "KD-Q-D-P-Q (paper: KD-Q-P)", "KD-P-Q"}) {
+    for (const char* name : {"base", "P-KD-Q", "Q-D-P-KD-Q (paper: Q-P-KD)", "KD-Q-D-P-Q (paper: KD-Q-P)", "KD-P-Q"}) {
       CHECK_MESSAGE(what.find(name) != std::string::npos, name);
     }
   }
@@ -188,8 +182,8 @@ TEST_CASE("run applies the stages in order; the result type follows the typestat
   recording::context ctx;
   auto quantized = Pipeline<P, KD, Q>::run(base, ctx);
   static_assert(std::is_same_v<decltype(quantized), recording::model<ordo::nf4>>);
-  CHECK(quantized.applied == std::vector<std::string>{"Prune<30>", "Distill<T=4, alpha=0.3>",
-                                                      "QuantNF4<blocksize=64, double_quant=on>"});
+  CHECK(quantized.applied ==
+        std::vector<std::string>{"Prune<30>", "Distill<T=4, alpha=0.3>", "QuantNF4<blocksize=64, double_quant=on>"});
   CHECK(ctx.applications == 3);
   CHECK(ctx.training_applications == 2);
 
@@ -206,8 +200,8 @@ struct event_log {
   std::vector<std::chrono::nanoseconds> elapsed;  // of each stage, from on_stage_end
   void on_stage_start(const ordo::stage_event& e) {
     lines.push_back("start " + std::string(e.prefix) + " " + std::to_string(e.position) + "/" +
-                    std::to_string(e.length) + " #" + std::to_string(e.sequence) + " of " +
-                    std::to_string(e.planned) + (e.trains ? " trains" : ""));
+                    std::to_string(e.length) + " #" + std::to_string(e.sequence) + " of " + std::to_string(e.planned) +
+                    (e.trains ? " trains" : ""));
   }
   void on_stage_end(const ordo::stage_event& e) {
     elapsed.push_back(e.elapsed);
@@ -222,11 +216,9 @@ TEST_CASE("run reports start and end of every stage") {
   const auto started = std::chrono::steady_clock::now();
   (void)Pipeline<Q, D, KD, Q>::run(base, ctx, log);
   const std::chrono::nanoseconds wall = std::chrono::steady_clock::now() - started;
-  CHECK(log.lines == std::vector<std::string>{
-                         "start Q 1/4 #1 of 4", "end Q of Q-D-KD-Q", "start Q-D 2/4 #2 of 4",
-                         "end D of Q-D-KD-Q", "start Q-D-KD 3/4 #3 of 4 trains",
-                         "end KD of Q-D-KD-Q", "start Q-D-KD-Q 4/4 #4 of 4",
-                         "end Q of Q-D-KD-Q"});
+  CHECK(log.lines == std::vector<std::string>{"start Q 1/4 #1 of 4", "end Q of Q-D-KD-Q", "start Q-D 2/4 #2 of 4",
+                                              "end D of Q-D-KD-Q", "start Q-D-KD 3/4 #3 of 4 trains",
+                                              "end KD of Q-D-KD-Q", "start Q-D-KD-Q 4/4 #4 of 4", "end Q of Q-D-KD-Q"});
   // Each stage's time is measured inside the run: the stages together took no longer than the
   // whole run, and some time (each copies the model's vectors and strings).
   REQUIRE(log.elapsed.size() == 4);

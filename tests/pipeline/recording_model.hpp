@@ -50,12 +50,10 @@ model<ordo::dense> apply(const ordo::Distill<T, A>& s, const model<ordo::dense>&
   return step<model<ordo::dense>>(m, c, s.describe(), true);
 }
 template <unsigned long long B, ordo::double_quant DQ>
-model<ordo::nf4> apply(const ordo::QuantizeNF4<B, DQ>& s, const model<ordo::dense>& m,
-                       context& c) {
+model<ordo::nf4> apply(const ordo::QuantizeNF4<B, DQ>& s, const model<ordo::dense>& m, context& c) {
   return step<model<ordo::nf4>>(m, c, s.describe(), false);
 }
-inline model<ordo::dense> apply(const ordo::Dequantize& s, const model<ordo::nf4>& m,
-                                context& c) {
+inline model<ordo::dense> apply(const ordo::Dequantize& s, const model<ordo::nf4>& m, context& c) {
   return step<model<ordo::dense>>(m, c, s.describe(), false);
 }
 

@@ -27,10 +27,9 @@ namespace {
 
 // The midpoints as bitsandbytes' CUDA decision tree (csrc/kernels.cu, dQuantizeNF4) writes them.
 constexpr std::array<float, 15> kernel_midpoints = {
-    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
-    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
-    0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
-    0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+    -0.8480964004993439f,  -0.6106329262256622f,   -0.4599952697753906f, -0.33967943489551544f, -0.23460740596055984f,
+    -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f,   0.2035212516784668f,
+    0.2920137718319893f,   0.3893125355243683f,    0.5016634166240692f,  0.6427869200706482f,   0.8614784181118011f};
 
 constexpr bool midpoints_match() {
   for (unsigned i = 0; i < 15; ++i)
@@ -229,9 +228,9 @@ TEST_CASE("f16 and bf16: widening is exact and narrowing round-trips every patte
   CHECK(q::to_f16(65504.0f).bits == 0x7BFF);
   CHECK(q::to_f16(65519.99f).bits == 0x7BFF);
   CHECK(q::to_f16(65520.0f).bits == 0x7C00);
-  CHECK(q::to_f16(std::ldexp(1.0f, -25)).bits == 0x0000);                    // tie to even: 0
+  CHECK(q::to_f16(std::ldexp(1.0f, -25)).bits == 0x0000);  // tie to even: 0
   CHECK(q::to_f16(std::ldexp(1.5f, -25)).bits == 0x0001);
-  CHECK(q::to_f16(std::ldexp(3.0f, -25)).bits == 0x0002);                    // 1.5 ulp: tie to even 2
+  CHECK(q::to_f16(std::ldexp(3.0f, -25)).bits == 0x0002);  // 1.5 ulp: tie to even 2
   CHECK(q::to_f16(-std::ldexp(1.0f, -14)).bits == 0x8400);
 }
 

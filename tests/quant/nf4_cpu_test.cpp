@@ -42,8 +42,8 @@ std::vector<T> convert(const std::vector<float>& v) {
 // The rule, stated directly: per block absmax = max |x| (NaN ignored; -FLT_MAX start for a full
 // block, 0 for a partial one), code = quantize_code(x * (1/absmax)), zero padding for odd n.
 template <class T>
-void reference_quantize(const std::vector<T>& x, std::size_t bs, nf4::ZeroBlocks zb,
-                        std::vector<std::uint8_t>& packed, std::vector<float>& absmax) {
+void reference_quantize(const std::vector<T>& x, std::size_t bs, nf4::ZeroBlocks zb, std::vector<std::uint8_t>& packed,
+                        std::vector<float>& absmax) {
   const std::size_t n = x.size(), blocks = (n + bs - 1) / bs;
   absmax.assign(blocks, 0.0f);
   std::vector<std::uint8_t> codes(n + 1);
@@ -108,8 +108,8 @@ void check_quantize_paths(const std::vector<float>& values, std::size_t bs, nf4:
 
 TEST_CASE("quantize and dequantize: every path equals the rule, for every blocksize, dtype and odd sizes") {
   for (std::size_t bs : {32u, 64u, 128u, 256u, 512u, 1024u, 2048u, 4096u}) {
-    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}, bs - 1, bs, bs + 1,
-                          bs + 33, 3 * bs + 17, std::size_t{70001}}) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}, bs - 1, bs, bs + 1, bs + 33,
+                          3 * bs + 17, std::size_t{70001}}) {
       CAPTURE(bs);
       CAPTURE(n);
       const std::vector<float> v = normal_values(n, 0.7f, static_cast<unsigned>(n * 31 + bs));
@@ -151,9 +151,9 @@ TEST_CASE("all-zero blocks: code 7 (0x77) by default, code 0 (0x00) with ZeroBlo
 
 TEST_CASE("NaN and Inf follow the CUDA rule: NaN is ignored by absmax and takes code 0; Inf makes absmax Inf") {
   std::vector<float> v = normal_values(64 * 4 + 3, 1.0f, 9);
-  v[5] = nan_v;      // block 0: one NaN
-  v[64 + 7] = inf_v; // block 1: one +Inf
-  for (std::size_t i = 128; i < 192; ++i) v[i] = nan_v;  // block 2: all NaN
+  v[5] = nan_v;                                               // block 0: one NaN
+  v[64 + 7] = inf_v;                                          // block 1: one +Inf
+  for (std::size_t i = 128; i < 192; ++i) v[i] = nan_v;       // block 2: all NaN
   for (std::size_t i = 256; i < v.size(); ++i) v[i] = nan_v;  // partial tail: all NaN
   check_quantize_paths<float>(v, 64, nf4::ZeroBlocks::zero_code);
   check_quantize_paths<float>(v, 64, nf4::ZeroBlocks::cuda);
@@ -166,8 +166,8 @@ TEST_CASE("NaN and Inf follow the CUDA rule: NaN is ignored by absmax and takes 
     CHECK(q.absmax[0] == finite_max);
     CHECK((q.packed[2] & 15) == 0);  // v[5] is NaN: the low nibble of byte 2
     CHECK(std::isinf(q.absmax[1]));
-    CHECK((q.packed[(64 + 7) / 2] & 15) == 0);  // Inf * (1/Inf) = Inf * 0 = NaN -> code 0
-    CHECK(q.packed[(64 + 8) / 2] == 0x77);      // finite * 0 = 0 -> code 7
+    CHECK((q.packed[(64 + 7) / 2] & 15) == 0);                 // Inf * (1/Inf) = Inf * 0 = NaN -> code 0
+    CHECK(q.packed[(64 + 8) / 2] == 0x77);                     // finite * 0 = 0 -> code 7
     CHECK(q.absmax[2] == -std::numeric_limits<float>::max());  // a full all-NaN block
     for (std::size_t j = 64; j < 96; ++j) CHECK(q.packed[j] == 0x00);
     CHECK(q.absmax[4] == 0.0f);  // the tail's zero padding enters its max

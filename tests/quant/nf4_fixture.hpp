@@ -45,11 +45,11 @@ struct Case {
   std::uint32_t dtype = 0;  // 0 f32, 1 f16, 2 bf16
   std::size_t n = 0, blocksize = 0;
   bool nested = false;
-  std::vector<float> x;                  // the input, widened exactly
-  std::vector<std::uint16_t> x16;        // the input bits for f16/bf16
+  std::vector<float> x;            // the input, widened exactly
+  std::vector<std::uint16_t> x16;  // the input bits for f16/bf16
   std::vector<std::uint8_t> bnb_packed, cuda_packed;
   std::vector<float> bnb_absmax, cuda_absmax;
-  std::vector<float> bnb_dequant32;       // dtype f32
+  std::vector<float> bnb_dequant32;          // dtype f32
   std::vector<std::uint16_t> bnb_dequant16;  // dtype f16 / bf16 bits
   float bnb_offset = 0;
   std::vector<std::uint8_t> bnb_codes, cuda_codes;
@@ -58,7 +58,7 @@ struct Case {
 
 struct Fixture {
   std::vector<float> dynamic_map, nf4_code;
-  std::vector<float> ties8;                        // 256-blocks of 8-bit midpoints and neighbours
+  std::vector<float> ties8;                         // 256-blocks of 8-bit midpoints and neighbours
   std::vector<std::uint8_t> ties8_cuda, ties8_bnb;  // their codes: CUDA rule, bitsandbytes' CPU
   std::vector<Case> cases;
 };

@@ -186,10 +186,9 @@ TEST_CASE("fixture: ordo equals bitsandbytes' CPU bytes but where its backend di
       CHECK((cpu_nan || clamped_tail));
     }
   }
-  MESSAGE("bytes that differ from bitsandbytes' CPU backend: " << total_diff << " (tail block divides: "
-                                                                 << tail_divide << ", NaN/Inf blocks: " << nan_blocks
-                                                                 << ", absmax below FLT_MIN: " << clamped
-                                                                 << ", on the four rounded midpoints: " << ties << ")");
+  MESSAGE("bytes that differ from bitsandbytes' CPU backend: "
+          << total_diff << " (tail block divides: " << tail_divide << ", NaN/Inf blocks: " << nan_blocks
+          << ", absmax below FLT_MIN: " << clamped << ", on the four rounded midpoints: " << ties << ")");
   // the fixtures were made to contain each kind of difference
   CHECK(tail_divide > 0);
   CHECK(nan_blocks > 0);
@@ -211,9 +210,11 @@ TEST_CASE("fixture: dequantizing bitsandbytes' bytes gives bitsandbytes' values 
       } else {
         std::vector<std::uint16_t> y(k.n);
         if (k.dtype == 1)
-          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::f16*>(y.data()), opt);
+          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::f16*>(y.data()),
+                                 opt);
         else
-          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::bf16*>(y.data()), opt);
+          nf4::dequantize_blocks(k.bnb_packed.data(), k.bnb_absmax.data(), k.n, reinterpret_cast<nf4::bf16*>(y.data()),
+                                 opt);
         for (std::size_t i = 0; i < k.n; ++i) bad += y[i] == k.bnb_dequant16[i] ? 0 : 1;
       }
       CHECK(bad == 0);
@@ -229,7 +230,7 @@ TEST_CASE("fixture: the 8-bit quantizer on every midpoint of the dynamic map and
   std::vector<float> absmax2(nf4::absmax2_count(m));
   nf4::quantize_absmax(f.ties8.data(), m, 0.0f, codes.data(), absmax2.data());
   for (float a : absmax2) CHECK(a == 1.0f);  // each 256-block starts with 1.0: values are not rescaled
-  CHECK(codes == f.ties8_cuda);                // exact ties included: the CUDA search's pivot rule
+  CHECK(codes == f.ties8_cuda);              // exact ties included: the CUDA search's pivot rule
   unsigned differ = 0;
   for (std::size_t i = 0; i < m; ++i) {
     if (codes[i] == f.ties8_bnb[i]) continue;
@@ -239,7 +240,8 @@ TEST_CASE("fixture: the 8-bit quantizer on every midpoint of the dynamic map and
   MESSAGE(differ << " of " << m << " codes differ from bitsandbytes' CPU lookup table, each within a table step");
 }
 
-TEST_CASE("fixture: double quantization equals the CUDA rule; bitsandbytes' CPU lookup table agrees but near midpoints") {
+TEST_CASE(
+    "fixture: double quantization equals the CUDA rule; bitsandbytes' CPU lookup table agrees but near midpoints") {
   unsigned compared = 0, lut_differences = 0;
   for (const Case& k : fixture().cases) {
     if (!k.nested) continue;
@@ -272,7 +274,9 @@ TEST_CASE("fixture: double quantization equals the CUDA rule; bitsandbytes' CPU 
   CHECK(compared > 600);
 }
 
-TEST_CASE("bitsandbytes' CUDA bytes (made on a GPU): ordo's exact rule differs only within an ulp of a threshold or where fast math flushes subnormals") {
+TEST_CASE(
+    "bitsandbytes' CUDA bytes (made on a GPU): ordo's exact rule differs only within an ulp of a threshold or where "
+    "fast math flushes subnormals") {
   // bitsandbytes' kernels are built with --use_fast_math: an approximate 1/absmax, subnormals
   // flushed. ordo's CPU path keeps the correctly rounded reciprocal; each code that differs from
   // the GPU's must be a neighbour whose product x * (1/absmax) sits within 2 ulps of the

@@ -2,8 +2,8 @@
 // checked against a hand computation with masks and a vocabulary cut; training on a tiny
 // random decoder lowers it; invalid run-time inputs are clear errors.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // error_of
-#include "../tiny_decoder.hpp"  // tiny_decoder
+#include "../test_support.hpp"   // error_of
+#include "../tiny_decoder.hpp"   // tiny_decoder
 
 #include <cmath>
 #include <filesystem>
@@ -16,8 +16,13 @@ namespace fs = std::filesystem;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed, std::int64_t vocab = 40) {
-  return tiny_decoder({.vocab_size = vocab, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
-                       .head_dim = 8, .intermediate_sizes = {40, 40}},
+  return tiny_decoder({.vocab_size = vocab,
+                       .hidden_size = 32,
+                       .num_layers = 2,
+                       .num_heads = 4,
+                       .num_kv_heads = 2,
+                       .head_dim = 8,
+                       .intermediate_sizes = {40, 40}},
                       seed);
 }
 
@@ -93,7 +98,8 @@ TEST_CASE("the KD loss equals a hand computation: masks in both terms, vocabular
   CHECK(ordo::distill::loss_terms(changed, teacher, labels, T, alpha).loss.item<double>() ==
         doctest::Approx(terms.loss.item<double>()).epsilon(1e-12));
   // Equal distributions: no KL; alpha = 0: plain CE.
-  CHECK(ordo::distill::loss_terms(student, student, labels, T, 0.5).kl.item<double>() == doctest::Approx(0).epsilon(1e-12));
+  CHECK(ordo::distill::loss_terms(student, student, labels, T, 0.5).kl.item<double>() ==
+        doctest::Approx(0).epsilon(1e-12));
   CHECK(ordo::distill::loss_terms(student, teacher, labels, T, 0.0).loss.item<double>() == doctest::Approx(ce));
 }
 
@@ -194,21 +200,27 @@ TEST_CASE("invalid run-time inputs are clear errors") {
   };
   CHECK(with([](ordo::Context& c) { c.budget.batch_size = 0; }) ==
         "ordo::Distill<T=4, alpha=0.3>: Budget::batch_size must be at least 1 (got 0)");
-  CHECK(with([](ordo::Context& c) { c.budget.sequence_length = 1; }).find("Budget::sequence_length must be at least 2") !=
-        std::string::npos);
+  CHECK(with([](ordo::Context& c) {
+          c.budget.sequence_length = 1;
+        }).find("Budget::sequence_length must be at least 2") != std::string::npos);
   CHECK(with([](ordo::Context& c) { c.budget.train_samples = 0; }).find("Budget::train_samples") != std::string::npos);
   CHECK(with([](ordo::Context& c) { c.budget.epochs = -1; }).find("Budget::epochs") != std::string::npos);
-  CHECK(with([](ordo::Context& c) { c.budget.grad_accumulation = 0; }).find("Budget::grad_accumulation") != std::string::npos);
+  CHECK(with([](ordo::Context& c) { c.budget.grad_accumulation = 0; }).find("Budget::grad_accumulation") !=
+        std::string::npos);
   CHECK(with([](ordo::Context& c) { c.budget.distill_learning_rate = 0; }).find("learning rate must be positive") !=
         std::string::npos);
-  CHECK(with([](ordo::Context& c) { c.budget.warmup_fraction = 1.0; }).find("Budget::warmup_fraction") != std::string::npos);
+  CHECK(with([](ordo::Context& c) { c.budget.warmup_fraction = 1.0; }).find("Budget::warmup_fraction") !=
+        std::string::npos);
   CHECK(with([](ordo::Context& c) { c.budget.max_grad_norm = -1; }).find("Budget::max_grad_norm") != std::string::npos);
   CHECK(with([](ordo::Context& c) { c.train.clear(); }) ==
         "ordo::Distill<T=4, alpha=0.3>: Context::train holds no examples to distill on");
-  CHECK(with([](ordo::Context& c) { c.train[1].ids[3] = 45; c.train[1].labels[3] = 45; }) ==
-        "distill: train example 1 (teacher): token 3 has id 45, outside the model's vocabulary of 40");
-  CHECK(with([](ordo::Context& c) { c.train_dtype = torch::kFloat16; }).find("compute_dtype must be float32 or bfloat16") !=
-        std::string::npos);
+  CHECK(with([](ordo::Context& c) {
+          c.train[1].ids[3] = 45;
+          c.train[1].labels[3] = 45;
+        }) == "distill: train example 1 (teacher): token 3 has id 45, outside the model's vocabulary of 40");
+  CHECK(with([](ordo::Context& c) {
+          c.train_dtype = torch::kFloat16;
+        }).find("compute_dtype must be float32 or bfloat16") != std::string::npos);
 
   // Mismatched tokenizers.
   auto smol = std::make_shared<const ordo::Tokenizer>(
@@ -219,8 +231,9 @@ TEST_CASE("invalid run-time inputs are clear errors") {
   ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2), qwen));
   CHECK(error_of([&] { ordo::apply_stage(kd, student, ctx); }).find("the teacher's tokenizer") != std::string::npos);
   ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
-  CHECK(error_of([&] { ordo::apply_stage(kd, student, ctx); }).find("only one of student and teacher has a tokenizer") !=
-        std::string::npos);
+  CHECK(error_of([&] {
+          ordo::apply_stage(kd, student, ctx);
+        }).find("only one of student and teacher has a tokenizer") != std::string::npos);
   // The same tokenizer, loaded twice: accepted (compared token by token).
   auto smol_again = std::make_shared<const ordo::Tokenizer>(
       ordo::Tokenizer::from_file(fs::path(ORDO_TEXT_FIXTURES) / "smollm2_tokenizer.json"));

@@ -157,8 +157,8 @@ TEST_CASE("importance scores equal a hand computation") {
   quarter.weight_share = 0.25;
   auto mixed = ordo::prune::importance(m.lm(), ctx, quarter);
   for (std::size_t i = 0; i < 2; ++i) {
-    auto expected = 0.25 * scores[i].weight / scores[i].weight.max() +
-                    0.75 * scores[i].activation / scores[i].activation.max();
+    auto expected =
+        0.25 * scores[i].weight / scores[i].weight.max() + 0.75 * scores[i].activation / scores[i].activation.max();
     CHECK(max_diff(mixed[i].combined, expected) < 1e-12);
   }
 }
@@ -292,10 +292,12 @@ TEST_CASE("padding does not count in the activation importance") {
   std::vector<torch::Tensor> sums;
   for (auto w : m.config().intermediate_sizes) sums.push_back(torch::zeros({w}, torch::kFloat64));
   std::int64_t longest = 0;
-  for (const auto& e : ctx.calibration) longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.ids.size()));
+  for (const auto& e : ctx.calibration)
+    longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.ids.size()));
   auto ids = torch::zeros({7, longest}, torch::kLong);
   for (int e = 0; e < 7; ++e)
-    ids[e].slice(0, 0, static_cast<std::int64_t>(ctx.calibration[e].ids.size()))
+    ids[e]
+        .slice(0, 0, static_cast<std::int64_t>(ctx.calibration[e].ids.size()))
         .copy_(torch::tensor(ctx.calibration[e].ids, torch::kLong));
   ordo::prune::detail::forward_collecting(m.lm(), ids, torch::ones_like(ids), sums);
   CHECK(max_diff(sums[0] / static_cast<double>(7 * longest), alone[0].activation) >
@@ -319,14 +321,16 @@ TEST_CASE("invalid run-time inputs are clear errors") {
                          doctest::Contains("calibration_samples must be positive"), E);
     ctx.budget.calibration_samples = 4;
     ctx.budget.batch_size = 0;
-    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("batch_size must be positive"), E);
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("batch_size must be positive"),
+                         E);
   }
   SUBCASE("ratios outside (0, 1) or of the wrong count") {
     for (double r : {0.0, 1.0, -0.2, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
       CAPTURE(r);
       CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3, r}, ctx), doctest::Contains("must lie in (0, 1)"), E);
     }
-    CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3}, ctx), doctest::Contains("1 ratios for a model of 2 layers"), E);
+    CHECK_THROWS_WITH_AS(ordo::prune::prune_ffn(m, {0.3}, ctx), doctest::Contains("1 ratios for a model of 2 layers"),
+                         E);
   }
   SUBCASE("a weight share outside [0, 1]") {
     for (double share : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
@@ -447,9 +451,10 @@ double mean_loss(const ordo::DenseModel& m, const std::vector<ordo::Example>& ex
     auto labels = torch::tensor(e.labels, torch::kLong);
     auto logits = m.logits(ids)[0].slice(0, 0, -1);
     auto target = labels.slice(0, 1);
-    sum += torch::nn::functional::cross_entropy(
-               logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(-100))
-               .item<double>();
+    sum +=
+        torch::nn::functional::cross_entropy(
+            logits, target, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(-100))
+            .item<double>();
     count += (target != -100).sum().item<double>();
   }
   return sum / count;
@@ -500,13 +505,16 @@ TEST_CASE("recovery: invalid inputs are clear errors before any work") {
   SUBCASE("budgets") {
     ctx.train = calibration(m.config().vocab_size, 4, 5);
     ctx.budget.train_samples = 0;
-    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("train_samples must be positive"), E);
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx),
+                         doctest::Contains("train_samples must be positive"), E);
     ctx.budget.train_samples = 4;
     ctx.budget.prune_learning_rate = 0.0;
-    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("learning_rate must be positive"), E);
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx),
+                         doctest::Contains("learning_rate must be positive"), E);
     ctx.budget.prune_learning_rate = 5e-5;
     ctx.budget.epochs = 0;
-    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("epochs must be at least 1"), E);
+    CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30>{}, m, ctx), doctest::Contains("epochs must be at least 1"),
+                         E);
   }
   CHECK(reports == 0);
 }

@@ -33,9 +33,8 @@ TEST_CASE("QuantNF4 turns every decoder linear into NF4 and leaves the rest dens
   });
   CHECK(quantized == 2 * 7);
   // The base model is untouched (value semantics).
-  ordo::model::for_each_decoder_linear(base.lm(), [&](const std::string&, ordo::model::Linear& l) {
-    CHECK_FALSE(l->quantized());
-  });
+  ordo::model::for_each_decoder_linear(
+      base.lm(), [&](const std::string&, ordo::model::Linear& l) { CHECK_FALSE(l->quantized()); });
   // No trainable parameters in an NF4 model.
   for (const auto& p : q.lm()->parameters()) CHECK_FALSE(p.requires_grad());
   // Smaller in memory: 4-bit weights plus statistics.
@@ -57,7 +56,7 @@ TEST_CASE("batch-1 GEMV and the tiled path give the same logits") {
   ordo::model::kv_cache cache;
   auto ids = some_ids().slice(0, 0, 1);
   torch::NoGradGuard no_grad;
-  auto full = q.lm()->forward(ids);                              // tiled dequantize + matmul
+  auto full = q.lm()->forward(ids);  // tiled dequantize + matmul
   std::vector<torch::Tensor> steps;
   for (int64_t t = 0; t < ids.size(1); ++t)
     steps.push_back(q.lm()->forward(ids.slice(1, t, t + 1), {}, &cache));  // GEMV

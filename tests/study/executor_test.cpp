@@ -49,19 +49,20 @@ struct collected {
   std::map<std::string, std::uint64_t> digest;
 };
 
-collected run_shared(recording::context& ctx, ordo::study::options opts,
-                     ordo::study::run_figures& figures) {
+collected run_shared(recording::context& ctx, ordo::study::options opts, ordo::study::run_figures& figures) {
   collected out;
   recording::model<ordo::dense> base;
-  figures = ordo::study::execute(ten, base, ctx, [&](auto t, const auto& model) {
-    using Pipe = typename decltype(t)::type;
-    static_assert(std::is_same_v<typename std::decay_t<decltype(model)>::state,
-                                 typename Pipe::output_state>);
-    const std::string name(Pipe::name());
-    out.order.push_back(name);
-    out.applied[name] = model.applied;
-    out.digest[name] = model.digest;
-  }, opts);
+  figures = ordo::study::execute(
+      ten, base, ctx,
+      [&](auto t, const auto& model) {
+        using Pipe = typename decltype(t)::type;
+        static_assert(std::is_same_v<typename std::decay_t<decltype(model)>::state, typename Pipe::output_state>);
+        const std::string name(Pipe::name());
+        out.order.push_back(name);
+        out.applied[name] = model.applied;
+        out.digest[name] = model.digest;
+      },
+      opts);
   return out;
 }
 
@@ -97,9 +98,8 @@ TEST_CASE("deterministic order: the trie's depth-first pre-order") {
   recording::context ctx;
   ordo::study::run_figures figures;
   const auto first = run_shared(ctx, {}, figures);
-  CHECK(first.order == std::vector<std::string>{"base", "P", "P-KD-Q", "P-Q-D-KD-Q", "KD",
-                                                "KD-P-Q", "KD-Q-D-P-Q", "Q", "Q-D-KD-P-Q",
-                                                "Q-D-P-KD-Q"});
+  CHECK(first.order == std::vector<std::string>{"base", "P", "P-KD-Q", "P-Q-D-KD-Q", "KD", "KD-P-Q", "KD-Q-D-P-Q", "Q",
+                                                "Q-D-KD-P-Q", "Q-D-P-KD-Q"});
   recording::context again_ctx;
   const auto again = run_shared(again_ctx, {}, figures);
   CHECK(again.order == first.order);
@@ -110,9 +110,10 @@ TEST_CASE("deterministic order: the trie's depth-first pre-order") {
 TEST_CASE("a cache bound trades recomputation for memory; results do not change") {
   recording::context alone_ctx;
   const auto alone = run_alone(alone_ctx);
-  const std::map<std::size_t, ordo::study::schedule_figures> expected{
-      {0, ten_plan::schedule(0)}, {1, ten_plan::schedule(1)}, {2, ten_plan::schedule(2)},
-      {ordo::study::unbounded, ten_plan::schedule()}};
+  const std::map<std::size_t, ordo::study::schedule_figures> expected{{0, ten_plan::schedule(0)},
+                                                                      {1, ten_plan::schedule(1)},
+                                                                      {2, ten_plan::schedule(2)},
+                                                                      {ordo::study::unbounded, ten_plan::schedule()}};
   for (const auto& [bound, plan] : expected) {
     CAPTURE(bound);
     recording::context ctx;
@@ -130,12 +131,10 @@ TEST_CASE("a cache bound trades recomputation for memory; results do not change"
 struct progress {
   std::vector<std::string> lines;
   void on_pipeline_start(const ordo::pipeline_event& e) {
-    lines.push_back("[" + std::to_string(e.index) + "/" + std::to_string(e.total) + "] " +
-                    std::string(e.pipeline));
+    lines.push_back("[" + std::to_string(e.index) + "/" + std::to_string(e.total) + "] " + std::string(e.pipeline));
   }
   void on_stage_end(const ordo::stage_event& e) {
-    lines.push_back("  " + std::string(e.prefix) + " #" + std::to_string(e.sequence) + "/" +
-                    std::to_string(e.planned));
+    lines.push_back("  " + std::string(e.prefix) + " #" + std::to_string(e.sequence) + "/" + std::to_string(e.planned));
   }
 };
 
@@ -143,7 +142,8 @@ TEST_CASE("events: one per pipeline and per stage application, numbered against 
   recording::model<ordo::dense> base;
   recording::context ctx;
   progress log;
-  auto figures = ordo::study::execute(ten, base, ctx, [](auto, const auto&) {}, {}, log);
+  auto figures = ordo::study::execute(
+      ten, base, ctx, [](auto, const auto&) {}, {}, log);
   CHECK(figures.applications == 22);
   REQUIRE(log.lines.size() == 10 + 22);
   CHECK(log.lines[0] == "[1/10] base");
@@ -157,10 +157,8 @@ TEST_CASE("events: one per pipeline and per stage application, numbered against 
 
 TEST_CASE("any set of pipelines, e.g. all valid orders of four stages") {
   using D = ordo::Dequantize;
-  auto pipelines = hana::make_tuple(hana::type_c<ordo::Pipeline<P, KD>>,
-                                    hana::type_c<ordo::Pipeline<P, KD, Q>>,
-                                    hana::type_c<ordo::Pipeline<P, KD, Q, D>>,
-                                    hana::type_c<ordo::Pipeline<KD, P>>);
+  auto pipelines = hana::make_tuple(hana::type_c<ordo::Pipeline<P, KD>>, hana::type_c<ordo::Pipeline<P, KD, Q>>,
+                                    hana::type_c<ordo::Pipeline<P, KD, Q, D>>, hana::type_c<ordo::Pipeline<KD, P>>);
   using plan = decltype(ordo::study::plan_of(pipelines));
   static_assert(plan::schedule().applications == 6);  // P, P-KD, P-KD-Q, P-KD-Q-D, KD, KD-P
   recording::model<ordo::dense> base;

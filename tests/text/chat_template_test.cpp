@@ -24,8 +24,10 @@ const nlohmann::json& chat_cases() {
 
 ordo::ChatTemplate template_named(const std::string& name) {
   const auto& j = chat_cases();
-  const auto bos = name.starts_with("llama3") ? j["llama3_bos_token"].get<std::string>() : j["bos_token"].get<std::string>();
-  return ordo::ChatTemplate::from_jinja(j["templates"][name].get<std::string>(), bos, j["zephyr_eos_token"].get<std::string>());
+  const auto bos =
+      name.starts_with("llama3") ? j["llama3_bos_token"].get<std::string>() : j["bos_token"].get<std::string>();
+  return ordo::ChatTemplate::from_jinja(j["templates"][name].get<std::string>(), bos,
+                                        j["zephyr_eos_token"].get<std::string>());
 }
 
 std::string error_of(std::string_view jinja) {
@@ -44,7 +46,8 @@ TEST_CASE("chat templates render exactly as transformers' apply_chat_template") 
   for (const auto& c : chat_cases()["cases"]) {
     const auto name = c["template"].get<std::string>();
     std::vector<ordo::ChatMessage> messages;
-    for (const auto& m : c["messages"]) messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    for (const auto& m : c["messages"])
+      messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     CAPTURE(name);
     CAPTURE(c["messages"].dump());
     auto chat = template_named(name);
@@ -57,8 +60,10 @@ TEST_CASE("chat templates render exactly as transformers' apply_chat_template") 
 
 TEST_CASE("chat templates: the family and the default system prompt are recognised") {
   CHECK(template_named("smollm2").family() == ordo::ChatTemplate::Family::chatml);
-  CHECK(template_named("smollm2").default_system() == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
-  CHECK(template_named("qwen2.5").default_system() == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+  CHECK(template_named("smollm2").default_system() ==
+        "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+  CHECK(template_named("qwen2.5").default_system() ==
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   CHECK(template_named("qwen2").default_system() == "You are a helpful assistant");
   CHECK(template_named("chatml").default_system().empty());
   CHECK(template_named("llama3").family() == ordo::ChatTemplate::Family::llama3);
@@ -81,7 +86,8 @@ TEST_CASE("chat templates: unknown ones are a clear error") {
   CHECK(error_of("").find("empty") != std::string::npos);
   // A Qwen3-style ChatML template with reasoning turns renders more than ChatML: refused.
   CHECK(error_of(chat_cases()["templates"]["chatml"].get<std::string>() +
-                 "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}")
+                 "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' "
+                 "}}{% endif %}")
             .find("reasoning") != std::string::npos);
   CHECK_FALSE(ordo::ChatTemplate::try_from_jinja(gemma).has_value());
   CHECK(ordo::ChatTemplate::try_from_jinja(chat_cases()["templates"]["chatml"].get<std::string>()).has_value());

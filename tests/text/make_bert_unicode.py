@@ -137,6 +137,8 @@ def main():
 //      what accent stripping removes after NFD) go away, and `uncased` maps the rest of the
 //      characters that NFD, mark removal and lowercasing change.
 // The pre-tokenizer splits on `whitespace` (removed) and around `punctuation` (kept).
+// The tables keep the generator's layout:
+// clang-format off
 #pragma once
 
 #include <cstdint>  // std::uint32_t

@@ -3,7 +3,7 @@
 // errors malformed tokenizer files give.
 #include <ordo/text/tokenizer.hpp>
 #include <ordo/text/chat_template.hpp>  // read_chat_template
-#include <ordo/io/gguf.hpp>                // gguf::TokenizerMetadata, gguf::File
+#include <ordo/io/gguf.hpp>             // gguf::TokenizerMetadata, gguf::File
 
 #include <doctest/doctest.h>
 
@@ -139,7 +139,8 @@ std::string minimal_json(const std::string& vocab_extra = "", const std::string&
   vocab += "\"ab\":256" + vocab_extra + "}";
   return R"({"model":{"type":"BPE","vocab":)" + vocab + R"(,"merges":)" + merges +
          R"(},"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},)"
-         R"("decoder":{"type":"ByteLevel"})" + extra + "}";
+         R"("decoder":{"type":"ByteLevel"})" +
+         extra + "}";
 }
 
 }  // namespace
@@ -278,7 +279,9 @@ TEST_CASE("malformed tokenizer.json: the error names the file and the problem") 
   has(error_of(minimal_json("", "[]", R"(,"added_tokens":[{"id":3,"content":"<s>","special":"yes"}])")),
       {"added_tokens[0].special", "true or false"});
   has(error_of(minimal_json("", "[]", R"(,"normalizer":{"type":"Lowercase"})")), {"normalizer.type", "Lowercase"});
-  has(error_of(minimal_json("", "[]", R"(,"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{}})")),
+  has(error_of(minimal_json(
+          "", "[]",
+          R"(,"post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>"}},{"Sequence":{"id":"A"}}],"special_tokens":{}})")),
       {"special_tokens", "<s>"});
 
   std::string no_decoder = minimal_json();
@@ -288,7 +291,8 @@ TEST_CASE("malformed tokenizer.json: the error names the file and the problem") 
 
   std::string whitespace = minimal_json();
   const std::string byte_level_part = R"("type":"ByteLevel","add_prefix_space")";
-  whitespace.replace(whitespace.find(byte_level_part), byte_level_part.size(), R"("type":"WhitespaceSplit","add_prefix_space")");
+  whitespace.replace(whitespace.find(byte_level_part), byte_level_part.size(),
+                     R"("type":"WhitespaceSplit","add_prefix_space")");
   has(error_of(whitespace), {"pre_tokenizer.type", "WhitespaceSplit"});
 
   std::string fallback = minimal_json();
@@ -296,8 +300,9 @@ TEST_CASE("malformed tokenizer.json: the error names the file and the problem") 
   has(error_of(fallback), {"byte_fallback is true in a byte-level tokenizer"});
 
   std::string bad_regex = minimal_json();
-  bad_regex.replace(bad_regex.find(R"({"type":"ByteLevel","add_prefix_space")"), 0,
-                    R"({"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"(["},"behavior":"Isolated"},)");
+  bad_regex.replace(
+      bad_regex.find(R"({"type":"ByteLevel","add_prefix_space")"), 0,
+      R"({"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"(["},"behavior":"Isolated"},)");
   bad_regex.replace(bad_regex.find(R"(,"decoder")"), 0, "]}");
   has(error_of(bad_regex), {"pre_tokenizer.pretokenizers[0].pattern.Regex", "does not compile"});
 
@@ -363,10 +368,11 @@ TEST_CASE("Hugging Face directory: tokenizer_config.json gives BOS/EOS/PAD and t
   const auto write_config = [&](const nlohmann::json& config) {
     std::ofstream(dir / "tokenizer_config.json") << config.dump();
   };
-  write_config({{"bos_token", {{"content", "<|x|>"}, {"lstrip", false}}},
-                {"eos_token", "[SEP]"},
-                {"pad_token", nullptr},
-                {"chat_template", {{{"name", "tool_use"}, {"template", "x"}}, {{"name", "default"}, {"template", chatml}}}}});
+  write_config(
+      {{"bos_token", {{"content", "<|x|>"}, {"lstrip", false}}},
+       {"eos_token", "[SEP]"},
+       {"pad_token", nullptr},
+       {"chat_template", {{{"name", "tool_use"}, {"template", "x"}}, {{"name", "default"}, {"template", chatml}}}}});
   const auto tok = ordo::Tokenizer::from_directory(dir);
   CHECK(tok.bos_id() == tok.token_id("<|x|>"));
   CHECK(tok.eos_id() == tok.token_id("[SEP]"));
@@ -395,7 +401,10 @@ TEST_CASE("GGUF metadata (ordo::io::gguf::TokenizerMetadata) builds the same tok
   // A small Llama-3-style vocabulary: the 256 byte symbols, two merges, BOS and an end-of-turn token.
   ordo::BpeVocabulary v;
   for (unsigned b = 0; b < 256; ++b) v.tokens.push_back(ordo::detail::byte_level::alphabet()[b]);
-  v.tokens.insert(v.tokens.end(), {"ab", "\xC4\xA0" "ab", "<|begin_of_text|>", "<|eot_id|>"});
+  v.tokens.insert(v.tokens.end(), {"ab",
+                                   "\xC4\xA0"
+                                   "ab",
+                                   "<|begin_of_text|>", "<|eot_id|>"});
   v.merges = {"a b", "\xC4\xA0 ab"};
   v.token_types.assign(v.tokens.size(), 1);
   v.token_types[258] = v.token_types[259] = 3;
@@ -433,8 +442,7 @@ std::string default_model_path() {
 }  // namespace
 
 // The suite "model" (ctest text.tokenizer.model) needs the default model and skips without it.
-TEST_CASE("the default model's GGUF: tokenizer and chat template match the fixtures" *
-          doctest::test_suite("model")) {
+TEST_CASE("the default model's GGUF: tokenizer and chat template match the fixtures" * doctest::test_suite("model")) {
   const std::string path = default_model_path();
   skip_unless_installed(path, "the default model", "./ordo model");
   const ordo::io::gguf::File file(path);

@@ -76,16 +76,18 @@ TEST_CASE("tiny vocabulary: ids equal BertTokenizerFast's, uncased and cased, wi
 TEST_CASE("basic tokenization: normalization and pre-tokenization") {
   const auto t = ordo::WordPieceTokenizer::from_vocab_file(fixtures / "tiny_vocab.txt");
   CHECK(t.normalize("Ünïcödé ÅNGSTRÖM") == "unicode angstrom");
-  CHECK(t.normalize("e\xCC\x81") == "e");                                   // combining acute dropped
-  CHECK(t.normalize("a\tb\nc\r\nd\xC2\xA0" "e") == "a b c  d e");          // whitespace -> ' '
-  CHECK(t.normalize(std::string("x\0y\x07z\xE2\x80\x8Bw", 9)) == "xyzw");  // NUL, BEL, ZWSP dropped
-  CHECK(t.normalize("我爱") == " 我  爱 ");                                  // CJK spaced
+  CHECK(t.normalize("e\xCC\x81") == "e");  // combining acute dropped
+  CHECK(t.normalize("a\tb\nc\r\nd\xC2\xA0"
+                    "e") == "a b c  d e");                                       // whitespace -> ' '
+  CHECK(t.normalize(std::string("x\0y\x07z\xE2\x80\x8Bw", 9)) == "xyzw");        // NUL, BEL, ZWSP dropped
+  CHECK(t.normalize("我爱") == " 我  爱 ");                                      // CJK spaced
   CHECK(t.normalize("\xEC\x95\x88") == "\xE1\x84\x8B\xE1\x85\xA1\xE1\x86\xAB");  // 안 -> jamo
-  CHECK(t.normalize("\xC4\xB0") == "i");                                     // İ -> i
-  CHECK(t.normalize("\xCE\xA3\xCE\x86") == "\xCF\x83\xCE\xB1");              // ΣΆ -> σα
+  CHECK(t.normalize("\xC4\xB0") == "i");                                         // İ -> i
+  CHECK(t.normalize("\xCE\xA3\xCE\x86") == "\xCF\x83\xCE\xB1");                  // ΣΆ -> σα
   CHECK(t.pre_tokenize("it's (ok)...  fine") ==
         std::vector<std::string>{"it", "'", "s", "(", "ok", ")", ".", ".", ".", "fine"});
-  CHECK(t.pre_tokenize("a\xE3\x80\x82" "b") == std::vector<std::string>{"a", "\xE3\x80\x82", "b"});  // 。
+  CHECK(t.pre_tokenize("a\xE3\x80\x82"
+                       "b") == std::vector<std::string>{"a", "\xE3\x80\x82", "b"});  // 。
   const auto cased = ordo::WordPieceTokenizer::from_vocab_file(fixtures / "tiny_vocab.txt", {.lowercase = false});
   CHECK(cased.normalize("Café\t我") == "Café  我 ");
   CHECK(t.tokenize("Hello unaffable") == std::vector<std::string>{"hello", "un", "##aff", "##able"});
@@ -131,8 +133,9 @@ TEST_CASE("WordPiece: errors name the file and the problem") {
   CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(nfc); }) ==
         nfc.string() + ": normalizer NFC is not supported (ordo's WordPiece supports BertNormalizer or none)");
   const auto strip = variant("strip.json", [](auto& j) { j["normalizer"]["strip_accents"] = false; });
-  CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(strip); }).find(
-            strip.string() + ": normalizer: strip_accents differs from lowercase") == 0);
+  CHECK(error_of([&] {
+          ordo::WordPieceTokenizer::from_tokenizer_json(strip);
+        }).find(strip.string() + ": normalizer: strip_accents differs from lowercase") == 0);
   const auto ws = variant("ws.json", [](auto& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; });
   CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(ws); }) ==
         ws.string() + ": pre_tokenizer Whitespace is not supported (ordo's WordPiece needs BertPreTokenizer)");
@@ -143,9 +146,13 @@ TEST_CASE("WordPiece: errors name the file and the problem") {
   CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(unk); }) ==
         unk.string() + ": model.unk_token \"<unk>\" is not in the vocabulary");
   const auto dup = variant("dup.json", [](auto& j) { j["model"]["vocab"]["zzz"] = 7; });
-  CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(dup); }).find(dup.string() + ": id 7 is given to both") == 0);
+  CHECK(error_of([&] {
+          ordo::WordPieceTokenizer::from_tokenizer_json(dup);
+        }).find(dup.string() + ": id 7 is given to both") == 0);
   const auto garbage = dir.write("garbage.json", "{\"model\": ");
-  CHECK(error_of([&] { ordo::WordPieceTokenizer::from_tokenizer_json(garbage); }).find(garbage.string() + ": not valid JSON") == 0);
+  CHECK(error_of([&] {
+          ordo::WordPieceTokenizer::from_tokenizer_json(garbage);
+        }).find(garbage.string() + ": not valid JSON") == 0);
   CHECK(error_of([&] { ordo::WordPieceTokenizer::from_directory(dir.path / "none"); }) ==
         (dir.path / "none").string() + ": not a directory");
   CHECK(error_of([&] { ordo::WordPieceTokenizer::from_directory(dir.path); }) ==
@@ -161,7 +168,8 @@ TEST_CASE("from_directory: vocab.txt with tokenizer_config.json flags and senten
   TempDir dir("wordpiece_dir");
   std::ifstream in(fixtures / "tiny_vocab.txt", std::ios::binary);
   dir.write("vocab.txt", std::string(std::istreambuf_iterator<char>(in), {}));
-  dir.write("tokenizer_config.json", R"({"do_lower_case": false, "model_max_length": 1000000000000000019884624838656})");
+  dir.write("tokenizer_config.json",
+            R"({"do_lower_case": false, "model_max_length": 1000000000000000019884624838656})");
   auto t = ordo::WordPieceTokenizer::from_directory(dir.path);
   CHECK_FALSE(t.normalization().lowercase);
   CHECK(t.max_length() == 0);  // transformers' "no limit" sentinel

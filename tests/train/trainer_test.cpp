@@ -2,8 +2,8 @@
 // gradient accumulation, the non-finite guard, and checkpoints whose resumed run equals an
 // uninterrupted one bit for bit.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
-#include "../test_support.hpp"  // error_of
-#include "../tiny_decoder.hpp"  // tiny_decoder
+#include "../test_support.hpp"   // error_of
+#include "../tiny_decoder.hpp"   // tiny_decoder
 
 #include <cmath>
 #include <filesystem>
@@ -17,8 +17,13 @@ using ordo::train::TrainOptions;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed) {
-  return tiny_decoder({.vocab_size = 48, .hidden_size = 32, .num_layers = 2, .num_heads = 4, .num_kv_heads = 2,
-                       .head_dim = 8, .intermediate_sizes = {40, 40}},
+  return tiny_decoder({.vocab_size = 48,
+                       .hidden_size = 32,
+                       .num_layers = 2,
+                       .num_heads = 4,
+                       .num_kv_heads = 2,
+                       .head_dim = 8,
+                       .intermediate_sizes = {40, 40}},
                       seed);
 }
 
@@ -153,7 +158,7 @@ TEST_CASE("a resumed run equals an uninterrupted one, bit for bit") {
   auto data = counting(10, 5, 9);
   const auto dir = temp_dir("resume");
   ordo::progress_fn progress;  // none, unless a test sets it
-  auto o = quick(3);  // 10 examples: 4 micro-batches, 2 steps per epoch, 6 steps
+  auto o = quick(3);           // 10 examples: 4 micro-batches, 2 steps per epoch, 6 steps
   auto whole = tiny_lm(3);
   auto rw = ordo::train::fine_tune(whole, data, o, progress);
   REQUIRE(rw.total_steps == 6);
@@ -260,7 +265,8 @@ TEST_CASE("invalid options and data are clear errors") {
   o = quick(1);
   o.warmup_fraction = 1.5;
   CHECK(error_of([&] { ordo::train::fine_tune(lm, data, o, progress); }).find("warmup_fraction") != std::string::npos);
-  CHECK(error_of([&] { ordo::train::fine_tune(lm, {}, quick(1), progress); }) == "ordo::train (train): no training examples");
+  CHECK(error_of([&] { ordo::train::fine_tune(lm, {}, quick(1), progress); }) ==
+        "ordo::train (train): no training examples");
   auto bad = data;
   bad[2].ids[1] = 48;
   bad[2].labels[1] = 48;
@@ -307,8 +313,8 @@ TEST_CASE("bf16 mixed precision: fp32 master weights and gradients, bf16 matmuls
     differs = std::max(differs, (a[i] - b[i]).abs().max().item<double>());
   }
   MESSAGE("bf16 vs fp32 gradients: worst relative difference " << worst);
-  CHECK(worst < 0.1);   // bf16 keeps 8 bits of mantissa
-  CHECK(differs > 0);   // the matmuls really ran in bf16
+  CHECK(worst < 0.1);  // bf16 keeps 8 bits of mantissa
+  CHECK(differs > 0);  // the matmuls really ran in bf16
 
   // Training: parameters stay fp32, the loss falls as in fp32, and the run is deterministic.
   auto lm = tiny_lm(1);

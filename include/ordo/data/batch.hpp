@@ -13,8 +13,8 @@
 
 #include <torch/torch.h>
 
-#include <ordo/data/examples.hpp>   // ignore_index
-#include <ordo/data/example.hpp>  // Example
+#include <ordo/data/examples.hpp>  // ignore_index
+#include <ordo/data/example.hpp>   // Example
 
 namespace ordo::data {
 
@@ -29,8 +29,8 @@ inline Batch collate(std::span<const Example> examples, std::int64_t pad_id = 0)
   std::int64_t T = 0;
   for (const auto& e : examples) {
     if (e.ids.size() != e.labels.size())
-      throw std::invalid_argument("ordo::data::collate: an example has " + std::to_string(e.ids.size()) +
-                                  " ids but " + std::to_string(e.labels.size()) + " labels");
+      throw std::invalid_argument("ordo::data::collate: an example has " + std::to_string(e.ids.size()) + " ids but " +
+                                  std::to_string(e.labels.size()) + " labels");
     T = std::max<std::int64_t>(T, static_cast<std::int64_t>(e.ids.size()));
   }
   if (T == 0) throw std::invalid_argument("ordo::data::collate: every example is empty");
@@ -60,7 +60,8 @@ inline std::vector<Batch> batches(std::span<const Example> examples, std::int64_
   if (batch_size < 1) throw std::invalid_argument("ordo::data::batches: batch_size must be at least 1");
   std::vector<Batch> out;
   for (std::size_t at = 0; at < examples.size(); at += static_cast<std::size_t>(batch_size))
-    out.push_back(collate(examples.subspan(at, std::min(examples.size() - at, static_cast<std::size_t>(batch_size))), pad_id));
+    out.push_back(
+        collate(examples.subspan(at, std::min(examples.size() - at, static_cast<std::size_t>(batch_size))), pad_id));
   return out;
 }
 

@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
-#include <ordo/data/error.hpp>            // DataError, where
-#include <ordo/text/chat_template.hpp>   // ChatMessage
+#include <ordo/data/error.hpp>          // DataError, where
+#include <ordo/text/chat_template.hpp>  // ChatMessage
 
 namespace ordo::data {
 
@@ -29,9 +29,7 @@ struct Conversation {
 
 namespace detail {
 
-inline bool blank(std::string_view line) {
-  return line.find_first_not_of(" \t\r") == std::string_view::npos;
-}
+inline bool blank(std::string_view line) { return line.find_first_not_of(" \t\r") == std::string_view::npos; }
 
 inline Conversation conversation_from_json(const nlohmann::json& j, const std::string& at) {
   auto fail = [&](const std::string& what) { throw DataError(at + ": " + what); };

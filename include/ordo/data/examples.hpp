@@ -15,13 +15,12 @@
 #include <string>     // std::string
 #include <vector>     // std::vector
 
-
-#include <ordo/data/conversation.hpp>    // Conversation
-#include <ordo/data/corpora.hpp>         // Document
-#include <ordo/data/error.hpp>           // DataError
+#include <ordo/data/conversation.hpp>   // Conversation
+#include <ordo/data/corpora.hpp>        // Document
+#include <ordo/data/error.hpp>          // DataError
 #include <ordo/text/chat_template.hpp>  // ChatTemplate
 #include <ordo/text/tokenizer.hpp>      // Tokenizer
-#include <ordo/data/example.hpp>       // Example
+#include <ordo/data/example.hpp>        // Example
 
 namespace ordo::data {
 
@@ -81,9 +80,8 @@ inline Example encode_chat(const Conversation& c, const Tokenizer& tokenizer, co
       throw DataError(c.source + ": " + x.what());
     }
     if (with_header.compare(0, done.size(), done) != 0 || with_turn.compare(0, with_header.size(), with_header) != 0)
-      throw DataError(c.source + ": the " + std::string(chat.name()) +
-                      " template does not write message " + std::to_string(k) +
-                      " after the earlier ones; cannot find its tokens");
+      throw DataError(c.source + ": the " + std::string(chat.name()) + " template does not write message " +
+                      std::to_string(k) + " after the earlier ones; cannot find its tokens");
     append(std::string_view(with_header).substr(done.size()), o.scoring == Scoring::all);
     append(std::string_view(with_turn).substr(with_header.size()),
            o.scoring == Scoring::all || all[k].role == "assistant");
@@ -118,7 +116,7 @@ inline std::vector<Example> chat_examples(const std::vector<Conversation>& conve
 }
 
 struct TextOptions {
-  std::int64_t length = 512;    ///< tokens per example
+  std::int64_t length = 512;      ///< tokens per example
   bool separate_with_eos = true;  ///< the tokenizer's EOS between documents (when it has one)
   bool keep_partial = false;      ///< keep the last, shorter chunk (if it has 2+ tokens)
   std::int64_t max_examples = 0;  ///< stop after this many (0: all)
@@ -138,7 +136,8 @@ inline std::vector<Example> text_examples(const std::vector<Document>& documents
       if (o.max_examples > 0 && static_cast<std::int64_t>(out.size()) >= o.max_examples) break;
       const auto n = std::min(L, pending.size() - at);
       Example e;
-      e.ids.assign(pending.begin() + static_cast<std::ptrdiff_t>(at), pending.begin() + static_cast<std::ptrdiff_t>(at + n));
+      e.ids.assign(pending.begin() + static_cast<std::ptrdiff_t>(at),
+                   pending.begin() + static_cast<std::ptrdiff_t>(at + n));
       e.labels = e.ids;
       e.labels[0] = ignore_index;
       out.push_back(std::move(e));

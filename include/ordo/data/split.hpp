@@ -13,7 +13,7 @@
 #include <unordered_set>  // std::unordered_set
 #include <vector>         // std::vector
 
-#include <ordo/data/error.hpp>      // DataError
+#include <ordo/data/error.hpp>    // DataError
 #include <ordo/data/example.hpp>  // Example
 
 namespace ordo::data {
@@ -22,7 +22,8 @@ namespace ordo::data {
 inline std::uint64_t uniform_below(std::mt19937_64& rng, std::uint64_t n) {
   const std::uint64_t limit = UINT64_MAX - UINT64_MAX % n;  // accept [0, limit): no modulo bias
   std::uint64_t x;
-  do x = rng(); while (x >= limit);
+  do x = rng();
+  while (x >= limit);
   return x % n;
 }
 

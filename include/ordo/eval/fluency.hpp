@@ -37,10 +37,10 @@
 
 #include <torch/torch.h>
 
-#include <ordo/text/chat_template.hpp>   // ChatMessage
+#include <ordo/text/chat_template.hpp>    // ChatMessage
 #include <ordo/model/decoder.hpp>         // CausalLM
 #include <ordo/model/language_model.hpp>  // LanguageModel
-#include <ordo/text/tokenizer.hpp>       // Tokenizer, EncodeOptions
+#include <ordo/text/tokenizer.hpp>        // Tokenizer, EncodeOptions
 
 namespace ordo::eval {
 
@@ -80,8 +80,8 @@ inline fluency_result fluency(model::CausalLM& lm, const std::vector<std::int64_
   const auto vocab = lm->config().vocab_size;
   for (const auto id : ids)
     if (id < 0 || id >= vocab)
-      throw std::invalid_argument("ordo::eval::fluency: token id " + std::to_string(id) + " is outside the vocabulary (" +
-                                  std::to_string(vocab) + ")");
+      throw std::invalid_argument("ordo::eval::fluency: token id " + std::to_string(id) +
+                                  " is outside the vocabulary (" + std::to_string(vocab) + ")");
 
   torch::NoGradGuard no_grad;
   const auto all = torch::tensor(ids, torch::kLong);

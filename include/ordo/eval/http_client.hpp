@@ -49,10 +49,12 @@ inline Url parse_url(std::string_view url) {
   const std::string text(url);
   const auto fail = [&](const std::string& why) { return JudgeError(text + ": " + why); };
   std::string lower(url.substr(0, 8));
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (lower.rfind("https://", 0) == 0)
-    throw fail("HTTPS is not supported: ordo's judge client speaks plain HTTP/1.1 only (no TLS); use an http:// "
-               "URL of a local server, or a local proxy that forwards to the HTTPS endpoint");
+    throw fail(
+        "HTTPS is not supported: ordo's judge client speaks plain HTTP/1.1 only (no TLS); use an http:// "
+        "URL of a local server, or a local proxy that forwards to the HTTPS endpoint");
   if (lower.rfind("http://", 0) != 0) throw fail("not an http:// URL");
   std::string_view rest = url.substr(7);
   const auto slash = rest.find_first_of("/?#");
@@ -111,7 +113,8 @@ namespace detail {
 
 inline std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
 
@@ -158,8 +161,9 @@ inline int remaining_ms(clock::time_point deadline) {
 }  // namespace detail
 
 /// Sends one request and reads the whole response. `timeout` covers the whole exchange.
-inline Response request(const Url& url, std::string_view method, std::span<const std::pair<std::string, std::string>> headers,
-                        std::string_view body, std::chrono::milliseconds timeout) {
+inline Response request(const Url& url, std::string_view method,
+                        std::span<const std::pair<std::string, std::string>> headers, std::string_view body,
+                        std::chrono::milliseconds timeout) {
   using namespace detail;
   const std::string where = std::string(method) + " " + url.text;
   const auto deadline = clock::now() + timeout;
@@ -293,16 +297,21 @@ inline Response request(const Url& url, std::string_view method, std::span<const
     for (;;) {
       std::size_t eol;
       while ((eol = in.find("\r\n", at)) == std::string::npos)
-        if (!read_more("reading a chunked body")) throw JudgeError(where + ": the connection closed inside a chunked body");
+        if (!read_more("reading a chunked body"))
+          throw JudgeError(where + ": the connection closed inside a chunked body");
       const std::string_view size_line(in.data() + at, eol - at);
       std::size_t size = 0, digits = 0;
       for (const char c : size_line) {
-        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        const int v = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
         if (v < 0) break;  // chunk extensions (";name=value") or spaces follow
         if (++digits > 15) throw JudgeError(where + ": chunk size too large");
         size = size * 16 + static_cast<std::size_t>(v);
       }
-      if (digits == 0) throw JudgeError(where + ": malformed chunk size \"" + std::string(size_line.substr(0, 40)) + "\"");
+      if (digits == 0)
+        throw JudgeError(where + ": malformed chunk size \"" + std::string(size_line.substr(0, 40)) + "\"");
       const std::size_t data = eol + 2;
       if (size == 0) break;  // trailers, if any, are not needed
       while (in.size() < data + size + 2)

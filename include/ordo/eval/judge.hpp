@@ -71,12 +71,12 @@ struct JudgeCriterion {
   }
   /// Whether the answer is about what was asked (the paper's second G-Eval criterion).
   static JudgeCriterion relevance() {
-    return {"Relevance",
-            "the answer addresses the question that was asked and stays on topic, without padding or "
-            "unrelated material.",
-            {"Read the prompt and identify what it asks for.",
-             "Check whether each part of the answer serves that request.",
-             "Lower the score for off-topic, repeated or filler content, and for ignoring parts of the question."}};
+    return {
+        "Relevance",
+        "the answer addresses the question that was asked and stays on topic, without padding or "
+        "unrelated material.",
+        {"Read the prompt and identify what it asks for.", "Check whether each part of the answer serves that request.",
+         "Lower the score for off-topic, repeated or filler content, and for ignoring parts of the question."}};
   }
   /// How well the answer follows the instructions of the prompt (prompt alignment).
   static JudgeCriterion prompt_alignment() {
@@ -91,12 +91,12 @@ struct JudgeCriterion {
 
 /// Settings of a JudgeClient.
 struct JudgeOptions {
-  std::string model;            ///< the "model" field of each request ("" sends "judge")
-  std::string api_key;          ///< "" reads ORDO_JUDGE_API_KEY; no header when both are empty
-  double temperature = 1.0;     ///< G-Eval samples the judge at temperature 1
-  int samples = 5;              ///< replies per criterion, averaged
-  int scale = 10;               ///< scores are integers 1..scale
-  int max_tokens = 512;         ///< the judge's reply budget
+  std::string model;                          ///< the "model" field of each request ("" sends "judge")
+  std::string api_key;                        ///< "" reads ORDO_JUDGE_API_KEY; no header when both are empty
+  double temperature = 1.0;                   ///< G-Eval samples the judge at temperature 1
+  int samples = 5;                            ///< replies per criterion, averaged
+  int scale = 10;                             ///< scores are integers 1..scale
+  int max_tokens = 512;                       ///< the judge's reply budget
   std::chrono::milliseconds timeout{120000};  ///< per request
   std::string system_prompt =
       "You are a careful, impartial evaluator of answers written by AI assistants. You follow the rubric "
@@ -105,10 +105,10 @@ struct JudgeOptions {
 
 /// The score of one criterion.
 struct CriterionScore {
-  double value = 0;          ///< (mean - 1) / (scale - 1), in [0, 1]
-  double mean = 0;           ///< mean of the parsed scores, in [1, scale]
+  double value = 0;            ///< (mean - 1) / (scale - 1), in [0, 1]
+  double mean = 0;             ///< mean of the parsed scores, in [1, scale]
   std::vector<double> scores;  ///< the parsed scores
-  int unparsed = 0;          ///< replies without a score
+  int unparsed = 0;            ///< replies without a score
 };
 
 /// The paper's two judge metrics for one answer.
@@ -123,7 +123,8 @@ inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /// Numbers in `s`: (position, end, value); a number is digits with an optional fraction, not
 /// part of a word ("GPT4", "v2").
-inline std::vector<std::pair<std::size_t, double>> numbers(std::string_view s, std::vector<std::size_t>* ends = nullptr) {
+inline std::vector<std::pair<std::size_t, double>> numbers(std::string_view s,
+                                                           std::vector<std::size_t>* ends = nullptr) {
   std::vector<std::pair<std::size_t, double>> out;
   for (std::size_t i = 0; i < s.size();) {
     if (!is_digit(s[i]) || (i > 0 && (std::isalnum(static_cast<unsigned char>(s[i - 1])) || s[i - 1] == '.'))) {
@@ -162,8 +163,8 @@ inline std::optional<double> parse_judge_score(std::string_view reply, int scale
   std::string text = lower(reply);
   // The scale itself ("(1-10)", "1 to 10") is not a score.
   const std::string n = std::to_string(scale);
-  for (const std::string& range : {"(1-" + n + ")", "(1 - " + n + ")", "(1 to " + n + ")", "1-" + n, "1 - " + n,
-                                  "1 to " + n}) {
+  for (const std::string& range :
+       {"(1-" + n + ")", "(1 - " + n + ")", "(1 to " + n + ")", "1-" + n, "1 - " + n, "1 to " + n}) {
     for (auto at = text.find(range); at != std::string::npos; at = text.find(range, at))
       text.replace(at, range.size(), " ");
   }
@@ -198,7 +199,8 @@ inline std::optional<double> parse_judge_score(std::string_view reply, int scale
       bool plain = between.size() <= 24;
       std::string rest(between);
       for (const std::string_view filler : {"is", "of", "final", "overall"}) {
-        for (auto at = rest.find(filler); at != std::string::npos; at = rest.find(filler)) rest.erase(at, filler.size());
+        for (auto at = rest.find(filler); at != std::string::npos; at = rest.find(filler))
+          rest.erase(at, filler.size());
       }
       for (const char c : rest)
         if (!(c == ' ' || c == ':' || c == '*' || c == '=' || c == '#' || c == '\t' || c == '\n' || c == '(' ||
@@ -238,7 +240,8 @@ class JudgeClient {
     std::string tail = query == std::string::npos ? "" : path.substr(query);
     if (query != std::string::npos) path.resize(query);
     const std::string endpoint = "/chat/completions";
-    if (!(path.size() >= endpoint.size() && path.compare(path.size() - endpoint.size(), endpoint.size(), endpoint) == 0)) {
+    if (!(path.size() >= endpoint.size() &&
+          path.compare(path.size() - endpoint.size(), endpoint.size(), endpoint) == 0)) {
       while (!path.empty() && path.back() == '/') path.pop_back();
       path += endpoint;
     }
@@ -280,9 +283,8 @@ class JudgeClient {
 
   /// One chat completion: the content of the first choice's message.
   std::string complete(std::span<const JudgeMessage> messages) const {
-    std::vector<std::pair<std::string, std::string>> headers{{"Content-Type", "application/json"},
-                                                             {"Accept", "application/json"},
-                                                             {"User-Agent", "ordo-judge"}};
+    std::vector<std::pair<std::string, std::string>> headers{
+        {"Content-Type", "application/json"}, {"Accept", "application/json"}, {"User-Agent", "ordo-judge"}};
     if (!options_.api_key.empty()) headers.emplace_back("Authorization", "Bearer " + options_.api_key);
     const std::string body = request_body(messages).dump();
     const auto r = http::request(url_, "POST", headers, body, options_.timeout);
@@ -302,7 +304,8 @@ class JudgeClient {
     }
     const auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (j.is_discarded()) throw JudgeError(where + ": the response is not valid JSON: " + excerpt(r.body));
-    if (j.is_object() && j.contains("error")) throw JudgeError(where + ": the server reports an error: " + excerpt(j["error"].dump()));
+    if (j.is_object() && j.contains("error"))
+      throw JudgeError(where + ": the server reports an error: " + excerpt(j["error"].dump()));
     const nlohmann::json* content = nullptr;
     if (j.is_object() && j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
       const auto& choice = j["choices"][0];
@@ -331,7 +334,8 @@ class JudgeClient {
     if (reference) s += "Reference answer:\n" + std::string(*reference) + "\n\n";
     s += "Answer:\n" + std::string(answer) + "\n\n";
     s += "Explain your judgement in at most three sentences, then end with a line of the form \"Score: N\", where "
-         "N is an integer from 1 to " + n + ".";
+         "N is an integer from 1 to " +
+         n + ".";
     return s;
   }
 
@@ -344,14 +348,16 @@ class JudgeClient {
     std::string last_reply;
     for (int k = 0; k < options_.samples; ++k) {
       last_reply = complete(messages);
-      if (const auto s = parse_judge_score(last_reply, options_.scale)) out.scores.push_back(*s);
-      else ++out.unparsed;
+      if (const auto s = parse_judge_score(last_reply, options_.scale))
+        out.scores.push_back(*s);
+      else
+        ++out.unparsed;
     }
     if (out.scores.empty()) {
       std::string quoted = last_reply.substr(0, 300);
       throw JudgeError("POST " + url_.text + ": no " + c.name + " score (1-" + std::to_string(options_.scale) +
-                       ") in any of the " + std::to_string(options_.samples) + " replies; the last one: \"" +
-                       quoted + (last_reply.size() > 300 ? "...\"" : "\""));
+                       ") in any of the " + std::to_string(options_.samples) + " replies; the last one: \"" + quoted +
+                       (last_reply.size() > 300 ? "...\"" : "\""));
     }
     double sum = 0;
     for (const int s : out.scores) sum += s;

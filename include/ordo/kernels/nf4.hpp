@@ -40,8 +40,8 @@ enum class Arithmetic : int {
 
 /// Blockwise NF4 quantization of n values of type `dtype` at `x`: `packed` receives
 /// (n + 1) / 2 bytes, `absmax` one float per block of `blocksize` (32 ... 4096).
-void quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, std::uint8_t* packed,
-              float* absmax, cudaStream_t stream, ZeroBlocks zero_blocks = ZeroBlocks::zero_code,
+void quantize(const void* x, Dtype dtype, std::size_t n, std::size_t blocksize, std::uint8_t* packed, float* absmax,
+              cudaStream_t stream, ZeroBlocks zero_blocks = ZeroBlocks::zero_code,
               Arithmetic arithmetic = Arithmetic::exact);
 
 /// Bytes of device workspace quantize_absmax needs for `blocks` absmax values.

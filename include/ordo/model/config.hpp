@@ -3,17 +3,17 @@
 // transformers 5 key `rope_parameters`). Torch-free.
 #pragma once
 
-#include <algorithm>   // std::max
-#include <cmath>       // std::isfinite, std::floor
-#include <cstdint>     // std::int64_t, INT64_MAX
-#include <filesystem>  // std::filesystem::path
-#include <fstream>     // std::ifstream
-#include <optional>    // std::optional
-#include <sstream>     // std::ostringstream
-#include <stdexcept>   // std::runtime_error
-#include <string>      // std::string
-#include <string_view> // std::string_view
-#include <vector>      // std::vector
+#include <algorithm>    // std::max
+#include <cmath>        // std::isfinite, std::floor
+#include <cstdint>      // std::int64_t, INT64_MAX
+#include <filesystem>   // std::filesystem::path
+#include <fstream>      // std::ifstream
+#include <optional>     // std::optional
+#include <sstream>      // std::ostringstream
+#include <stdexcept>    // std::runtime_error
+#include <string>       // std::string
+#include <string_view>  // std::string_view
+#include <vector>       // std::vector
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
@@ -61,8 +61,7 @@ struct decoder_config {
     };
     auto in_range = [&](std::int64_t v, std::int64_t limit, const char* field) {
       if (v <= 0) fail(std::string(field) + " must be positive (is " + std::to_string(v) + ")");
-      if (v > limit)
-        fail(std::string(field) + " (" + std::to_string(v) + ") is beyond " + std::to_string(limit));
+      if (v > limit) fail(std::string(field) + " (" + std::to_string(v) + ") is beyond " + std::to_string(limit));
     };
     if (model_type != "llama" && model_type != "qwen2")
       fail("model_type '" + model_type + "' is not supported (llama, qwen2)");
@@ -72,8 +71,8 @@ struct decoder_config {
     in_range(num_heads, max_dimension, "num_attention_heads");
     in_range(num_kv_heads, max_dimension, "num_key_value_heads");
     if (num_heads % num_kv_heads != 0)
-      fail("num_attention_heads (" + std::to_string(num_heads) +
-           ") must be a multiple of num_key_value_heads (" + std::to_string(num_kv_heads) + ")");
+      fail("num_attention_heads (" + std::to_string(num_heads) + ") must be a multiple of num_key_value_heads (" +
+           std::to_string(num_kv_heads) + ")");
     in_range(head_dim, max_dimension, "head_dim");
     if (head_dim % 2 != 0) fail("head_dim (" + std::to_string(head_dim) + ") must be even");
     if (num_heads * head_dim > max_dimension)
@@ -165,8 +164,10 @@ struct decoder_config {
     for (const char* key : {"rope_parameters", "rope_scaling"})
       if (present(j, key) && !j[key].is_object()) fail(std::string("'") + key + "' is not an object");
     nlohmann::json rope = nlohmann::json::object();
-    if (present(j, "rope_parameters")) rope = j["rope_parameters"];
-    else if (present(j, "rope_scaling")) rope = j["rope_scaling"];
+    if (present(j, "rope_parameters"))
+      rope = j["rope_parameters"];
+    else if (present(j, "rope_scaling"))
+      rope = j["rope_scaling"];
     c.rope_theta = opt_num(rope, "rope_theta", opt_num(j, "rope_theta", 10000.0));
     c.rope.type = opt_string(rope, "rope_type", opt_string(rope, "type", "default"));
     c.rope.factor = opt_num(rope, "factor", 1.0);
@@ -178,8 +179,8 @@ struct decoder_config {
       const double d = v.is_number() ? v.get<double>() : 0.0;
       if (!v.is_number() || !(d >= 1 && d <= 1e12) || d != std::floor(d))
         fail("'original_max_position_embeddings' is not a positive whole number");
-      c.rope.original_max_position_embeddings = v.is_number_integer() ? as_int(v, "original_max_position_embeddings")
-                                                                      : static_cast<std::int64_t>(d);
+      c.rope.original_max_position_embeddings =
+          v.is_number_integer() ? as_int(v, "original_max_position_embeddings") : static_cast<std::int64_t>(d);
     }
     // Llama 3 lists several end ids ([128001, 128008, 128009]): only a single id is kept.
     auto opt_id = [&](const char* key) -> std::optional<std::int64_t> {
@@ -231,8 +232,10 @@ struct decoder_config {
     j["num_attention_heads"] = num_heads;
     j["num_key_value_heads"] = num_kv_heads;
     j["head_dim"] = head_dim;
-    if (uniform_intermediate()) j["intermediate_size"] = intermediate_sizes.front();
-    else j["intermediate_size"] = intermediate_sizes;
+    if (uniform_intermediate())
+      j["intermediate_size"] = intermediate_sizes.front();
+    else
+      j["intermediate_size"] = intermediate_sizes;
     j["rms_norm_eps"] = rms_norm_eps;
     j["max_position_embeddings"] = max_position_embeddings;
     j["tie_word_embeddings"] = tie_word_embeddings;

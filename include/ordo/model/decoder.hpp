@@ -12,19 +12,19 @@
 // chunks that skip the keys after them (see detail::causal_attention).
 #pragma once
 
-#include <algorithm>   // std::find
-#include <cmath>       // std::sqrt, M_PI
-#include <cstdint>     // std::int64_t
-#include <optional>    // std::optional
-#include <sstream>     // std::ostringstream
-#include <string>      // std::string
-#include <vector>      // std::vector
+#include <algorithm>  // std::find
+#include <cmath>      // std::sqrt, M_PI
+#include <cstdint>    // std::int64_t
+#include <optional>   // std::optional
+#include <sstream>    // std::ostringstream
+#include <string>     // std::string
+#include <vector>     // std::vector
 
 #include <ATen/autocast_mode.h>  // at::autocast::is_cpu_enabled
 #include <torch/torch.h>
 
-#include <ordo/quant/nf4_cpu.hpp>   // quant::nf4::Quantized, dequantize_blocks, gemv
-#include <ordo/model/config.hpp>    // decoder_config
+#include <ordo/quant/nf4_cpu.hpp>  // quant::nf4::Quantized, dequantize_blocks, gemv
+#include <ordo/model/config.hpp>   // decoder_config
 
 namespace ordo::model {
 
@@ -51,8 +51,7 @@ inline torch::Tensor rope_inverse_frequencies(const decoder_config& c) {
     const double high_wavelen = old_len / c.rope.high_freq_factor;
     auto wavelen = 2.0 * M_PI / inv;
     auto scaled = torch::where(wavelen > low_wavelen, inv / c.rope.factor, inv);
-    auto smooth = (old_len / wavelen - c.rope.low_freq_factor) /
-                  (c.rope.high_freq_factor - c.rope.low_freq_factor);
+    auto smooth = (old_len / wavelen - c.rope.low_freq_factor) / (c.rope.high_freq_factor - c.rope.low_freq_factor);
     auto smoothed = (1.0 - smooth) * scaled / c.rope.factor + smooth * scaled;
     auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
     inv = torch::where(medium, smoothed, scaled);
@@ -111,7 +110,8 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
     const auto t0 = c * chunk, n = std::min(chunk, T - t0), keys = past + t0 + n;
     auto rows = qs.narrow(2, t0, n).reshape({B * KV, n * groups, D});
     auto scores = torch::bmm(rows, k.narrow(2, 0, keys).reshape({B * KV, keys, D}).transpose(1, 2));
-    scores.view({B * KV, n, groups, keys}).narrow(3, past + t0, n)
+    scores.view({B * KV, n, groups, keys})
+        .narrow(3, past + t0, n)
         .masked_fill_(after.narrow(0, 0, n).narrow(1, 0, n).unsqueeze(1), masked_score);
     auto o = torch::bmm(torch::softmax(scores, -1), v.narrow(2, 0, keys).reshape({B * KV, keys, D}));
     out.narrow(1, t0, n).view({B, n, KV, groups, D}).copy_(o.view({B, KV, n, groups, D}).transpose(1, 2));
@@ -139,7 +139,7 @@ struct nf4_weight {
     quant::nf4::Options o;
     o.blocksize = q.blocksize;
     quant::nf4::dequantize_blocks(q.packed.data() + first / 2, scales.data() + first / q.blocksize, n,
-                           out.data_ptr<float>(), o);
+                                  out.data_ptr<float>(), o);
     return out;
   }
   torch::Tensor dequantize() const { return dequantize_rows(0, out_features); }
@@ -175,7 +175,7 @@ class LinearImpl : public torch::nn::Module {
       o.blocksize = nf4->q.blocksize;
       o.threads = static_cast<unsigned>(at::get_num_threads());
       quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
-                static_cast<std::size_t>(in_features), flat.data_ptr<float>(), y.data_ptr<float>(), o);
+                       static_cast<std::size_t>(in_features), flat.data_ptr<float>(), y.data_ptr<float>(), o);
     } else {  // dequantize a tile of rows at a time, bounding the dense copy
       const std::int64_t tile = std::max<std::int64_t>(1, (1 << 20) / in_features);
       std::vector<torch::Tensor> parts;
@@ -197,9 +197,7 @@ TORCH_MODULE(Linear);
 
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) {
-    weight = register_parameter("weight", torch::ones({dim}));
-  }
+  RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) { weight = register_parameter("weight", torch::ones({dim})); }
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = x.to(torch::kFloat32);
     h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
@@ -259,12 +257,15 @@ class AttentionImpl : public torch::nn::Module {
     }
     if (mask.defined()) {
       auto s5 = scores.view({B, kv_heads_, groups, T, S});
-      if (torch::GradMode::is_enabled() && scores.requires_grad()) scores = (s5 + mask.unsqueeze(2)).view(scores.sizes());
-      else s5.add_(mask.unsqueeze(2));
+      if (torch::GradMode::is_enabled() && scores.requires_grad())
+        scores = (s5 + mask.unsqueeze(2)).view(scores.sizes());
+      else
+        s5.add_(mask.unsqueeze(2));
     }
     auto probs = torch::softmax(scores, -1).to(q.scalar_type());
     // [B, kv_heads, groups * T, D] is [B, heads, T, D] in memory
-    auto out = torch::matmul(probs, v).view({B, heads_, T, head_dim_}).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
+    auto out =
+        torch::matmul(probs, v).view({B, heads_, T, head_dim_}).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
     return o_proj(out);
   }
 
@@ -283,9 +284,7 @@ class MLPImpl : public torch::nn::Module {
     up_proj = register_module("up_proj", linear(hidden, intermediate));
     down_proj = register_module("down_proj", linear(intermediate, hidden));
   }
-  torch::Tensor forward(const torch::Tensor& x) {
-    return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
-  }
+  torch::Tensor forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
@@ -296,11 +295,10 @@ class DecoderLayerImpl : public torch::nn::Module {
     self_attn = register_module("self_attn", Attention(c));
     mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer)));
     input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-    post_attention_layernorm =
-        register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   }
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, torch::Tensor* past_k, torch::Tensor* past_v) {
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& bias,
+                        torch::Tensor* past_k, torch::Tensor* past_v) {
     x = x + self_attn(input_layernorm(x), cos, sin, bias, past_k, past_v);
     return x + mlp(post_attention_layernorm(x));
   }
@@ -372,8 +370,7 @@ class CausalLMImpl : public torch::nn::Module {
     }
     for (std::size_t i = 0; i < model->layers->size(); ++i) {
       auto layer = model->layers->ptr<DecoderLayerImpl>(i);
-      x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr,
-                         cache ? &cache->values[i] : nullptr);
+      x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr);
     }
     x = model->norm(x);
     if (lm_head) return lm_head(x).to(torch::kFloat32);  // dense or NF4

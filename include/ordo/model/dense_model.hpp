@@ -23,8 +23,7 @@ class DenseModel : public detail::model_base<dense> {
   /// A .gguf file or a Hugging Face directory; the embedded default when `path` is empty.
   static DenseModel load(const std::filesystem::path& path = {}, torch::ScalarType dtype = torch::kFloat32) {
     auto m = model::load_language_model(path, dtype);
-    return DenseModel(m.lm, std::make_shared<const Tokenizer>(std::move(m.tokenizer)), std::move(m.chat),
-                      m.source);
+    return DenseModel(m.lm, std::make_shared<const Tokenizer>(std::move(m.tokenizer)), std::move(m.chat), m.source);
   }
 };
 

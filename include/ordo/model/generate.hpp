@@ -49,8 +49,7 @@ inline std::int64_t choose_token(const torch::Tensor& logits, const generation_o
 }
 
 /// Continues `prompt` (token ids). `on_token(id)` is called for each new token as it comes.
-inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>& prompt,
-                                  const generation_options& o,
+inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>& prompt, const generation_options& o,
                                   const std::function<void(std::int64_t)>& on_token = {}) {
   if (prompt.empty()) throw std::invalid_argument("ordo::model::generate: the prompt is empty");
   if (o.max_new_tokens < 0) throw std::invalid_argument("ordo::model::generate: max_new_tokens < 0");
@@ -83,12 +82,14 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
 /// o.seed + b, so a row's result does not depend on the other prompts; greedy rows equal
 /// generate() on the prompt alone up to floating-point rounding (RoPE depends only on relative
 /// positions, so the padding's offset does not matter).
-inline std::vector<generation_result> generate_batch(CausalLM& lm, const std::vector<std::vector<std::int64_t>>& prompts,
+inline std::vector<generation_result> generate_batch(CausalLM& lm,
+                                                     const std::vector<std::vector<std::int64_t>>& prompts,
                                                      const generation_options& o, std::int64_t pad_id = 0) {
   if (o.max_new_tokens < 0) throw std::invalid_argument("ordo::model::generate_batch: max_new_tokens < 0");
   if (!o.greedy && !(o.temperature > 0))
     throw std::invalid_argument("ordo::model::generate_batch: temperature must be positive (or use greedy)");
-  if (!(o.top_p > 0 && o.top_p <= 1)) throw std::invalid_argument("ordo::model::generate_batch: top_p must be in (0, 1]");
+  if (!(o.top_p > 0 && o.top_p <= 1))
+    throw std::invalid_argument("ordo::model::generate_batch: top_p must be in (0, 1]");
   std::vector<generation_result> results(prompts.size());
   if (prompts.empty()) return results;
   std::size_t longest = 0;
@@ -109,7 +110,8 @@ inline std::vector<generation_result> generate_batch(CausalLM& lm, const std::ve
   }
   torch::NoGradGuard no_grad;
   std::vector<torch::Generator> generators;
-  for (std::int64_t b = 0; b < B; ++b) generators.push_back(at::detail::createCPUGenerator(o.seed + static_cast<std::uint64_t>(b)));
+  for (std::int64_t b = 0; b < B; ++b)
+    generators.push_back(at::detail::createCPUGenerator(o.seed + static_cast<std::uint64_t>(b)));
   std::vector<bool> done(prompts.size(), false);
   std::size_t running = prompts.size();
   kv_cache cache;

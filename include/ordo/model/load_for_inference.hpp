@@ -11,15 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include <ordo/model/decoder.hpp>          // CausalLM
-#include <ordo/model/language_model.hpp>   // LanguageModel, load_language_model
-#include <ordo/model/load_hf.hpp>          // load_hf
-#include <ordo/model/nf4_checkpoint.hpp>   // load_nf4
+#include <ordo/model/decoder.hpp>         // CausalLM
+#include <ordo/model/language_model.hpp>  // LanguageModel, load_language_model
+#include <ordo/model/load_hf.hpp>         // load_hf
+#include <ordo/model/nf4_checkpoint.hpp>  // load_nf4
 
 namespace ordo::model {
 
 inline LanguageModel load_for_inference(const std::filesystem::path& path,
-                                                     const std::filesystem::path& tokenizer_from = {}) {
+                                        const std::filesystem::path& tokenizer_from = {}) {
   namespace fs = std::filesystem;
   const bool dir = !path.empty() && fs::is_directory(path);
   const bool has_tokenizer = dir && fs::exists(path / "tokenizer.json");

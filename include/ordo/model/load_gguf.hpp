@@ -18,9 +18,9 @@
 
 #include <torch/torch.h>
 
-#include <ordo/io/gguf.hpp>          // gguf::File
-#include <ordo/model/config.hpp>     // decoder_config
-#include <ordo/model/decoder.hpp>    // CausalLM
+#include <ordo/io/gguf.hpp>        // gguf::File
+#include <ordo/model/config.hpp>   // decoder_config
+#include <ordo/model/decoder.hpp>  // CausalLM
 
 namespace ordo::model {
 
@@ -28,24 +28,17 @@ namespace detail {
 
 // The HF name of a GGUF tensor, or "" when ordo does not use it.
 inline std::string hf_name(const std::string& gguf) {
-  static const std::map<std::string, std::string> top{
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"}};
+  static const std::map<std::string, std::string> top{{"token_embd.weight", "model.embed_tokens.weight"},
+                                                      {"output_norm.weight", "model.norm.weight"},
+                                                      {"output.weight", "lm_head.weight"}};
   if (auto it = top.find(gguf); it != top.end()) return it->second;
   static const std::map<std::string, std::string> block{
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},
-      {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"}};
+      {"attn_norm.weight", "input_layernorm.weight"},    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+      {"attn_q.weight", "self_attn.q_proj.weight"},      {"attn_k.weight", "self_attn.k_proj.weight"},
+      {"attn_v.weight", "self_attn.v_proj.weight"},      {"attn_q.bias", "self_attn.q_proj.bias"},
+      {"attn_k.bias", "self_attn.k_proj.bias"},          {"attn_v.bias", "self_attn.v_proj.bias"},
+      {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},           {"ffn_down.weight", "mlp.down_proj.weight"}};
   if (gguf.rfind("blk.", 0) != 0) return "";
   const auto dot = gguf.find('.', 4);
   if (dot == std::string::npos) return "";
@@ -73,19 +66,16 @@ inline torch::Tensor unpermute_rope_rows(const torch::Tensor& w, std::int64_t he
 /// metadata key (or tensor).
 inline decoder_config gguf_config(const io::gguf::File& file) {
   const std::string arch(file.at("general.architecture").get<std::string_view>());
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(file.path() + ": " + what);
-  };
-  if (arch != "llama" && arch != "qwen2")
-    fail("general.architecture '" + arch + "' is not supported (llama, qwen2)");
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(file.path() + ": " + what); };
+  if (arch != "llama" && arch != "qwen2") fail("general.architecture '" + arch + "' is not supported (llama, qwen2)");
   const std::string p = arch + ".";
   auto quoted = [](const std::string& key) { return "'" + key + "'"; };
   // An integer in [1, limit]; a negative or non-integer value throws a format_error naming the key.
   auto in_range = [&](const io::gguf::Value& v, const std::string& key, std::int64_t limit) {
     const std::uint64_t n = v.as_uint();
     if (n == 0 || n > static_cast<std::uint64_t>(limit))
-      fail("metadata key " + quoted(key) + " (" + std::to_string(n) + ") must be within [1, " +
-           std::to_string(limit) + "]");
+      fail("metadata key " + quoted(key) + " (" + std::to_string(n) + ") must be within [1, " + std::to_string(limit) +
+           "]");
     return static_cast<std::int64_t>(n);
   };
   auto count = [&](const std::string& key, std::int64_t limit) { return in_range(file.at(key), key, limit); };
@@ -110,7 +100,8 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   c.num_kv_heads = opt_count(p + "attention.head_count_kv", max_dim, c.num_heads);
   if (c.num_heads % c.num_kv_heads != 0)
     fail("metadata key " + quoted(p + "attention.head_count") + " (" + std::to_string(c.num_heads) +
-         ") must be a multiple of " + quoted(p + "attention.head_count_kv") + " (" + std::to_string(c.num_kv_heads) + ")");
+         ") must be a multiple of " + quoted(p + "attention.head_count_kv") + " (" + std::to_string(c.num_kv_heads) +
+         ")");
   // Head width: attention.key_length when given, else embedding_length / head_count (llama.cpp's
   // rule); RoPE must rotate all of it (rope.dimension_count), as ordo has no partial rotary.
   std::string head_key = p + "attention.key_length";
@@ -162,9 +153,9 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   auto expect = [&](const std::string& name, std::int64_t rows, const std::string& rows_from) {
     const auto [r, k] = shape_of(name);
     if (r != static_cast<std::uint64_t>(rows) || k != static_cast<std::uint64_t>(c.hidden_size))
-      fail("tensor '" + name + "' has shape [" + std::to_string(r) + ", " + std::to_string(k) + "], but the metadata gives [" +
-           std::to_string(rows) + ", " + std::to_string(c.hidden_size) + "] (" + rows_from + ", " +
-           quoted(p + "embedding_length") + ")");
+      fail("tensor '" + name + "' has shape [" + std::to_string(r) + ", " + std::to_string(k) +
+           "], but the metadata gives [" + std::to_string(rows) + ", " + std::to_string(c.hidden_size) + "] (" +
+           rows_from + ", " + quoted(p + "embedding_length") + ")");
   };
   const auto vocab = shape_of("token_embd.weight").first;
   if (vocab == 0 || vocab > static_cast<std::uint64_t>(max_dim))
@@ -177,7 +168,8 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     const std::string blk = "blk." + std::to_string(i) + ".";
     if (!file.find_tensor(blk + "attn_q.weight"))
-      fail("no tensor '" + blk + "attn_q.weight', but " + quoted(p + "block_count") + " is " + std::to_string(c.num_layers));
+      fail("no tensor '" + blk + "attn_q.weight', but " + quoted(p + "block_count") + " is " +
+           std::to_string(c.num_layers));
     expect(blk + "attn_q.weight", c.num_heads * c.head_dim, heads_from);
     expect(blk + "attn_k.weight", c.num_kv_heads * c.head_dim, kv_from);
     const auto width = c.intermediate_sizes[static_cast<std::size_t>(i)];
@@ -214,9 +206,12 @@ inline CausalLM load_gguf(const std::filesystem::path& path, torch::ScalarType d
   torch::NoGradGuard no_grad;
   for (const auto& t : file.tensors()) {
     const std::string name = detail::hf_name(t.name);
-    if (name.empty()) throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' is not part of a " + config.model_type + " decoder");
+    if (name.empty())
+      throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' is not part of a " + config.model_type +
+                                  " decoder");
     auto* p = params.find(name);
-    if (!p) throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' (" + name + ") does not fit this config");
+    if (!p)
+      throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' (" + name + ") does not fit this config");
     std::vector<float> values = file.dequantize(t);
     std::vector<std::int64_t> shape;
     for (auto s : t.shape()) shape.push_back(static_cast<std::int64_t>(s));
@@ -227,14 +222,16 @@ inline CausalLM load_gguf(const std::filesystem::path& path, torch::ScalarType d
     }
     if (w.sizes() != p->sizes()) {
       std::ostringstream msg;
-      msg << file.path() << ": tensor '" << t.name << "' has shape " << w.sizes() << " but the config implies " << p->sizes();
+      msg << file.path() << ": tensor '" << t.name << "' has shape " << w.sizes() << " but the config implies "
+          << p->sizes();
       throw std::invalid_argument(msg.str());
     }
     p->copy_(w);
     loaded.insert(name);
   }
   for (const auto& p : params)
-    if (!loaded.count(p.key())) throw std::invalid_argument(file.path() + ": no tensor for parameter '" + p.key() + "'");
+    if (!loaded.count(p.key()))
+      throw std::invalid_argument(file.path() + ": no tensor for parameter '" + p.key() + "'");
   lm->to(dtype);
   lm->eval();
   return lm;

@@ -48,8 +48,8 @@ inline CausalLM load_hf(const std::filesystem::path& dir, torch::ScalarType dtyp
     auto t = read_tensor(checkpoint, name);
     if (t.sizes() != p.value().sizes()) {
       std::ostringstream msg;
-      msg << where->file->path() << ": tensor '" << name << "' has shape " << t.sizes()
-          << " but the config implies " << p.value().sizes();
+      msg << where->file->path() << ": tensor '" << name << "' has shape " << t.sizes() << " but the config implies "
+          << p.value().sizes();
       throw std::invalid_argument(msg.str());
     }
     p.value().copy_(t);

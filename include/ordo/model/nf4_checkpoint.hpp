@@ -64,12 +64,11 @@ inline const std::vector<float>& nested_quant_map() {
 inline std::string nf4_quant_state_json(const nf4_weight& w) {
   const auto& q = w.q;
   std::string s = "{\"quant_type\": \"nf4\", \"blocksize\": " + std::to_string(q.blocksize) + ", \"dtype\": \"" +
-                  torch_dtype_name(w.compute_dtype) + "\", \"shape\": [" +
-                  std::to_string(w.out_features) + ", " + std::to_string(w.in_features) + "]";
+                  torch_dtype_name(w.compute_dtype) + "\", \"shape\": [" + std::to_string(w.out_features) + ", " +
+                  std::to_string(w.in_features) + "]";
   if (q.nested)
     s += ", \"nested_blocksize\": " + std::to_string(quant::nf4::absmax_blocksize) +
-         ", \"nested_dtype\": \"float32\", \"nested_offset\": " +
-         io::python_float_repr(static_cast<double>(q.offset));
+         ", \"nested_dtype\": \"float32\", \"nested_offset\": " + io::python_float_repr(static_cast<double>(q.offset));
   return s + "}";
 }
 
@@ -125,37 +124,37 @@ inline SavedCheckpoint save_nf4(const QuantizedModel& m, const std::filesystem::
   out.dir = io::write_directory_atomically(
       dir,
       [&](const std::filesystem::path& tmp) {
-    ck::Entries e;
-    for (const auto& p : lm->named_parameters()) e.add_tensor(p.key(), p.value());
-    std::optional<torch::ScalarType> compute;
-    bool nested = m.double_quantization;
-    bool any = false;
-    for_each_decoder_linear(lm, [&](const std::string& name, Linear& l) {
-      if (!l->quantized()) return;
-      const auto& w = *l->nf4;
-      const auto& q = w.q;
-      if (!compute) compute = w.compute_dtype;
-      if (!any) nested = q.nested;
-      any = true;
-      const std::string base = name + ".weight";
-      e.add_raw(base, Dtype::U8, {q.packed.size(), 1}, q.packed);
-      if (q.nested) {
-        e.add_raw(base + ".absmax", Dtype::U8, {q.absmax_codes.size()}, q.absmax_codes);
-        e.add_raw(base + ".nested_absmax", Dtype::F32, {q.absmax2.size()}, q.absmax2);
-        e.add_raw(base + ".nested_quant_map", Dtype::F32, {256}, nf::nested_quant_map());
-      } else {
-        e.add_raw(base + ".absmax", Dtype::F32, {q.absmax.size()}, q.absmax);
-      }
-      e.add_raw(base + ".quant_map", Dtype::F32, {16}, nf::nf4_quant_map());
-      const std::string js = nf4_quant_state_json(w);
-      e.add_owned(base + ".quant_state.bitsandbytes__nf4", Dtype::U8, {js.size()},
-                  std::vector<std::uint8_t>(js.begin(), js.end()));
-    });
-    io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
-    auto config = ck::base_config(lm, ck::parameter_dtype(lm));
-    config["quantization_config"] = bnb_quantization_config(nested, compute.value_or(torch::kFloat32));
-    ck::write_config(tmp / "config.json", config);
-    out.not_written = ck::write_tokenizer(m, tmp);
+        ck::Entries e;
+        for (const auto& p : lm->named_parameters()) e.add_tensor(p.key(), p.value());
+        std::optional<torch::ScalarType> compute;
+        bool nested = m.double_quantization;
+        bool any = false;
+        for_each_decoder_linear(lm, [&](const std::string& name, Linear& l) {
+          if (!l->quantized()) return;
+          const auto& w = *l->nf4;
+          const auto& q = w.q;
+          if (!compute) compute = w.compute_dtype;
+          if (!any) nested = q.nested;
+          any = true;
+          const std::string base = name + ".weight";
+          e.add_raw(base, Dtype::U8, {q.packed.size(), 1}, q.packed);
+          if (q.nested) {
+            e.add_raw(base + ".absmax", Dtype::U8, {q.absmax_codes.size()}, q.absmax_codes);
+            e.add_raw(base + ".nested_absmax", Dtype::F32, {q.absmax2.size()}, q.absmax2);
+            e.add_raw(base + ".nested_quant_map", Dtype::F32, {256}, nf::nested_quant_map());
+          } else {
+            e.add_raw(base + ".absmax", Dtype::F32, {q.absmax.size()}, q.absmax);
+          }
+          e.add_raw(base + ".quant_map", Dtype::F32, {16}, nf::nf4_quant_map());
+          const std::string js = nf4_quant_state_json(w);
+          e.add_owned(base + ".quant_state.bitsandbytes__nf4", Dtype::U8, {js.size()},
+                      std::vector<std::uint8_t>(js.begin(), js.end()));
+        });
+        io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
+        auto config = ck::base_config(lm, ck::parameter_dtype(lm));
+        config["quantization_config"] = bnb_quantization_config(nested, compute.value_or(torch::kFloat32));
+        ck::write_config(tmp / "config.json", config);
+        out.not_written = ck::write_tokenizer(m, tmp);
       },
       io::is_checkpoint_file);
   out.size = io::checkpoint_size(out.dir);
@@ -171,17 +170,15 @@ inline std::string shape_text(const io::safetensors::TensorInfo& t) {
 
 /// Reads one bitsandbytes NF4 weight `<name>.weight*` for a linear [out, in]; marks the tensors
 /// it reads as used. Every inconsistency is a format_error naming the file and the tensor.
-inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::Checkpoint& ck,
-                                                               const std::string& name, std::int64_t out_features,
-                                                               std::int64_t in_features,
-                                                               std::set<std::string>& used) {
+inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::Checkpoint& ck, const std::string& name,
+                                                         std::int64_t out_features, std::int64_t in_features,
+                                                         std::set<std::string>& used) {
   const std::string base = name + ".weight";
   auto need = [&](const std::string& key) -> const io::safetensors::Checkpoint::Location& {
     const auto* loc = ck.find(key);
     if (!loc) {
       const auto& state = ck.at(base + ".quant_state.bitsandbytes__nf4");
-      throw io::format_error(state.file->path(), tensor_object(key),
-                         "missing: the NF4 weight " + base + " needs it");
+      throw io::format_error(state.file->path(), tensor_object(key), "missing: the NF4 weight " + base + " needs it");
     }
     used.insert(key);
     return *loc;
@@ -190,8 +187,9 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
                     const std::string& why) {
     if (loc.info->dtype != dtype || loc.info->shape != shape)
       throw io::format_error(loc.file->path(), tensor_object(loc.info->name),
-                         "is " + shape_text(*loc.info) + " but " + why + " needs " +
-                             io::safetensors::detail::shape_string(shape) + " x " + std::string(io::safetensors::dtype_name(dtype)));
+                             "is " + shape_text(*loc.info) + " but " + why + " needs " +
+                                 io::safetensors::detail::shape_string(shape) + " x " +
+                                 std::string(io::safetensors::dtype_name(dtype)));
   };
   auto floats = [](const io::safetensors::Checkpoint::Location& loc) {
     std::vector<float> v(loc.info->nbytes() / 4);
@@ -232,8 +230,9 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
   if (!dtype) throw io::format_error(file, state_obj, "dtype " + dt.dump() + " is not float32, bfloat16 or float16");
   const json expected_shape = {out_features, in_features};
   if (field("shape") != expected_shape)
-    throw io::format_error(file, state_obj, "shape " + field("shape").dump() + " but the config makes " + name +
-                                            " " + expected_shape.dump());
+    throw io::format_error(
+        file, state_obj,
+        "shape " + field("shape").dump() + " but the config makes " + name + " " + expected_shape.dump());
 
   auto w = std::make_shared<nf4_weight>();
   auto& q = w->q;
@@ -246,17 +245,18 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
 
   const auto& packed = need(base);
   const std::uint64_t nbytes = quant::nf4::packed_bytes(q.numel);
-  if (packed.info->dtype != Dtype::U8 ||
-      !(packed.info->shape == std::vector<std::uint64_t>{nbytes, 1} || packed.info->shape == std::vector<std::uint64_t>{nbytes}))
-    throw io::format_error(file, tensor_object(base), "is " + shape_text(*packed.info) + " but " + std::to_string(q.numel) +
-                                                      " NF4 values need [" + std::to_string(nbytes) + ", 1] x U8");
+  if (packed.info->dtype != Dtype::U8 || !(packed.info->shape == std::vector<std::uint64_t>{nbytes, 1} ||
+                                           packed.info->shape == std::vector<std::uint64_t>{nbytes}))
+    throw io::format_error(file, tensor_object(base),
+                           "is " + shape_text(*packed.info) + " but " + std::to_string(q.numel) + " NF4 values need [" +
+                               std::to_string(nbytes) + ", 1] x U8");
   q.packed = bytes(packed);
 
   const auto& qmap = need(base + ".quant_map");
   expect(qmap, Dtype::F32, {16}, "an NF4 quant_map");
   if (floats(qmap) != nf4_quant_map())
     throw io::format_error(file, tensor_object(base + ".quant_map"),
-                       "is not the NF4 codebook (another 4-bit data type?); ordo reads NF4 only");
+                           "is not the NF4 codebook (another 4-bit data type?); ordo reads NF4 only");
 
   q.nested = st.contains("nested_offset") || ck.find(base + ".nested_absmax");
   const auto& absmax = need(base + ".absmax");
@@ -274,7 +274,7 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
     expect(nmap, Dtype::F32, {256}, "the 8-bit map of double quantization");
     if (floats(nmap) != nested_quant_map())
       throw io::format_error(file, tensor_object(base + ".nested_quant_map"),
-                         "is not bitsandbytes' signed dynamic map (create_dynamic_map(True, 7, 8))");
+                             "is not bitsandbytes' signed dynamic map (create_dynamic_map(True, 7, 8))");
     if (field("nested_blocksize") != quant::nf4::absmax_blocksize)
       throw io::format_error(file, state_obj, "nested_blocksize " + field("nested_blocksize").dump() + " is not 256");
     if (field("nested_dtype") != "float32")
@@ -307,20 +307,20 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
     throw io::format_error(config_path, qc_obj, "missing: not a quantized checkpoint (load_hf reads dense ones)");
   const auto& qc = raw["quantization_config"];
   // Compared as JSON values, so that a key of an unexpected type is a mismatch, not a throw.
-  auto get = [&](const char* key, const nlohmann::json& fallback) {
-    return qc.contains(key) ? qc[key] : fallback;
-  };
+  auto get = [&](const char* key, const nlohmann::json& fallback) { return qc.contains(key) ? qc[key] : fallback; };
   if (get("quant_method", nullptr) != "bitsandbytes")
-    throw io::format_error(config_path, qc_obj, "quant_method is " + get("quant_method", nullptr).dump() +
-                                                ", not \"bitsandbytes\"");
+    throw io::format_error(config_path, qc_obj,
+                           "quant_method is " + get("quant_method", nullptr).dump() + ", not \"bitsandbytes\"");
   if (get("load_in_4bit", false) != true && get("_load_in_4bit", false) != true)
     throw io::format_error(config_path, qc_obj, "load_in_4bit is not true (8-bit checkpoints are not NF4)");
   if (get("bnb_4bit_quant_type", "fp4") != "nf4")
-    throw io::format_error(config_path, qc_obj, "bnb_4bit_quant_type is " + get("bnb_4bit_quant_type", "fp4").dump() +
-                                                "; ordo reads nf4 only");
+    throw io::format_error(
+        config_path, qc_obj,
+        "bnb_4bit_quant_type is " + get("bnb_4bit_quant_type", "fp4").dump() + "; ordo reads nf4 only");
   if (get("bnb_4bit_quant_storage", "uint8") != "uint8")
-    throw io::format_error(config_path, qc_obj, "bnb_4bit_quant_storage is " + qc["bnb_4bit_quant_storage"].dump() +
-                                                "; ordo reads uint8 storage only");
+    throw io::format_error(
+        config_path, qc_obj,
+        "bnb_4bit_quant_storage is " + qc["bnb_4bit_quant_storage"].dump() + "; ordo reads uint8 storage only");
 
   io::safetensors::Checkpoint checkpoint(dir);
   CausalLM lm(config);
@@ -346,7 +346,9 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
   for (auto& p : lm->named_parameters()) {
     const std::string& name = p.key();
     const auto* where = checkpoint.find(name);
-    if (!where) throw io::format_error(checkpoint.files().front()->path(), nf::tensor_object(name), "missing from the checkpoint");
+    if (!where)
+      throw io::format_error(checkpoint.files().front()->path(), nf::tensor_object(name),
+                             "missing from the checkpoint");
     auto t = read_tensor(checkpoint, name);
     if (t.sizes() != p.value().sizes() || !t.is_floating_point()) {
       std::ostringstream msg;
@@ -361,8 +363,9 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
     if (used.contains(name) || (config.tie_word_embeddings && name == "lm_head.weight") ||
         name.find("rotary_emb.inv_freq") != std::string::npos)
       continue;
-    throw io::format_error(checkpoint.at(name).file->path(), nf::tensor_object(name),
-                       "is not part of a " + config.model_type + " decoder with this config (or of its NF4 weights)");
+    throw io::format_error(
+        checkpoint.at(name).file->path(), nf::tensor_object(name),
+        "is not part of a " + config.model_type + " decoder with this config (or of its NF4 weights)");
   }
   lm->to(dtype);
   for (auto& p : lm->parameters()) p.set_requires_grad(false);

@@ -32,8 +32,8 @@ namespace ordo::model {
 /// What a save wrote.
 struct SavedCheckpoint {
   std::filesystem::path dir;
-  io::CheckpointSize size;          ///< of the directory as written
-  std::uint64_t memory_bytes = 0;   ///< the model's tensors in memory (model_base::memory_bytes)
+  io::CheckpointSize size;               ///< of the directory as written
+  std::uint64_t memory_bytes = 0;        ///< the model's tensors in memory (model_base::memory_bytes)
   std::vector<std::string> not_written;  ///< files a full HF directory has that could not be made, and why
 };
 
@@ -57,10 +57,12 @@ struct Entries {
                                                   static_cast<std::size_t>(c.nbytes()))});
   }
   template <class T>
-  void add_raw(const std::string& name, io::safetensors::Dtype dtype, std::vector<std::uint64_t> shape, const std::vector<T>& data) {
+  void add_raw(const std::string& name, io::safetensors::Dtype dtype, std::vector<std::uint64_t> shape,
+               const std::vector<T>& data) {
     entries.push_back({name, dtype, std::move(shape), std::as_bytes(std::span<const T>(data))});
   }
-  void add_owned(const std::string& name, io::safetensors::Dtype dtype, std::vector<std::uint64_t> shape, std::vector<std::uint8_t> data) {
+  void add_owned(const std::string& name, io::safetensors::Dtype dtype, std::vector<std::uint64_t> shape,
+                 std::vector<std::uint8_t> data) {
     auto p = std::make_shared<const std::vector<std::uint8_t>>(std::move(data));
     keep_bytes.push_back(p);
     add_raw(name, dtype, std::move(shape), *p);
@@ -124,11 +126,11 @@ inline SavedCheckpoint save_hf(const DenseModel& m, const std::filesystem::path&
   out.dir = io::write_directory_atomically(
       dir,
       [&](const std::filesystem::path& tmp) {
-    ck::Entries e;
-    for (const auto& p : lm->named_parameters()) e.add_tensor(p.key(), p.value());
-    io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
-    ck::write_config(tmp / "config.json", ck::base_config(lm, ck::parameter_dtype(lm)));
-    out.not_written = ck::write_tokenizer(m, tmp);
+        ck::Entries e;
+        for (const auto& p : lm->named_parameters()) e.add_tensor(p.key(), p.value());
+        io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
+        ck::write_config(tmp / "config.json", ck::base_config(lm, ck::parameter_dtype(lm)));
+        out.not_written = ck::write_tokenizer(m, tmp);
       },
       io::is_checkpoint_file);
   out.size = io::checkpoint_size(out.dir);

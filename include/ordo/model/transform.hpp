@@ -72,8 +72,8 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
     auto dense = l->weight.detach().to(torch::kFloat32).contiguous();
     quant::nf4::Options o;
     o.blocksize = blocksize;
-    w->q = quant::nf4::quantize(std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())), o,
-                         double_quant);
+    w->q = quant::nf4::quantize(
+        std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())), o, double_quant);
     w->scales = quant::nf4::block_scales(w->q);
     w->out_features = l->out_features;
     w->in_features = l->in_features;

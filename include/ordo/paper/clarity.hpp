@@ -43,8 +43,8 @@
 #include <ordo/eval/readability.hpp>         // count_text, flesch_reading_ease
 #include <ordo/eval/sentence_embedding.hpp>  // SentenceEncoder
 #include <ordo/model/generate.hpp>           // generate_batch
-#include <ordo/model/dense_model.hpp>      // DenseModel
-#include <ordo/model/quantized_model.hpp>  // QuantizedModel
+#include <ordo/model/dense_model.hpp>        // DenseModel
+#include <ordo/model/quantized_model.hpp>    // QuantizedModel
 
 namespace ordo::study {
 
@@ -94,14 +94,14 @@ struct clarity_options {
 /// One answer and its scores.
 struct answer_scores {
   std::string prompt, answer;
-  std::int64_t tokens = 0;       ///< generated tokens (the stop token not counted)
-  double flesch = 0;             ///< reading ease, raw (NaN for an answer without words)
-  double readability = 0;        ///< [0, 1]
-  double perplexity = 0;         ///< the scorer's, of the answer (NaN when empty)
-  double fluency = 0;            ///< 1 / (1 + log2 PPL)
-  double fluency_eq3 = 0;        ///< 1 - 1 / (1 + log2 PPL), the paper's eq. 3 as printed
-  double coherence_cosine = 0;   ///< raw cosine (NaN without an encoder)
-  double coherence = 0;          ///< clamped to [0, 1]
+  std::int64_t tokens = 0;      ///< generated tokens (the stop token not counted)
+  double flesch = 0;            ///< reading ease, raw (NaN for an answer without words)
+  double readability = 0;       ///< [0, 1]
+  double perplexity = 0;        ///< the scorer's, of the answer (NaN when empty)
+  double fluency = 0;           ///< 1 / (1 + log2 PPL)
+  double fluency_eq3 = 0;       ///< 1 - 1 / (1 + log2 PPL), the paper's eq. 3 as printed
+  double coherence_cosine = 0;  ///< raw cosine (NaN without an encoder)
+  double coherence = 0;         ///< clamped to [0, 1]
   double clarity = 0;
   std::optional<double> correctness, prompt_alignment;  ///< with a judge
 };
@@ -116,19 +116,27 @@ struct clarity_figures {
 
   nlohmann::json to_json(bool with_answers = true) const {
     auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
-    nlohmann::json j = {{"clarity", num(clarity)},         {"fluency", num(fluency)},
-                        {"fluency_eq3", num(fluency_eq3)}, {"coherence", num(coherence)},
-                        {"coherence_cosine", num(coherence_cosine)}, {"readability", num(readability)},
-                        {"flesch_reading_ease", num(flesch)}, {"answer_tokens", answer_tokens},
+    nlohmann::json j = {{"clarity", num(clarity)},
+                        {"fluency", num(fluency)},
+                        {"fluency_eq3", num(fluency_eq3)},
+                        {"coherence", num(coherence)},
+                        {"coherence_cosine", num(coherence_cosine)},
+                        {"readability", num(readability)},
+                        {"flesch_reading_ease", num(flesch)},
+                        {"answer_tokens", answer_tokens},
                         {"clarity_seconds", seconds}};
     if (correctness) j["geval_correctness"] = *correctness;
     if (prompt_alignment) j["prompt_alignment"] = *prompt_alignment;
     if (with_answers) {
       auto a = nlohmann::json::array();
       for (const auto& s : answers) {
-        nlohmann::json e = {{"prompt", s.prompt}, {"answer", s.answer}, {"tokens", s.tokens},
-                            {"flesch", num(s.flesch)}, {"perplexity", num(s.perplexity)},
-                            {"fluency", num(s.fluency)}, {"coherence_cosine", num(s.coherence_cosine)},
+        nlohmann::json e = {{"prompt", s.prompt},
+                            {"answer", s.answer},
+                            {"tokens", s.tokens},
+                            {"flesch", num(s.flesch)},
+                            {"perplexity", num(s.perplexity)},
+                            {"fluency", num(s.fluency)},
+                            {"coherence_cosine", num(s.coherence_cosine)},
                             {"clarity", num(s.clarity)}};
         if (s.correctness) e["geval_correctness"] = *s.correctness;
         if (s.prompt_alignment) e["prompt_alignment"] = *s.prompt_alignment;
@@ -153,7 +161,8 @@ class clarity_evaluator {
         judge_(judge) {
     if (options.prompts < 0) throw std::invalid_argument("ordo::study::clarity: the prompt count must be >= 0");
     if (options.max_new_tokens < 1) throw std::invalid_argument("ordo::study::clarity: max_new_tokens must be >= 1");
-    if (static_cast<std::size_t>(options.prompts) < prompts.size()) prompts.resize(static_cast<std::size_t>(options.prompts));
+    if (static_cast<std::size_t>(options.prompts) < prompts.size())
+      prompts.resize(static_cast<std::size_t>(options.prompts));
     prompts_ = std::move(prompts);
   }
 
@@ -219,8 +228,8 @@ class clarity_evaluator {
       s.clarity = encoder_ ? (s.readability + s.fluency + s.coherence) / 3.0 : (s.readability + s.fluency) / 2.0;
       if (judge_) {
         const auto& ref = prompts_[i].reference;
-        const auto j = judge_->score(s.prompt, s.answer,
-                                     ref.empty() ? std::nullopt : std::optional<std::string_view>(ref));
+        const auto j =
+            judge_->score(s.prompt, s.answer, ref.empty() ? std::nullopt : std::optional<std::string_view>(ref));
         s.correctness = j.correctness.value;
         s.prompt_alignment = j.prompt_alignment.value;
       }

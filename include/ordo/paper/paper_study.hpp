@@ -25,43 +25,43 @@
 
 #include <torch/torch.h>
 
-#include <ordo/data/corpora.hpp>     // read_sotu, read_text_file
-#include <ordo/data/examples.hpp>    // text_examples
-#include <ordo/data/split.hpp>       // permutation
-#include <ordo/eval/perplexity.hpp>  // perplexity
-#include <ordo/model/checkpoint.hpp>    // save_hf, save_nf4
-#include <ordo/pipeline.hpp>         // paper_configurations, paper_notation_v
-#include <ordo/stages/context.hpp>   // Context, Example, Budget
-#include <ordo/stages/distill.hpp>   // apply(Distill)
+#include <ordo/data/corpora.hpp>           // read_sotu, read_text_file
+#include <ordo/data/examples.hpp>          // text_examples
+#include <ordo/data/split.hpp>             // permutation
+#include <ordo/eval/perplexity.hpp>        // perplexity
+#include <ordo/model/checkpoint.hpp>       // save_hf, save_nf4
+#include <ordo/pipeline.hpp>               // paper_configurations, paper_notation_v
+#include <ordo/stages/context.hpp>         // Context, Example, Budget
+#include <ordo/stages/distill.hpp>         // apply(Distill)
 #include <ordo/model/dense_model.hpp>      // DenseModel
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
-#include <ordo/stages/prune.hpp>     // apply(Prune)
-#include <ordo/stages/quantize.hpp>  // apply(QuantNF4), apply(Dequantize)
-#include <ordo/paper/clarity.hpp>    // clarity_evaluator
-#include <ordo/study/executor.hpp>   // execute
-#include <ordo/paper/report.hpp>     // result_row, write_reports
+#include <ordo/stages/prune.hpp>           // apply(Prune)
+#include <ordo/stages/quantize.hpp>        // apply(QuantNF4), apply(Dequantize)
+#include <ordo/paper/clarity.hpp>          // clarity_evaluator
+#include <ordo/study/executor.hpp>         // execute
+#include <ordo/paper/report.hpp>           // result_row, write_reports
 
 namespace ordo::study {
 
 struct study_options {
   std::string preset = "quick";
-  std::filesystem::path model;       // "" : the embedded default
-  std::filesystem::path corpus;      // a directory of .txt documents
+  std::filesystem::path model;   // "" : the embedded default
+  std::filesystem::path corpus;  // a directory of .txt documents
   std::filesystem::path out_dir = "out/study";
   Budget budget;
-  std::int64_t eval_tokens = 4096;   // held-out tokens scored per configuration
+  std::int64_t eval_tokens = 4096;  // held-out tokens scored per configuration
   std::int64_t eval_context = 256;
   std::int64_t eval_stride = 128;
-  std::int64_t eval_documents = 8;   // documents held out for evaluation (the newest)
+  std::int64_t eval_documents = 8;  // documents held out for evaluation (the newest)
   std::uint64_t seed = 1234;
   std::size_t max_cached_models = 2;
   int threads = 2;
   /// Answer-quality metrics (study/clarity.hpp): prompts answered per configuration (0: none).
   clarity_options clarity;
-  std::filesystem::path prompts;     // "" : resources/study_prompts.jsonl
-  std::filesystem::path minilm;      // "" : the default all-MiniLM-L6-v2 install (./ordo minilm)
-  bool judge = true;                 // use ORDO_JUDGE_URL when it is set
-  bool save_answers = true;          // the answers go into results.json
+  std::filesystem::path prompts;  // "" : resources/study_prompts.jsonl
+  std::filesystem::path minilm;   // "" : the default all-MiniLM-L6-v2 install (./ordo minilm)
+  bool judge = true;              // use ORDO_JUDGE_URL when it is set
+  bool save_answers = true;       // the answers go into results.json
   /// Save every configuration's model into out_dir/models/<paper name>/ (a Hugging Face
   /// directory, bitsandbytes NF4 when the chain ends quantized); the rows then carry the saved
   /// files' size (`file_mb`).
@@ -115,16 +115,14 @@ struct study_progress {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::map<std::string, double> seconds_of_prefix;  // by chain, e.g. "P-KD"
   std::string current;
-  double elapsed() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
+  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
   void on_pipeline_start(const pipeline_event& e) {
     std::fprintf(stderr, "%s[%zu/%zu] %s\n", tty ? "\r\033[K" : "", e.index, e.total, std::string(e.pipeline).c_str());
   }
   void on_stage_start(const stage_event& e) {
     current = std::string(e.prefix);
-    std::fprintf(stderr, "%s  stage %zu/%zu: %s ...%s", tty ? "\r\033[K" : "", e.sequence, e.planned,
-                 current.c_str(), tty ? "" : "\n");
+    std::fprintf(stderr, "%s  stage %zu/%zu: %s ...%s", tty ? "\r\033[K" : "", e.sequence, e.planned, current.c_str(),
+                 tty ? "" : "\n");
   }
   void on_stage_end(const stage_event& e) {
     const double s = std::chrono::duration<double>(e.elapsed).count();
@@ -181,8 +179,8 @@ inline study_data prepare_data(const DenseModel& base, const std::filesystem::pa
                                std::uint64_t seed, std::int64_t eval_documents) {
   study_data out;
   auto docs = detail::read_documents(corpus);
-  const auto held_out = std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(eval_documents, 1)),
-                                              docs.size() / 3);
+  const auto held_out =
+      std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(eval_documents, 1)), docs.size() / 3);
   for (std::size_t i = docs.size() - held_out; i < docs.size(); ++i) {  // the newest documents
     const auto ids = base.tokenizer().encode(docs[i].text);
     out.eval_ids.insert(out.eval_ids.end(), ids.begin(), ids.end());
@@ -218,7 +216,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
   context.teacher = std::make_shared<const DenseModel>(base);
-  context.progress = [&](const std::string& what, double f, const std::string& detail) { progress.progress(what, f, detail); };
+  context.progress = [&](const std::string& what, double f, const std::string& detail) {
+    progress.progress(what, f, detail);
+  };
 
   // Answer-quality metrics: the base model scores fluency; MiniLM scores coherence when it is
   // installed; a judge when ORDO_JUDGE_URL is set.
@@ -285,7 +285,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
           r.geval_correctness = q.correctness;
           r.prompt_alignment = q.prompt_alignment;
           auto details = q.to_json(o.save_answers);
-          for (const char* k : {"clarity", "fluency", "coherence", "readability", "geval_correctness", "prompt_alignment"})
+          for (const char* k :
+               {"clarity", "fluency", "coherence", "readability", "geval_correctness", "prompt_alignment"})
             details.erase(k);
           for (auto& [k, v] : details.items()) r.extra[k] = v;
           r.eval_seconds += q.seconds;
@@ -340,7 +341,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"training_applications", figures.training_applications},
                          {"stage_applications_one_by_one", decltype(plan_of(ten))::unshared.applications},
                          {"wall_seconds", progress.elapsed()}};
-  write_reports(o.out_dir, rows, meta, "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
+  write_reports(o.out_dir, rows, meta,
+                "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
   return rows;
 }
 

@@ -2,15 +2,15 @@
 // results.csv and a size-against-perplexity plot (SVG). Torch-free.
 #pragma once
 
-#include <algorithm>   // std::max_element, std::min_element
-#include <cmath>       // std::log10, std::isfinite
-#include <cstdio>      // std::snprintf
-#include <filesystem>  // std::filesystem::path
-#include <optional>    // std::optional
-#include <span>        // std::span
-#include <string>      // std::string
-#include <string_view> // std::string_view
-#include <vector>      // std::vector
+#include <algorithm>    // std::max_element, std::min_element
+#include <cmath>        // std::log10, std::isfinite
+#include <cstdio>       // std::snprintf
+#include <filesystem>   // std::filesystem::path
+#include <optional>     // std::optional
+#include <span>         // std::span
+#include <string>       // std::string
+#include <string_view>  // std::string_view
+#include <vector>       // std::vector
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
@@ -20,19 +20,19 @@ namespace ordo::study {
 
 /// One configuration's measured figures.
 struct result_row {
-  std::string configuration;    // the chain ordo ran, e.g. "Q-D-P-KD-Q"
-  std::string paper_name;       // the paper's notation, e.g. "Q-P-KD"; "Base" for the base model
-  double size_mb = 0;           // bytes of the model's tensors / 2^20 (what its checkpoint stores)
-  double perplexity = 0;        // on the held-out evaluation text
-  double nll = 0;               // mean negative log-likelihood per token (nats)
-  std::int64_t eval_tokens = 0; // tokens scored
-  double compression_ratio = 0; // base size / size
-  double stage_seconds = 0;     // time of the stages on this configuration's chain
+  std::string configuration;     // the chain ordo ran, e.g. "Q-D-P-KD-Q"
+  std::string paper_name;        // the paper's notation, e.g. "Q-P-KD"; "Base" for the base model
+  double size_mb = 0;            // bytes of the model's tensors / 2^20 (what its checkpoint stores)
+  double perplexity = 0;         // on the held-out evaluation text
+  double nll = 0;                // mean negative log-likelihood per token (nats)
+  std::int64_t eval_tokens = 0;  // tokens scored
+  double compression_ratio = 0;  // base size / size
+  double stage_seconds = 0;      // time of the stages on this configuration's chain
   double eval_seconds = 0;
   // The answer-quality metrics (study/clarity.hpp), when measured; each in [0, 1].
   std::optional<double> clarity, fluency, coherence, readability;
   std::optional<double> geval_correctness, prompt_alignment;  // with an LLM judge
-  nlohmann::json extra = nlohmann::json::object();  // further metrics, by name
+  nlohmann::json extra = nlohmann::json::object();            // further metrics, by name
 };
 
 namespace detail {
@@ -48,20 +48,28 @@ inline std::string xml_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
 }
 
 inline void write_text(const std::filesystem::path& path, const std::string& text) {
-  io::write_file_atomically(path, [&](io::AtomicSink& sink) {
-    sink.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
-  });
+  io::write_file_atomically(
+      path, [&](io::AtomicSink& sink) { sink.write(std::as_bytes(std::span<const char>(text.data(), text.size()))); });
 }
 
 }  // namespace detail
@@ -91,8 +99,8 @@ inline std::string markdown_table(std::span<const result_row> rows) {
     out += "| " + r.paper_name + " | " + r.configuration + " | ";
     if (judge) out += detail::opt(r.geval_correctness, 3) + " | " + detail::opt(r.prompt_alignment, 3) + " | ";
     if (clarity)
-      out += detail::opt(r.clarity, 3) + " | " + detail::opt(r.fluency, 3) + " | " + detail::opt(r.coherence, 3) + " | " +
-             detail::opt(r.readability, 3) + " | ";
+      out += detail::opt(r.clarity, 3) + " | " + detail::opt(r.fluency, 3) + " | " + detail::opt(r.coherence, 3) +
+             " | " + detail::opt(r.readability, 3) + " | ";
     out += detail::fixed(r.size_mb, 2) + " | " + detail::fixed(r.perplexity, 3) + " | " +
            detail::fixed(r.compression_ratio, 2) + "x | " + detail::fixed(r.stage_seconds, 1) + " |\n";
   }
@@ -100,11 +108,15 @@ inline std::string markdown_table(std::span<const result_row> rows) {
 }
 
 inline nlohmann::json to_json(const result_row& r) {
-  nlohmann::json j = {{"configuration", r.configuration}, {"paper_name", r.paper_name},
-                      {"size_mb", r.size_mb},           {"perplexity", r.perplexity},
-                      {"nll", r.nll},                   {"eval_tokens", r.eval_tokens},
+  nlohmann::json j = {{"configuration", r.configuration},
+                      {"paper_name", r.paper_name},
+                      {"size_mb", r.size_mb},
+                      {"perplexity", r.perplexity},
+                      {"nll", r.nll},
+                      {"eval_tokens", r.eval_tokens},
                       {"compression_ratio", r.compression_ratio},
-                      {"stage_seconds", r.stage_seconds}, {"eval_seconds", r.eval_seconds}};
+                      {"stage_seconds", r.stage_seconds},
+                      {"eval_seconds", r.eval_seconds}};
   auto put = [&](const char* k, const std::optional<double>& v) {
     if (v) j[k] = std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
@@ -123,11 +135,13 @@ inline std::string csv(std::span<const result_row> rows) {
   std::string out =
       "configuration,paper_name,size_mb,perplexity,nll,eval_tokens,compression_ratio,stage_seconds,eval_seconds,"
       "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment\n";
-  auto cell = [](const std::optional<double>& v) { return v && std::isfinite(*v) ? detail::fixed(*v, 6) : std::string(); };
+  auto cell = [](const std::optional<double>& v) {
+    return v && std::isfinite(*v) ? detail::fixed(*v, 6) : std::string();
+  };
   for (const auto& r : rows) {
     out += r.configuration + "," + r.paper_name + "," + detail::fixed(r.size_mb, 4) + "," +
-           detail::fixed(r.perplexity, 6) + "," + detail::fixed(r.nll, 6) + "," + std::to_string(r.eval_tokens) +
-           "," + detail::fixed(r.compression_ratio, 4) + "," + detail::fixed(r.stage_seconds, 3) + "," +
+           detail::fixed(r.perplexity, 6) + "," + detail::fixed(r.nll, 6) + "," + std::to_string(r.eval_tokens) + "," +
+           detail::fixed(r.compression_ratio, 4) + "," + detail::fixed(r.stage_seconds, 3) + "," +
            detail::fixed(r.eval_seconds, 3) + "," + cell(r.clarity) + "," + cell(r.fluency) + "," + cell(r.coherence) +
            "," + cell(r.readability) + "," + cell(r.geval_correctness) + "," + cell(r.prompt_alignment) + "\n";
   }
@@ -145,7 +159,10 @@ inline std::string svg_plot(std::span<const result_row> rows, std::string_view t
   auto span_of = [](const std::vector<double>& v, double pad_fraction) {
     double lo = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
     double hi = v.empty() ? 1 : *std::max_element(v.begin(), v.end());
-    if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+    if (hi - lo < 1e-9) {
+      lo -= 0.5;
+      hi += 0.5;
+    }
     const double pad = (hi - lo) * pad_fraction;
     return std::pair{lo - pad, hi + pad};
   };
@@ -176,8 +193,7 @@ inline std::string svg_plot(std::span<const result_row> rows, std::string_view t
        ")\">perplexity (log scale)</text>\n";
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const double cx = px(xs[i]), cy = py(ys[i]);
-    s += "<circle cx=\"" + detail::fixed(cx, 1) + "\" cy=\"" + detail::fixed(cy, 1) +
-         "\" r=\"5\" fill=\"#1f77b4\"/>\n";
+    s += "<circle cx=\"" + detail::fixed(cx, 1) + "\" cy=\"" + detail::fixed(cy, 1) + "\" r=\"5\" fill=\"#1f77b4\"/>\n";
     s += "<text x=\"" + detail::fixed(cx + 8, 1) + "\" y=\"" + detail::fixed(cy - 6 + 13.0 * (i % 2), 1) + "\">" +
          detail::xml_escape(rows[i].paper_name) + " (" + detail::fixed(rows[i].perplexity, 2) + ")</text>\n";
   }

@@ -14,14 +14,17 @@
 #include <type_traits>  // std::remove_cvref_t, std::is_same_v
 
 #include <ordo/pipeline/type_list.hpp>  // dependent_false
-#include <ordo/pipeline/stage.hpp>             // stage
-#include <ordo/pipeline/state.hpp>             // model_state_tag
+#include <ordo/pipeline/stage.hpp>      // stage
+#include <ordo/pipeline/state.hpp>      // model_state_tag
 
 namespace ordo {
 
 /// A model type that states its typestate (`using state = ordo::dense;` or `ordo::nf4`).
+// clang-format 14 would break `requires {...} && ...` apart:
+// clang-format off
 template <class M>
 concept stateful_model = requires { typename M::state; } && model_state_tag<typename M::state>;
+// clang-format on
 
 namespace detail::apply_cpo {
 
@@ -48,7 +51,9 @@ template <class M>
 using state_of_t = typename state_of<M>::type;
 
 template <class S, class M, class C>
-concept has_apply = requires(const S& s, const M& m, C& c) { apply(s, m, c); };
+concept has_apply = requires(const S& s, const M& m, C& c) {
+  apply(s, m, c);
+};
 
 struct apply_stage_fn {
   template <stage S, class M, class C>
@@ -94,7 +99,6 @@ inline constexpr detail::apply_cpo::apply_stage_fn apply_stage{};
 /// The model type that applying S to a const M& with context C& gives.
 template <class S, class M, class C>
 using apply_result_t =
-    std::remove_cvref_t<decltype(apply_stage(std::declval<const S&>(), std::declval<const M&>(),
-                                             std::declval<C&>()))>;
+    std::remove_cvref_t<decltype(apply_stage(std::declval<const S&>(), std::declval<const M&>(), std::declval<C&>()))>;
 
 }  // namespace ordo

@@ -14,14 +14,14 @@
 namespace ordo {
 
 struct stage_event {
-  std::string_view pipeline;  ///< the pipeline being computed, e.g. "P-KD-Q"
-  std::string_view prefix;    ///< its chain up to and including this stage, e.g. "P-KD"
-  std::string_view stage;     ///< the stage's symbol, e.g. "KD"
-  std::size_t position = 0;   ///< of the stage in `pipeline`, from 1
-  std::size_t length = 0;     ///< stages in `pipeline`
-  bool trains = false;        ///< the stage runs gradient steps (P's recovery, KD)
-  std::size_t sequence = 0;   ///< stage applications so far in this run, this one included
-  std::size_t planned = 0;    ///< stage applications this run expects in all (0: unknown)
+  std::string_view pipeline;           ///< the pipeline being computed, e.g. "P-KD-Q"
+  std::string_view prefix;             ///< its chain up to and including this stage, e.g. "P-KD"
+  std::string_view stage;              ///< the stage's symbol, e.g. "KD"
+  std::size_t position = 0;            ///< of the stage in `pipeline`, from 1
+  std::size_t length = 0;              ///< stages in `pipeline`
+  bool trains = false;                 ///< the stage runs gradient steps (P's recovery, KD)
+  std::size_t sequence = 0;            ///< stage applications so far in this run, this one included
+  std::size_t planned = 0;             ///< stage applications this run expects in all (0: unknown)
   std::chrono::nanoseconds elapsed{};  ///< duration of the stage (on_stage_end only)
 };
 

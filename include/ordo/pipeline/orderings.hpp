@@ -26,8 +26,8 @@
 #include <boost/hana/unpack.hpp>        // hana::unpack
 
 #include <ordo/pipeline/type_list.hpp>  // type_list, concat_t, rebind_t
-#include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_name_v
-#include <ordo/pipeline/stages.hpp>            // Dequantize
+#include <ordo/pipeline/pipeline.hpp>   // Pipeline, pipeline_name_v
+#include <ordo/pipeline/stages.hpp>     // Dequantize
 
 namespace ordo {
 namespace hana = boost::hana;
@@ -48,16 +48,15 @@ struct expand_quantization<type_list<Out...>, Quantizer> {
       return quantizing_stage<at_t<sizeof...(Out) - 1, type_list<Out...>>>;
     }
   }();
-  using type = std::conditional_t<std::is_void_v<Quantizer> || ends_quantized,
-                                  Pipeline<Out...>, Pipeline<Out..., Quantizer>>;
+  using type =
+      std::conditional_t<std::is_void_v<Quantizer> || ends_quantized, Pipeline<Out...>, Pipeline<Out..., Quantizer>>;
 };
 
 template <class... Out, class Quantizer, class S, class... Rest>
 struct expand_quantization<type_list<Out...>, Quantizer, S, Rest...> {
   static constexpr bool expand = quantizing_stage<S> && sizeof...(Rest) > 0;
-  using type = typename std::conditional_t<
-      expand, expand_quantization<type_list<Out..., S, Dequantize>, S, Rest...>,
-      expand_quantization<type_list<Out..., S>, Quantizer, Rest...>>::type;
+  using type = typename std::conditional_t<expand, expand_quantization<type_list<Out..., S, Dequantize>, S, Rest...>,
+                                           expand_quantization<type_list<Out..., S>, Quantizer, Rest...>>::type;
 };
 
 template <class... S>
@@ -73,9 +72,9 @@ struct drop_dequantize<type_list<Out...>> {
 };
 template <class... Out, class S, class... Rest>
 struct drop_dequantize<type_list<Out...>, S, Rest...> {
-  using type = typename drop_dequantize<
-      std::conditional_t<dequantizing_stage<S>, type_list<Out...>, type_list<Out..., S>>,
-      Rest...>::type;
+  using type =
+      typename drop_dequantize<std::conditional_t<dequantizing_stage<S>, type_list<Out...>, type_list<Out..., S>>,
+                               Rest...>::type;
 };
 
 template <class P>
@@ -85,17 +84,14 @@ struct paper_notation<Pipeline<S...>> {
   using without_d = typename drop_dequantize<type_list<>, S...>::type;
   static constexpr bool had_d = without_d::size != sizeof...(S);
   using shorter = std::conditional_t<had_d && (without_d::size > 0),
-                                     take_t<(had_d ? without_d::size - 1 : 0), without_d>,
-                                     without_d>;
-  static constexpr bool is_expansion =
-      had_d && std::is_same_v<rebind_t<shorter, paper_pipeline_t>, Pipeline<S...>>;
+                                     take_t<(had_d ? without_d::size - 1 : 0), without_d>, without_d>;
+  static constexpr bool is_expansion = had_d && std::is_same_v<rebind_t<shorter, paper_pipeline_t>, Pipeline<S...>>;
   static constexpr std::string_view value =
       is_expansion ? chain_name<shorter>::value : chain_name<type_list<S...>>::value;
 };
 
 inline constexpr auto by_name = [](auto a, auto b) {
-  return hana::bool_c<(pipeline_name_v<typename decltype(a)::type> <
-                       pipeline_name_v<typename decltype(b)::type>)>;
+  return hana::bool_c<(pipeline_name_v<typename decltype(a)::type> < pipeline_name_v<typename decltype(b)::type>)>;
 };
 
 }  // namespace detail
@@ -112,25 +108,22 @@ using paper_pipeline_t = detail::paper_pipeline_t<S...>;
 /// Every order of S..., valid or not, as a hana::tuple of hana::type<Pipeline<...>>.
 template <class... S>
 constexpr auto permutations() {
-  return hana::transform(hana::permutations(hana::tuple_t<S...>), [](auto order) {
-    return hana::unpack(order, hana::template_<Pipeline>);
-  });
+  return hana::transform(hana::permutations(hana::tuple_t<S...>),
+                         [](auto order) { return hana::unpack(order, hana::template_<Pipeline>); });
 }
 
 /// The paper's six orderings of P, KD, Q (see the top of this file), sorted by name.
 template <class P, class KD, class Q>
 constexpr auto paper_orderings() {
-  auto six = hana::transform(hana::permutations(hana::tuple_t<P, KD, Q>), [](auto order) {
-    return hana::unpack(order, hana::template_<paper_pipeline_t>);
-  });
+  auto six = hana::transform(hana::permutations(hana::tuple_t<P, KD, Q>),
+                             [](auto order) { return hana::unpack(order, hana::template_<paper_pipeline_t>); });
   return hana::sort(six, detail::by_name);
 }
 
 /// The paper's ten configurations: base, P, KD, Q, then the six orderings.
 template <class P, class KD, class Q>
 constexpr auto paper_configurations() {
-  return hana::concat(hana::tuple_t<Pipeline<>, Pipeline<P>, Pipeline<KD>, Pipeline<Q>>,
-                      paper_orderings<P, KD, Q>());
+  return hana::concat(hana::tuple_t<Pipeline<>, Pipeline<P>, Pipeline<KD>, Pipeline<Q>>, paper_orderings<P, KD, Q>());
 }
 
 /// Calls f(hana::type<Pipeline<...>>{}) for each element, in order. In f:

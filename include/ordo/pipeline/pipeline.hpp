@@ -14,12 +14,12 @@
 #include <string>       // std::string
 #include <string_view>  // std::string_view
 
-#include <ordo/pipeline/apply.hpp>                // apply_stage
-#include <ordo/pipeline/detail/static_string.hpp> // joined
-#include <ordo/pipeline/type_list.hpp>     // type_list, take_t
-#include <ordo/pipeline/events.hpp>               // stage_event, observers
-#include <ordo/pipeline/rules.hpp>                // is_valid_pipeline_v, diagnostic_t
-#include <ordo/pipeline/stages.hpp>               // the stages (for users of this header)
+#include <ordo/pipeline/apply.hpp>                 // apply_stage
+#include <ordo/pipeline/detail/static_string.hpp>  // joined
+#include <ordo/pipeline/type_list.hpp>             // type_list, take_t
+#include <ordo/pipeline/events.hpp>                // stage_event, observers
+#include <ordo/pipeline/rules.hpp>                 // is_valid_pipeline_v, diagnostic_t
+#include <ordo/pipeline/stages.hpp>                // the stages (for users of this header)
 
 namespace ordo {
 
@@ -51,8 +51,8 @@ struct chain_name;
 template <>
 struct chain_name<type_list<>> : base_name {};
 template <class... S>
-  requires(sizeof...(S) > 0)
-struct chain_name<type_list<S...>> : joined<dash, symbol_of<S>...> {};
+requires(sizeof...(S) > 0) struct chain_name<type_list<S...>> : joined<dash, symbol_of<S>...> {
+};
 
 template <class S>
 std::string describe_stage() {
@@ -65,8 +65,7 @@ std::string describe_stage() {
 
 // Applies stages I..N-1 of List to `model`, emitting events named after pipeline `Name`.
 template <class List, std::size_t I, class Model, class Context, class Observer>
-auto run_stages(const Model& model, Context& context, Observer& observer, std::size_t& sequence,
-                std::size_t planned) {
+auto run_stages(const Model& model, Context& context, Observer& observer, std::size_t& sequence, std::size_t planned) {
   if constexpr (I == List::size) {
     return Model(model);
   } else {
@@ -100,8 +99,7 @@ struct pipeline_traits<Pipeline<S...>> {
   static constexpr std::size_t size = sizeof...(S);
   static constexpr bool valid = is_valid_pipeline_v<S...>;
   static constexpr std::string_view name = detail::chain_name<stages>::value;
-  static constexpr std::size_t training_stages =
-      (std::size_t{0} + ... + std::size_t{detail::trains_v<S>});
+  static constexpr std::size_t training_stages = (std::size_t{0} + ... + std::size_t{detail::trains_v<S>});
 };
 
 /// "P-KD-Q" for Pipeline<Prune<30>, Distill<T4, A03>, QuantNF4>; "base" for Pipeline<>.

@@ -8,10 +8,10 @@
 #include <cstddef>      // std::size_t
 #include <type_traits>  // std::is_same_v, std::conditional_t
 
-#include <ordo/pipeline/type_list.hpp>  // type_list
-#include <ordo/pipeline/diagnostics.hpp>       // diagnostic::*
-#include <ordo/pipeline/stage.hpp>             // stage, quantizing_stage, dequantizing_stage
-#include <ordo/pipeline/state.hpp>             // dense
+#include <ordo/pipeline/type_list.hpp>    // type_list
+#include <ordo/pipeline/diagnostics.hpp>  // diagnostic::*
+#include <ordo/pipeline/stage.hpp>        // stage, quantizing_stage, dequantizing_stage
+#include <ordo/pipeline/state.hpp>        // dense
 
 namespace ordo {
 namespace detail {
@@ -27,8 +27,7 @@ enum class pipeline_error {
 
 // The result of walking the stages. `position` counts from 1; `changer` is the last stage
 // that changed the state before the offending one (void if none).
-template <pipeline_error E, std::size_t Position, class Stage, class State, class Changer,
-          class Previous>
+template <pipeline_error E, std::size_t Position, class Stage, class State, class Changer, class Previous>
 struct analysis_result {
   static constexpr pipeline_error error = E;
   static constexpr std::size_t position = Position;
@@ -84,10 +83,10 @@ struct analyze<Position, State, Changer, Previous, S, Rest...> {
   using next_changer = std::conditional_t<std::is_same_v<next_state, State>, Changer, S>;
 
  public:
-  using type = typename std::conditional_t<
-      here == pipeline_error::none,
-      analyze<Position + 1, next_state, next_changer, S, Rest...>,
-      type_identity<analysis_result<here, Position, S, State, Changer, Previous>>>::type;
+  using type =
+      typename std::conditional_t<here == pipeline_error::none,
+                                  analyze<Position + 1, next_state, next_changer, S, Rest...>,
+                                  type_identity<analysis_result<here, Position, S, State, Changer, Previous>>>::type;
 };
 
 template <class... S>
@@ -103,24 +102,22 @@ struct diagnostic_for<A, pipeline_error::not_a_stage> {
 };
 template <class A>
 struct diagnostic_for<A, pipeline_error::quantization_last> {
-  using type = diagnostic::quantization_last_rule<at_position<A::position>,
-                                                  typename A::offending_stage,
+  using type = diagnostic::quantization_last_rule<at_position<A::position>, typename A::offending_stage,
                                                   quantized_by<typename A::changer>>;
 };
 template <class A>
 struct diagnostic_for<A, pipeline_error::nothing_to_dequantize> {
-  using type = diagnostic::nothing_to_dequantize<at_position<A::position>,
-                                                 typename A::offending_stage>;
+  using type = diagnostic::nothing_to_dequantize<at_position<A::position>, typename A::offending_stage>;
 };
 template <class A>
 struct diagnostic_for<A, pipeline_error::dequantize_twice> {
-  using type = diagnostic::dequantize_after_dequantize<
-      at_position<A::position>, typename A::offending_stage, follows<typename A::previous>>;
+  using type = diagnostic::dequantize_after_dequantize<at_position<A::position>, typename A::offending_stage,
+                                                       follows<typename A::previous>>;
 };
 template <class A>
 struct diagnostic_for<A, pipeline_error::state_mismatch> {
-  using type = diagnostic::state_mismatch<at_position<A::position>, typename A::offending_stage,
-                                          model_is<typename A::state>>;
+  using type =
+      diagnostic::state_mismatch<at_position<A::position>, typename A::offending_stage, model_is<typename A::state>>;
 };
 
 template <class... S>
@@ -131,8 +128,7 @@ using diagnostic_t = typename diagnostic_for<analyze_t<S...>>::type;
 /// True when S... chain model states from `dense` (the quantization-last rule and the
 /// Dequantize rules) and every S is a stage. The empty sequence is valid: the base model.
 template <class... S>
-inline constexpr bool is_valid_pipeline_v =
-    detail::analyze_t<S...>::error == detail::pipeline_error::none;
+inline constexpr bool is_valid_pipeline_v = detail::analyze_t<S...>::error == detail::pipeline_error::none;
 
 /// The model state a valid sequence of stages leaves (dense for the empty sequence).
 template <class... S>

@@ -21,6 +21,8 @@
 
 namespace ordo {
 
+// clang-format 14 would break `requires {...} && ...` apart:
+// clang-format off
 template <class S>
 concept stage = requires {
   { S::symbol } -> std::convertible_to<std::string_view>;
@@ -28,15 +30,16 @@ concept stage = requires {
   typename S::takes;
   typename S::gives;
 } && model_state_tag<typename S::takes> && model_state_tag<typename S::gives>;
+// clang-format on
 
 /// A stage that turns a dense model into a quantized one (QuantNF4).
 template <class S>
-concept quantizing_stage = stage<S> && std::same_as<typename S::takes, dense> &&
-                           !std::same_as<typename S::gives, dense>;
+concept quantizing_stage =
+    stage<S> && std::same_as<typename S::takes, dense> && !std::same_as<typename S::gives, dense>;
 
 /// A stage that turns a quantized model back into a dense one (Dequantize).
 template <class S>
-concept dequantizing_stage = stage<S> && !std::same_as<typename S::takes, dense> &&
-                             std::same_as<typename S::gives, dense>;
+concept dequantizing_stage =
+    stage<S> && !std::same_as<typename S::takes, dense> && std::same_as<typename S::gives, dense>;
 
 }  // namespace ordo

@@ -16,8 +16,8 @@
 #include <string_view>  // std::string_view
 
 #include <ordo/pipeline/type_list.hpp>  // dependent_false
-#include <ordo/pipeline/stage.hpp>             // stage concept
-#include <ordo/pipeline/state.hpp>             // dense, nf4
+#include <ordo/pipeline/stage.hpp>      // stage concept
+#include <ordo/pipeline/state.hpp>      // dense, nf4
 
 namespace ordo {
 
@@ -37,8 +37,7 @@ struct temperature {
 template <std::intmax_t Num, std::intmax_t Den = 1>
 struct alpha {
   static_assert(Den > 0, "ordo::alpha<Num, Den>: the denominator Den must be positive");
-  static_assert(Num >= 0 && Num <= Den,
-                "ordo::alpha<Num, Den>: alpha = Num/Den must lie within [0, 1]");
+  static_assert(Num >= 0 && Num <= Den, "ordo::alpha<Num, Den>: alpha = Num/Den must lie within [0, 1]");
   static constexpr std::intmax_t num = Num;
   static constexpr std::intmax_t den = Den;
   static constexpr double value = static_cast<double>(Num) / static_cast<double>(Den);
@@ -66,9 +65,7 @@ inline std::string shortest_decimal(double v) {
   return ec == std::errc{} ? std::string(buf, end) : std::to_string(v);
 }
 
-constexpr bool is_valid_nf4_blocksize(unsigned long long b) {
-  return b >= 32 && b <= 4096 && (b & (b - 1)) == 0;
-}
+constexpr bool is_valid_nf4_blocksize(unsigned long long b) { return b >= 32 && b <= 4096 && (b & (b - 1)) == 0; }
 }  // namespace detail
 
 enum class double_quant : bool { off = false, on = true };
@@ -111,8 +108,7 @@ struct Distill {
   using takes = dense;
   using gives = dense;
   static std::string describe() {
-    return "Distill<T=" + detail::shortest_decimal(temperature) +
-           ", alpha=" + detail::shortest_decimal(alpha) + ">";
+    return "Distill<T=" + detail::shortest_decimal(temperature) + ", alpha=" + detail::shortest_decimal(alpha) + ">";
   }
 };
 

@@ -33,8 +33,7 @@ template <std::size_t I, class T>
 indexed<I, T> select_indexed(indexed<I, T>);
 
 template <std::size_t I, class... T>
-using nth_t = typename decltype(select_indexed<I>(
-    indexer<std::index_sequence_for<T...>, T...>{}))::type;
+using nth_t = typename decltype(select_indexed<I>(indexer<std::index_sequence_for<T...>, T...>{}))::type;
 
 template <std::size_t I, class List>
 struct at;

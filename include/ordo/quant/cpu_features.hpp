@@ -7,8 +7,7 @@
 
 #include <stdexcept>  // std::runtime_error
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__CUDACC__)
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #include <cpuid.h>      // __get_cpuid: the F16C bit (not every compiler's __builtin_cpu_supports knows it)
 #include <immintrin.h>  // AVX2, FMA, F16C intrinsics (used only behind a run-time CPU check)
 #define ORDO_NF4_HAVE_X86 1

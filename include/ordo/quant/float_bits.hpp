@@ -46,9 +46,7 @@ ORDO_HOST_DEVICE inline std::uint32_t bits_from_float(float f) {
 
 ORDO_HOST_DEVICE inline float to_float(float x) { return x; }
 
-ORDO_HOST_DEVICE inline float to_float(bf16 x) {
-  return float_from_bits(static_cast<std::uint32_t>(x.bits) << 16);
-}
+ORDO_HOST_DEVICE inline float to_float(bf16 x) { return float_from_bits(static_cast<std::uint32_t>(x.bits) << 16); }
 
 ORDO_HOST_DEVICE inline float to_float(f16 x) {
   const std::uint32_t sign = static_cast<std::uint32_t>(x.bits & 0x8000u) << 16;
@@ -83,7 +81,7 @@ ORDO_HOST_DEVICE inline f16 to_f16(float x) {
   const std::uint32_t a = u & 0x7FFFFFFFu;
   if (a > 0x7F800000u) return f16{0x7E00};
   if (a >= 0x477FF000u) return f16{static_cast<std::uint16_t>(sign | 0x7C00u)};  // >= 65520: inf
-  if (a >= 0x38800000u) {  // normal f16 range (>= 2^-14)
+  if (a >= 0x38800000u) {                                                        // normal f16 range (>= 2^-14)
     const std::uint32_t mant_odd = (a >> 13) & 1u;
     const std::uint32_t r = a + 0xFFFu + mant_odd - (112u << 23);
     return f16{static_cast<std::uint16_t>(sign | (r >> 13))};
@@ -103,10 +101,16 @@ ORDO_HOST_DEVICE inline f16 to_f16(float x) {
 template <class T>
 ORDO_HOST_DEVICE inline T from_float(float x);
 template <>
-ORDO_HOST_DEVICE inline float from_float<float>(float x) { return x; }
+ORDO_HOST_DEVICE inline float from_float<float>(float x) {
+  return x;
+}
 template <>
-ORDO_HOST_DEVICE inline bf16 from_float<bf16>(float x) { return to_bf16(x); }
+ORDO_HOST_DEVICE inline bf16 from_float<bf16>(float x) {
+  return to_bf16(x);
+}
 template <>
-ORDO_HOST_DEVICE inline f16 from_float<f16>(float x) { return to_f16(x); }
+ORDO_HOST_DEVICE inline f16 from_float<f16>(float x) {
+  return to_f16(x);
+}
 
 }  // namespace ordo::quant

@@ -19,7 +19,7 @@
 #include <cstdint>  // std::uint8_t
 
 #include <ordo/quant/detail/dynamic_map.hpp>  // detail::dynamic_map_values
-#include <ordo/quant/host_device.hpp>          // ORDO_HOST_DEVICE
+#include <ordo/quant/host_device.hpp>         // ORDO_HOST_DEVICE
 
 namespace ordo::quant::nf4 {
 
@@ -27,22 +27,38 @@ namespace ordo::quant::nf4 {
 /// array so that device code can call it without a copy of a host array.
 ORDO_HOST_DEVICE constexpr float code_value(unsigned code) {
   switch (code & 0x0Fu) {
-    case 0: return -1.0f;
-    case 1: return -0.6961928009986877f;
-    case 2: return -0.5250730514526367f;
-    case 3: return -0.39491748809814453f;
-    case 4: return -0.28444138169288635f;
-    case 5: return -0.18477343022823334f;
-    case 6: return -0.09105003625154495f;
-    case 7: return 0.0f;
-    case 8: return 0.07958029955625534f;
-    case 9: return 0.16093020141124725f;
-    case 10: return 0.24611230194568634f;
-    case 11: return 0.33791524171829224f;
-    case 12: return 0.44070982933044434f;
-    case 13: return 0.5626170039176941f;
-    case 14: return 0.7229568362236023f;
-    default: return 1.0f;
+    case 0:
+      return -1.0f;
+    case 1:
+      return -0.6961928009986877f;
+    case 2:
+      return -0.5250730514526367f;
+    case 3:
+      return -0.39491748809814453f;
+    case 4:
+      return -0.28444138169288635f;
+    case 5:
+      return -0.18477343022823334f;
+    case 6:
+      return -0.09105003625154495f;
+    case 7:
+      return 0.0f;
+    case 8:
+      return 0.07958029955625534f;
+    case 9:
+      return 0.16093020141124725f;
+    case 10:
+      return 0.24611230194568634f;
+    case 11:
+      return 0.33791524171829224f;
+    case 12:
+      return 0.44070982933044434f;
+    case 13:
+      return 0.5626170039176941f;
+    case 14:
+      return 0.7229568362236023f;
+    default:
+      return 1.0f;
   }
 }
 
@@ -65,29 +81,42 @@ inline constexpr std::uint8_t zero_code = 7;
 /// ulp from rounded_midpoint(i), which is what bitsandbytes' CPU backend compares against.
 ORDO_HOST_DEVICE constexpr float midpoint(unsigned i) {
   switch (i) {
-    case 0: return -0x1.b239b2p-1f;   // -0.8480964004993439
-    case 1: return -0x1.38a4ep-1f;    // -0.6106329262256622
-    case 2: return -0x1.d709p-2f;     // -0.4599952697753906
-    case 3: return -0x1.5bd4ecp-2f;   // -0.33967943489551544
-    case 4: return -0x1.e079d8p-3f;   // -0.23460740596055984
-    case 5: return -0x1.1a7178p-3f;   // -0.13791173323988914
-    case 6: return -0x1.74f0e2p-5f;   // -0.045525018125772476
-    case 7: return 0x1.45f5fep-5f;    // 0.03979014977812767
-    case 8: return 0x1.ec90c6p-4f;    // 0.1202552504837513
-    case 9: return 0x1.a0cfcp-3f;     // 0.2035212516784668
-    case 10: return 0x1.2b05a8p-2f;   // 0.2920137718319893
-    case 11: return 0x1.8ea7f2p-2f;   // 0.3893125355243683
-    case 12: return 0x1.00da06p-1f;   // 0.5016634166240692
-    case 13: return 0x1.491b5ep-1f;   // 0.6427869200706482
-    default: return 0x1.b913b2p-1f;   // 0.8614784181118011
+    case 0:
+      return -0x1.b239b2p-1f;  // -0.8480964004993439
+    case 1:
+      return -0x1.38a4ep-1f;  // -0.6106329262256622
+    case 2:
+      return -0x1.d709p-2f;  // -0.4599952697753906
+    case 3:
+      return -0x1.5bd4ecp-2f;  // -0.33967943489551544
+    case 4:
+      return -0x1.e079d8p-3f;  // -0.23460740596055984
+    case 5:
+      return -0x1.1a7178p-3f;  // -0.13791173323988914
+    case 6:
+      return -0x1.74f0e2p-5f;  // -0.045525018125772476
+    case 7:
+      return 0x1.45f5fep-5f;  // 0.03979014977812767
+    case 8:
+      return 0x1.ec90c6p-4f;  // 0.1202552504837513
+    case 9:
+      return 0x1.a0cfcp-3f;  // 0.2035212516784668
+    case 10:
+      return 0x1.2b05a8p-2f;  // 0.2920137718319893
+    case 11:
+      return 0x1.8ea7f2p-2f;  // 0.3893125355243683
+    case 12:
+      return 0x1.00da06p-1f;  // 0.5016634166240692
+    case 13:
+      return 0x1.491b5ep-1f;  // 0.6427869200706482
+    default:
+      return 0x1.b913b2p-1f;  // 0.8614784181118011
   }
 }
 
 /// (code[i] + code[i+1]) * 0.5f: the fp32 midpoint rounded to nearest even, as bitsandbytes' CPU
 /// backend computes its bucketize boundaries. Differs from midpoint(i) for i = 0, 8, 12, 14.
-ORDO_HOST_DEVICE constexpr float rounded_midpoint(unsigned i) {
-  return (code_value(i) + code_value(i + 1)) * 0.5f;
-}
+ORDO_HOST_DEVICE constexpr float rounded_midpoint(unsigned i) { return (code_value(i) + code_value(i + 1)) * 0.5f; }
 
 /// Code choice for a value already scaled by 1/absmax. The same decision tree as
 /// bitsandbytes' dQuantizeNF4: strict `>` against the midpoints; a value exactly on a midpoint
@@ -137,8 +166,8 @@ enum class ZeroBlocks {
 
 /// Blocksizes bitsandbytes accepts for 4-bit quantization.
 constexpr bool is_valid_blocksize(std::size_t blocksize) {
-  return blocksize == 32 || blocksize == 64 || blocksize == 128 || blocksize == 256 ||
-         blocksize == 512 || blocksize == 1024 || blocksize == 2048 || blocksize == 4096;
+  return blocksize == 32 || blocksize == 64 || blocksize == 128 || blocksize == 256 || blocksize == 512 ||
+         blocksize == 1024 || blocksize == 2048 || blocksize == 4096;
 }
 
 // ---- double quantization of absmax ------------------------------------------------------------

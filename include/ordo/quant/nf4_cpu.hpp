@@ -65,34 +65,33 @@ inline void check_blocksize(std::size_t blocksize, const char* where) {
 /// bytes and `absmax` block_count(n, blocksize) floats. See docs/nf4.md for zeros, NaN and Inf.
 template <class T>
 void quantize_blocks(const T* x, std::size_t n, std::uint8_t* packed, float* absmax, const Options& opt = {}) {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>,
-                "ordo::quant::nf4::quantize_blocks takes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
+  static_assert(
+      std::is_same_v<T, float> || std::is_same_v<T, bf16> || std::is_same_v<T, f16>,
+      "ordo::quant::nf4::quantize_blocks takes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::quantize_blocks");
   const std::size_t bs = opt.blocksize;
   const std::size_t blocks = block_count(n, bs);
   const Isa isa = resolve_isa(opt.isa);
-  detail::parallel_for(blocks, std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
-                       [&](std::size_t b0, std::size_t b1) {
-                         for (std::size_t b = b0; b < b1; ++b) {
-                           const std::size_t begin = b * bs, len = std::min(bs, n - begin);
-                           const bool partial = len < bs;
+  detail::parallel_for(
+      blocks, std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
+      [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t b = b0; b < b1; ++b) {
+          const std::size_t begin = b * bs, len = std::min(bs, n - begin);
+          const bool partial = len < bs;
 #if ORDO_NF4_HAVE_X86
-                           if (isa == Isa::avx512) {
-                             detail::quantize_block_avx512(x + begin, len, partial, opt.zero_blocks,
-                                                           packed + begin / 2, absmax + b);
-                             continue;
-                           }
-                           if (isa == Isa::avx2) {
-                             detail::quantize_block_avx2(x + begin, len, partial, opt.zero_blocks,
-                                                         packed + begin / 2, absmax + b);
-                             continue;
-                           }
+          if (isa == Isa::avx512) {
+            detail::quantize_block_avx512(x + begin, len, partial, opt.zero_blocks, packed + begin / 2, absmax + b);
+            continue;
+          }
+          if (isa == Isa::avx2) {
+            detail::quantize_block_avx2(x + begin, len, partial, opt.zero_blocks, packed + begin / 2, absmax + b);
+            continue;
+          }
 #endif
-                           (void)isa;
-                           detail::quantize_block_portable(x + begin, len, partial, opt.zero_blocks,
-                                                           packed + begin / 2, absmax + b);
-                         }
-                       });
+          (void)isa;
+          detail::quantize_block_portable(x + begin, len, partial, opt.zero_blocks, packed + begin / 2, absmax + b);
+        }
+      });
 }
 
 /// Dequantizes n values: y[i] = code_value(code_i) * absmax[i / blocksize] in fp32, then
@@ -100,13 +99,14 @@ void quantize_blocks(const T* x, std::size_t n, std::uint8_t* packed, float* abs
 template <class Out>
 void dequantize_blocks(const std::uint8_t* packed, const float* absmax, std::size_t n, Out* y,
                        const Options& opt = {}) {
-  static_assert(std::is_same_v<Out, float> || std::is_same_v<Out, bf16> || std::is_same_v<Out, f16>,
-                "ordo::quant::nf4::dequantize_blocks writes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
+  static_assert(
+      std::is_same_v<Out, float> || std::is_same_v<Out, bf16> || std::is_same_v<Out, f16>,
+      "ordo::quant::nf4::dequantize_blocks writes float, ordo::quant::nf4::bf16 or ordo::quant::nf4::f16 values");
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::dequantize_blocks");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
-  detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs),
-                       opt.threads, [&](std::size_t b0, std::size_t b1) {
+  detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
+                       [&](std::size_t b0, std::size_t b1) {
                          for (std::size_t b = b0; b < b1; ++b) {
                            const std::size_t begin = b * bs, len = std::min(bs, n - begin);
 #if ORDO_NF4_HAVE_X86
@@ -207,8 +207,7 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
     for (std::size_t r = r0; r < r1; ++r) {
       float acc = 0.0f;
       for (std::size_t b = 0; b < blocks_per_row; ++b)
-        acc += absmax[r * blocks_per_row + b] *
-               detail::block_dot_portable(w + (r * cols + b * bs) / 2, bs, x + b * bs);
+        acc += absmax[r * blocks_per_row + b] * detail::block_dot_portable(w + (r * cols + b * bs) / 2, bs, x + b * bs);
       y[r] = acc;
     }
   });
@@ -220,9 +219,9 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
 struct Quantized {
   std::size_t numel = 0;
   std::size_t blocksize = 64;
-  std::vector<std::uint8_t> packed;  ///< packed_bytes(numel)
-  bool nested = false;               ///< double quantization of absmax
-  std::vector<float> absmax;         ///< not nested: block_count(numel, blocksize) scales
+  std::vector<std::uint8_t> packed;        ///< packed_bytes(numel)
+  bool nested = false;                     ///< double quantization of absmax
+  std::vector<float> absmax;               ///< not nested: block_count(numel, blocksize) scales
   std::vector<std::uint8_t> absmax_codes;  ///< nested: one 8-bit code per block
   std::vector<float> absmax2;              ///< nested: absmax2_count(blocks) second-level scales
   float offset = 0.0f;                     ///< nested: mean of the first-level absmax
@@ -278,8 +277,7 @@ std::vector<Out> dequantize(const Quantized& q, Options opt = {}) {
 /// y = W x with W quantized as [rows, cols]. Rebuilds the per-block scales on every call; a
 /// caller that multiplies by the same W many times (token by token) should keep
 /// block_scales(q) and call the pointer form of gemv.
-inline void gemv(const Quantized& q, std::size_t rows, std::size_t cols, const float* x, float* y,
-                 Options opt = {}) {
+inline void gemv(const Quantized& q, std::size_t rows, std::size_t cols, const float* x, float* y, Options opt = {}) {
   if (rows * cols != q.numel)
     throw std::invalid_argument("ordo::quant::nf4::gemv: rows * cols (" + std::to_string(rows * cols) +
                                 ") differs from the quantized tensor's size (" + std::to_string(q.numel) + ")");

@@ -19,12 +19,12 @@ struct Budget {
   std::int64_t epochs = 1;                // (the paper: 2)
   std::int64_t batch_size = 4;
   std::int64_t grad_accumulation = 1;
-  double prune_learning_rate = 5e-5;      // recovery fine-tune after pruning (the paper)
-  double distill_learning_rate = 2e-5;    // (the paper)
+  double prune_learning_rate = 5e-5;    // recovery fine-tune after pruning (the paper)
+  double distill_learning_rate = 2e-5;  // (the paper)
   double weight_decay = 0.0;
   double warmup_fraction = 0.1;
   double max_grad_norm = 1.0;
-  bool prune_recovery = true;             // fine-tune after pruning
+  bool prune_recovery = true;  // fine-tune after pruning
   /// Share of the weight term in the pruning importance (the activation term gets the rest).
   /// The paper: 0.5; beyond it, 0 ranks neurons far better on SmolLM2-135M (docs/pruning.md).
   double prune_weight_share = 0.5;
@@ -36,15 +36,18 @@ struct Budget {
 /// sets seed, checkpoint_dir and label.
 inline train::TrainOptions options_from_budget(const Budget& b, double learning_rate, const std::string& who) {
   auto fail = [&](const std::string& what) { throw std::invalid_argument(who + ": " + what); };
-  if (b.train_samples < 1) fail("Budget::train_samples must be at least 1 (got " + std::to_string(b.train_samples) + ")");
-  if (b.sequence_length < 2) fail("Budget::sequence_length must be at least 2 (got " + std::to_string(b.sequence_length) + ")");
+  if (b.train_samples < 1)
+    fail("Budget::train_samples must be at least 1 (got " + std::to_string(b.train_samples) + ")");
+  if (b.sequence_length < 2)
+    fail("Budget::sequence_length must be at least 2 (got " + std::to_string(b.sequence_length) + ")");
   if (b.epochs < 1) fail("Budget::epochs must be at least 1 (got " + std::to_string(b.epochs) + ")");
   if (b.batch_size < 1) fail("Budget::batch_size must be at least 1 (got " + std::to_string(b.batch_size) + ")");
   if (b.grad_accumulation < 1)
     fail("Budget::grad_accumulation must be at least 1 (got " + std::to_string(b.grad_accumulation) + ")");
   if (!(learning_rate > 0) || !std::isfinite(learning_rate)) fail("the learning rate must be positive and finite");
   if (!(b.warmup_fraction >= 0 && b.warmup_fraction < 1)) fail("Budget::warmup_fraction must lie within [0, 1)");
-  if (!(b.max_grad_norm >= 0) || !std::isfinite(b.max_grad_norm)) fail("Budget::max_grad_norm must be >= 0 (0: no clipping)");
+  if (!(b.max_grad_norm >= 0) || !std::isfinite(b.max_grad_norm))
+    fail("Budget::max_grad_norm must be >= 0 (0: no clipping)");
   if (!(b.weight_decay >= 0)) fail("Budget::weight_decay must be >= 0");
   train::TrainOptions o;
   o.epochs = b.epochs;

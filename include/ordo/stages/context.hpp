@@ -27,7 +27,7 @@ struct Context {
   Budget budget;
   std::uint64_t seed = 0;
   torch::ScalarType train_dtype = torch::kFloat32;  // bf16 pays on CPUs with AVX-512 BF16
-  std::filesystem::path work_dir;                    // checkpoints of long stages ("" : none)
+  std::filesystem::path work_dir;                   // checkpoints of long stages ("" : none)
   progress_fn progress;
 
   void report(const std::string& what, double fraction, const std::string& detail = {}) const {

@@ -25,13 +25,13 @@
 
 #include <torch/torch.h>
 
-#include <ordo/data/examples.hpp>    // truncated, check_example
-#include <ordo/model/transform.hpp>  // clone
-#include <ordo/pipeline/stages.hpp>  // Distill
-#include <ordo/stages/context.hpp>   // Context, Budget
+#include <ordo/data/examples.hpp>          // truncated, check_example
+#include <ordo/model/transform.hpp>        // clone
+#include <ordo/pipeline/stages.hpp>        // Distill
+#include <ordo/stages/context.hpp>         // Context, Budget
 #include <ordo/model/dense_model.hpp>      // DenseModel
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
-#include <ordo/train/trainer.hpp>    // train, TrainOptions, token_cross_entropy_sum
+#include <ordo/train/trainer.hpp>          // train, TrainOptions, token_cross_entropy_sum
 
 namespace ordo {
 
@@ -49,9 +49,10 @@ struct Terms {
 /// not scored (padding included). The logits at t are scored against labels at t + 1.
 inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                         const torch::Tensor& labels, double temperature, double alpha) {
-  TORCH_CHECK(student_logits.dim() == 3 && teacher_logits.dim() == 3 &&
-                  student_logits.size(0) == teacher_logits.size(0) && student_logits.size(1) == teacher_logits.size(1),
-              "ordo::distill::loss_terms: student and teacher logits must be [batch, tokens, vocab] of equal batch and tokens");
+  TORCH_CHECK(
+      student_logits.dim() == 3 && teacher_logits.dim() == 3 && student_logits.size(0) == teacher_logits.size(0) &&
+          student_logits.size(1) == teacher_logits.size(1),
+      "ordo::distill::loss_terms: student and teacher logits must be [batch, tokens, vocab] of equal batch and tokens");
   TORCH_CHECK(temperature > 0, "ordo::distill::loss_terms: the temperature must be positive");
   Terms t;
   const auto V = std::min(student_logits.size(-1), teacher_logits.size(-1));
@@ -73,7 +74,9 @@ inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor
 inline void check_same_tokenizer(const DenseModel& student, const DenseModel& teacher, const std::string& who) {
   const auto a = student.shared_tokenizer(), b = teacher.shared_tokenizer();
   if (a == b) return;
-  if (!a || !b) throw std::invalid_argument(who + ": only one of student and teacher has a tokenizer; cannot check that they match");
+  if (!a || !b)
+    throw std::invalid_argument(who +
+                                ": only one of student and teacher has a tokenizer; cannot check that they match");
   if (a->vocab_size() != b->vocab_size())
     throw std::invalid_argument(who + ": the teacher's tokenizer (" + std::to_string(b->vocab_size()) +
                                 " tokens) is not the student's (" + std::to_string(a->vocab_size()) + " tokens)");
@@ -92,8 +95,9 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   using S = Distill<Temperature, Alpha>;
   const std::string who = "ordo::" + S::describe();
   if (!context.teacher)
-    throw std::invalid_argument(who + ": Context::teacher is not set; give it a frozen DenseModel with the student's "
-                                      "tokenizer (the study uses the uncompressed base model)");
+    throw std::invalid_argument(who +
+                                ": Context::teacher is not set; give it a frozen DenseModel with the student's "
+                                "tokenizer (the study uses the uncompressed base model)");
   const auto& teacher = *context.teacher;
   distill::check_same_tokenizer(model, teacher, who);
   auto options = options_from_budget(context.budget, context.budget.distill_learning_rate, who);
@@ -101,8 +105,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   options.label = "distill";
   options.compute_dtype = context.train_dtype;
   options.checkpoint_dir = context.work_dir;  // "" : no checkpoints
-  if (context.train.empty())
-    throw std::invalid_argument(who + ": Context::train holds no examples to distill on");
+  if (context.train.empty()) throw std::invalid_argument(who + ": Context::train holds no examples to distill on");
 
   const auto n = std::min<std::int64_t>(context.budget.train_samples, static_cast<std::int64_t>(context.train.size()));
   std::vector<Example> examples;

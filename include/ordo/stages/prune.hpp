@@ -44,20 +44,18 @@
 
 #include <torch/torch.h>
 
-#include <ordo/model/decoder.hpp>    // CausalLM, DecoderLayerImpl, detail::rope_inverse_frequencies
-#include <ordo/pipeline/stages.hpp>  // Prune
-#include <ordo/stages/context.hpp>   // Context, Example
+#include <ordo/model/decoder.hpp>          // CausalLM, DecoderLayerImpl, detail::rope_inverse_frequencies
+#include <ordo/pipeline/stages.hpp>        // Prune
+#include <ordo/stages/context.hpp>         // Context, Example
 #include <ordo/model/dense_model.hpp>      // DenseModel
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
-#include <ordo/train/trainer.hpp>    // fine_tune, TrainOptions
+#include <ordo/train/trainer.hpp>          // fine_tune, TrainOptions
 
 namespace ordo::prune {
 
 /// Neurons a layer `width` wide keeps when `percent` % are removed: floor(width * percent / 100)
 /// go (exact integer arithmetic). 11008 at 30 % keeps 7706, as in the paper.
-constexpr std::int64_t kept_neurons(std::int64_t width, int percent) {
-  return width - width * percent / 100;
-}
+constexpr std::int64_t kept_neurons(std::int64_t width, int percent) { return width - width * percent / 100; }
 
 /// The same rule for a ratio in (0, 1): floor(width * ratio) removed, where a product within
 /// 1e-9 (relative) of an integer counts as that integer, so that ratio 0.29 and percent 29 agree
@@ -157,7 +155,8 @@ inline std::vector<layer_importance> importance(const model::CausalLM& model, co
   if (context.calibration.empty()) detail::fail("no calibration data (context.calibration is empty)");
   if (budget.calibration_samples <= 0)
     detail::fail("budget.calibration_samples must be positive, not " + std::to_string(budget.calibration_samples));
-  if (budget.batch_size <= 0) detail::fail("budget.batch_size must be positive, not " + std::to_string(budget.batch_size));
+  if (budget.batch_size <= 0)
+    detail::fail("budget.batch_size must be positive, not " + std::to_string(budget.batch_size));
   const auto n = static_cast<std::size_t>(
       std::min<std::int64_t>(budget.calibration_samples, static_cast<std::int64_t>(context.calibration.size())));
   const auto vocab = lm->config().vocab_size;
@@ -203,13 +202,14 @@ inline std::vector<layer_importance> importance(const model::CausalLM& model, co
     auto& mlp = *lm->model->layers->ptr<model::DecoderLayerImpl>(i)->mlp;
     auto& s = out[i];
     s.weight = (mlp.gate_proj->weight.detach().to(torch::kFloat64).abs().sum(1) +
-                mlp.up_proj->weight.detach().to(torch::kFloat64).abs().sum(1)).cpu();
+                mlp.up_proj->weight.detach().to(torch::kFloat64).abs().sum(1))
+                   .cpu();
     s.activation = (sums[i] / tokens).cpu();
     if (!torch::isfinite(s.weight).all().item<bool>() || !torch::isfinite(s.activation).all().item<bool>())
       throw std::runtime_error("ordo::" + what + ": layer " + std::to_string(i) +
                                " has non-finite weights or activations; cannot rank its neurons");
-    s.combined = options.weight_share * detail::by_max(s.weight) +
-                 (1.0 - options.weight_share) * detail::by_max(s.activation);
+    s.combined =
+        options.weight_share * detail::by_max(s.weight) + (1.0 - options.weight_share) * detail::by_max(s.activation);
   }
   return out;
 }
@@ -290,8 +290,8 @@ struct report {
 inline model::CausalLM prune_ffn(const model::CausalLM& lm, const std::vector<double>& ratios, const Context& context,
                                  report* details = nullptr, const Options& options = {}) {
   if (ratios.size() != static_cast<std::size_t>(lm->config().num_layers))
-    detail::fail(std::to_string(ratios.size()) + " ratios for a model of " +
-                 std::to_string(lm->config().num_layers) + " layers");
+    detail::fail(std::to_string(ratios.size()) + " ratios for a model of " + std::to_string(lm->config().num_layers) +
+                 " layers");
   for (std::size_t i = 0; i < ratios.size(); ++i)
     if (!(ratios[i] > 0.0 && ratios[i] < 1.0))
       detail::fail("the ratio of layer " + std::to_string(i) + " is " + std::to_string(ratios[i]) +
@@ -334,8 +334,9 @@ inline DenseModel prune_ffn(const DenseModel& model, const std::vector<double>& 
   const auto& budget = context.budget;
   if (budget.prune_recovery) {  // checked before the calibration pass, not after it
     if (context.train.empty())
-      detail::fail("budget.prune_recovery is on but context.train is empty; give training examples or turn "
-                   "the recovery fine-tune off");
+      detail::fail(
+          "budget.prune_recovery is on but context.train is empty; give training examples or turn "
+          "the recovery fine-tune off");
     if (budget.train_samples <= 0)
       detail::fail("budget.train_samples must be positive, not " + std::to_string(budget.train_samples));
     train::validate(recovery_options(context, what));

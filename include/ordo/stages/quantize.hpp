@@ -7,17 +7,16 @@
 //       back to dense, trainable weights holding exactly the values the NF4 weights stand for.
 #pragma once
 
-#include <ordo/model/transform.hpp>  // clone, quantize_linears, dequantize_linears
-#include <ordo/pipeline/stages.hpp>  // QuantizeNF4, Dequantize
-#include <ordo/stages/context.hpp>   // Context
+#include <ordo/model/transform.hpp>        // clone, quantize_linears, dequantize_linears
+#include <ordo/pipeline/stages.hpp>        // QuantizeNF4, Dequantize
+#include <ordo/stages/context.hpp>         // Context
 #include <ordo/model/dense_model.hpp>      // DenseModel
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
 
 namespace ordo {
 
 template <unsigned long long Blocksize, double_quant DoubleQuant>
-QuantizedModel apply(const QuantizeNF4<Blocksize, DoubleQuant>& stage, const DenseModel& model,
-                     Context& context) {
+QuantizedModel apply(const QuantizeNF4<Blocksize, DoubleQuant>& stage, const DenseModel& model, Context& context) {
   context.report(stage.describe(), 0.0);
   auto lm = model::clone(model.lm());
   model::quantize_linears(lm, Blocksize, stage.double_quantization);

@@ -19,20 +19,20 @@
 // time (the stage's input, when not cached, and its output).
 #pragma once
 
-#include <chrono>       // std::chrono::steady_clock
-#include <cstddef>      // std::size_t
-#include <optional>     // std::optional
-#include <tuple>        // std::tuple
-#include <utility>      // std::index_sequence, std::move
+#include <chrono>    // std::chrono::steady_clock
+#include <cstddef>   // std::size_t
+#include <optional>  // std::optional
+#include <tuple>     // std::tuple
+#include <utility>   // std::index_sequence, std::move
 
 #include <boost/hana/type.hpp>    // hana::type_c
 #include <boost/hana/unpack.hpp>  // hana::unpack
 
-#include <ordo/pipeline/apply.hpp>             // apply_stage, apply_result_t
+#include <ordo/pipeline/apply.hpp>      // apply_stage, apply_result_t
 #include <ordo/pipeline/type_list.hpp>  // type_list, at_t, take_t
-#include <ordo/pipeline/events.hpp>            // stage_event, pipeline_event
-#include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_name_v
-#include <ordo/study/plan.hpp>                 // plan, schedule_figures
+#include <ordo/pipeline/events.hpp>     // stage_event, pipeline_event
+#include <ordo/pipeline/pipeline.hpp>   // Pipeline, pipeline_name_v
+#include <ordo/study/plan.hpp>          // plan, schedule_figures
 
 namespace ordo::study {
 
@@ -153,8 +153,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
         auto input = materialize<C, D - 1, Pipe>(position);
         event.sequence = ++figures_.applications;
         if (S::trains) ++figures_.training_applications;
-        return ordo::detail::observed(observer_, event,
-                                      [&] { return apply_stage(S{}, input.get(), context_); });
+        return ordo::detail::observed(observer_, event, [&] { return apply_stage(S{}, input.get(), context_); });
       }();  // the input, if owned, is released here
       if (table.last_use[p] > position && held_ < options_.max_cached_models) {
         slot.emplace(std::move(next));
@@ -189,9 +188,8 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
 
 template <class Pipelines>
 auto to_type_list(const Pipelines& pipelines) {
-  return boost::hana::unpack(pipelines, [](auto... t) {
-    return ordo::meta::type_identity<type_list<typename decltype(t)::type...>>{};
-  });
+  return boost::hana::unpack(
+      pipelines, [](auto... t) { return ordo::meta::type_identity<type_list<typename decltype(t)::type...>>{}; });
 }
 
 }  // namespace detail
@@ -200,18 +198,16 @@ auto to_type_list(const Pipelines& pipelines) {
 /// ordo::paper_configurations) on `base`, calling sink(hana::type<Pipe>{}, const Result&) once
 /// per pipeline in plan order. Returns the measured figures.
 template <class Pipelines, class Model, class Context, class Sink, class Observer>
-run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink,
-                    options opts, Observer& observer) {
+run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink, options opts,
+                    Observer& observer) {
   using list = typename decltype(detail::to_type_list(pipelines))::type;
-  static_assert(!plan<list>::has_duplicates,
-                "ordo::study::execute: the same pipeline appears twice in the set");
+  static_assert(!plan<list>::has_duplicates, "ordo::study::execute: the same pipeline appears twice in the set");
   detail::trie_runner<list, Model, Context, Observer> runner(base, context, observer, opts);
   return runner.run(sink);
 }
 
 template <class Pipelines, class Model, class Context, class Sink>
-run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink,
-                    options opts = {}) {
+run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink, options opts = {}) {
   ordo::detail::no_observer none;
   return execute(pipelines, base, context, sink, opts, none);
 }

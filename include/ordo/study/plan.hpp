@@ -17,7 +17,7 @@
 #include <type_traits>  // std::is_same_v
 
 #include <ordo/pipeline/type_list.hpp>  // type_list, contains_v
-#include <ordo/pipeline/pipeline.hpp>          // Pipeline, pipeline_traits
+#include <ordo/pipeline/pipeline.hpp>   // Pipeline, pipeline_traits
 
 namespace ordo::study {
 
@@ -44,9 +44,7 @@ struct unique_types<type_list<Out...>> {
 template <class... Out, class T, class... Rest>
 struct unique_types<type_list<Out...>, T, Rest...> {
   using type = typename unique_types<
-      std::conditional_t<ordo::meta::contains_v<T, Out...>, type_list<Out...>,
-                         type_list<Out..., T>>,
-      Rest...>::type;
+      std::conditional_t<ordo::meta::contains_v<T, Out...>, type_list<Out...>, type_list<Out..., T>>, Rest...>::type;
 };
 
 template <class List>
@@ -89,14 +87,12 @@ constexpr bool trains() {
 template <class... Pipelines>
 struct plan {
   static constexpr std::size_t count = sizeof...(Pipelines);
-  static constexpr std::size_t max_length =
-      std::max({std::size_t{1}, pipeline_traits<Pipelines>::size...});
+  static constexpr std::size_t max_length = std::max({std::size_t{1}, pipeline_traits<Pipelines>::size...});
   static constexpr std::size_t max_prefixes = count * max_length;
 
  private:
   // The distinct stage types, in order of first appearance.
-  using universe =
-      typename detail::unique_of<typename detail::all_stages<pipeline_stages_t<Pipelines>...>::type>::type;
+  using universe = typename detail::unique_of<typename detail::all_stages<pipeline_stages_t<Pipelines>...>::type>::type;
 
   template <class List>
   struct ids_of;
@@ -172,7 +168,7 @@ struct plan {
     std::array<std::size_t, max_prefixes + 1> config{};  // a pipeline that has this prefix
     std::array<std::size_t, max_prefixes + 1> depth{};
     std::array<std::array<std::size_t, max_length + 1>, count> index{};  // [pipeline][depth]
-    std::array<std::size_t, max_prefixes + 1> last_use{};  // last position in `order` using it
+    std::array<std::size_t, max_prefixes + 1> last_use{};                // last position in `order` using it
   };
 
   /// Every distinct non-empty prefix (trie node), numbered.

@@ -15,19 +15,19 @@
 //   std::string prompt = chat.render({{"user", "Hi!"}}, /*add_generation_prompt=*/true);
 #pragma once
 
-#include <cstddef>      // std::size_t
-#include <cstdint>      // std::uint32_t
-#include <ctime>        // std::time, std::strftime, localtime_r
-#include <filesystem>   // std::filesystem::path
-#include <fstream>      // std::ifstream
+#include <cstddef>           // std::size_t
+#include <cstdint>           // std::uint32_t
+#include <ctime>             // std::time, std::strftime, localtime_r
+#include <filesystem>        // std::filesystem::path
+#include <fstream>           // std::ifstream
 #include <initializer_list>  // std::initializer_list
-#include <iterator>     // std::istreambuf_iterator
-#include <optional>     // std::optional
-#include <span>         // std::span
-#include <stdexcept>    // std::invalid_argument
-#include <string>       // std::string
-#include <string_view>  // std::string_view
-#include <utility>      // std::pair, std::move
+#include <iterator>          // std::istreambuf_iterator
+#include <optional>          // std::optional
+#include <span>              // std::span
+#include <stdexcept>         // std::invalid_argument
+#include <string>            // std::string
+#include <string_view>       // std::string_view
+#include <utility>           // std::pair, std::move
 
 #include <nlohmann/json.hpp>  // nlohmann::json (tokenizer_config.json)
 
@@ -43,7 +43,7 @@ class ChatTemplateError : public std::invalid_argument {
 
 /// One turn of a conversation.
 struct ChatMessage {
-  std::string role;     ///< "system", "user", "assistant"
+  std::string role;  ///< "system", "user", "assistant"
   std::string content;
 };
 
@@ -57,16 +57,21 @@ namespace detail {
 inline std::string canonical_jinja(std::string_view t) {
   std::string out, raw;  // raw: text outside tags not yet written (unescaped)
   const auto put_escaped = [&out](char c) {
-    if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\\') out += "\\\\";
-    else if (c == '\'') out += "\\'";
-    else out += c;
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\\')
+      out += "\\\\";
+    else if (c == '\'')
+      out += "\\'";
+    else
+      out += c;
   };
   const auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  bool at_line_start = true;     // only spaces/tabs in `raw` since the last newline or the start
-  bool strip_next = false;       // after "-%}" / "-}}": drop the whitespace that follows
-  bool trim_newline = false;     // after "%}" / "#}": drop one newline (trim_blocks)
+  bool at_line_start = true;  // only spaces/tabs in `raw` since the last newline or the start
+  bool strip_next = false;    // after "-%}" / "-}}": drop the whitespace that follows
+  bool trim_newline = false;  // after "%}" / "#}": drop one newline (trim_blocks)
   for (std::size_t i = 0; i < t.size();) {
     const std::string_view two = t.substr(i, 2);
     if (two == "{{" || two == "{%" || two == "{#") {
@@ -145,8 +150,10 @@ inline std::string canonical_jinja(std::string_view t) {
       }
     }
     raw += c;
-    if (c == '\n') at_line_start = true;
-    else if (c != ' ' && c != '\t') at_line_start = false;
+    if (c == '\n')
+      at_line_start = true;
+    else if (c != ' ' && c != '\t')
+      at_line_start = false;
   }
   for (const char c : raw) put_escaped(c);
   for (const auto& [from, to] : {std::pair<std::string_view, std::string_view>{"message.role", "message['role']"},
@@ -160,9 +167,9 @@ inline std::string canonical_jinja(std::string_view t) {
 /// Python's str.strip() (Jinja's trim filter): Unicode whitespace off both ends.
 inline std::string_view python_strip(std::string_view s) {
   const auto is_space = [](std::uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-           cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
   };
   std::size_t begin = 0;
   while (begin < s.size()) {
@@ -238,9 +245,10 @@ class ChatTemplate {
       std::string head(jinja.substr(0, 120));
       for (auto& ch : head)
         if (ch == '\n') ch = ' ';
-      return ChatTemplateError("unsupported chat template (" + why +
-                               "); ordo renders ChatML (SmolLM2, Qwen2.5), Llama 3 and Zephyr (TinyLlama) templates. It begins: \"" +
-                               head + (jinja.size() > 120 ? "...\"" : "\""));
+      return ChatTemplateError(
+          "unsupported chat template (" + why +
+          "); ordo renders ChatML (SmolLM2, Qwen2.5), Llama 3 and Zephyr (TinyLlama) templates. It begins: \"" + head +
+          (jinja.size() > 120 ? "...\"" : "\""));
     };
     if (jinja.empty()) throw ChatTemplateError("the chat template is empty");
 
@@ -267,13 +275,12 @@ class ChatTemplate {
         return llama3(std::move(bos_token));
       }
       // Llama 3.1 / 3.2: a system turn with dates always comes first.
-      const bool shape =
-          c.rfind("{{bos_token}}", 0) == 0 &&
-          has("{%ifmessages[0]['role']=='system'%}{%setsystem_message=messages[0]['content']|trim%}"
-              "{%setmessages=messages[1:]%}{%else%}{%setsystem_message=''%}{%endif%}") &&
-          has("{{'<|start_header_id|>system<|end_header_id|>\\n\\n'}}") &&
-          has("{{'Cutting Knowledge Date: December 2023\\n'}}{{'Today Date: '+date_string+'\\n\\n'}}") &&
-          has("{{system_message}}{{'<|eot_id|>'}}") && !has("{%ifsystem_message%}");
+      const bool shape = c.rfind("{{bos_token}}", 0) == 0 &&
+                         has("{%ifmessages[0]['role']=='system'%}{%setsystem_message=messages[0]['content']|trim%}"
+                             "{%setmessages=messages[1:]%}{%else%}{%setsystem_message=''%}{%endif%}") &&
+                         has("{{'<|start_header_id|>system<|end_header_id|>\\n\\n'}}") &&
+                         has("{{'Cutting Knowledge Date: December 2023\\n'}}{{'Today Date: '+date_string+'\\n\\n'}}") &&
+                         has("{{system_message}}{{'<|eot_id|>'}}") && !has("{%ifsystem_message%}");
       if (!shape) throw unknown("a Llama 3.1-style dated template in an unknown arrangement");
       ChatTemplate t = llama3(std::move(bos_token));
       t.dated_system_ = true;
@@ -302,8 +309,7 @@ class ChatTemplate {
 
   /// from_jinja, or nullopt for a template ordo does not know (for loaders that fall back to
   /// raw prompts).
-  static std::optional<ChatTemplate> try_from_jinja(std::string_view jinja,
-                                                    std::string bos_token = "<|begin_of_text|>",
+  static std::optional<ChatTemplate> try_from_jinja(std::string_view jinja, std::string bos_token = "<|begin_of_text|>",
                                                     std::string eos_token = "</s>") {
     try {
       return from_jinja(jinja, std::move(bos_token), std::move(eos_token));
@@ -391,7 +397,9 @@ class ChatTemplate {
 
   /// The text that ends a turn: generation stops at the token with this text.
   std::string_view end_of_turn() const {
-    return family_ == Family::chatml ? "<|im_end|>" : family_ == Family::llama3 ? "<|eot_id|>" : std::string_view(eos_token_);
+    return family_ == Family::chatml   ? "<|im_end|>"
+           : family_ == Family::llama3 ? "<|eot_id|>"
+                                       : std::string_view(eos_token_);
   }
 
  private:
@@ -409,8 +417,10 @@ class ChatTemplate {
       // A literal ends at an unescaped quote; the system text must lie in one literal.
       bool crosses = false;
       for (std::size_t k = 0; k < body.size(); ++k) {
-        if (body[k] == '\\') ++k;
-        else if (body[k] == '\'') crosses = true;
+        if (body[k] == '\\')
+          ++k;
+        else if (body[k] == '\'')
+          crosses = true;
       }
       if (!crosses) return detail::unescape_canonical(body);
     }

@@ -20,7 +20,8 @@ namespace ordo {
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = false)
-      : tokenizer_(&tokenizer), skip_special_(skip_special_tokens),
+      : tokenizer_(&tokenizer),
+        skip_special_(skip_special_tokens),
         strip_leading_space_(tokenizer.decode_strips_leading_space()) {}
 
   /// Text that is complete after `id` (often empty while a character is still incomplete).

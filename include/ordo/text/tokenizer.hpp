@@ -101,7 +101,8 @@ class Tokenizer {
       const auto it = config.find(key);
       if (it == config.end() || it->is_null()) return std::nullopt;
       const nlohmann::json& v = it->is_object() && it->contains("content") ? (*it)["content"] : *it;
-      if (!v.is_string()) throw TokenizerError(config_path.string() + ": " + key + " must be a string or {\"content\": ...}");
+      if (!v.is_string())
+        throw TokenizerError(config_path.string() + ": " + key + " must be a string or {\"content\": ...}");
       const auto id = t.token_id(v.get<std::string>());
       if (!id) {
         throw TokenizerError(config_path.string() + ": " + key + " \"" + v.get<std::string>() +
@@ -153,8 +154,8 @@ class Tokenizer {
   /// Text to token ids. `text` must be well-formed UTF-8 (std::invalid_argument otherwise).
   std::vector<TokenId> encode(std::string_view text, EncodeOptions options = {}) const {
     if (const auto bad = detail::utf8::first_invalid(text)) {
-      throw std::invalid_argument("ordo::Tokenizer::encode: the text is not valid UTF-8 (byte " +
-                                  std::to_string(*bad) + ")");
+      throw std::invalid_argument("ordo::Tokenizer::encode: the text is not valid UTF-8 (byte " + std::to_string(*bad) +
+                                  ")");
     }
     std::vector<detail::Piece> pieces;
     if (!text.empty()) pieces.push_back({std::string(text), -1, true});

@@ -38,8 +38,7 @@ inline void append(std::string& out, std::uint32_t cp) {
 /// not one. `*valid_prefix` receives how many bytes form the longest prefix that could still
 /// begin a well-formed sequence (the "maximal subpart" of Unicode's recommended practice, at
 /// least 1), which is what a lossy decoder replaces with one U+FFFD.
-inline std::size_t sequence_length(std::string_view s, std::size_t i,
-                                   std::size_t* valid_prefix = nullptr) {
+inline std::size_t sequence_length(std::string_view s, std::size_t i, std::size_t* valid_prefix = nullptr) {
   const auto b0 = static_cast<std::uint8_t>(s[i]);
   std::size_t need = 0;
   std::uint8_t lo = 0x80, hi = 0xBF;  // range of the second byte
@@ -108,16 +107,13 @@ inline std::uint32_t next(std::string_view s, std::size_t& i) {
   }
   const std::size_t n = b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : 2;
   std::uint32_t cp = b0 & (0x7F >> n);
-  for (std::size_t k = 1; k < n && i + k < s.size(); ++k)
-    cp = (cp << 6) | (static_cast<std::uint8_t>(s[i + k]) & 0x3F);
+  for (std::size_t k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (static_cast<std::uint8_t>(s[i + k]) & 0x3F);
   i += n;
   return cp;
 }
 
 /// Number of bytes a well-formed sequence with lead byte `b0` has; 1 for anything else.
-inline std::size_t lead_length(unsigned char b0) {
-  return b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 1;
-}
+inline std::size_t lead_length(unsigned char b0) { return b0 >= 0xF0 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC0 ? 2 : 1; }
 
 }  // namespace ordo::detail::utf8
 

@@ -47,7 +47,7 @@
 #include <nlohmann/json.hpp>  // nlohmann::json (tokenizer.json, tokenizer_config.json)
 
 #include <ordo/text/detail/bert_unicode.hpp>  // detail::bert_unicode tables
-#include <ordo/text/utf8.hpp>          // detail::utf8::append, first_invalid, next
+#include <ordo/text/utf8.hpp>                 // detail::utf8::append, first_invalid, next
 
 namespace ordo {
 
@@ -96,10 +96,12 @@ inline void append_uncased(std::string& out, std::uint32_t cp) {
   }
   if (in_ranges(uni::marks, cp)) return;
   const std::span<const uni::Mapping> map(uni::uncased);
-  auto it = std::lower_bound(map.begin(), map.end(), cp,
-                             [](const uni::Mapping& m, std::uint32_t c) { return m.code < c; });
-  if (it != map.end() && it->code == cp) out += it->utf8;
-  else utf8::append(out, cp);
+  auto it =
+      std::lower_bound(map.begin(), map.end(), cp, [](const uni::Mapping& m, std::uint32_t c) { return m.code < c; });
+  if (it != map.end() && it->code == cp)
+    out += it->utf8;
+  else
+    utf8::append(out, cp);
 }
 
 inline std::string read_text_file(const std::filesystem::path& path, const char* what) {
@@ -175,9 +177,11 @@ class WordPieceTokenizer {
     if (!model || !model->is_object()) throw fail("no \"model\" object");
     if (model->contains("type") && (*model)["type"] != "WordPiece")
       throw fail("model type " + (*model)["type"].dump() + " is not WordPiece");
-    if (!model->contains("vocab") || !(*model)["vocab"].is_object()) throw fail("model.vocab must be an object of token -> id");
+    if (!model->contains("vocab") || !(*model)["vocab"].is_object())
+      throw fail("model.vocab must be an object of token -> id");
     for (const auto& [token, id] : (*model)["vocab"].items()) {
-      if (!id.is_number_integer() || id.get<long long>() < 0 || id.get<long long>() > std::numeric_limits<TokenId>::max())
+      if (!id.is_number_integer() || id.get<long long>() < 0 ||
+          id.get<long long>() > std::numeric_limits<TokenId>::max())
         throw fail("model.vocab: the id of \"" + token + "\" is " + id.dump() + ", not a token id");
       t.add_vocab_entry(token, static_cast<TokenId>(id.get<long long>()), file);
     }
@@ -213,7 +217,8 @@ class WordPieceTokenizer {
       t.normalization_.handle_chinese_chars = flag("handle_chinese_chars", true);
       t.normalization_.lowercase = flag("lowercase", true);
       if (flag("strip_accents", t.normalization_.lowercase) != t.normalization_.lowercase)
-        throw fail("normalizer: strip_accents differs from lowercase; ordo supports uncased (both) and cased (neither) BERT");
+        throw fail(
+            "normalizer: strip_accents differs from lowercase; ordo supports uncased (both) and cased (neither) BERT");
     }
 
     // pre-tokenizer
@@ -275,7 +280,8 @@ class WordPieceTokenizer {
           const std::string name = piece["SpecialToken"]["id"].get<std::string>();
           if (!specials.contains(name) || !specials[name].contains("ids") || !specials[name]["ids"].is_array())
             throw fail("post_processor: special token \"" + name + "\" has no ids in special_tokens");
-          for (const json& id : specials[name]["ids"]) (seen_sequence ? t.suffix_ : t.prefix_).push_back(id.get<TokenId>());
+          for (const json& id : specials[name]["ids"])
+            (seen_sequence ? t.suffix_ : t.prefix_).push_back(id.get<TokenId>());
         }
         if (!seen_sequence) throw fail("post_processor.single has no Sequence");
       } else {
@@ -324,8 +330,9 @@ class WordPieceTokenizer {
       n.lowercase = flag("do_lower_case", true);
       n.handle_chinese_chars = flag("tokenize_chinese_chars", true);
       if (flag("strip_accents", n.lowercase) != n.lowercase)
-        throw WordPieceError(config_path.string() +
-                             ": strip_accents differs from do_lower_case; ordo supports uncased (both) and cased (neither) BERT");
+        throw WordPieceError(
+            config_path.string() +
+            ": strip_accents differs from do_lower_case; ordo supports uncased (both) and cased (neither) BERT");
       t = from_vocab_file(dir / "vocab.txt", n);
     } else {
       throw WordPieceError(dir.string() + ": no tokenizer.json or vocab.txt");
@@ -377,7 +384,8 @@ class WordPieceTokenizer {
   /// The word pieces of `text` as strings (no special tokens added, no truncation).
   std::vector<std::string> tokenize(std::string_view text) const {
     std::vector<std::string> out;
-    for (TokenId id : encode(text, {.add_special_tokens = false, .max_length = std::numeric_limits<std::size_t>::max()}))
+    for (TokenId id :
+         encode(text, {.add_special_tokens = false, .max_length = std::numeric_limits<std::size_t>::max()}))
       out.push_back(token_text(id));
     return out;
   }
@@ -397,10 +405,13 @@ class WordPieceTokenizer {
           continue;
         }
       }
-      const bool chinese = normalization_.handle_chinese_chars && cp >= 0x3400 && detail::wordpiece::in_ranges(uni::chinese, cp);
+      const bool chinese =
+          normalization_.handle_chinese_chars && cp >= 0x3400 && detail::wordpiece::in_ranges(uni::chinese, cp);
       if (chinese) out.push_back(' ');
-      if (normalization_.lowercase) detail::wordpiece::append_uncased(out, cp);
-      else detail::utf8::append(out, cp);
+      if (normalization_.lowercase)
+        detail::wordpiece::append_uncased(out, cp);
+      else
+        detail::utf8::append(out, cp);
       if (chinese) out.push_back(' ');
     }
     return out;

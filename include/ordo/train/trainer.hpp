@@ -66,18 +66,18 @@ struct TrainOptions {
   std::int64_t warmup_steps = -1;      ///< >= 0 overrides warmup_fraction
   Decay decay = Decay::cosine;
   double final_lr_ratio = 0.0;
-  double max_grad_norm = 1.0;          ///< global L2 norm; 0: no clipping
+  double max_grad_norm = 1.0;  ///< global L2 norm; 0: no clipping
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
   std::uint64_t seed = 0;
-  bool shuffle = true;                 ///< a new seeded order each epoch
+  bool shuffle = true;  ///< a new seeded order each epoch
   std::int64_t pad_id = 0;
-  std::filesystem::path checkpoint;    ///< file to write and resume from ("": none)
+  std::filesystem::path checkpoint;  ///< file to write and resume from ("": none)
   /// Alternatively a directory: the file is named by the run (label and a hash of the data,
   /// options and starting weights), so runs sharing a work directory never meet.
   std::filesystem::path checkpoint_dir;
-  std::int64_t checkpoint_every = 0;   ///< optimizer steps between checkpoints (0: end only)
-  std::int64_t stop_after = 0;         ///< stop this run after so many steps (0: run to the end)
-  std::string label = "train";         ///< names the run in progress lines and errors
+  std::int64_t checkpoint_every = 0;  ///< optimizer steps between checkpoints (0: end only)
+  std::int64_t stop_after = 0;        ///< stop this run after so many steps (0: run to the end)
+  std::string label = "train";        ///< names the run in progress lines and errors
   /// Precision of the forward and loss: kFloat32, or kBFloat16 (mixed precision: fp32 master
   /// weights, bf16 matmuls under CPU autocast; pays on CPUs with AVX-512 BF16 or AMX).
   torch::ScalarType compute_dtype = torch::kFloat32;
@@ -89,7 +89,8 @@ inline void validate(const TrainOptions& o) {
   auto finite = [](double v) { return std::isfinite(v); };
   if (o.epochs < 1) fail("epochs must be at least 1 (got " + std::to_string(o.epochs) + ")");
   if (o.batch_size < 1) fail("batch_size must be at least 1 (got " + std::to_string(o.batch_size) + ")");
-  if (o.grad_accumulation < 1) fail("grad_accumulation must be at least 1 (got " + std::to_string(o.grad_accumulation) + ")");
+  if (o.grad_accumulation < 1)
+    fail("grad_accumulation must be at least 1 (got " + std::to_string(o.grad_accumulation) + ")");
   if (!(o.learning_rate > 0) || !finite(o.learning_rate)) fail("learning_rate must be positive and finite");
   if (!(o.weight_decay >= 0) || !finite(o.weight_decay)) fail("weight_decay must be >= 0");
   if (!(o.warmup_fraction >= 0 && o.warmup_fraction < 1)) fail("warmup_fraction must lie within [0, 1)");
@@ -107,7 +108,8 @@ inline void validate(const TrainOptions& o) {
 class AutocastGuard {
  public:
   explicit AutocastGuard(torch::ScalarType dtype)
-      : on_(dtype != torch::kFloat32), was_enabled_(at::autocast::is_cpu_enabled()),
+      : on_(dtype != torch::kFloat32),
+        was_enabled_(at::autocast::is_cpu_enabled()),
         was_dtype_(at::autocast::get_autocast_cpu_dtype()) {
     if (!on_) return;
     at::autocast::set_autocast_cpu_dtype(dtype);
@@ -192,20 +194,24 @@ inline std::string fingerprint(const std::vector<Example>& examples, const Train
   }
   std::ostringstream s;
   s << std::setprecision(17) << "ordo-train v1 label=" << o.label << " examples=" << examples.size() << " data=" << h
-    << " params=" << params << " init=" << init << " epochs=" << o.epochs << " batch=" << o.batch_size << " accum=" << o.grad_accumulation
-    << " lr=" << o.learning_rate << " wd=" << o.weight_decay << " warmup=" << o.warmup_fraction << "/"
-    << o.warmup_steps << " decay=" << decay_name(o.decay) << " final=" << o.final_lr_ratio
-    << " clip=" << o.max_grad_norm << " betas=" << o.beta1 << "," << o.beta2 << " eps=" << o.epsilon
-    << " seed=" << o.seed << " shuffle=" << o.shuffle;
-  if (o.compute_dtype != torch::kFloat32) s << " compute=" << c10::toString(o.compute_dtype);  // fp32 runs keep v1 names
+    << " params=" << params << " init=" << init << " epochs=" << o.epochs << " batch=" << o.batch_size
+    << " accum=" << o.grad_accumulation << " lr=" << o.learning_rate << " wd=" << o.weight_decay
+    << " warmup=" << o.warmup_fraction << "/" << o.warmup_steps << " decay=" << decay_name(o.decay)
+    << " final=" << o.final_lr_ratio << " clip=" << o.max_grad_norm << " betas=" << o.beta1 << "," << o.beta2
+    << " eps=" << o.epsilon << " seed=" << o.seed << " shuffle=" << o.shuffle;
+  if (o.compute_dtype != torch::kFloat32)
+    s << " compute=" << c10::toString(o.compute_dtype);  // fp32 runs keep v1 names
   return s.str();
 }
 
 inline std::string seconds_text(double s) {
   std::ostringstream out;
-  if (s >= 3600) out << static_cast<long>(s / 3600) << "h" << static_cast<long>(s / 60) % 60 << "m";
-  else if (s >= 60) out << static_cast<long>(s / 60) << "m" << static_cast<long>(s) % 60 << "s";
-  else out << std::fixed << std::setprecision(1) << s << "s";
+  if (s >= 3600)
+    out << static_cast<long>(s / 3600) << "h" << static_cast<long>(s / 60) % 60 << "m";
+  else if (s >= 60)
+    out << static_cast<long>(s / 60) << "m" << static_cast<long>(s) % 60 << "s";
+  else
+    out << std::fixed << std::setprecision(1) << s << "s";
   return out.str();
 }
 
@@ -235,13 +241,15 @@ inline std::int64_t load_checkpoint(const std::filesystem::path& path, model::Ca
   try {
     archive.load_from(path.string());
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path.string() + ": not a readable ordo training checkpoint (" + e.what_without_backtrace() + ")");
+    throw std::runtime_error(path.string() + ": not a readable ordo training checkpoint (" +
+                             e.what_without_backtrace() + ")");
   }
   c10::IValue fp, step;
   if (!archive.try_read("fingerprint", fp) || !fp.isString() || !archive.try_read("step", step) || !step.isInt())
     throw std::runtime_error(path.string() + ": not an ordo training checkpoint");
   if (fp.toStringRef() != fingerprint)
-    throw std::runtime_error(path.string() + ": a checkpoint of another run; refusing to resume from it.\n  checkpoint: " +
+    throw std::runtime_error(path.string() +
+                             ": a checkpoint of another run; refusing to resume from it.\n  checkpoint: " +
                              fp.toStringRef() + "\n  this run:   " + fingerprint +
                              "\n  (remove the file to start over, or give this run another checkpoint path)");
   torch::NoGradGuard no_grad;
@@ -291,13 +299,15 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
   r.total_steps = steps_per_epoch * o.epochs;
   Schedule schedule{o.learning_rate,
                     o.warmup_steps >= 0 ? o.warmup_steps
-                                        : static_cast<std::int64_t>(std::llround(o.warmup_fraction * static_cast<double>(r.total_steps))),
+                                        : static_cast<std::int64_t>(
+                                              std::llround(o.warmup_fraction * static_cast<double>(r.total_steps))),
                     r.total_steps, o.decay, o.final_lr_ratio};
 
   std::vector<torch::Tensor> params;
   for (const auto& p : lm->parameters())
     if (p.requires_grad()) params.push_back(p);
-  if (params.empty()) throw std::invalid_argument("ordo::train (" + o.label + "): the model has no trainable parameters");
+  if (params.empty())
+    throw std::invalid_argument("ordo::train (" + o.label + "): the model has no trainable parameters");
   torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(o.learning_rate)
                                             .betas({o.beta1, o.beta2})
                                             .eps(o.epsilon)
@@ -324,7 +334,8 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     const auto epoch = step / steps_per_epoch;
     if (epoch != epoch_of_order) {
       if (o.shuffle) {
-        order = data::permutation(examples.size(), o.seed + 0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(epoch + 1));
+        order =
+            data::permutation(examples.size(), o.seed + 0x9e3779b97f4a7c15ull * static_cast<std::uint64_t>(epoch + 1));
       } else {
         order.resize(examples.size());
         std::iota(order.begin(), order.end(), std::size_t{0});
@@ -366,9 +377,9 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
         clear_gradients(params);
         std::ostringstream msg;
         msg << "ordo::train (" << o.label << "): the " << (std::isfinite(step_loss) ? "gradient norm" : "loss")
-            << " is not finite at step " << step + 1 << " of " << r.total_steps << " (loss " << step_loss << ", gradient norm "
-            << norm << "); the step was not taken and the model holds the parameters after step " << step
-            << (checkpoint.empty() ? std::string() : "; last checkpoint: " + checkpoint.string())
+            << " is not finite at step " << step + 1 << " of " << r.total_steps << " (loss " << step_loss
+            << ", gradient norm " << norm << "); the step was not taken and the model holds the parameters after step "
+            << step << (checkpoint.empty() ? std::string() : "; last checkpoint: " + checkpoint.string())
             << ". Lower the learning rate or check the data.";
         throw NonFiniteLoss(msg.str());
       }
@@ -389,9 +400,9 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     const auto done = r.end_step - r.start_step;
     std::ostringstream line;
     line << "step " << r.end_step << "/" << r.total_steps << " loss " << std::fixed << std::setprecision(4) << step_loss
-        << std::defaultfloat << std::setprecision(3) << " lr " << schedule.at(step) << " "
-        << static_cast<long>(static_cast<double>(r.tokens) / std::max(elapsed, 1e-9)) << " tok/s eta "
-        << detail::seconds_text(elapsed / static_cast<double>(done) * static_cast<double>(r.total_steps - r.end_step));
+         << std::defaultfloat << std::setprecision(3) << " lr " << schedule.at(step) << " "
+         << static_cast<long>(static_cast<double>(r.tokens) / std::max(elapsed, 1e-9)) << " tok/s eta "
+         << detail::seconds_text(elapsed / static_cast<double>(done) * static_cast<double>(r.total_steps - r.end_step));
     if (progress) progress(o.label, static_cast<double>(r.end_step) / static_cast<double>(r.total_steps), line.str());
 
     const bool stopping = o.stop_after > 0 && done >= o.stop_after;

@@ -59,8 +59,10 @@ inline std::size_t number_syllables(std::string_view digits, std::string_view fr
       s = cardinal(value);
       if (!ordinal_suffix.empty()) {
         const auto last = value % 100;
-        if (last % 10 == 2 && last != 12) s += 1;          // "second"
-        else if (last >= 20 && last % 10 == 0) s += 1;     // "twentieth"
+        if (last % 10 == 2 && last != 12)
+          s += 1;  // "second"
+        else if (last >= 20 && last % 10 == 0)
+          s += 1;  // "twentieth"
       }
     }
   }

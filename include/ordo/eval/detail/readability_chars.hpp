@@ -14,8 +14,8 @@ namespace ordo::eval::detail::readability {
 // grave accent or a diaeresis written as upper-case A E I O U (always sounded, and never merged
 // with a vowel before them: "café", "naïve").
 inline bool is_vowel_letter(char c) {
-  return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' || c == 'A' || c == 'E' || c == 'I' ||
-         c == 'O' || c == 'U';
+  return c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' || c == 'A' || c == 'E' || c == 'I' || c == 'O' ||
+         c == 'U';
 }
 inline bool is_marked_vowel(char c) { return c == 'A' || c == 'E' || c == 'I' || c == 'O' || c == 'U'; }
 
@@ -47,11 +47,11 @@ inline bool is_word_cp(std::uint32_t cp) {
 inline std::string_view latin_letter(std::uint32_t cp) {
   static constexpr std::string_view table[64] = {
       // U+00C0..U+00DF
-      "a", "A", "a", "a", "A", "a", "ae", "c", "E", "E", "e", "E", "i", "I", "i", "I",
-      "d", "n", "o", "O", "o", "o", "O", "", "o", "u", "U", "u", "U", "y", "th", "ss",
+      "a", "A", "a", "a", "A", "a", "ae", "c", "E", "E", "e", "E", "i", "I", "i", "I", "d", "n", "o", "O", "o", "o",
+      "O", "", "o", "u", "U", "u", "U", "y", "th", "ss",
       // U+00E0..U+00FF
-      "a", "A", "a", "a", "A", "a", "ae", "c", "E", "E", "e", "E", "i", "I", "i", "I",
-      "d", "n", "o", "O", "o", "o", "O", "", "o", "u", "U", "u", "U", "y", "th", "y"};
+      "a", "A", "a", "a", "A", "a", "ae", "c", "E", "E", "e", "E", "i", "I", "i", "I", "d", "n", "o", "O", "o", "o",
+      "O", "", "o", "u", "U", "u", "U", "y", "th", "y"};
   if (cp >= 0xC0 && cp <= 0xFF) return table[cp - 0xC0];
   if (cp == 0x152 || cp == 0x153) return "e";  // œ
   return "";

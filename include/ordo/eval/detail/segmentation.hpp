@@ -18,7 +18,7 @@ namespace ordo::eval::detail::readability {
 // The pieces of text between white space, with whether each starts a line and what follows.
 struct piece {
   std::string_view text;
-  bool line_start = false;     // first piece on its line
+  bool line_start = false;  // first piece on its line
   bool after_blank_line = false;
 };
 
@@ -79,7 +79,8 @@ inline std::vector<std::string_view> split_dashes(std::string_view p) {
   std::size_t start = 0, i = 0;
   while (i < p.size()) {
     std::size_t len = 0;
-    if (p.substr(i, 2) == "--") len = 2;
+    if (p.substr(i, 2) == "--")
+      len = 2;
     else if (p.substr(i, 3) == "\xE2\x80\x94" || p.substr(i, 3) == "\xE2\x80\x93" || p.substr(i, 3) == "\xE2\x80\x95")
       len = 3;
     if (len) {
@@ -182,18 +183,20 @@ inline bool ends_sentence(std::string_view p, std::string_view next) {
   while (word_end > 0 && core[word_end - 1] == '.') --word_end;
   if (core.size() - word_end >= 2) return true;  // "..." followed by a capital
   std::size_t word_begin = word_end;
-  while (word_begin > 0 && (std::isalpha(static_cast<unsigned char>(core[word_begin - 1])) || core[word_begin - 1] == '.'))
+  while (word_begin > 0 &&
+         (std::isalpha(static_cast<unsigned char>(core[word_begin - 1])) || core[word_begin - 1] == '.'))
     --word_begin;
   const std::string word = lower_ascii(core.substr(word_begin, word_end - word_begin));
-  if (one_of(word, {"mr", "mrs", "ms", "dr", "prof", "st", "mt", "gen", "col", "lt", "sgt", "capt", "rev", "gov",
-                    "sen", "rep", "hon", "pres", "vs", "cf", "e.g", "i.e", "viz", "ca", "approx"}))
+  if (one_of(word, {"mr",  "mrs", "ms",  "dr",  "prof", "st", "mt", "gen", "col", "lt",  "sgt", "capt",  "rev",
+                    "gov", "sen", "rep", "hon", "pres", "vs", "cf", "e.g", "i.e", "viz", "ca",  "approx"}))
     return false;
   const bool next_digit = next_first >= '0' && next_first <= '9';
-  if (next_digit && one_of(word, {"no", "nos", "fig", "figs", "vol", "vols", "eq", "eqs", "p", "pp", "ch", "sec",
-                                  "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}))
+  if (next_digit &&
+      one_of(word, {"no",  "nos", "fig", "figs", "vol", "vols", "eq",  "eqs", "p",    "pp",  "ch",  "sec",
+                    "jan", "feb", "mar", "apr",  "jun", "jul",  "aug", "sep", "sept", "oct", "nov", "dec"}))
     return false;
-  const bool initial = word_begin + 1 == word_end && word_begin == 0 &&
-                       std::isupper(static_cast<unsigned char>(core[word_begin]));
+  const bool initial =
+      word_begin + 1 == word_end && word_begin == 0 && std::isupper(static_cast<unsigned char>(core[word_begin]));
   if (initial && next_first >= 'A' && next_first <= 'Z') return false;  // "J. K. Rowling"
   return true;
 }

@@ -20,30 +20,27 @@ struct exception_entry {
   unsigned char syllables;
 };
 inline constexpr exception_entry exceptions[] = {
-    {"every", 3},      {"business", 2},   {"area", 3},       {"idea", 3},       {"our", 2},
-    {"ourselves", 3},  {"hour", 2},       {"flour", 2},      {"sour", 2},       {"recipe", 3},
-    {"simile", 3},     {"apostrophe", 4}, {"catastrophe", 4}, {"epitome", 4},   {"hyperbole", 4},
-    {"karate", 3},     {"sesame", 3},     {"acne", 2},       {"finale", 3},     {"coyote", 3},
-    {"naked", 2},      {"wicked", 2},     {"rugged", 2},     {"crooked", 2},    {"wretched", 2},
-    {"ragged", 2},     {"jagged", 2},     {"element", 3},    {"poem", 2},       {"science", 2},
-    {"create", 2},     {"creates", 2},    {"created", 3},    {"real", 1},       {"really", 2},
-    {"reality", 4},    {"realize", 3},    {"realized", 3},   {"ideal", 2},      {"nuclear", 3},
-    {"alien", 3},      {"argue", 2},      {"argued", 2},     {"arguing", 3},    {"interest", 2},
-    {"interested", 3}, {"interesting", 3}, {"several", 2},   {"evening", 2},    {"businesses", 3},
-    {"requirement", 3}, {"different", 3}, {"maybe", 2},     {"chocolate", 2},  {"anime", 3},
-    {"acme", 2},       {"cafe", 2},
+    {"every", 3},       {"business", 2},   {"area", 3},        {"idea", 3},       {"our", 2},         {"ourselves", 3},
+    {"hour", 2},        {"flour", 2},      {"sour", 2},        {"recipe", 3},     {"simile", 3},      {"apostrophe", 4},
+    {"catastrophe", 4}, {"epitome", 4},    {"hyperbole", 4},   {"karate", 3},     {"sesame", 3},      {"acne", 2},
+    {"finale", 3},      {"coyote", 3},     {"naked", 2},       {"wicked", 2},     {"rugged", 2},      {"crooked", 2},
+    {"wretched", 2},    {"ragged", 2},     {"jagged", 2},      {"element", 3},    {"poem", 2},        {"science", 2},
+    {"create", 2},      {"creates", 2},    {"created", 3},     {"real", 1},       {"really", 2},      {"reality", 4},
+    {"realize", 3},     {"realized", 3},   {"ideal", 2},       {"nuclear", 3},    {"alien", 3},       {"argue", 2},
+    {"argued", 2},      {"arguing", 3},    {"interest", 2},    {"interested", 3}, {"interesting", 3}, {"several", 2},
+    {"evening", 2},     {"businesses", 3}, {"requirement", 3}, {"different", 3},  {"maybe", 2},       {"chocolate", 2},
+    {"anime", 3},       {"acme", 2},       {"cafe", 2},
 };
 // Plurals of these ("areas", "hours") count as the singular.
 
 // Short upper-case words that are read, not spelled, when written in capitals.
 inline bool common_short_word(std::string_view w) {
-  return one_of(w, {"a",   "i",   "am",  "an",  "as",  "at",  "be",  "by",  "do",  "go",  "he",  "if",
-                    "in",  "is",  "it",  "me",  "my",  "no",  "of",  "oh",  "ok",  "on",  "or",  "so",
-                    "to",  "up",  "us",  "we",  "ye",  "yo",  "ago", "all", "and", "any", "are", "ask",
-                    "ate", "bad", "big", "but", "buy", "can", "day", "did", "eat", "end", "far", "few",
-                    "for", "get", "got", "had", "has", "her", "him", "his", "how", "its", "let", "may",
-                    "new", "not", "now", "odd", "off", "old", "one", "our", "out", "own", "put", "run",
-                    "say", "see", "she", "sit", "the", "too", "top", "try", "two", "use", "was", "way",
+  return one_of(w, {"a",   "i",   "am",  "an",  "as",  "at",  "be",  "by",  "do",  "go",  "he",  "if",  "in",  "is",
+                    "it",  "me",  "my",  "no",  "of",  "oh",  "ok",  "on",  "or",  "so",  "to",  "up",  "us",  "we",
+                    "ye",  "yo",  "ago", "all", "and", "any", "are", "ask", "ate", "bad", "big", "but", "buy", "can",
+                    "day", "did", "eat", "end", "far", "few", "for", "get", "got", "had", "has", "her", "him", "his",
+                    "how", "its", "let", "may", "new", "not", "now", "odd", "off", "old", "one", "our", "out", "own",
+                    "put", "run", "say", "see", "she", "sit", "the", "too", "top", "try", "two", "use", "was", "way",
                     "who", "why", "yes", "yet", "you", "sea", "age", "air", "ice", "oil", "eye", "ear"});
 }
 
@@ -54,7 +51,7 @@ inline bool splits(std::string_view w, std::size_t i) {
   const std::string_view post = w.substr(i + 2);
   if (is_marked_vowel(b)) return true;
   if (a == 'y') return !(b == 'e' && (post.empty() || post == "s" || post == "d"));  // "try|ing", "an|y|one", not "bye"
-  if (b == 'i' && (post == "ng" || post == "ngs")) return true;  // "go|ing", "be|ing", "see|ing"
+  if (b == 'i' && (post == "ng" || post == "ngs")) return true;                      // "go|ing", "be|ing", "see|ing"
   switch (a) {
     case 'i':
       if (in(pre, "ln") && i >= 2 && is_vowel_letter(w[i - 2]) && b != 'i' && !post.empty() &&
@@ -63,16 +60,16 @@ inline bool splits(std::string_view w, std::size_t i) {
         return false;  // a glide after l / n: "fa|mil|iar", "sen|ior", "con|ven|ient"
       if (b == 'a') {
         if (in(pre, "tcs") && (post.empty() || in(post[0], "ln") || starts_with(post, "tiv")))
-          return false;  // "spe|cial", "na|tion|al", "A|sia", "ini|tia|tive"
-        if (post == "ge" || post == "ges") return false;                          // "mar|riage"
-        return true;                                                              // "tri|al", "me|di|a"
+          return false;                                   // "spe|cial", "na|tion|al", "A|sia", "ini|tia|tive"
+        if (post == "ge" || post == "ges") return false;  // "mar|riage"
+        return true;                                      // "tri|al", "me|di|a"
       }
       if (b == 'o') {
-        const bool palatal = in(pre, "tscgx") || (pre == 'h' && i >= 2 && w[i - 2] == 's') ||
-                             (pre == 'l' && i >= 2 && w[i - 2] == 'l');
+        const bool palatal =
+            in(pre, "tscgx") || (pre == 'h' && i >= 2 && w[i - 2] == 's') || (pre == 'l' && i >= 2 && w[i - 2] == 'l');
         if (palatal && !post.empty() && in(post[0], "nu")) return false;  // "na|tion", "de|li|cious", "mil|lion"
         if (pre == 'n' && !post.empty() && post[0] == 'n') return false;  // "o|pin|ion", "un|ion"
-        return true;                                                       // "ra|ti|o", "var|i|ous", "li|on"
+        return true;                                                      // "ra|ti|o", "var|i|ous", "li|on"
       }
       if (b == 'u' || b == 'i') return true;  // "me|di|um", "ski|ing"
       if (b == 'e') {
@@ -82,7 +79,7 @@ inline bool splits(std::string_view w, std::size_t i) {
           return !in(pre, "tc") || starts_with(w, "scien");      // but "pa|tient", "an|cient"
         if ((post == "r" || post == "rs" || post == "st") && i >= 2 && !in(pre, "dt")) {
           for (std::size_t k = 0; k + 1 < i; ++k)
-            if (is_vowel_letter(w[k])) return true;              // "ear|li|er", "hap|pi|est"
+            if (is_vowel_letter(w[k])) return true;  // "ear|li|er", "hap|pi|est"
         }
         return false;
       }
@@ -115,20 +112,21 @@ inline bool splits(std::string_view w, std::size_t i) {
       if (b == 'u') return post == "m" || post == "ms";  // "mu|se|um"
       return false;
     case 'u':
-      if (in(pre, "qg")) return false;  // "qua|li|ty", "lan|guage", "guess", "guide"
-      if (b == 'a' || b == 'o' || b == 'u') return true;                             // "ac|tu|al", "du|o", "vac|u|um"
-      if (b == 'e') return !post.empty() && in(post[0], "lnt");                      // "flu|ent", "du|el"
+      if (in(pre, "qg")) return false;                           // "qua|li|ty", "lan|guage", "guess", "guide"
+      if (b == 'a' || b == 'o' || b == 'u') return true;         // "ac|tu|al", "du|o", "vac|u|um"
+      if (b == 'e') return !post.empty() && in(post[0], "lnt");  // "flu|ent", "du|el"
       if (b == 'i')
-        return !post.empty() && (in(post[0], "dn") || starts_with(post, "ty") || starts_with(post, "tio"));  // "flu|id", "ru|in", "tu|i|tion"
+        return !post.empty() && (in(post[0], "dn") || starts_with(post, "ty") ||
+                                 starts_with(post, "tio"));  // "flu|id", "ru|in", "tu|i|tion"
       return false;
     case 'o':
-      if (b == 'a') return i == 0 && starts_with(w, "oas");        // "o|a|sis"
+      if (b == 'a') return i == 0 && starts_with(w, "oas");               // "o|a|sis"
       if (b == 'i') return post == "c" || post == "cs" || post == "cal";  // "he|ro|ic"
-      if (b == 'e') return !post.empty() && in(post[0], "mtxf");   // "po|em", "po|et", "co|ex|ist"
+      if (b == 'e') return !post.empty() && in(post[0], "mtxf");          // "po|em", "po|et", "co|ex|ist"
       if (b == 'o') return i == 1 && (starts_with(w, "cooper") || starts_with(w, "coord") || starts_with(w, "zoolog"));
       return false;
     case 'a':
-      if (b == 'o') return true;                                   // "cha|os"
+      if (b == 'o') return true;                                                   // "cha|os"
       if (b == 'i') return post == "c" || post == "cs" || starts_with(w, "naiv");  // "mo|sa|ic", "na|ive"
       return false;
     default:
@@ -146,21 +144,20 @@ inline bool starts_with_onset(std::string_view s) {
   if (k == 0 || k == s.size()) return false;
   const auto onset = s.substr(0, k);
   if (k == 1) return true;
-  return one_of(onset, {"bl", "br", "ch", "cl", "cr", "dr", "fl", "fr", "gl", "gr", "kn", "ph", "pl", "pr",
-                        "sc", "sh", "sk", "sl", "sm", "sn", "sp", "st", "sw", "th", "tr", "tw", "wh", "wr",
-                        "scr", "shr", "spl", "spr", "str", "thr", "sch"});
+  return one_of(onset, {"bl", "br", "ch", "cl", "cr",  "dr",  "fl",  "fr",  "gl",  "gr",  "kn", "ph",
+                        "pl", "pr", "sc", "sh", "sk",  "sl",  "sm",  "sn",  "sp",  "st",  "sw", "th",
+                        "tr", "tw", "wh", "wr", "scr", "shr", "spl", "spr", "str", "thr", "sch"});
 }
 
 // Compounds whose first part ends in a silent e: "some|times", "there|fore", "where|ever".
 inline std::size_t compound_syllables(std::string_view w) {
   static constexpr std::string_view first[] = {
-      "some", "where", "there", "here",  "home",  "life",  "time",  "care",  "base",  "side",
-      "whole", "house", "more", "else",  "like",  "wise",  "stone", "fore",  "wide",  "peace",
-      "safe", "frame", "state", "use",   "waste", "face",  "pipe",  "wave",  "note",  "game",
-      "name", "make",  "take",  "fire",  "space", "store", "code",  "shape", "type",  "white",
-      "horse", "grave", "lone", "hope",  "gate",  "ware",  "cake",  "date",  "bride", "tube"};
-  static constexpr std::array<std::string_view, 12> short_second{"one", "ones", "ever", "over", "in",  "as",
-                                                                 "of",  "upon", "after", "by",  "to", "on"};
+      "some",  "where", "there", "here",  "home", "life", "time",  "care", "base",  "side",  "whole", "house", "more",
+      "else",  "like",  "wise",  "stone", "fore", "wide", "peace", "safe", "frame", "state", "use",   "waste", "face",
+      "pipe",  "wave",  "note",  "game",  "name", "make", "take",  "fire", "space", "store", "code",  "shape", "type",
+      "white", "horse", "grave", "lone",  "hope", "gate", "ware",  "cake", "date",  "bride", "tube"};
+  static constexpr std::array<std::string_view, 12> short_second{"one", "ones", "ever",  "over", "in", "as",
+                                                                 "of",  "upon", "after", "by",   "to", "on"};
   for (const std::string_view f : first) {
     if (!starts_with(w, f) || w.size() <= f.size() + 1) continue;
     const auto rest = w.substr(f.size());
@@ -176,9 +173,8 @@ inline std::size_t syllables_by_rules(std::string_view w) {
   const std::size_t n = w.size();
   if (n == 0) return 0;
   for (const auto& e : exceptions)
-    if (e.word == w || (w.size() == e.word.size() + 1 && w.back() == 's' && starts_with(w, e.word)))
-      return e.syllables;
-  if (starts_with(w, "every") && n > 6) return 2 + syllables_by_rules(w.substr(5));  // "ev|ery|one"
+    if (e.word == w || (w.size() == e.word.size() + 1 && w.back() == 's' && starts_with(w, e.word))) return e.syllables;
+  if (starts_with(w, "every") && n > 6) return 2 + syllables_by_rules(w.substr(5));       // "ev|ery|one"
   if (ends_with(w, "esome") && n > 6) return syllables_by_rules(w.substr(0, n - 4)) + 1;  // "awe|some"
   if (const auto c = compound_syllables(w)) return c;
 

@@ -36,8 +36,7 @@ inline std::size_t letter_run_syllables(const letter_run& r) {
   const bool ascii_only = std::all_of(r.letters.begin(), r.letters.end(), [](char c) { return c >= 'a' && c <= 'z'; });
   // Abbreviations read as words: "Mr." (mister), "vs." (versus), "etc." (et cetera).
   static constexpr std::array<exception_entry, 10> abbreviations{
-      {{"mr", 2}, {"mrs", 2}, {"ms", 1}, {"dr", 2}, {"st", 1}, {"vs", 2}, {"etc", 4}, {"jr", 2}, {"mt", 1},
-       {"ok", 2}}};
+      {{"mr", 2}, {"mrs", 2}, {"ms", 1}, {"dr", 2}, {"st", 1}, {"vs", 2}, {"etc", 4}, {"jr", 2}, {"mt", 1}, {"ok", 2}}};
   for (const auto& a : abbreviations)
     if (a.word == lower) return a.syllables;
   // Acronyms: without a vowel ("LLM", "tv"; not "hmm", "shh"), or 2-3 capitals that are not a
@@ -69,8 +68,10 @@ inline std::size_t part_syllables(std::string_view part) {
       }
       std::size_t j = i;
       const auto cp = ordo::detail::utf8::next(text, j);
-      if (is_apostrophe(cp)) norm.push_back('\'');
-      else norm.append(text, i, len);
+      if (is_apostrophe(cp))
+        norm.push_back('\'');
+      else
+        norm.append(text, i, len);
       i += len;
     }
     text = std::move(norm);
@@ -123,8 +124,8 @@ inline std::size_t part_syllables(std::string_view part) {
       std::size_t j = i;
       while (j < t.size() && t[j] >= '0' && t[j] <= '9') digits.push_back(t[j++]);
       const auto is_digit_at = [&](std::size_t k) { return k < t.size() && t[k] >= '0' && t[k] <= '9'; };
-      while (digits.size() <= 3 + (grouped ? digits.size() : 0) && j < t.size() && t[j] == ',' &&
-             is_digit_at(j + 1) && is_digit_at(j + 2) && is_digit_at(j + 3) && !is_digit_at(j + 4)) {
+      while (digits.size() <= 3 + (grouped ? digits.size() : 0) && j < t.size() && t[j] == ',' && is_digit_at(j + 1) &&
+             is_digit_at(j + 2) && is_digit_at(j + 3) && !is_digit_at(j + 4)) {
         digits.append(t.substr(j + 1, 3));  // 1,000,000
         grouped = true;
         j += 4;
@@ -140,8 +141,10 @@ inline std::size_t part_syllables(std::string_view part) {
       std::string suffix;
       if (j + 2 <= t.size()) {
         std::string s2;
-        for (std::size_t k = j; k < j + 2; ++k) s2.push_back(static_cast<char>(t[k] >= 'A' && t[k] <= 'Z' ? t[k] - 'A' + 'a' : t[k]));
-        const bool word_ends = j + 2 == t.size() || !((t[j + 2] >= 'a' && t[j + 2] <= 'z') || (t[j + 2] >= 'A' && t[j + 2] <= 'Z'));
+        for (std::size_t k = j; k < j + 2; ++k)
+          s2.push_back(static_cast<char>(t[k] >= 'A' && t[k] <= 'Z' ? t[k] - 'A' + 'a' : t[k]));
+        const bool word_ends =
+            j + 2 == t.size() || !((t[j + 2] >= 'a' && t[j + 2] <= 'z') || (t[j + 2] >= 'A' && t[j + 2] <= 'Z'));
         if (word_ends && one_of(s2, {"st", "nd", "rd", "th"})) {
           suffix = s2;
           j += 2;
@@ -169,8 +172,10 @@ inline std::size_t part_syllables(std::string_view part) {
       // inside a word ("o'clock"): ignored
     } else if (cp >= 0x80 && is_word_cp(cp)) {
       const auto latin = latin_letter(cp);
-      if (latin.empty()) run.other_script = true;
-      else run.letters.append(latin);
+      if (latin.empty())
+        run.other_script = true;
+      else
+        run.letters.append(latin);
       if (!latin.empty() && cp >= 0xE0) run.all_upper = false;
     } else {
       if (cp == 0x20AC || cp == 0xA3) {  // "€5", "£5"

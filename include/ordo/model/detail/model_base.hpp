@@ -12,8 +12,8 @@
 
 #include <torch/torch.h>
 
-#include <ordo/model/decoder.hpp>    // CausalLM
-#include <ordo/model/transform.hpp>  // clone, model_bytes
+#include <ordo/model/decoder.hpp>       // CausalLM
+#include <ordo/model/transform.hpp>     // clone, model_bytes
 #include <ordo/text/chat_template.hpp>  // ChatTemplate
 #include <ordo/text/tokenizer.hpp>      // Tokenizer
 
@@ -27,13 +27,11 @@ class model_base {
  public:
   using state = State;
 
-  model_base(model::CausalLM lm, std::shared_ptr<const Tokenizer> tokenizer,
-             std::optional<ChatTemplate> chat, std::filesystem::path source)
-      : lm_(std::move(lm)), tokenizer_(std::move(tokenizer)), chat_(std::move(chat)),
-        source_(std::move(source)) {}
+  model_base(model::CausalLM lm, std::shared_ptr<const Tokenizer> tokenizer, std::optional<ChatTemplate> chat,
+             std::filesystem::path source)
+      : lm_(std::move(lm)), tokenizer_(std::move(tokenizer)), chat_(std::move(chat)), source_(std::move(source)) {}
   model_base(const model_base& other)
-      : lm_(model::clone(other.lm_)), tokenizer_(other.tokenizer_), chat_(other.chat_),
-        source_(other.source_) {}
+      : lm_(model::clone(other.lm_)), tokenizer_(other.tokenizer_), chat_(other.chat_), source_(other.source_) {}
   model_base& operator=(const model_base& other) {
     if (this != &other) *this = model_base(other);
     return *this;

@@ -94,8 +94,8 @@ ORDO_NF4_AVX2 void quantize_pairs_avx2(const T* x, std::size_t len, float scale,
 }
 
 template <class T>
-ORDO_NF4_AVX2 void quantize_block_avx2(const T* x, std::size_t len, bool partial, ZeroBlocks zb,
-                                       std::uint8_t* out, float* absmax) {
+ORDO_NF4_AVX2 void quantize_block_avx2(const T* x, std::size_t len, bool partial, ZeroBlocks zb, std::uint8_t* out,
+                                       float* absmax) {
   const float m = block_absmax_avx2(x, len, partial);
   *absmax = m;
   quantize_pairs_avx2(x, len, block_scale(m, zb), out);
@@ -132,8 +132,8 @@ ORDO_NF4_AVX2 inline void store8(Out* y, __m256 v) {
     __m128i h;
     if constexpr (std::is_same_v<Out, bf16>) {
       const __m256i u = _mm256_castps_si256(v);
-      const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7FFF),
-                                            _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
+      const __m256i bias =
+          _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
       const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
       h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
       h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7FC0), nan16);
@@ -189,7 +189,7 @@ ORDO_NF4_AVX2 inline __m256 block_dot_avx2(const std::uint8_t* packed, std::size
   for (std::size_t i = 0; i < len; i += 32) {
     const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i / 2));
     const __m128i even = _mm_and_si128(_mm_srli_epi16(b, 4), mask);  // elements 0, 2, ..., 30
-    const __m128i odd = _mm_and_si128(b, mask);                       // elements 1, 3, ..., 31
+    const __m128i odd = _mm_and_si128(b, mask);                      // elements 1, 3, ..., 31
     const __m256i codes = _mm256_inserti128_si256(_mm256_castsi128_si256(even), odd, 1);
     const __m256i b0 = _mm256_shuffle_epi8(planes[0], codes), b1 = _mm256_shuffle_epi8(planes[1], codes);
     const __m256i b2 = _mm256_shuffle_epi8(planes[2], codes), b3 = _mm256_shuffle_epi8(planes[3], codes);
@@ -205,8 +205,8 @@ ORDO_NF4_AVX2 inline __m256 block_dot_avx2(const std::uint8_t* packed, std::size
 
 /// Rows [row_begin, row_end) of y = W x; `xp` is x in gemv_x_order_avx2's order.
 ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::uint8_t* w, const float* absmax, std::size_t cols,
-                                         std::size_t blocksize, const float* xp, float* y,
-                                         std::size_t row_begin, std::size_t row_end) {
+                                         std::size_t blocksize, const float* xp, float* y, std::size_t row_begin,
+                                         std::size_t row_end) {
   __m256i planes[4];
   for (unsigned k = 0; k < 4; ++k) {
     alignas(16) std::uint8_t plane[16];

@@ -89,8 +89,8 @@ ORDO_NF4_AVX512 void quantize_pairs_avx512(const T* x, std::size_t len, float sc
 }
 
 template <class T>
-ORDO_NF4_AVX512 void quantize_block_avx512(const T* x, std::size_t len, bool partial, ZeroBlocks zb,
-                                           std::uint8_t* out, float* absmax) {
+ORDO_NF4_AVX512 void quantize_block_avx512(const T* x, std::size_t len, bool partial, ZeroBlocks zb, std::uint8_t* out,
+                                           float* absmax) {
   const float m = block_absmax_avx512(x, len, partial);
   *absmax = m;
   quantize_pairs_avx512(x, len, block_scale(m, zb), out);
@@ -106,10 +106,10 @@ ORDO_NF4_AVX512 inline void store16(Out* y, __m512 v) {
     __m256i h;
     if constexpr (std::is_same_v<Out, bf16>) {
       const __m512i u = _mm512_castps_si512(v);
-      const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
-                                            _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
-      const __m512i r = _mm512_mask_mov_epi32(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16), nan,
-                                              _mm512_set1_epi32(0x7FC0));
+      const __m512i bias =
+          _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
+      const __m512i r =
+          _mm512_mask_mov_epi32(_mm512_srli_epi32(_mm512_add_epi32(u, bias), 16), nan, _mm512_set1_epi32(0x7FC0));
       h = _mm512_cvtepi32_epi16(r);
     } else {
       const __m256i converted = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -153,8 +153,8 @@ inline std::vector<float> gemv_x_order_avx512(const float* x, std::size_t cols) 
 /// the lane itself looks up the low nibble and the lane shifted right by 4 the high one: per 32
 /// weights one widening, one shift, two lookups and two FMAs, and no nibble interleaving.
 ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float* absmax, std::size_t cols,
-                                             std::size_t blocksize, const float* xp, float* y,
-                                             std::size_t row_begin, std::size_t row_end) {
+                                             std::size_t blocksize, const float* xp, float* y, std::size_t row_begin,
+                                             std::size_t row_end) {
   const __m512 lut = _mm512_loadu_ps(codebook.data());
   const std::size_t blocks_per_row = cols / blocksize;
   std::size_t r = row_begin;
@@ -170,8 +170,10 @@ ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float*
       __m512 e0 = _mm512_setzero_ps(), o0 = _mm512_setzero_ps(), e1 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
       for (std::size_t i = 0; i < blocksize; i += 32) {
         const __m512 xe = _mm512_loadu_ps(xp + off + i), xo = _mm512_loadu_ps(xp + off + i + 16);
-        const __m512i v0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (off + i) / 2)));
-        const __m512i v1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row1 + (off + i) / 2)));
+        const __m512i v0 =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (off + i) / 2)));
+        const __m512i v1 =
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row1 + (off + i) / 2)));
         e0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), lut), xe, e0);
         o0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(v0, lut), xo, o0);
         e1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), lut), xe, e1);

@@ -23,9 +23,7 @@ inline float block_scale(float absmax, ZeroBlocks zero_blocks) {
 /// absmax of a block: the largest |x| ignoring NaNs (fmaxf semantics, as the CUDA kernel's
 /// per-thread fold), starting from -FLT_MAX for a full block; a partial (tail) block also sees
 /// the zeros that pad it, as the CUDA kernel loads them.
-inline float absmax_start(bool partial) {
-  return partial ? 0.0f : -std::numeric_limits<float>::max();
-}
+inline float absmax_start(bool partial) { return partial ? 0.0f : -std::numeric_limits<float>::max(); }
 
 template <class T>
 float block_absmax_portable(const T* x, std::size_t len, bool partial) {
@@ -41,15 +39,14 @@ template <class T>
 void quantize_pairs_portable(const T* x, std::size_t len, float scale, std::uint8_t* out) {
   std::size_t j = 0;
   for (; j + 1 < len; j += 2)
-    out[j / 2] = pack(quantize_code(quant::to_float(x[j]) * scale),
-                      quantize_code(quant::to_float(x[j + 1]) * scale));
+    out[j / 2] = pack(quantize_code(quant::to_float(x[j]) * scale), quantize_code(quant::to_float(x[j + 1]) * scale));
   if (j < len)  // odd tail: the kernel pads the input with 0, scaled like every value
     out[j / 2] = pack(quantize_code(quant::to_float(x[j]) * scale), quantize_code(0.0f * scale));
 }
 
 template <class T>
-void quantize_block_portable(const T* x, std::size_t len, bool partial, ZeroBlocks zb,
-                             std::uint8_t* out, float* absmax) {
+void quantize_block_portable(const T* x, std::size_t len, bool partial, ZeroBlocks zb, std::uint8_t* out,
+                             float* absmax) {
   const float m = block_absmax_portable(x, len, partial);
   *absmax = m;
   quantize_pairs_portable(x, len, block_scale(m, zb), out);

@@ -18,7 +18,7 @@ namespace ordo::detail {
 struct DecodeStep {
   enum class Kind { replace, byte_fallback, fuse, strip, metaspace };
   Kind kind;
-  std::string from, to;  // replace: from -> to; strip: the character; metaspace: the replacement
+  std::string from, to;             // replace: from -> to; strip: the character; metaspace: the replacement
   std::size_t start = 0, stop = 0;  // strip: counts; metaspace: 1 when the first token's is dropped
 };
 
@@ -49,8 +49,10 @@ inline std::string run_decoders(const std::vector<DecodeStep>& decoders, std::ve
         std::string bytes;
         const auto flush = [&] {
           if (bytes.empty()) return;
-          if (!detail::utf8::first_invalid(bytes)) out.push_back(bytes);
-          else for (std::size_t k = 0; k < bytes.size(); ++k) out.push_back("\xEF\xBF\xBD");
+          if (!detail::utf8::first_invalid(bytes))
+            out.push_back(bytes);
+          else
+            for (std::size_t k = 0; k < bytes.size(); ++k) out.push_back("\xEF\xBF\xBD");
           bytes.clear();
         };
         for (auto& t : tokens) {
@@ -77,13 +79,15 @@ inline std::string run_decoders(const std::vector<DecodeStep>& decoders, std::ve
           for (std::size_t k = 0; k < step.start && t.compare(begin, step.from.size(), step.from) == 0; ++k)
             begin += step.from.size();
           for (std::size_t k = 0; k < step.stop && end >= begin + step.from.size() &&
-                                  t.compare(end - step.from.size(), step.from.size(), step.from) == 0; ++k)
+                                  t.compare(end - step.from.size(), step.from.size(), step.from) == 0;
+               ++k)
             end -= step.from.size();
           t = t.substr(begin, end - begin);
         }
         break;
       case D::Kind::metaspace:
-        for (std::size_t k = 0; k < tokens.size(); ++k) replace_all(tokens[k], step.from, k == 0 && step.start ? "" : " ");
+        for (std::size_t k = 0; k < tokens.size(); ++k)
+          replace_all(tokens[k], step.from, k == 0 && step.start ? "" : " ");
         break;
     }
   }
@@ -94,8 +98,7 @@ inline std::string run_decoders(const std::vector<DecodeStep>& decoders, std::ve
 
 // The bytes one SentencePiece-style token stands for, as StreamDecoder needs them: its byte,
 // or its text with the decoders' replacements.
-inline std::string piece_bytes(const std::vector<DecodeStep>& decoders, bool byte_fallback,
-                               const std::string& token) {
+inline std::string piece_bytes(const std::vector<DecodeStep>& decoders, bool byte_fallback, const std::string& token) {
   if (byte_fallback)
     if (const auto b = fallback_byte(token)) return std::string(1, static_cast<char>(*b));
   std::string t = token;

@@ -87,7 +87,8 @@ class Pcre2Regex {
   static std::string message(int error) {
     PCRE2_UCHAR8 buffer[256];
     const int n = pcre2_get_error_message_8(error, buffer, sizeof buffer);
-    return n < 0 ? "PCRE2 error " + std::to_string(error) : std::string(reinterpret_cast<char*>(buffer), static_cast<std::size_t>(n));
+    return n < 0 ? "PCRE2 error " + std::to_string(error)
+                 : std::string(reinterpret_cast<char*>(buffer), static_cast<std::size_t>(n));
   }
 
   std::optional<std::pair<std::size_t, std::size_t>> match_at(std::string_view subject, std::size_t at,

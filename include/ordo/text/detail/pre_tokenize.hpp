@@ -22,11 +22,11 @@ struct PreTokenizeStep {
   enum class Behavior { isolated, removed, merged_with_previous, merged_with_next, contiguous };
   enum class Prepend { always, first, never };
   Kind kind = Kind::split;
-  Pcre2Regex regex;             // split; byte_level with use_regex; metaspace with split
+  Pcre2Regex regex;  // split; byte_level with use_regex; metaspace with split
   Behavior behavior = Behavior::isolated;
   bool invert = false;
-  bool add_prefix_space = false;  // byte_level
-  std::string replacement;        // metaspace: stands for a space ("\u2581")
+  bool add_prefix_space = false;      // byte_level
+  std::string replacement;            // metaspace: stands for a space ("\u2581")
   Prepend prepend = Prepend::always;  // metaspace
 };
 
@@ -62,9 +62,18 @@ inline std::string escape_literal(std::string_view literal) {
   for (const char c : literal) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
-      if (c == '\n') { out += "\\n"; continue; }
-      if (c == '\r') { out += "\\r"; continue; }
-      if (c == '\t') { out += "\\t"; continue; }
+      if (c == '\n') {
+        out += "\\n";
+        continue;
+      }
+      if (c == '\r') {
+        out += "\\r";
+        continue;
+      }
+      if (c == '\t') {
+        out += "\\t";
+        continue;
+      }
       if (u < 0x20 || u == 0x7F) {
         static const char* hex = "0123456789abcdef";
         out += "\\x{";
@@ -151,8 +160,10 @@ inline void split_piece(const std::string& text, const Pcre2Regex& re, PreTokeni
     case B::contiguous: {
       bool previous = false;
       for (const auto& [b, e, m] : parts) {
-        if (m == previous && !keep.empty()) keep.back().second = e;
-        else keep.emplace_back(b, e);
+        if (m == previous && !keep.empty())
+          keep.back().second = e;
+        else
+          keep.emplace_back(b, e);
         previous = m;
       }
       break;
@@ -160,8 +171,10 @@ inline void split_piece(const std::string& text, const Pcre2Regex& re, PreTokeni
     case B::merged_with_previous: {
       bool previous = false;
       for (const auto& [b, e, m] : parts) {
-        if (m && !previous && !keep.empty()) keep.back().second = e;
-        else keep.emplace_back(b, e);
+        if (m && !previous && !keep.empty())
+          keep.back().second = e;
+        else
+          keep.emplace_back(b, e);
         previous = m;
       }
       break;
@@ -170,8 +183,10 @@ inline void split_piece(const std::string& text, const Pcre2Regex& re, PreTokeni
       bool previous = false;
       for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
         const auto& [b, e, m] = *it;
-        if (m && !previous && !keep.empty()) keep.back().first = b;
-        else keep.emplace_back(b, e);
+        if (m && !previous && !keep.empty())
+          keep.back().first = b;
+        else
+          keep.emplace_back(b, e);
         previous = m;
       }
       std::reverse(keep.begin(), keep.end());

@@ -11,7 +11,8 @@ namespace ordo::detail {
 /// searched again); nothing when `from` is empty.
 inline void replace_all(std::string& s, std::string_view from, std::string_view to) {
   if (from.empty()) return;
-  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (auto at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
 }
 
 }  // namespace ordo::detail

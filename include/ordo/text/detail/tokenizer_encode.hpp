@@ -30,8 +30,8 @@ inline std::string_view Tokenizer::first_char(std::string_view s) {
 }
 
 // Cuts the added tokens out of the pieces not yet matched (Hugging Face AddedVocabulary).
-inline std::vector<detail::Piece> Tokenizer::split_added(std::vector<detail::Piece>& pieces, const detail::AddedTokenMatcher& m,
-                                                         bool parse_special) const {
+inline std::vector<detail::Piece> Tokenizer::split_added(std::vector<detail::Piece>& pieces,
+                                                         const detail::AddedTokenMatcher& m, bool parse_special) const {
   if (m.empty()) return std::move(pieces);
   std::vector<detail::Piece> out;
   for (auto& piece : pieces) {
@@ -63,17 +63,20 @@ inline std::vector<detail::Piece> Tokenizer::split_added(std::vector<detail::Pie
         while (stop < s.size() && is_space_char(first_char(s.substr(stop)))) stop += first_char(s.substr(stop)).size();
       }
       if (start_offset < start)
-        out.push_back({std::string(s.substr(start_offset, start - start_offset)), -1, piece.at_start && start_offset == 0});
+        out.push_back(
+            {std::string(s.substr(start_offset, start - start_offset)), -1, piece.at_start && start_offset == 0});
       out.push_back({std::string(s.substr(start, stop - start)), a.id});
       start_offset = stop;
       at = stop;
     }
-    if (start_offset < s.size()) out.push_back({std::string(s.substr(start_offset)), -1, piece.at_start && start_offset == 0});
+    if (start_offset < s.size())
+      out.push_back({std::string(s.substr(start_offset)), -1, piece.at_start && start_offset == 0});
   }
   return out;
 }
 
-inline std::vector<detail::Piece> Tokenizer::apply_step(const detail::PreTokenizeStep& step, std::vector<detail::Piece>& pieces) const {
+inline std::vector<detail::Piece> Tokenizer::apply_step(const detail::PreTokenizeStep& step,
+                                                        std::vector<detail::Piece>& pieces) const {
   using Step = detail::PreTokenizeStep;
   std::vector<detail::Piece> out;
   out.reserve(pieces.size());
@@ -92,7 +95,8 @@ inline std::vector<detail::Piece> Tokenizer::apply_step(const detail::PreTokeniz
     } else if (step.kind == Step::Kind::metaspace) {
       detail::replace_all(piece.text, " ", step.replacement);
       const bool starts = piece.text.compare(0, step.replacement.size(), step.replacement) == 0;
-      if (!starts && (step.prepend == Step::Prepend::always || (step.prepend == Step::Prepend::first && piece.at_start)))
+      if (!starts &&
+          (step.prepend == Step::Prepend::always || (step.prepend == Step::Prepend::first && piece.at_start)))
         piece.text.insert(0, step.replacement);
       if (!step.regex) {
         if (!piece.text.empty()) out.push_back(std::move(piece));
@@ -147,7 +151,8 @@ inline void Tokenizer::bpe_chars(const std::string& piece, std::vector<TokenId>&
       symbols.push_back(it->second);
       continue;
     }
-    if (byte_fallback_ && std::all_of(ch.begin(), ch.end(), [&](char b) { return byte_ids_[static_cast<unsigned char>(b)] >= 0; })) {
+    if (byte_fallback_ &&
+        std::all_of(ch.begin(), ch.end(), [&](char b) { return byte_ids_[static_cast<unsigned char>(b)] >= 0; })) {
       for (const char b : ch) symbols.push_back(byte_ids_[static_cast<unsigned char>(b)]);
       continue;  // as Hugging Face: a pending unknown token stays pending
     }

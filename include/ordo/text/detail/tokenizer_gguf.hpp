@@ -3,18 +3,18 @@
 // SentencePiece-style BPE ("llama"), whose merges may have to be derived from the scores.
 #pragma once
 
-#include <algorithm>      // std::sort, std::stable_sort
-#include <cstddef>        // std::size_t
-#include <cstdint>        // std::int64_t
+#include <algorithm>         // std::sort, std::stable_sort
+#include <cstddef>           // std::size_t
+#include <cstdint>           // std::int64_t
 #include <initializer_list>  // std::initializer_list (the lists of names)
-#include <limits>         // std::numeric_limits
-#include <optional>       // std::optional
-#include <string>         // std::string, std::to_string
-#include <string_view>    // std::string_view
-#include <tuple>          // std::tuple
-#include <unordered_map>  // std::unordered_map
-#include <utility>        // std::move, std::pair
-#include <vector>         // std::vector
+#include <limits>            // std::numeric_limits
+#include <optional>          // std::optional
+#include <string>            // std::string, std::to_string
+#include <string_view>       // std::string_view
+#include <tuple>             // std::tuple
+#include <unordered_map>     // std::unordered_map
+#include <utility>           // std::move, std::pair
+#include <vector>            // std::vector
 
 #include <ordo/text/bpe_vocabulary.hpp>       // BpeVocabulary
 #include <ordo/text/detail/decode_steps.hpp>  // DecodeStep
@@ -53,14 +53,15 @@ inline std::optional<PreFamily> pre_family(std::string_view pre) {
 inline void Tokenizer::load_vocabulary(const BpeVocabulary& v) {
   const bool spm = v.model == "llama";
   if (!spm && v.model != "gpt2") {
-    fail("tokenizer.ggml.model is \"" + v.model + "\"; ordo supports \"gpt2\" (byte-level BPE) and \"llama\" "
+    fail("tokenizer.ggml.model is \"" + v.model +
+         "\"; ordo supports \"gpt2\" (byte-level BPE) and \"llama\" "
          "(SentencePiece-style BPE)");
   }
-  const auto family = spm ? std::optional<detail::PreFamily>(detail::PreFamily{{}, false, true})
-                         : detail::pre_family(v.pre);
+  const auto family =
+      spm ? std::optional<detail::PreFamily>(detail::PreFamily{{}, false, true}) : detail::pre_family(v.pre);
   if (!family) {
-    fail("tokenizer.ggml.pre \"" + v.pre + "\" is not a pre-tokenizer ordo knows; known: " +
-         std::string(known_pre_names));
+    fail("tokenizer.ggml.pre \"" + v.pre +
+         "\" is not a pre-tokenizer ordo knows; known: " + std::string(known_pre_names));
   }
   if (v.tokens.empty()) fail("tokenizer.ggml.tokens is empty");
   if (static_cast<std::int64_t>(v.tokens.size()) > max_id) fail("tokenizer.ggml.tokens has too many entries");

@@ -3,12 +3,12 @@
 // with TokenizerError naming the JSON path of what is wrong.
 #pragma once
 
-#include <algorithm>    // std::min
-#include <cstddef>      // std::size_t
-#include <cstdint>      // std::int64_t, std::uint64_t
-#include <string>       // std::string, std::to_string
-#include <utility>      // std::move, std::pair
-#include <vector>       // std::vector
+#include <algorithm>  // std::min
+#include <cstddef>    // std::size_t
+#include <cstdint>    // std::int64_t, std::uint64_t
+#include <string>     // std::string, std::to_string
+#include <utility>    // std::move, std::pair
+#include <vector>     // std::vector
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
@@ -22,7 +22,8 @@ namespace ordo {
 
 inline std::string Tokenizer::type_name(const nlohmann::json& j) { return j.type_name(); }
 
-inline const nlohmann::json& Tokenizer::member(const nlohmann::json& j, const char* key, const std::string& where) const {
+inline const nlohmann::json& Tokenizer::member(const nlohmann::json& j, const char* key,
+                                               const std::string& where) const {
   if (!j.is_object()) fail(where + " must be an object, found " + type_name(j));
   const auto it = j.find(key);
   if (it == j.end()) fail(where + " has no \"" + key + "\"");
@@ -35,7 +36,8 @@ inline std::string Tokenizer::string_member(const nlohmann::json& j, const char*
   return v.get<std::string>();
 }
 
-inline bool Tokenizer::bool_member(const nlohmann::json& j, const char* key, const std::string& where, bool fallback) const {
+inline bool Tokenizer::bool_member(const nlohmann::json& j, const char* key, const std::string& where,
+                                   bool fallback) const {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
   if (!it->is_boolean()) fail(where + "." + key + " must be true or false, found " + type_name(*it));
@@ -147,8 +149,9 @@ inline void Tokenizer::load_json(const nlohmann::json& j) {
   }
   byte_level_ = byte_level;
   if (!byte_level && !byte_fallback_) {
-    fail("the pre_tokenizer has no ByteLevel step and model.byte_fallback is false; ordo supports "
-         "byte-level BPE and SentencePiece-style BPE with byte fallback");
+    fail(
+        "the pre_tokenizer has no ByteLevel step and model.byte_fallback is false; ordo supports "
+        "byte-level BPE and SentencePiece-style BPE with byte fallback");
   }
   if (byte_level && byte_fallback_) fail("model.byte_fallback is true in a byte-level tokenizer");
 
@@ -182,7 +185,8 @@ inline void Tokenizer::load_normalizer(const nlohmann::json& n, const std::strin
   } else if (type == "Prepend") {
     normalizers_.push_back({detail::NormalizeStep::Kind::prepend, string_member(n, "prepend", where), {}});
   } else if (type == "Replace") {
-    normalizers_.push_back({detail::NormalizeStep::Kind::replace, literal_pattern(n, where), string_member(n, "content", where)});
+    normalizers_.push_back(
+        {detail::NormalizeStep::Kind::replace, literal_pattern(n, where), string_member(n, "content", where)});
   } else {
     fail(where + ".type \"" + type + "\" is not supported (ordo supports NFC, Prepend, Replace, Sequence)");
   }
@@ -222,13 +226,19 @@ inline void Tokenizer::load_pre_tokenizer(const nlohmann::json& p, const std::st
     Step s;
     s.kind = Step::Kind::metaspace;
     s.replacement = string_member(p, "replacement", where);
-    if (detail::utf8::first_invalid(s.replacement) || s.replacement.empty()) fail(where + ".replacement is not one character");
-    const auto scheme = p.contains("prepend_scheme") ? string_member(p, "prepend_scheme", where)
-                        : bool_member(p, "add_prefix_space", where, true) ? "always" : "never";
-    if (scheme == "always") s.prepend = Step::Prepend::always;
-    else if (scheme == "first") s.prepend = Step::Prepend::first;
-    else if (scheme == "never") s.prepend = Step::Prepend::never;
-    else fail(where + ".prepend_scheme \"" + scheme + "\" is not always, first or never");
+    if (detail::utf8::first_invalid(s.replacement) || s.replacement.empty())
+      fail(where + ".replacement is not one character");
+    const auto scheme = p.contains("prepend_scheme")                      ? string_member(p, "prepend_scheme", where)
+                        : bool_member(p, "add_prefix_space", where, true) ? "always"
+                                                                          : "never";
+    if (scheme == "always")
+      s.prepend = Step::Prepend::always;
+    else if (scheme == "first")
+      s.prepend = Step::Prepend::first;
+    else if (scheme == "never")
+      s.prepend = Step::Prepend::never;
+    else
+      fail(where + ".prepend_scheme \"" + scheme + "\" is not always, first or never");
     if (bool_member(p, "split", where, true)) s.regex = compile(detail::escape_literal(s.replacement), where);
     steps_.push_back(std::move(s));
   } else if (type == "Digits") {
@@ -237,7 +247,8 @@ inline void Tokenizer::load_pre_tokenizer(const nlohmann::json& p, const std::st
     s.regex = compile(bool_member(p, "individual_digits", where, false) ? R"(\p{N})" : R"(\p{N}+)", where);
     steps_.push_back(std::move(s));
   } else {
-    fail(where + ".type \"" + type + "\" is not supported (ordo supports ByteLevel, Split, Digits, Metaspace, Sequence)");
+    fail(where + ".type \"" + type +
+         "\" is not supported (ordo supports ByteLevel, Split, Digits, Metaspace, Sequence)");
   }
 }
 
@@ -272,12 +283,14 @@ inline void Tokenizer::load_decoder(const nlohmann::json& d, const std::string& 
     decoders_.push_back(std::move(s));
   } else if (type == "Metaspace") {
     D s{D::Kind::metaspace, string_member(d, "replacement", where), {}};
-    const auto scheme = d.contains("prepend_scheme") ? string_member(d, "prepend_scheme", where)
-                        : bool_member(d, "add_prefix_space", where, true) ? "always" : "never";
+    const auto scheme = d.contains("prepend_scheme")                      ? string_member(d, "prepend_scheme", where)
+                        : bool_member(d, "add_prefix_space", where, true) ? "always"
+                                                                          : "never";
     s.start = scheme == "never" ? 0 : 1;
     decoders_.push_back(std::move(s));
   } else {
-    fail(where + ".type \"" + type + "\" is not supported (ordo supports ByteLevel, Replace, ByteFallback, Fuse, "
+    fail(where + ".type \"" + type +
+         "\" is not supported (ordo supports ByteLevel, Replace, ByteFallback, Fuse, "
          "Strip, Metaspace, Sequence)");
   }
 }
@@ -297,7 +310,8 @@ inline void Tokenizer::load_post_processor(const nlohmann::json& p, const std::s
   if (type == "Sequence") {
     const auto& list = member(p, "processors", where);
     if (!list.is_array()) fail(where + ".processors must be an array");
-    for (std::size_t i = 0; i < list.size(); ++i) load_post_processor(list[i], where + ".processors[" + std::to_string(i) + "]");
+    for (std::size_t i = 0; i < list.size(); ++i)
+      load_post_processor(list[i], where + ".processors[" + std::to_string(i) + "]");
   } else if (type == "ByteLevel") {
     // Adjusts offsets only; ids are unchanged.
   } else if (type == "TemplateProcessing") {

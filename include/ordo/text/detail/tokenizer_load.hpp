@@ -74,8 +74,8 @@ inline void Tokenizer::finish() {
                               : detail::piece_bytes(decoders_, byte_fallback_, tokens_[i]);
   static const char* hex = "0123456789ABCDEF";
   for (std::size_t i = 0; i < 256; ++i) {
-    const std::string key = byte_level_ ? detail::byte_level::alphabet()[i]
-                                        : std::string("<0x") + hex[i >> 4] + hex[i & 15] + ">";
+    const std::string key =
+        byte_level_ ? detail::byte_level::alphabet()[i] : std::string("<0x") + hex[i >> 4] + hex[i & 15] + ">";
     const auto it = model_vocab_.find(key);
     byte_ids_[i] = it == model_vocab_.end() ? -1 : it->second;
   }
@@ -84,8 +84,10 @@ inline void Tokenizer::finish() {
     special_[static_cast<std::size_t>(a.id)] = a.special;
     (a.normalized ? normalized_matcher_ : raw_matcher_).add(a.content, k);
   }
-  for (const auto id : prefix_ids_) if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
-  for (const auto id : suffix_ids_) if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
+  for (const auto id : prefix_ids_)
+    if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
+  for (const auto id : suffix_ids_)
+    if (!contains(id)) fail("post_processor adds id " + std::to_string(id) + ", which is not in the vocabulary");
   for (const auto& a : added_) added_lookup_[a.content] = a.id;
   word_ = detail::Pcre2Regex(R"(\w)");
   space_ = detail::Pcre2Regex(R"(\s)");
