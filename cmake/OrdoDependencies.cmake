@@ -8,6 +8,12 @@ if(NOT ORDO_TOP_LEVEL)
   set(CMAKE_FIND_PACKAGE_TARGETS_GLOBAL ON)
 endif()
 if(NOT ORDO_TORCH STREQUAL "OFF")
+  # A CUDA LibTorch (PyPI's wheel) compiles CUDA sources of the project for TORCH_CUDA_ARCH_LIST
+  # and ignores CMAKE_CUDA_ARCHITECTURES; its automatic list starts at sm_50, which nvcc 13 no
+  # longer knows. ordo's kernels target sm_75 to sm_90 either way.
+  if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(TORCH_CUDA_ARCH_LIST "7.5;8.0;8.6;8.9;9.0")
+  endif()
   if(ORDO_TORCH STREQUAL "ON")
     find_package(Torch REQUIRED)
   else()
@@ -16,6 +22,15 @@ if(NOT ORDO_TORCH STREQUAL "OFF")
   if(Torch_FOUND)
     set(ORDO_HAVE_TORCH ON)
     message(STATUS "ordo: LibTorch ${Torch_VERSION} found; building the LibTorch layers")
+    # PyPI's wheel: libtorch_cuda finds its CUDA libraries (NCCL, cuDNN, ...) in site-packages/nvidia
+    # through its RPATH at run time; the linker must look there too, or it takes an older copy
+    # from the system (e.g. /usr/local/cuda/lib/libnccl.so.2) and fails on missing symbols.
+    file(GLOB ORDO_TORCH_WHEEL_LIBS LIST_DIRECTORIES true "${TORCH_INSTALL_PREFIX}/../nvidia/*/lib")
+    foreach(dir IN LISTS ORDO_TORCH_WHEEL_LIBS)
+      get_filename_component(dir "${dir}" REALPATH)
+      add_link_options("LINKER:-rpath-link,${dir}")
+      list(APPEND ORDO_TORCH_LINK_OPTIONS "LINKER:-rpath-link,${dir}")
+    endforeach()
   else()
     message(STATUS "ordo: LibTorch not found; building the torch-free layers only")
   endif()
@@ -39,6 +54,9 @@ if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
   add_library(ordo_models INTERFACE)
   target_link_libraries(ordo_models INTERFACE ordo ${TORCH_LIBRARIES}
                         nlohmann_json::nlohmann_json PkgConfig::PCRE2)
+  if(ORDO_TORCH_LINK_OPTIONS)
+    target_link_options(ordo_models INTERFACE ${ORDO_TORCH_LINK_OPTIONS})
+  endif()
   target_compile_definitions(ordo_models INTERFACE $<BUILD_INTERFACE:ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}">)
   set_target_properties(ordo_models PROPERTIES EXPORT_NAME models)
   add_library(ordo::models ALIAS ordo_models)

@@ -3,6 +3,7 @@
 //   ordo-compress --pipeline P-KD-Q [--model PATH] --out DIR [--corpus DIR]
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
+//                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
@@ -19,6 +20,8 @@
 
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/paper/paper_study.hpp>
+
+#include "device_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-compress: run one compression pipeline and save the model"};
@@ -41,18 +44,31 @@ int main(int argc, char** argv) {
   app.add_flag("--no-recovery", no_recovery, "skip the fine-tune after pruning");
   app.add_option("--seed", options.seed)->capture_default_str();
   app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
+  ordo::tools::device_flags device;
+  device.add_to(app);
+  std::string teacher_device;
+  app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
   CLI11_PARSE(app, argc, argv);
   options.budget.prune_recovery = !no_recovery;
   try {
+    const auto where = device.resolve();  // before any work
+    auto teacher_where = where;
+    if (!teacher_device.empty()) {
+      teacher_where.device = ordo::model::parse_device(teacher_device);
+      ordo::model::require_device(teacher_where.device);
+    }
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
-    const auto base = ordo::DenseModel::load(model_path);
+    const auto base = ordo::DenseModel::load(model_path, where);
     const auto corpus_dir =
         corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
     auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
     auto& context = data.context;
-    context.teacher = std::make_shared<const ordo::DenseModel>(base);
+    context.teacher = teacher_where.device == where.device
+                          ? std::make_shared<const ordo::DenseModel>(base)
+                          : std::make_shared<const ordo::DenseModel>(ordo::DenseModel::load(model_path, teacher_where));
+    context.train_dtype = ordo::study::default_train_dtype(where.device);
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
 
@@ -67,13 +83,13 @@ int main(int argc, char** argv) {
       const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
       if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
         saved = ordo::model::save_nf4(result, out);
-        auto back = ordo::model::load_nf4(saved.dir);
+        auto back = ordo::model::load_nf4(saved.dir, where);
         torch::NoGradGuard no_grad;
         back.lm()->eval();
         reloaded_logits = back.lm()->forward(probe);
       } else {
         saved = ordo::model::save_hf(result, out);
-        auto back = ordo::DenseModel::load(saved.dir);
+        auto back = ordo::DenseModel::load(saved.dir, where);
         torch::NoGradGuard no_grad;
         back.lm()->eval();
         reloaded_logits = back.lm()->forward(probe);
@@ -97,6 +113,8 @@ int main(int argc, char** argv) {
                             {"compression", static_cast<double>(base.memory_bytes()) / saved.memory_bytes},
                             {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
     });
+    summary["device"] = ordo::model::device_name(where.device);
+    summary["dtype"] = ordo::model::dtype_name(where.dtype);
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
     summary["train_samples"] = context.train.size();

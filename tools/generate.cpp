@@ -19,6 +19,8 @@
 
 #include <ordo/model/load_for_inference.hpp>
 
+#include "device_options.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"ordo-generate: generate a reply with a causal LM (default: the embedded SmolLM2)"};
   std::string prompt, model_path, system, tokenizer_path;
@@ -40,11 +42,14 @@ int main(int argc, char** argv) {
   app.add_option("--system", system, "a system message (default: the template's own)");
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  ordo::tools::device_flags device;
+  device.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   try {
+    const auto where = device.resolve();  // before any work
     at::set_num_threads(threads);
-    const auto model = ordo::model::load_for_inference(model_path, tokenizer_path);
+    const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     std::string text = prompt;
     if (!raw) {
       if (!model.chat) throw std::runtime_error(model.source.string() + " has no chat template ordo knows; use --raw");

@@ -22,6 +22,8 @@
 
 #include <ordo/model/load_for_inference.hpp>
 
+#include "device_options.hpp"
+
 int main(int argc, char** argv) {
   CLI::App app{"ordo-perplexity: perplexity of a causal LM on a text file"};
   std::string text_path, model_path, protocol = "sliding", tokenizer_path;
@@ -41,16 +43,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  ordo::tools::device_flags device;
+  device.add_to(app);
   CLI11_PARSE(app, argc, argv);
   options.protocol =
       protocol == "halves" ? ordo::eval::perplexity_protocol::halves : ordo::eval::perplexity_protocol::sliding;
   if (options.stride > options.context) options.stride = options.context;
   try {
+    const auto where = device.resolve();  // before any work
     at::set_num_threads(threads);
     std::ifstream in(text_path, std::ios::binary);
     std::stringstream buffer;
     buffer << in.rdbuf();
-    const auto model = ordo::model::load_for_inference(model_path, tokenizer_path);
+    const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     const auto ids32 = model.tokenizer.encode(buffer.str());
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     auto lm = model.lm;
@@ -74,6 +79,8 @@ int main(int argc, char** argv) {
         {"tokens", r.tokens},
         {"nll", r.nll},
         {"ppl", r.ppl},
+        {"device", ordo::model::device_name(where.device)},
+        {"dtype", ordo::model::dtype_name(where.dtype)},
         {"seconds", seconds}};
     std::printf("%s\n", out.dump().c_str());
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 //              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
 //              [--no-judge] [--no-answers] [--save-models]
+//              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
 //
 // Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
 // table. Without --model it uses the embedded default (SmolLM2-135M-Instruct). Each
@@ -18,6 +19,8 @@
 #include <CLI/CLI.hpp>
 
 #include <ordo/paper/paper_study.hpp>
+
+#include "device_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-study: the compression-ordering study on one base model"};
@@ -52,9 +55,18 @@ int main(int argc, char** argv) {
   app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
   app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
   app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
+  ordo::tools::device_flags device;
+  device.add_to(app);
+  std::string teacher_device;
+  app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
   CLI11_PARSE(app, argc, argv);
   try {
     auto o = ordo::study::preset(preset);
+    o.where = device.resolve();  // before any work
+    if (!teacher_device.empty()) {
+      o.teacher_device = ordo::model::parse_device(teacher_device);
+      ordo::model::require_device(*o.teacher_device);
+    }
     o.model = model;
     o.out_dir = out;
     o.threads = threads;

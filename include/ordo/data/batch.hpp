@@ -24,6 +24,15 @@ struct Batch {
   std::int64_t scored_tokens = 0;             // targets the loss scores (labels[:, 1:] != -100)
 };
 
+/// The batch's tensors on `device` (the counts stay).
+inline Batch to_device(Batch b, const torch::Device& device) {
+  if (b.ids.device() == device) return b;
+  b.ids = b.ids.to(device);
+  b.attention_mask = b.attention_mask.to(device);
+  b.labels = b.labels.to(device);
+  return b;
+}
+
 inline Batch collate(std::span<const Example> examples, std::int64_t pad_id = 0) {
   if (examples.empty()) throw std::invalid_argument("ordo::data::collate: no examples");
   std::int64_t T = 0;

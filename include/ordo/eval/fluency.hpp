@@ -84,7 +84,7 @@ inline fluency_result fluency(model::CausalLM& lm, const std::vector<std::int64_
                                   " is outside the vocabulary (" + std::to_string(vocab) + ")");
 
   torch::NoGradGuard no_grad;
-  const auto all = torch::tensor(ids, torch::kLong);
+  const auto all = torch::tensor(ids, torch::kLong).to(lm->device());
   double nll_sum = 0;
   // Targets [t0, t1) predicted from the window [begin, t1): target t from logits at t - 1.
   const auto score = [&](std::int64_t t0, std::int64_t t1) {

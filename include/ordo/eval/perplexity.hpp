@@ -47,7 +47,7 @@ inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::
     throw std::invalid_argument("ordo::eval::perplexity: stride must be within [1, context]");
   if (ids.size() < 2) throw std::invalid_argument("ordo::eval::perplexity: the text has fewer than 2 tokens");
   torch::NoGradGuard no_grad;
-  const auto all = torch::tensor(ids, torch::kLong);
+  const auto all = torch::tensor(ids, torch::kLong).to(lm->device());
   const auto n = static_cast<std::int64_t>(ids.size());
   double nll_sum = 0;
   std::int64_t scored = 0;

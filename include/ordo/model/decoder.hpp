@@ -13,6 +13,9 @@
 #pragma once
 
 #include <algorithm>  // std::find
+#include <memory>     // std::shared_ptr
+#include <mutex>      // std::mutex, std::lock_guard
+#include <utility>    // std::pair
 #include <cmath>      // std::sqrt, M_PI
 #include <cstdint>    // std::int64_t
 #include <optional>   // std::optional
@@ -20,11 +23,18 @@
 #include <string>     // std::string
 #include <vector>     // std::vector
 
-#include <ATen/autocast_mode.h>  // at::autocast::is_cpu_enabled
 #include <torch/torch.h>
+#if defined(ORDO_HAVE_KERNELS) && defined(ORDO_TORCH_CUDA)  // a CUDA LibTorch and ordo's kernels
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 
-#include <ordo/quant/nf4_cpu.hpp>  // quant::nf4::Quantized, dequantize_blocks, gemv
-#include <ordo/model/config.hpp>   // decoder_config
+#include <ordo/kernels/nf4.hpp>  // ordo::cuda::nf4::gemv
+#endif
+
+#include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
+#include <ordo/model/config.hpp>        // decoder_config
+#include <ordo/model/device.hpp>        // placement
+#include <ordo/model/torch_compat.hpp>  // compat::autocast_enabled
 
 namespace ordo::model {
 
@@ -122,6 +132,17 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 
 }  // namespace detail
 
+/// How a new CausalLM's parameters are made: where and in which dtype, and whether they are
+/// drawn at random (each module's default initialisation) or left uninitialised for a loader
+/// that fills them tensor by tensor (the host never holds a second copy of the model). The
+/// default, {cpu, float32, random}, builds exactly what `CausalLM(config)` always built.
+struct build_options : placement {
+  bool random = true;
+
+  build_options() = default;
+  build_options(placement p, bool draw) : placement(p), random(draw) {}
+};
+
 /// NF4 weights of a linear layer [out, in], as bitsandbytes stores them, with the per-block
 /// scales rebuilt once (double quantization is undone at load, not per call).
 struct nf4_weight {
@@ -143,16 +164,82 @@ struct nf4_weight {
     return out;
   }
   torch::Tensor dequantize() const { return dequantize_rows(0, out_features); }
+
+  /// The packed bytes (uint8) and block scales (fp32) as tensors on `device`, copied there on
+  /// first use and kept (shared by the copies of a model; the NF4 data is immutable).
+  std::pair<torch::Tensor, torch::Tensor> tensors_on(const torch::Device& device) const {
+    std::lock_guard lock(cache_->mutex);
+    for (const auto& [d, t] : cache_->copies)
+      if (d == device) return t;
+    auto packed = torch::from_blob(const_cast<std::uint8_t*>(q.packed.data()),
+                                   {static_cast<std::int64_t>(q.packed.size())}, torch::kUInt8)
+                      .to(device, /*non_blocking=*/false, /*copy=*/true);
+    auto s =
+        torch::from_blob(const_cast<float*>(scales.data()), {static_cast<std::int64_t>(scales.size())}, torch::kFloat32)
+            .to(device, /*non_blocking=*/false, /*copy=*/true);
+    cache_->copies.emplace_back(device, std::make_pair(packed, s));
+    return cache_->copies.back().second;
+  }
+
+  /// dequantize_rows computed on `device` with LibTorch operations from the bytes kept there:
+  /// code_value(code) * scale in fp32, the same values as the host path.
+  torch::Tensor dequantize_rows_on(const torch::Device& device, std::int64_t r0, std::int64_t r1) const {
+    const auto n = (r1 - r0) * in_features, first = r0 * in_features;
+    const auto bs = static_cast<std::int64_t>(q.blocksize);
+    TORCH_CHECK(first % bs == 0, "ordo: NF4 row tiles must start on a block");
+    const auto [packed, block_scales] = tensors_on(device);
+    auto bytes = packed.narrow(0, first / 2, (n + 1) / 2).to(torch::kLong);
+    auto codes = torch::stack({torch::div(bytes, 16, "floor"), torch::remainder(bytes, 16)}, 1).reshape({-1});
+    auto book =
+        torch::tensor(std::vector<float>(quant::nf4::codebook.begin(), quant::nf4::codebook.end()), torch::kFloat32)
+            .to(device);
+    auto values = book.index_select(0, codes.narrow(0, 0, n));
+    const auto blocks = (n + bs - 1) / bs;
+    auto per_value = block_scales.narrow(0, first / bs, blocks).repeat_interleave(bs).narrow(0, 0, n);
+    return (values * per_value).view({r1 - r0, in_features});
+  }
+
+ private:
+  struct device_cache {
+    std::mutex mutex;
+    std::vector<std::pair<torch::Device, std::pair<torch::Tensor, torch::Tensor>>> copies;
+  };
+  std::shared_ptr<device_cache> cache_ = std::make_shared<device_cache>();
 };
+
+namespace detail {
+
+/// y [1, out] = W x for one fp32 row x on a CUDA device, with ordo's NF4 GEMV kernel on the
+/// current CUDA stream; undefined when the kernels or a CUDA LibTorch are not built in, or the
+/// shape does not suit the kernel (the caller then dequantizes and multiplies).
+inline torch::Tensor nf4_cuda_gemv([[maybe_unused]] const nf4_weight& w, [[maybe_unused]] const torch::Tensor& x) {
+#if defined(ORDO_HAVE_KERNELS) && defined(ORDO_TORCH_CUDA)
+  if (!x.device().is_cuda() || x.size(0) != 1 || w.in_features % static_cast<std::int64_t>(w.q.blocksize) != 0)
+    return {};
+  c10::cuda::CUDAGuard guard(x.device());
+  const auto [packed, block_scales] = w.tensors_on(x.device());
+  auto y = torch::empty({1, w.out_features}, x.options().dtype(torch::kFloat32));
+  ordo::cuda::nf4::gemv(packed.data_ptr<std::uint8_t>(), block_scales.data_ptr<float>(),
+                        static_cast<std::size_t>(w.out_features), static_cast<std::size_t>(w.in_features),
+                        w.q.blocksize, x.data_ptr<float>(), y.data_ptr<float>(),
+                        c10::cuda::getCurrentCUDAStream(x.device().index()).stream());
+  return y;
+#else
+  return {};
+#endif
+}
+
+}  // namespace detail
 
 /// A linear layer y = x W^T + b whose weight is dense (a trainable parameter) or NF4 (packed,
 /// inference only). Names follow transformers: `weight`, `bias`.
 class LinearImpl : public torch::nn::Module {
  public:
-  LinearImpl(std::int64_t in, std::int64_t out, bool with_bias) : in_features(in), out_features(out) {
-    weight = register_parameter("weight", torch::empty({out, in}));
-    torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-    if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+  LinearImpl(std::int64_t in, std::int64_t out, bool with_bias, const build_options& b = {})
+      : in_features(in), out_features(out) {
+    weight = register_parameter("weight", torch::empty({out, in}, b.tensors()));
+    if (b.random) torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+    if (with_bias) bias = register_parameter("bias", torch::zeros({out}, b.tensors()));
   }
   LinearImpl(std::shared_ptr<const nf4_weight> w, torch::Tensor b)
       : in_features(w->in_features), out_features(w->out_features), nf4(std::move(w)) {
@@ -169,7 +256,19 @@ class LinearImpl : public torch::nn::Module {
     auto flat = x.reshape({-1, in_features}).to(torch::kFloat32).contiguous();
     const auto rows = flat.size(0);
     torch::Tensor y;
-    if (rows == 1 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0) {
+    if (!x.device().is_cpu()) {
+      // On a device the NF4 bytes are kept there (copied once): one row goes through ordo's CUDA
+      // GEMV when it is built in; otherwise tiles of rows are dequantized there and multiplied.
+      y = detail::nf4_cuda_gemv(*nf4, flat);
+      if (!y.defined()) {
+        const std::int64_t tile = std::max<std::int64_t>(1, (1 << 24) / in_features);
+        std::vector<torch::Tensor> parts;
+        for (std::int64_t r = 0; r < out_features; r += tile)
+          parts.push_back(
+              torch::matmul(flat, nf4->dequantize_rows_on(x.device(), r, std::min(r + tile, out_features)).t()));
+        y = torch::cat(parts, 1);
+      }
+    } else if (rows == 1 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0) {
       y = torch::empty({1, out_features}, torch::kFloat32);  // batch 1: fused NF4 GEMV
       quant::nf4::Options o;
       o.blocksize = nf4->q.blocksize;
@@ -183,7 +282,7 @@ class LinearImpl : public torch::nn::Module {
         parts.push_back(torch::matmul(flat, nf4->dequantize_rows(r, std::min(r + tile, out_features)).t()));
       y = torch::cat(parts, 1);
     }
-    if (bias.defined()) y = y + bias.to(torch::kFloat32);
+    if (bias.defined()) y = y + bias.to(y.device(), torch::kFloat32);
     auto shape = x.sizes().vec();
     shape.back() = out_features;
     return y.view(shape).to(x.scalar_type());
@@ -197,7 +296,9 @@ TORCH_MODULE(Linear);
 
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(std::int64_t dim, double eps) : eps_(eps) { weight = register_parameter("weight", torch::ones({dim})); }
+  RMSNormImpl(std::int64_t dim, double eps, const build_options& b = {}) : eps_(eps) {
+    weight = register_parameter("weight", torch::ones({dim}, b.tensors()));
+  }
   torch::Tensor forward(const torch::Tensor& x) {
     auto h = x.to(torch::kFloat32);
     h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
@@ -212,9 +313,9 @@ TORCH_MODULE(RMSNorm);
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const decoder_config& c)
+  explicit AttentionImpl(const decoder_config& c, const build_options& b = {})
       : heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
-    auto linear = [&](std::int64_t in, std::int64_t out, bool bias) { return Linear(in, out, bias); };
+    auto linear = [&](std::int64_t in, std::int64_t out, bool bias) { return Linear(in, out, bias, b); };
     q_proj = register_module("q_proj", linear(c.hidden_size, heads_ * head_dim_, c.attention_bias));
     k_proj = register_module("k_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
     v_proj = register_module("v_proj", linear(c.hidden_size, kv_heads_ * head_dim_, c.attention_bias));
@@ -242,7 +343,7 @@ class AttentionImpl : public torch::nn::Module {
     const auto groups = heads_ / kv_heads_, S = k.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
     const bool causal = !bias.defined() && T > 1;
-    if (causal && q.scalar_type() == torch::kFloat32 && q.device().is_cpu() && !at::autocast::is_cpu_enabled())
+    if (causal && q.scalar_type() == torch::kFloat32 && q.device().is_cpu() && !compat::autocast_enabled(torch::kCPU))
       return o_proj(detail::causal_attention(q, k, v, scale));
     const auto mask = causal ? detail::causal_bias(T, S - T, x.options()).view({1, 1, T, S}) : bias;
     // Grouped-query attention without copying K and V per query head: the `groups` query heads
@@ -278,8 +379,8 @@ TORCH_MODULE(Attention);
 
 class MLPImpl : public torch::nn::Module {
  public:
-  MLPImpl(std::int64_t hidden, std::int64_t intermediate) {
-    auto linear = [](std::int64_t in, std::int64_t out) { return Linear(in, out, false); };
+  MLPImpl(std::int64_t hidden, std::int64_t intermediate, const build_options& b = {}) {
+    auto linear = [&](std::int64_t in, std::int64_t out) { return Linear(in, out, false, b); };
     gate_proj = register_module("gate_proj", linear(hidden, intermediate));
     up_proj = register_module("up_proj", linear(hidden, intermediate));
     down_proj = register_module("down_proj", linear(intermediate, hidden));
@@ -291,11 +392,11 @@ TORCH_MODULE(MLP);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  DecoderLayerImpl(const decoder_config& c, std::int64_t layer) {
-    self_attn = register_module("self_attn", Attention(c));
-    mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer)));
-    input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  DecoderLayerImpl(const decoder_config& c, std::int64_t layer, const build_options& b = {}) {
+    self_attn = register_module("self_attn", Attention(c, b));
+    mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer), b));
+    input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
+    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
   }
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& bias,
                         torch::Tensor* past_k, torch::Tensor* past_v) {
@@ -311,11 +412,19 @@ TORCH_MODULE(DecoderLayer);
 /// The transformer body ("model." in transformers' names).
 class DecoderBodyImpl : public torch::nn::Module {
  public:
-  explicit DecoderBodyImpl(const decoder_config& c) {
-    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  explicit DecoderBodyImpl(const decoder_config& c, const build_options& b = {}) {
+    // torch::nn::Embedding draws its weight on the CPU in fp32 (N(0, 1)); elsewhere, or for a
+    // loader, the weight is made where it belongs and drawn (the same law) only when asked.
+    torch::nn::EmbeddingOptions e(c.vocab_size, c.hidden_size);
+    if (!b.device.is_cpu() || b.dtype != torch::kFloat32 || !b.random) {
+      auto w = torch::empty({c.vocab_size, c.hidden_size}, b.tensors());
+      if (b.random) torch::nn::init::normal_(w);
+      e._weight(w);
+    }
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(e));
     layers = register_module("layers", torch::nn::ModuleList());
-    for (std::int64_t i = 0; i < c.num_layers; ++i) layers->push_back(DecoderLayer(c, i));
-    norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+    for (std::int64_t i = 0; i < c.num_layers; ++i) layers->push_back(DecoderLayer(c, i, b));
+    norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
   }
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
@@ -326,16 +435,21 @@ TORCH_MODULE(DecoderBody);
 /// A causal LM: body + LM head. `forward(ids, mask, cache)` gives logits [B, T, vocab] in fp32.
 class CausalLMImpl : public torch::nn::Module {
  public:
-  explicit CausalLMImpl(decoder_config c) : config_(std::move(c)) {
+  explicit CausalLMImpl(decoder_config c, const build_options& b = {}) : config_(std::move(c)) {
     config_.validate("ordo::model::CausalLM");
-    model = register_module("model", DecoderBody(config_));
+    model = register_module("model", DecoderBody(config_, b));
     if (!config_.tie_word_embeddings) {
-      lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false));
+      lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false, b));
     }
     inv_freq_ = detail::rope_inverse_frequencies(config_);  // fp32, not a parameter
   }
 
   const decoder_config& config() const { return config_; }
+
+  /// Where the parameters are (all of a model's dense parameters live on one device).
+  torch::Device device() const { return model->embed_tokens->weight.device(); }
+  /// The dtype of the dense parameters (the embeddings').
+  torch::ScalarType dtype() const { return model->embed_tokens->weight.scalar_type(); }
 
   /// input_ids [B, T] (int64); attention_mask [B, past + T] of 1 (real) / 0 (padding), or
   /// undefined for no padding; cache: extended in place when given. Positions count from the
@@ -345,7 +459,7 @@ class CausalLMImpl : public torch::nn::Module {
     TORCH_CHECK(input_ids.dim() == 2, "ordo::model::CausalLM: input_ids must be [batch, tokens]");
     const auto B = input_ids.size(0), T = input_ids.size(1);
     const std::int64_t past = cache ? cache->length() : 0;
-    auto x = model->embed_tokens(input_ids);
+    auto x = model->embed_tokens(input_ids.to(device()));  // ids may come from the host
     const auto dtype = x.scalar_type();
 
     auto positions = torch::arange(past, past + T, torch::kFloat32).to(x.device());

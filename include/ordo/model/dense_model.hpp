@@ -20,9 +20,10 @@ class DenseModel : public detail::model_base<dense> {
  public:
   using model_base::model_base;
 
-  /// A .gguf file or a Hugging Face directory; the embedded default when `path` is empty.
-  static DenseModel load(const std::filesystem::path& path = {}, torch::ScalarType dtype = torch::kFloat32) {
-    auto m = model::load_language_model(path, dtype);
+  /// A .gguf file or a Hugging Face directory; the embedded default when `path` is empty. The
+  /// parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
+  static DenseModel load(const std::filesystem::path& path = {}, const model::placement& where = {}) {
+    auto m = model::load_language_model(path, where);
     return DenseModel(m.lm, std::make_shared<const Tokenizer>(std::move(m.tokenizer)), std::move(m.chat), m.source);
   }
 };

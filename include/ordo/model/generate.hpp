@@ -32,11 +32,12 @@ struct generation_result {
   std::int64_t prompt_tokens = 0;
 };
 
-/// The id to emit from the last position's logits [vocab] (fp32).
+/// The id to emit from the last position's logits [vocab] (fp32, on any device). Sampling runs
+/// on the host with a CPU generator, so that a seed gives the same tokens on every device.
 inline std::int64_t choose_token(const torch::Tensor& logits, const generation_options& o,
                                  torch::Generator& generator) {
   if (o.greedy) return logits.argmax().item<std::int64_t>();
-  auto probs = torch::softmax(logits / o.temperature, -1);
+  auto probs = torch::softmax(logits.to(torch::kCPU) / o.temperature, -1);
   if (o.top_p < 1.0) {
     // Keep the smallest set of most likely tokens whose probability reaches top_p.
     auto sorted = probs.sort(/*dim=*/-1, /*descending=*/true);

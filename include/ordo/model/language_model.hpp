@@ -49,7 +49,8 @@ inline std::filesystem::path default_model_path() {
 
 /// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
 /// empty. A missing default model is an error that says how to install it.
-inline LanguageModel load_language_model(std::filesystem::path path = {}, torch::ScalarType dtype = torch::kFloat32) {
+/// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
+inline LanguageModel load_language_model(std::filesystem::path path = {}, const placement& where = {}) {
   namespace fs = std::filesystem;
   if (path.empty()) {
     path = default_model_path();
@@ -70,13 +71,13 @@ inline LanguageModel load_language_model(std::filesystem::path path = {}, torch:
     auto tokenizer = Tokenizer::from_directory(path);
     auto jinja = read_chat_template(path);
     auto chat = chat_of(tokenizer, jinja ? *jinja : std::string());
-    return LanguageModel{load_hf(path, dtype), std::move(tokenizer), std::move(chat), path};
+    return LanguageModel{load_hf(path, where), std::move(tokenizer), std::move(chat), path};
   }
   io::gguf::File file(path);
   const auto meta = file.tokenizer();
   auto tokenizer = Tokenizer::from_gguf_metadata(meta, path.string());
   auto chat = chat_of(tokenizer, meta.chat_template);
-  return LanguageModel{load_gguf(path, dtype), std::move(tokenizer), std::move(chat), path};
+  return LanguageModel{load_gguf(path, where), std::move(tokenizer), std::move(chat), path};
 }
 
 }  // namespace ordo::model

@@ -1,7 +1,8 @@
 // ordo/model/load_for_inference.hpp — any model ordo reads or writes, for inference: a .gguf
 // file, a Hugging Face directory, or an NF4 directory in bitsandbytes' format (what a chain
 // ending in Q saves). A directory saved from a GGUF model has no tokenizer.json:
-// `tokenizer_from` names the model to take it from.
+// `tokenizer_from` names the model to take it from. The model is made on `where.device` in
+// `where.dtype` (NF4 weights keep their packed bytes on the host).
 #pragma once
 
 #include <filesystem>
@@ -19,7 +20,7 @@
 namespace ordo::model {
 
 inline LanguageModel load_for_inference(const std::filesystem::path& path,
-                                        const std::filesystem::path& tokenizer_from = {}) {
+                                        const std::filesystem::path& tokenizer_from = {}, const placement& where = {}) {
   namespace fs = std::filesystem;
   const bool dir = !path.empty() && fs::is_directory(path);
   const bool has_tokenizer = dir && fs::exists(path / "tokenizer.json");
@@ -29,14 +30,15 @@ inline LanguageModel load_for_inference(const std::filesystem::path& path,
     const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     quantized = j.is_object() && j.contains("quantization_config");
   }
-  if (!quantized && (!dir || has_tokenizer) && tokenizer_from.empty()) return ordo::model::load_language_model(path);
+  if (!quantized && (!dir || has_tokenizer) && tokenizer_from.empty())
+    return ordo::model::load_language_model(path, where);
 
   // The tokenizer (and chat template) from the model itself or from `tokenizer_from`.
   if (!has_tokenizer && tokenizer_from.empty())
     throw std::runtime_error(path.string() + " has no tokenizer.json; pass --tokenizer with the model it was " +
                              "compressed from (e.g. the embedded default's .gguf)");
   auto donor = ordo::model::load_language_model(has_tokenizer ? path : tokenizer_from);
-  ordo::model::CausalLM lm = quantized ? ordo::model::load_nf4(path).lm() : ordo::model::load_hf(path);
+  ordo::model::CausalLM lm = quantized ? ordo::model::load_nf4(path, where).lm() : ordo::model::load_hf(path, where);
   return ordo::model::LanguageModel{lm, std::move(donor.tokenizer), std::move(donor.chat), path};
 }
 

@@ -196,11 +196,12 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   return c;
 }
 
-/// Loads a GGUF file into a CausalLM with parameters of `dtype` (dequantized through fp32).
-inline CausalLM load_gguf(const std::filesystem::path& path, torch::ScalarType dtype = torch::kFloat32) {
+/// Loads a GGUF file into a CausalLM whose parameters are made on `where.device` in
+/// `where.dtype` and filled one tensor at a time (each dequantized through fp32 on the host).
+inline CausalLM load_gguf(const std::filesystem::path& path, const placement& where = {}) {
   io::gguf::File file(path);
   auto config = gguf_config(file);
-  CausalLM lm(config);
+  CausalLM lm(config, build_options(where, /*draw=*/false));
   auto params = lm->named_parameters();
   std::set<std::string> loaded;
   torch::NoGradGuard no_grad;
@@ -232,7 +233,6 @@ inline CausalLM load_gguf(const std::filesystem::path& path, torch::ScalarType d
   for (const auto& p : params)
     if (!loaded.count(p.key()))
       throw std::invalid_argument(file.path() + ": no tensor for parameter '" + p.key() + "'");
-  lm->to(dtype);
   lm->eval();
   return lm;
 }

@@ -2,7 +2,7 @@
 // file or sharded) as a CausalLM.
 //
 //   read_tensor(checkpoint, name)  one stored tensor as a torch tensor
-//   load_hf(dir, dtype)            the whole model; every parameter present, every tensor used
+//   load_hf(dir, where)            the whole model; every parameter present, every tensor used
 #pragma once
 
 #include <algorithm>   // std::find
@@ -22,30 +22,37 @@
 
 namespace ordo::model {
 
-/// A tensor of a safetensors checkpoint as a torch tensor (copied out of the mapping).
-inline torch::Tensor read_tensor(const io::safetensors::Checkpoint& checkpoint, const std::string& name) {
+/// A tensor of a safetensors checkpoint as a torch tensor that views the mapped file (valid
+/// while `checkpoint` lives; read-only: copy it before changing it).
+inline torch::Tensor view_tensor(const io::safetensors::Checkpoint& checkpoint, const std::string& name) {
   const auto& where = checkpoint.at(name);
   std::vector<std::int64_t> shape(where.info->shape.begin(), where.info->shape.end());
   auto dtype = torch_dtype(where.info->dtype, where.file->path() + ": tensor '" + name + "'");
   auto bytes = where.data();
-  return torch::from_blob(const_cast<std::byte*>(bytes.data()), shape, dtype).clone();
+  return torch::from_blob(const_cast<std::byte*>(bytes.data()), shape, dtype);
+}
+
+/// A tensor of a safetensors checkpoint as a torch tensor (copied out of the mapping).
+inline torch::Tensor read_tensor(const io::safetensors::Checkpoint& checkpoint, const std::string& name) {
+  return view_tensor(checkpoint, name).clone();
 }
 
 /// Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded
-/// index) into a CausalLM with parameters of `dtype`. Every parameter must be present with
-/// its shape, and every tensor of the checkpoint must be used: a mismatch is an error naming
-/// the file and the tensor (nothing is silently re-initialised).
-inline CausalLM load_hf(const std::filesystem::path& dir, torch::ScalarType dtype = torch::kFloat32) {
+/// index) into a CausalLM whose parameters are made on `where.device` in `where.dtype` and
+/// copied there straight from the mapped file, one tensor at a time. Every parameter must be
+/// present with its shape, and every tensor of the checkpoint must be used: a mismatch is an
+/// error naming the file and the tensor (nothing is silently re-initialised).
+inline CausalLM load_hf(const std::filesystem::path& dir, const placement& where = {}) {
   auto config = decoder_config::load(dir);
   io::safetensors::Checkpoint checkpoint(dir);
-  CausalLM lm(config);
+  CausalLM lm(config, build_options(where, /*draw=*/false));
   torch::NoGradGuard no_grad;
   std::vector<std::string> used;
   for (auto& p : lm->named_parameters()) {
     const std::string& name = p.key();
     const auto* where = checkpoint.find(name);
     if (!where) throw std::invalid_argument(dir.string() + ": tensor '" + name + "' is missing from the checkpoint");
-    auto t = read_tensor(checkpoint, name);
+    auto t = view_tensor(checkpoint, name);
     if (t.sizes() != p.value().sizes()) {
       std::ostringstream msg;
       msg << where->file->path() << ": tensor '" << name << "' has shape " << t.sizes() << " but the config implies "
@@ -63,7 +70,6 @@ inline CausalLM load_hf(const std::filesystem::path& dir, torch::ScalarType dtyp
                                   config.model_type + " decoder with this config");
     }
   }
-  lm->to(dtype);
   lm->eval();
   return lm;
 }

@@ -293,11 +293,12 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
 /// transformers + bitsandbytes with quant type nf4, with or without double quantization).
 /// config.json must carry a bitsandbytes 4-bit nf4 `quantization_config`. Every decoder linear
 /// with a `.weight.quant_state.bitsandbytes__nf4` becomes an NF4 linear; one stored dense (a
-/// module transformers skipped) stays dense; dense tensors are converted to `dtype`. Every
+/// module transformers skipped) stays dense; dense tensors are made on `where.device` in
+/// `where.dtype` (the NF4 bytes stay on the host). Every
 /// tensor must be used and every parameter present: a mismatch or a corrupt tensor is an
 /// error naming the file and the tensor. The tokenizer is loaded when the directory has a
 /// tokenizer.json (else the model's tokenizer is null).
-inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarType dtype = torch::kFloat32) {
+inline QuantizedModel load_nf4(const std::filesystem::path& dir, const placement& where = {}) {
   namespace nf = detail::nf4_checkpoint;
   const std::string config_path = (dir / "config.json").string();
   auto config = decoder_config::load(dir);
@@ -323,7 +324,7 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
         "bnb_4bit_quant_storage is " + qc["bnb_4bit_quant_storage"].dump() + "; ordo reads uint8 storage only");
 
   io::safetensors::Checkpoint checkpoint(dir);
-  CausalLM lm(config);
+  CausalLM lm(config, build_options(where, /*draw=*/false));
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   std::size_t blocksize = 64;
@@ -349,7 +350,7 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
     if (!where)
       throw io::format_error(checkpoint.files().front()->path(), nf::tensor_object(name),
                              "missing from the checkpoint");
-    auto t = read_tensor(checkpoint, name);
+    auto t = view_tensor(checkpoint, name);
     if (t.sizes() != p.value().sizes() || !t.is_floating_point()) {
       std::ostringstream msg;
       msg << "is " << nf::shape_text(*where->info) << " but the config implies " << p.value().sizes()
@@ -367,7 +368,6 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, torch::ScalarTy
         checkpoint.at(name).file->path(), nf::tensor_object(name),
         "is not part of a " + config.model_type + " decoder with this config (or of its NF4 weights)");
   }
-  lm->to(dtype);
   for (auto& p : lm->parameters()) p.set_requires_grad(false);
   lm->eval();
   std::shared_ptr<const Tokenizer> tokenizer;

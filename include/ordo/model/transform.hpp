@@ -40,10 +40,11 @@ inline void for_each_decoder_linear(CausalLM& lm, const std::function<void(const
   }
 }
 
-/// A deep copy: dense parameters are cloned; NF4 weights (immutable) are shared.
+/// A deep copy on the source's device: dense parameters are cloned; NF4 weights (immutable)
+/// are shared.
 inline CausalLM clone(const CausalLM& source) {
   torch::NoGradGuard no_grad;
-  CausalLM copy(source->config());
+  CausalLM copy(source->config(), build_options(placement(source->device(), source->dtype()), /*draw=*/false));
   auto& src = const_cast<CausalLM&>(source);
   // First give the copy the same storage kinds, then copy every dense tensor by name.
   std::map<std::string, std::shared_ptr<const nf4_weight>> quantized;
@@ -69,7 +70,7 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
   for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
     if (l->quantized()) return;
     auto w = std::make_shared<nf4_weight>();
-    auto dense = l->weight.detach().to(torch::kFloat32).contiguous();
+    auto dense = l->weight.detach().to(torch::kCPU, torch::kFloat32).contiguous();  // quantized on the host
     quant::nf4::Options o;
     o.blocksize = blocksize;
     w->q = quant::nf4::quantize(
@@ -86,14 +87,15 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
 }
 
 /// Replaces every NF4 decoder linear by a dense one holding exactly the values the NF4 weights
-/// stand for (fp32, or `dtype`), trainable again.
+/// stand for (fp32, or `dtype`), trainable again, on the model's device.
 inline void dequantize_linears(CausalLM& lm, torch::ScalarType dtype = torch::kFloat32) {
   torch::NoGradGuard no_grad;
+  const auto device = lm->device();
   for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
     if (!l->quantized()) return;
-    Linear dense(l->in_features, l->out_features, l->bias.defined());
-    dense->weight.set_data(l->nf4->dequantize().to(dtype));
-    if (l->bias.defined()) dense->bias.set_data(l->bias.detach().clone().to(dtype));
+    Linear dense(l->in_features, l->out_features, l->bias.defined(), build_options(placement(device, dtype), false));
+    dense->weight.set_data(l->nf4->dequantize().to(device, dtype));
+    if (l->bias.defined()) dense->bias.set_data(l->bias.detach().clone().to(device, dtype));
     l = dense;
   });
   for (auto& p : lm->parameters()) p.set_requires_grad(true);

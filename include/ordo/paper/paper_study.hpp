@@ -18,6 +18,7 @@
 #include <fstream>     // std::ifstream
 #include <map>         // std::map
 #include <memory>      // std::make_shared
+#include <optional>    // std::optional
 #include <random>      // std::mt19937_64
 #include <sstream>     // std::stringstream
 #include <string>      // std::string
@@ -34,6 +35,7 @@
 #include <ordo/stages/context.hpp>         // Context, Example, Budget
 #include <ordo/stages/distill.hpp>         // apply(Distill)
 #include <ordo/model/dense_model.hpp>      // DenseModel
+#include <ordo/model/device.hpp>           // placement, require_device
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
 #include <ordo/stages/prune.hpp>           // apply(Prune)
 #include <ordo/stages/quantize.hpp>        // apply(QuantNF4), apply(Dequantize)
@@ -56,6 +58,11 @@ struct study_options {
   std::uint64_t seed = 1234;
   std::size_t max_cached_models = 2;
   int threads = 2;
+  /// Where the models are held and run, and their dtype (float32 on the CPU by default).
+  model::placement where;
+  /// The KD teacher's device when it is not `where.device` (a second copy of the base model is
+  /// loaded there).
+  std::optional<torch::Device> teacher_device;
   /// Answer-quality metrics (study/clarity.hpp): prompts answered per configuration (0: none).
   clarity_options clarity;
   std::filesystem::path prompts;  // "" : resources/study_prompts.jsonl
@@ -167,6 +174,12 @@ inline int table_rank(const std::string& paper_name) {
 
 }  // namespace detail
 
+/// The precision of training steps on `device`: bf16 autocast on CUDA (fp32 master weights),
+/// fp32 on the CPU (where bf16 pays only with AVX-512 BF16 or AMX).
+inline torch::ScalarType default_train_dtype(const torch::Device& device) {
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+}
+
 /// The study's data from a directory of documents: split by document, the newest
 /// `eval_documents` held out for evaluation; the others shuffled (seeded) and cut into
 /// calibration and training sequences of the budget's length. The sets never overlap.
@@ -206,16 +219,23 @@ inline study_data prepare_data(const DenseModel& base, const std::filesystem::pa
 /// Runs the study and writes its reports into options.out_dir; returns the rows in the paper's
 /// table order.
 inline std::vector<result_row> run_paper_study(const study_options& o) {
+  model::require_device(o.where.device);
+  if (o.teacher_device) model::require_device(*o.teacher_device);
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   study_progress progress;
-  std::fprintf(stderr, "ordo-study: preset %s, loading the model\n", o.preset.c_str());
-  const DenseModel base = DenseModel::load(o.model);
+  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
+               model::device_name(o.where.device).c_str(), model::dtype_name(o.where.dtype).c_str());
+  const DenseModel base = DenseModel::load(o.model, o.where);
 
   auto data = prepare_data(base, o.corpus, o.budget, o.seed, o.eval_documents);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
-  context.teacher = std::make_shared<const DenseModel>(base);
+  context.teacher = o.teacher_device && *o.teacher_device != o.where.device
+                        ? std::make_shared<const DenseModel>(
+                              DenseModel::load(o.model, model::placement(*o.teacher_device, o.where.dtype)))
+                        : std::make_shared<const DenseModel>(base);
+  context.train_dtype = default_train_dtype(o.where.device);
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
     progress.progress(what, f, detail);
   };
@@ -331,6 +351,10 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"prune_recovery", o.budget.prune_recovery},
                          {"seed", o.seed},
                          {"threads", o.threads},
+                         {"device", model::device_name(o.where.device)},
+                         {"dtype", model::dtype_name(o.where.dtype)},
+                         {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
+                         {"train_dtype", model::dtype_name(context.train_dtype)},
                          {"clarity_prompts", clarity.prompt_count()},
                          {"clarity_max_new_tokens", o.clarity.max_new_tokens},
                          {"fluency_scorer", base.source().string() + " (the base model)"},

@@ -62,7 +62,11 @@ inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor
   // fp32 at least, whatever the logits' dtype (bf16 teachers, mixed precision): softmax over a
   // vocabulary needs the range and the precision.
   auto s = train::upcast(student_logits.slice(1, 0, student_logits.size(1) - 1).slice(2, 0, V).index({scored}));
-  auto q = teacher_logits.slice(1, 0, teacher_logits.size(1) - 1).slice(2, 0, V).index({scored}).to(s.scalar_type());
+  // the teacher may run on another device (--teacher-device): its logits come to the student's
+  auto q = teacher_logits.slice(1, 0, teacher_logits.size(1) - 1)
+               .slice(2, 0, V)
+               .index({scored.to(teacher_logits.device())})
+               .to(s.device(), s.scalar_type());
   auto log_ps = torch::log_softmax(s / temperature, -1);
   auto log_pt = torch::log_softmax(q / temperature, -1).detach();
   t.kl = (log_pt.exp() * (log_pt - log_ps)).sum();

@@ -263,7 +263,7 @@ inline model::CausalLM slice_ffn(const model::CausalLM& source, const std::vecto
     sliced[p + "down_proj.weight"] = {kc, 1};
   }
   torch::NoGradGuard no_grad;
-  model::CausalLM out(config);
+  model::CausalLM out(config, model::build_options(model::placement(src->device(), src->dtype()), /*draw=*/false));
   auto from = src->named_parameters();
   for (auto& p : out->named_parameters()) {
     const auto& value = from[p.key()];

@@ -22,8 +22,8 @@
 // error, never silently used.
 //
 // Precision: parameters (the master weights), gradients and optimizer state are always fp32.
-// With compute_dtype = bf16 the forward passes and the loss callback run under LibTorch's CPU
-// autocast (at::autocast, bf16): matmuls and linears take bf16 copies of their fp32 inputs and
+// With compute_dtype = bf16 the forward passes and the loss callback run under LibTorch's
+// autocast (at::autocast, bf16) of the model's device (CPU or CUDA): matmuls and linears take bf16 copies of their fp32 inputs and
 // weights, the backward pass returns fp32 gradients to the fp32 parameters, and the residual
 // stream, the norms and the losses stay fp32 (see docs/training.md).
 #pragma once
@@ -42,17 +42,18 @@
 #include <string>      // std::string
 #include <vector>      // std::vector
 
-#include <ATen/autocast_mode.h>  // at::autocast (CPU bf16 mixed precision)
+#include <ATen/autocast_mode.h>  // at::autocast (bf16 mixed precision)
 #include <torch/torch.h>
 
-#include <ordo/data/batch.hpp>       // Batch, collate
-#include <ordo/data/examples.hpp>    // check_example, ignore_index
-#include <ordo/data/split.hpp>       // permutation
-#include <ordo/io/atomic_write.hpp>  // write_file_atomically
-#include <ordo/model/decoder.hpp>    // CausalLM
-#include <ordo/data/example.hpp>     // Example
-#include <ordo/train/progress.hpp>   // progress_fn
-#include <ordo/train/schedule.hpp>   // Schedule, Decay
+#include <ordo/data/batch.hpp>          // Batch, collate
+#include <ordo/data/examples.hpp>       // check_example, ignore_index
+#include <ordo/data/split.hpp>          // permutation
+#include <ordo/io/atomic_write.hpp>     // write_file_atomically
+#include <ordo/model/decoder.hpp>       // CausalLM
+#include <ordo/model/torch_compat.hpp>  // compat::set_autocast_enabled, set_autocast_dtype
+#include <ordo/data/example.hpp>        // Example
+#include <ordo/train/progress.hpp>      // progress_fn
+#include <ordo/train/schedule.hpp>      // Schedule, Decay
 
 namespace ordo::train {
 
@@ -103,30 +104,34 @@ inline void validate(const TrainOptions& o) {
     fail(std::string("compute_dtype must be float32 or bfloat16 (got ") + c10::toString(o.compute_dtype) + ")");
 }
 
-/// Runs what it guards under LibTorch's CPU autocast in `dtype` (nothing when dtype is fp32),
-/// restoring the previous state and dropping autocast's weight-cast cache on exit.
+/// Runs what it guards under LibTorch's autocast for `device` (CPU or CUDA) in `dtype` (nothing
+/// when dtype is fp32), restoring the previous state and dropping autocast's weight-cast cache
+/// on exit.
 class AutocastGuard {
  public:
-  explicit AutocastGuard(torch::ScalarType dtype)
+  explicit AutocastGuard(torch::ScalarType dtype, torch::DeviceType device = torch::kCPU)
       : on_(dtype != torch::kFloat32),
-        was_enabled_(at::autocast::is_cpu_enabled()),
-        was_dtype_(at::autocast::get_autocast_cpu_dtype()) {
+        device_(device),
+        was_enabled_(compat::autocast_enabled(device)),
+        was_dtype_(compat::autocast_dtype(device)) {
     if (!on_) return;
-    at::autocast::set_autocast_cpu_dtype(dtype);
-    at::autocast::set_cpu_enabled(true);
+    compat::set_autocast_dtype(device_, dtype);
+    compat::set_autocast_enabled(device_, true);
     at::autocast::increment_nesting();
   }
   ~AutocastGuard() {
     if (!on_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(was_enabled_);
-    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    compat::set_autocast_enabled(device_, was_enabled_);
+    compat::set_autocast_dtype(device_, was_dtype_);
   }
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
-  bool on_, was_enabled_;
+  bool on_;
+  torch::DeviceType device_;
+  bool was_enabled_;
   torch::ScalarType was_dtype_;
 };
 
@@ -184,7 +189,7 @@ inline std::string fingerprint(const std::vector<Example>& examples, const Train
     for (char c : p.key()) init = (init ^ static_cast<unsigned char>(c)) * 1099511628211ull;
     auto flat = p.value().detach().reshape({-1}).to(torch::kFloat64);
     const double sum = flat.sum().item<double>();
-    auto head = flat.slice(0, 0, std::min<std::int64_t>(64, flat.numel())).contiguous();
+    auto head = flat.slice(0, 0, std::min<std::int64_t>(64, flat.numel())).to(torch::kCPU).contiguous();
     std::uint64_t bits;
     for (std::int64_t i = 0; i <= head.numel(); ++i) {
       const double v = i < head.numel() ? head.data_ptr<double>()[i] : sum;
@@ -327,6 +332,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
   r.end_step = r.start_step;
 
   lm->train();
+  const auto device = lm->device();  // batches go where the model is
   const auto t0 = std::chrono::steady_clock::now();
   std::int64_t epoch_of_order = -1;
   std::vector<std::size_t> order;
@@ -351,7 +357,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
       std::vector<Example> part;
       for (auto i = m * o.batch_size; i < std::min(n, (m + 1) * o.batch_size); ++i)
         part.push_back(examples[order[static_cast<std::size_t>(i)]]);
-      window.push_back(data::collate(part, o.pad_id));
+      window.push_back(data::to_device(data::collate(part, o.pad_id), device));
       scored += window.back().scored_tokens;
     }
     clear_gradients(params);
@@ -361,7 +367,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
         if (b.scored_tokens == 0) continue;
         torch::Tensor l;
         {
-          AutocastGuard mixed(o.compute_dtype);
+          AutocastGuard mixed(o.compute_dtype, device.type());
           l = upcast(loss(lm, b)) / static_cast<double>(scored);
         }
         l.backward();

@@ -1,0 +1,61 @@
+// ordo/model/torch_compat.hpp — the few LibTorch calls whose spelling differs between the
+// LibTorch versions ordo builds against (Debian's 1.13 and the 2.x inside PyPI's torch wheel).
+//
+// Everything version-dependent lives here, behind one spelling that takes the device type, so
+// that the rest of ordo has no `#if TORCH_VERSION...`. What differs:
+//   - autocast state: 1.13 has per-device functions (`is_cpu_enabled`, `set_autocast_cpu_dtype`,
+//     `is_enabled` / `get_autocast_gpu_dtype` for CUDA); 2.x takes the device type as an argument
+//     (`is_autocast_enabled(at::kCPU)`) and has dropped the old names.
+#pragma once
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+#include <torch/version.h>  // TORCH_VERSION_MAJOR
+
+namespace ordo::compat {
+
+inline constexpr int torch_major = TORCH_VERSION_MAJOR;
+inline constexpr int torch_minor = TORCH_VERSION_MINOR;
+
+/// Whether autocast is on for tensors of this device type (CPU or CUDA).
+inline bool autocast_enabled(c10::DeviceType type) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::is_autocast_enabled(type);
+#else
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+}
+
+inline void set_autocast_enabled(c10::DeviceType type, bool on) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::autocast::set_autocast_enabled(type, on);
+#else
+  if (type == c10::DeviceType::CUDA)
+    at::autocast::set_enabled(on);
+  else
+    at::autocast::set_cpu_enabled(on);
+#endif
+}
+
+/// The dtype autocast casts to on this device type.
+inline c10::ScalarType autocast_dtype(c10::DeviceType type) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::get_autocast_dtype(type);
+#else
+  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                       : at::autocast::get_autocast_cpu_dtype();
+#endif
+}
+
+inline void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::autocast::set_autocast_dtype(type, dtype);
+#else
+  if (type == c10::DeviceType::CUDA)
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  else
+    at::autocast::set_autocast_cpu_dtype(dtype);
+#endif
+}
+
+}  // namespace ordo::compat

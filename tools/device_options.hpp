@@ -1,0 +1,36 @@
+// tools/device_options.hpp — `--device` and `--dtype`, the same in every ordo tool.
+//
+//   --device cpu|cuda|cuda:N   where the model runs (default cpu)
+//   --dtype float32|bfloat16|float16   what its dense parameters are held in (default float32)
+//
+// `resolve()` is called before any work: an unknown spelling, or a device this process cannot
+// use (a LibTorch without CUDA, no GPU, an index past the last GPU), is one line naming the
+// device and the reason; the tool then exits with status 1 having written nothing.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include <ordo/model/device.hpp>
+
+namespace ordo::tools {
+
+struct device_flags {
+  std::string device = "cpu";
+  std::string dtype = "float32";
+
+  void add_to(CLI::App& app) {
+    app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+    app.add_option("--dtype", dtype, "float32, bfloat16 or float16: the dtype of the dense parameters")
+        ->capture_default_str();
+  }
+  /// The placement asked for, once checked usable (throws with a one-line message otherwise).
+  model::placement resolve() const {
+    const model::placement where(model::parse_device(device), model::parse_dtype(dtype));
+    model::require_device(where.device);
+    return where;
+  }
+};
+
+}  // namespace ordo::tools
