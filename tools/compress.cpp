@@ -46,17 +46,12 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
-  std::string teacher_device;
-  app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
+  device.add_teacher_to(app);
   CLI11_PARSE(app, argc, argv);
   options.budget.prune_recovery = !no_recovery;
   try {
     const auto where = device.resolve();  // before any work
-    auto teacher_where = where;
-    if (!teacher_device.empty()) {
-      teacher_where.device = ordo::model::parse_device(teacher_device);
-      ordo::model::require_device(teacher_where.device);
-    }
+    const auto teacher_device = device.teacher();
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
@@ -65,9 +60,7 @@ int main(int argc, char** argv) {
         corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
     auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
     auto& context = data.context;
-    context.teacher = teacher_where.device == where.device
-                          ? std::make_shared<const ordo::DenseModel>(base)
-                          : std::make_shared<const ordo::DenseModel>(ordo::DenseModel::load(model_path, teacher_where));
+    context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device);
     context.train_dtype = ordo::study::default_train_dtype(where.device);
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
@@ -114,7 +107,7 @@ int main(int argc, char** argv) {
                             {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
     });
     summary["device"] = ordo::model::device_name(where.device);
-    summary["dtype"] = ordo::model::dtype_name(where.dtype);
+    summary["dtype"] = ordo::model::torch_dtype_name(where.dtype);
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
     summary["train_samples"] = context.train.size();

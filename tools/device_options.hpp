@@ -2,12 +2,14 @@
 //
 //   --device cpu|cuda|cuda:N   where the model runs (default cpu)
 //   --dtype float32|bfloat16|float16   what its dense parameters are held in (default float32)
+//   --teacher-device D         (tools that distil) the KD teacher's device, default --device
 //
 // `resolve()` is called before any work: an unknown spelling, or a device this process cannot
 // use (a LibTorch without CUDA, no GPU, an index past the last GPU), is one line naming the
 // device and the reason; the tool then exits with status 1 having written nothing.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -30,6 +32,18 @@ struct device_flags {
     const model::placement where(model::parse_device(device), model::parse_dtype(dtype));
     model::require_device(where.device);
     return where;
+  }
+
+  std::string teacher_device;
+  void add_teacher_to(CLI::App& app) {
+    app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
+  }
+  /// The teacher's device when one was given, once checked usable (throws like resolve()).
+  std::optional<torch::Device> teacher() const {
+    if (teacher_device.empty()) return std::nullopt;
+    const auto d = model::parse_device(teacher_device);
+    model::require_device(d);
+    return d;
   }
 };
 

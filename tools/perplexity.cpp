@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
         {"nll", r.nll},
         {"ppl", r.ppl},
         {"device", ordo::model::device_name(where.device)},
-        {"dtype", ordo::model::dtype_name(where.dtype)},
+        {"dtype", ordo::model::torch_dtype_name(where.dtype)},
         {"seconds", seconds}};
     std::printf("%s\n", out.dump().c_str());
   } catch (const std::exception& e) {

@@ -57,16 +57,12 @@ int main(int argc, char** argv) {
   app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
   ordo::tools::device_flags device;
   device.add_to(app);
-  std::string teacher_device;
-  app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
+  device.add_teacher_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
     auto o = ordo::study::preset(preset);
     o.where = device.resolve();  // before any work
-    if (!teacher_device.empty()) {
-      o.teacher_device = ordo::model::parse_device(teacher_device);
-      ordo::model::require_device(*o.teacher_device);
-    }
+    o.teacher_device = device.teacher();
     o.model = model;
     o.out_dir = out;
     o.threads = threads;

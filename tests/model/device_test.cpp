@@ -140,7 +140,7 @@ TEST_CASE("device and dtype spellings") {
   CHECK(ordo::model::parse_dtype("bf16") == torch::kBFloat16);
   CHECK(ordo::model::parse_dtype("float16") == torch::kFloat16);
   CHECK_THROWS_AS(ordo::model::parse_dtype("int8"), std::invalid_argument);
-  CHECK(ordo::model::dtype_name(torch::kBFloat16) == "bfloat16");
+  CHECK(ordo::model::torch_dtype_name(torch::kBFloat16) == "bfloat16");
 }
 
 TEST_CASE("a device this process cannot use is one line naming it and the reason") {

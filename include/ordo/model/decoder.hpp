@@ -165,44 +165,48 @@ struct nf4_weight {
   }
   torch::Tensor dequantize() const { return dequantize_rows(0, out_features); }
 
-  /// The packed bytes (uint8) and block scales (fp32) as tensors on `device`, copied there on
-  /// first use and kept (shared by the copies of a model; the NF4 data is immutable).
-  std::pair<torch::Tensor, torch::Tensor> tensors_on(const torch::Device& device) const {
+  /// What a device holds of the weight: the packed bytes (uint8), the block scales (fp32) and the
+  /// 16 codebook values (fp32).
+  struct device_tensors {
+    torch::Tensor packed, scales, codebook;
+  };
+
+  /// The weight's tensors on `device`, copied there on first use and kept (shared by the copies
+  /// of a model; the NF4 data is immutable).
+  device_tensors tensors_on(const torch::Device& device) const {
     std::lock_guard lock(cache_->mutex);
     for (const auto& [d, t] : cache_->copies)
       if (d == device) return t;
-    auto packed = torch::from_blob(const_cast<std::uint8_t*>(q.packed.data()),
-                                   {static_cast<std::int64_t>(q.packed.size())}, torch::kUInt8)
-                      .to(device, /*non_blocking=*/false, /*copy=*/true);
-    auto s =
-        torch::from_blob(const_cast<float*>(scales.data()), {static_cast<std::int64_t>(scales.size())}, torch::kFloat32)
-            .to(device, /*non_blocking=*/false, /*copy=*/true);
-    cache_->copies.emplace_back(device, std::make_pair(packed, s));
-    return cache_->copies.back().second;
+    auto to_device = [&](const void* data, std::int64_t n, torch::ScalarType type) {
+      return torch::from_blob(const_cast<void*>(data), {n}, type).to(device, /*non_blocking=*/false, /*copy=*/true);
+    };
+    device_tensors t{to_device(q.packed.data(), static_cast<std::int64_t>(q.packed.size()), torch::kUInt8),
+                     to_device(scales.data(), static_cast<std::int64_t>(scales.size()), torch::kFloat32),
+                     to_device(quant::nf4::codebook.data(), static_cast<std::int64_t>(quant::nf4::codebook.size()),
+                               torch::kFloat32)};
+    cache_->copies.emplace_back(device, t);
+    return t;
   }
 
-  /// dequantize_rows computed on `device` with LibTorch operations from the bytes kept there:
+  /// dequantize_rows computed on `device` with LibTorch operations from the tensors kept there:
   /// code_value(code) * scale in fp32, the same values as the host path.
   torch::Tensor dequantize_rows_on(const torch::Device& device, std::int64_t r0, std::int64_t r1) const {
     const auto n = (r1 - r0) * in_features, first = r0 * in_features;
     const auto bs = static_cast<std::int64_t>(q.blocksize);
     TORCH_CHECK(first % bs == 0, "ordo: NF4 row tiles must start on a block");
-    const auto [packed, block_scales] = tensors_on(device);
-    auto bytes = packed.narrow(0, first / 2, (n + 1) / 2).to(torch::kLong);
+    const auto t = tensors_on(device);
+    auto bytes = t.packed.narrow(0, first / 2, (n + 1) / 2).to(torch::kLong);
     auto codes = torch::stack({torch::div(bytes, 16, "floor"), torch::remainder(bytes, 16)}, 1).reshape({-1});
-    auto book =
-        torch::tensor(std::vector<float>(quant::nf4::codebook.begin(), quant::nf4::codebook.end()), torch::kFloat32)
-            .to(device);
-    auto values = book.index_select(0, codes.narrow(0, 0, n));
+    auto values = t.codebook.index_select(0, codes.narrow(0, 0, n));
     const auto blocks = (n + bs - 1) / bs;
-    auto per_value = block_scales.narrow(0, first / bs, blocks).repeat_interleave(bs).narrow(0, 0, n);
+    auto per_value = t.scales.narrow(0, first / bs, blocks).repeat_interleave(bs).narrow(0, 0, n);
     return (values * per_value).view({r1 - r0, in_features});
   }
 
  private:
   struct device_cache {
     std::mutex mutex;
-    std::vector<std::pair<torch::Device, std::pair<torch::Tensor, torch::Tensor>>> copies;
+    std::vector<std::pair<torch::Device, device_tensors>> copies;
   };
   std::shared_ptr<device_cache> cache_ = std::make_shared<device_cache>();
 };
@@ -217,9 +221,9 @@ inline torch::Tensor nf4_cuda_gemv([[maybe_unused]] const nf4_weight& w, [[maybe
   if (!x.device().is_cuda() || x.size(0) != 1 || w.in_features % static_cast<std::int64_t>(w.q.blocksize) != 0)
     return {};
   c10::cuda::CUDAGuard guard(x.device());
-  const auto [packed, block_scales] = w.tensors_on(x.device());
+  const auto t = w.tensors_on(x.device());
   auto y = torch::empty({1, w.out_features}, x.options().dtype(torch::kFloat32));
-  ordo::cuda::nf4::gemv(packed.data_ptr<std::uint8_t>(), block_scales.data_ptr<float>(),
+  ordo::cuda::nf4::gemv(t.packed.data_ptr<std::uint8_t>(), t.scales.data_ptr<float>(),
                         static_cast<std::size_t>(w.out_features), static_cast<std::size_t>(w.in_features),
                         w.q.blocksize, x.data_ptr<float>(), y.data_ptr<float>(),
                         c10::cuda::getCurrentCUDAStream(x.device().index()).stream());

@@ -4,7 +4,8 @@
 // `require_device` checks, before any work, that this process can use it, and otherwise throws
 // `device_unavailable` whose message is one line naming the device and the reason (a LibTorch
 // built without CUDA, no CUDA device visible, an index past the last device).
-// `parse_dtype` reads float32 | bfloat16 | float16 (also fp32, bf16, fp16).
+// `parse_dtype` reads float32 | bfloat16 | float16 (also fp32, bf16, fp16); torch_dtype_name
+// (model/dtype.hpp) writes the name back.
 #pragma once
 
 #include <cstdint>    // std::int64_t
@@ -14,6 +15,8 @@
 
 #include <ATen/detail/CUDAHooksInterface.h>  // at::detail::getCUDAHooks
 #include <torch/torch.h>
+
+#include <ordo/model/dtype.hpp>  // torch_dtype_from_name
 
 namespace ordo::model {
 
@@ -66,26 +69,14 @@ inline void require_device(const torch::Device& d) {
                              " (cuda:0" + (count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string()) + ")");
 }
 
-/// float32 | bfloat16 | float16 (or fp32, bf16, fp16): the dtype models are held in.
+/// float32 | bfloat16 | float16 (the names config.json uses; also fp32, bf16, fp16): the dtype
+/// models are held in. torch_dtype_name (model/dtype.hpp) writes it back.
 inline torch::ScalarType parse_dtype(std::string_view text) {
-  if (text == "float32" || text == "fp32") return torch::kFloat32;
-  if (text == "bfloat16" || text == "bf16") return torch::kBFloat16;
-  if (text == "float16" || text == "fp16") return torch::kFloat16;
+  if (const auto t = torch_dtype_from_name(std::string(text))) return *t;
+  if (text == "fp32") return torch::kFloat32;
+  if (text == "bf16") return torch::kBFloat16;
+  if (text == "fp16") return torch::kFloat16;
   throw std::invalid_argument("dtype \"" + std::string(text) + "\": expected float32, bfloat16 or float16");
-}
-
-/// "float32", "bfloat16", "float16".
-inline std::string dtype_name(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat32:
-      return "float32";
-    case torch::kBFloat16:
-      return "bfloat16";
-    case torch::kFloat16:
-      return "float16";
-    default:
-      return c10::toString(t);
-  }
 }
 
 /// A device and the dtype a model's dense parameters are held in there ({cpu, float32} unless

@@ -180,6 +180,15 @@ inline torch::ScalarType default_train_dtype(const torch::Device& device) {
   return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
 }
 
+/// The KD teacher: the base model itself, or, when `teacher_device` is another device than
+/// `where`'s, a second copy of the model at `path` loaded there (in `where.dtype`).
+inline std::shared_ptr<const DenseModel> distillation_teacher(const DenseModel& base, const std::filesystem::path& path,
+                                                              const model::placement& where,
+                                                              const std::optional<torch::Device>& teacher_device) {
+  if (!teacher_device || *teacher_device == where.device) return std::make_shared<const DenseModel>(base);
+  return std::make_shared<const DenseModel>(DenseModel::load(path, model::placement(*teacher_device, where.dtype)));
+}
+
 /// The study's data from a directory of documents: split by document, the newest
 /// `eval_documents` held out for evaluation; the others shuffled (seeded) and cut into
 /// calibration and training sequences of the budget's length. The sets never overlap.
@@ -225,16 +234,13 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   torch::manual_seed(o.seed);
   study_progress progress;
   std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
-               model::device_name(o.where.device).c_str(), model::dtype_name(o.where.dtype).c_str());
+               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
   const DenseModel base = DenseModel::load(o.model, o.where);
 
   auto data = prepare_data(base, o.corpus, o.budget, o.seed, o.eval_documents);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
-  context.teacher = o.teacher_device && *o.teacher_device != o.where.device
-                        ? std::make_shared<const DenseModel>(
-                              DenseModel::load(o.model, model::placement(*o.teacher_device, o.where.dtype)))
-                        : std::make_shared<const DenseModel>(base);
+  context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device);
   context.train_dtype = default_train_dtype(o.where.device);
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
     progress.progress(what, f, detail);
@@ -352,9 +358,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"seed", o.seed},
                          {"threads", o.threads},
                          {"device", model::device_name(o.where.device)},
-                         {"dtype", model::dtype_name(o.where.dtype)},
+                         {"dtype", model::torch_dtype_name(o.where.dtype)},
                          {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
-                         {"train_dtype", model::dtype_name(context.train_dtype)},
+                         {"train_dtype", model::torch_dtype_name(context.train_dtype)},
                          {"clarity_prompts", clarity.prompt_count()},
                          {"clarity_max_new_tokens", o.clarity.max_new_tokens},
                          {"fluency_scorer", base.source().string() + " (the base model)"},
