@@ -4,15 +4,19 @@
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
 //                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
+//                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
+//                 [--prune-recovery cross-entropy|distillation]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
-// pipelines). The result is saved as a Hugging Face directory (dense) or in bitsandbytes' NF4
+// pipelines, with P = Prune<30, Importance, Allocation> of the --prune-* choices; the JSON
+// names it, e.g. "P[flap]-KD-Q"). The result is saved as a Hugging Face directory (dense) or in bitsandbytes' NF4
 // serialization (a chain ending in Q), then loaded back from disk and compared with the model in
 // memory: the logits of both on the first calibration sequence must be equal ("reload" in the
 // summary; a mismatch is an error). The last line of output is a JSON summary.
 #include <chrono>
 #include <cstdio>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -42,6 +46,17 @@ int main(int argc, char** argv) {
   app.add_option("--prune-lr", options.budget.prune_learning_rate)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--kd-lr", options.budget.distill_learning_rate)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_flag("--no-recovery", no_recovery, "skip the fine-tune after pruning");
+  std::string importance = "paper", allocation = "uniform", recovery = "cross-entropy";
+  app.add_option("--prune-importance", importance, "paper, activation, wanda, flap or taylor")
+      ->check(CLI::IsMember({"paper", "activation", "wanda", "flap", "taylor"}))
+      ->capture_default_str();
+  app.add_option("--prune-allocation", allocation, "uniform (the same ratio in every layer) or global")
+      ->check(CLI::IsMember({"uniform", "global"}))
+      ->capture_default_str();
+  app.add_option("--prune-recovery", recovery,
+                 "training after pruning: cross-entropy (the paper) or distillation (from the unpruned model)")
+      ->check(CLI::IsMember({"cross-entropy", "distillation"}))
+      ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
   app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
   ordo::tools::device_flags device;
@@ -49,6 +64,8 @@ int main(int argc, char** argv) {
   device.add_teacher_to(app);
   CLI11_PARSE(app, argc, argv);
   options.budget.prune_recovery = !no_recovery;
+  options.budget.prune_recovery_loss =
+      recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
   try {
     const auto where = device.resolve();  // before any work
     const auto teacher_device = device.teacher();
@@ -65,10 +82,9 @@ int main(int argc, char** argv) {
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
 
-    using P = ordo::Prune<30>;
     using KD = ordo::Distill<ordo::T4, ordo::A03>;
     using Q = ordo::QuantNF4;
-    auto summary = ordo::with_pipeline(pipeline, ordo::paper_configurations<P, KD, Q>(), [&](auto t) {
+    auto run_one = [&](auto t) {
       using Pipe = typename decltype(t)::type;
       auto result = Pipe::run(base, context, progress);
       ordo::model::SavedCheckpoint saved;
@@ -105,7 +121,30 @@ int main(int argc, char** argv) {
                             {"base_memory_mb", base.memory_bytes() / 1048576.0},
                             {"compression", static_cast<double>(base.memory_bytes()) / saved.memory_bytes},
                             {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
-    });
+    };
+    // The P stage's type from the --prune-* choices, then the pipeline by name among its ten.
+    auto with_prune = [&](auto importance_tag, auto allocation_tag) {
+      using P = ordo::Prune<30, typename decltype(importance_tag)::type, typename decltype(allocation_tag)::type>;
+      // "P-KD-Q" names the P[flap]-KD-Q of these ten: each P of the name becomes P's symbol.
+      std::string name, part;
+      std::stringstream parts(pipeline);
+      while (std::getline(parts, part, '-'))
+        name += (name.empty() ? "" : "-") + (part == "P" || part == "p" ? std::string(P::symbol) : part);
+      return ordo::with_pipeline(name, ordo::paper_configurations<P, KD, Q>(), run_one);
+    };
+    auto with_allocation = [&](auto importance_tag) {
+      if (allocation == "global") return with_prune(importance_tag, boost::hana::type_c<ordo::allocation::global>);
+      return with_prune(importance_tag, boost::hana::type_c<ordo::allocation::uniform>);
+    };
+    namespace imp = ordo::importance;
+    auto summary = importance == "activation" ? with_allocation(boost::hana::type_c<imp::activation>)
+                   : importance == "wanda"    ? with_allocation(boost::hana::type_c<imp::wanda>)
+                   : importance == "flap"     ? with_allocation(boost::hana::type_c<imp::flap>)
+                   : importance == "taylor"   ? with_allocation(boost::hana::type_c<imp::taylor>)
+                                              : with_allocation(boost::hana::type_c<imp::paper>);
+    summary["prune_importance"] = importance;
+    summary["prune_allocation"] = allocation;
+    summary["prune_recovery"] = no_recovery ? "none" : recovery;
     summary["device"] = ordo::model::device_name(where.device);
     summary["dtype"] = ordo::model::torch_dtype_name(where.dtype);
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

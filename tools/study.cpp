@@ -55,6 +55,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
   app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
   app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
+  bool paper_only = false;
+  std::string recovery = "cross-entropy";
+  app.add_flag("--paper-only", paper_only, "only the paper's ten configurations (no P[flap] series)");
+  app.add_option("--prune-recovery", recovery,
+                 "training after pruning: cross-entropy (the paper) or distillation (from the unpruned model)")
+      ->check(CLI::IsMember({"cross-entropy", "distillation"}))
+      ->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
@@ -81,6 +88,9 @@ int main(int argc, char** argv) {
     o.judge = !no_judge;
     o.save_answers = !no_answers;
     o.save_models = save_models;
+    o.flap_series = !paper_only;
+    o.budget.prune_recovery_loss =
+        recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
     const auto rows = ordo::study::run_paper_study(o);
     std::printf("\n%s\nReports in %s: results.json, results.csv, results.md, size_vs_perplexity.svg\n",
                 ordo::study::markdown_table(rows).c_str(), out.c_str());

@@ -96,6 +96,15 @@ TEST_CASE("real configs: transformers 5 and 4 keys, Llama 3 RoPE, Qwen2, per-lay
   const auto again = decoder_config::from_json(pruned.to_json(), "round trip");
   CHECK(again.intermediate_sizes == pruned.intermediate_sizes);
 
+  // MLP biases (FLAP's bias compensation) round-trip for Llama; a Qwen2 config cannot carry them.
+  auto biased = decoder_config::from_json(nlohmann::json::parse(read_text(seeds / "llama32_1b_transformers4.json")), "b");
+  CHECK_FALSE(biased.mlp_bias);
+  biased.mlp_bias = true;
+  CHECK(decoder_config::from_json(biased.to_json(), "again").mlp_bias);
+  auto qwen_biased = decoder_config::from_json(biased.to_json(), "again");
+  qwen_biased.model_type = "qwen2";
+  CHECK_THROWS_WITH_AS(qwen_biased.to_json(), doctest::Contains("only Llama models carry mlp_bias"), std::invalid_argument);
+
   // Llama 3.1 lists several end ids: accepted, the single-id field left empty.
   auto j = nlohmann::json::parse(read_text(seeds / "llama32_1b_transformers4.json"));
   j["eos_token_id"] = {128001, 128008, 128009};
@@ -125,7 +134,8 @@ TEST_CASE("malformed configs are refused naming the file and the field") {
       {with(R"("head_dim": 9223372036854775806)"), "head_dim (9223372036854775806) is beyond"},
       {with(R"("attention_bias": 1)"), "'attention_bias' is not true or false"},
       {with(R"("tie_word_embeddings": "yes")"), "'tie_word_embeddings' is not true or false"},
-      {with(R"("mlp_bias": true)"), "mlp_bias = true is not supported"},
+      {with(R"("mlp_bias": true, "model_type": "qwen2")"), "mlp_bias = true is supported for model_type llama only"},
+      {with(R"("mlp_bias": "yes")"), "'mlp_bias' is not true or false"},
       {with(R"("rms_norm_eps": "1e-6")"), "'rms_norm_eps' is not a number"},
       {with(R"("rms_norm_eps": 0)"), "rms_norm_eps must be positive"},
       {with(R"("rope_scaling": "llama3")"), "'rope_scaling' is not an object"},

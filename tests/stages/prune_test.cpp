@@ -12,6 +12,8 @@
 #include <numeric>
 #include <cstdlib>
 #include <random>
+#include <set>
+#include <tuple>
 
 #include <unistd.h>  // getpid
 
@@ -111,11 +113,15 @@ TEST_CASE("the layer-by-layer calibration pass computes what CausalLM::forward c
     auto ids = ids_batch();
     auto mask = torch::ones_like(ids);
     mask[1].slice(0, 6).fill_(0);  // right padding on the second row
-    std::vector<torch::Tensor> sums;
-    for (auto w : m.config().intermediate_sizes) sums.push_back(torch::zeros({w}, torch::kFloat64));
+    std::vector<ordo::prune::detail::layer_stats> sums;
+    for (auto w : m.config().intermediate_sizes) sums.emplace_back(w);
     auto collected = ordo::prune::detail::forward_collecting(m.lm(), ids, mask, sums);
     CHECK(max_diff(collected, m.logits(ids, mask)) < 1e-5);
-    for (const auto& s : sums) CHECK(s.min().item<double>() > 0.0);
+    for (const auto& s : sums) {
+      CHECK(s.gate_abs.min().item<double>() > 0.0);
+      CHECK(s.x_sq.min().item<double>() > 0.0);
+      CHECK(s.seq_mean_sq.min().item<double>() > 0.0);
+    }
   }
 }
 
@@ -289,8 +295,8 @@ TEST_CASE("padding does not count in the activation importance") {
     }
   }
   // Control: averaging over the padded positions too (the defect) gives other values.
-  std::vector<torch::Tensor> sums;
-  for (auto w : m.config().intermediate_sizes) sums.push_back(torch::zeros({w}, torch::kFloat64));
+  std::vector<ordo::prune::detail::layer_stats> sums;
+  for (auto w : m.config().intermediate_sizes) sums.emplace_back(w);
   std::int64_t longest = 0;
   for (const auto& e : ctx.calibration)
     longest = std::max<std::int64_t>(longest, static_cast<std::int64_t>(e.ids.size()));
@@ -300,7 +306,7 @@ TEST_CASE("padding does not count in the activation importance") {
         .slice(0, 0, static_cast<std::int64_t>(ctx.calibration[e].ids.size()))
         .copy_(torch::tensor(ctx.calibration[e].ids, torch::kLong));
   ordo::prune::detail::forward_collecting(m.lm(), ids, torch::ones_like(ids), sums);
-  CHECK(max_diff(sums[0] / static_cast<double>(7 * longest), alone[0].activation) >
+  CHECK(max_diff(sums[0].gate_abs / static_cast<double>(7 * longest), alone[0].activation) >
         1e-3 * alone[0].activation.max().item<double>());
 }
 
@@ -517,4 +523,269 @@ TEST_CASE("recovery: invalid inputs are clear errors before any work") {
                          E);
   }
   CHECK(reports == 0);
+}
+
+// ---- importance policies, allocation, bias compensation, recovery by distillation ------------
+
+namespace {
+
+// The inputs X of each layer's down_proj, computed here from the modules themselves, example by
+// example (no padding): with o_proj zero in every layer, layer l's residual stream is the
+// embedding plus the MLP outputs of the layers before it.
+std::vector<std::vector<torch::Tensor>> down_inputs(ordo::DenseModel& m, const std::vector<ordo::Example>& examples) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<torch::Tensor>> out;  // [example][layer] -> [tokens, width]
+  for (const auto& e : examples) {
+    auto x = m.lm()->model->embed_tokens(torch::tensor(e.ids, torch::kLong));
+    std::vector<torch::Tensor> per_layer;
+    for (std::size_t i = 0; i < m.lm()->model->layers->size(); ++i) {
+      auto& l = layer(m.lm(), i);
+      auto h = l.post_attention_layernorm(x);
+      auto X = torch::silu(l.mlp->gate_proj(h)) * l.mlp->up_proj(h);
+      per_layer.push_back(X.to(torch::kFloat64));
+      x = x + l.mlp->down_proj(X);
+    }
+    out.push_back(per_layer);
+  }
+  return out;
+}
+
+ordo::prune::Options policy(ordo::prune::importance_kind k,
+                            ordo::prune::allocation_kind a = ordo::prune::allocation_kind::uniform) {
+  ordo::prune::Options o;
+  o.importance = k;
+  o.allocation = a;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("every importance policy equals an independent computation") {
+  using K = ordo::prune::importance_kind;
+  auto m = tiny();
+  {
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < 2; ++i) layer(m.lm(), i).self_attn->o_proj->weight.zero_();
+  }
+  auto ctx = context_for(m);  // 7 examples of unequal lengths in padded batches of 3
+  const auto X = down_inputs(m, ctx.calibration);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    std::vector<torch::Tensor> rows, seq_means;
+    for (const auto& e : X) {
+      rows.push_back(e[i]);
+      seq_means.push_back(e[i].abs().mean(0));
+    }
+    const auto all = torch::cat(rows, 0);                                       // [tokens, width]
+    const auto down = layer(m.lm(), i).mlp->down_proj->weight.detach().to(torch::kFloat64);  // [hidden, width]
+    const auto expected_activation = torch::stack(seq_means, 0).square().sum(0).sqrt();
+    const auto expected_wanda = down.abs().sum(0) * all.square().sum(0).sqrt();
+    const auto expected_flap = all.var(0, /*unbiased=*/false) * down.square().sum(0);
+    const auto expected_mean = all.mean(0);
+    auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return max_diff(a, b) / b.abs().max().item<double>();
+    };
+    CHECK(rel(ordo::prune::importance(m.lm(), ctx, policy(K::activation))[i].combined, expected_activation) < 1e-5);
+    CHECK(rel(ordo::prune::importance(m.lm(), ctx, policy(K::wanda))[i].combined, expected_wanda) < 1e-5);
+    const auto flap = ordo::prune::importance(m.lm(), ctx, policy(K::flap));
+    CHECK(rel(flap[i].combined, expected_flap) < 1e-4);
+    CHECK(rel(flap[i].input_mean, expected_mean) < 1e-5);
+  }
+  // Taylor: |w * dL/dw| summed per neuron, L the summed next-token cross-entropy, here from a
+  // clone with autograd, one unpadded example at a time.
+  auto copy = ordo::model::clone(m.lm());
+  for (auto& p : copy->parameters()) p.set_requires_grad(true);
+  for (const auto& e : ctx.calibration) {
+    auto ids = torch::tensor(e.ids, torch::kLong).unsqueeze(0);
+    auto logits = copy->forward(ids)[0];
+    torch::nn::functional::cross_entropy(logits.slice(0, 0, -1), ids[0].slice(0, 1),
+                                         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+        .backward();
+  }
+  const auto taylor = ordo::prune::importance(m.lm(), ctx, policy(K::taylor));
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto& mlp = *copy->model->layers->ptr<DecoderLayerImpl>(i)->mlp;
+    auto term = [](const torch::Tensor& w) { return (w.detach() * w.grad()).to(torch::kFloat64).abs(); };
+    auto expected = term(mlp.gate_proj->weight).sum(1) + term(mlp.up_proj->weight).sum(1) +
+                    term(mlp.down_proj->weight).sum(0);
+    CHECK(max_diff(taylor[i].combined, expected) < 1e-4 * expected.max().item<double>());
+  }
+  // The model's flags and gradients are as they were.
+  for (const auto& p : m.lm()->parameters()) {
+    CHECK_FALSE(p.grad().defined());
+  }
+  // Each policy ranks neurons differently (they are not one score under other names).
+  const auto a = ordo::prune::select_kept(ordo::prune::importance(m.lm(), ctx, policy(K::activation)), {0.3, 0.3});
+  const auto f = ordo::prune::select_kept(ordo::prune::importance(m.lm(), ctx, policy(K::flap)), {0.3, 0.3});
+  CHECK_FALSE(torch::equal(a[0], f[0]));
+}
+
+TEST_CASE("every policy is independent of how the calibration examples are batched") {
+  using K = ordo::prune::importance_kind;
+  auto m = tiny("qwen2");
+  auto ctx = context_for(m);
+  for (auto k : {K::activation, K::wanda, K::flap, K::taylor}) {
+    CAPTURE(std::string(ordo::prune::name(k)));
+    ctx.budget.batch_size = 1;
+    const auto alone = ordo::prune::importance(m.lm(), ctx, policy(k));
+    ctx.budget.batch_size = 4;
+    const auto padded = ordo::prune::importance(m.lm(), ctx, policy(k));
+    for (std::size_t i = 0; i < 2; ++i)
+      CHECK(max_diff(padded[i].combined, alone[i].combined) < 1e-5 * alone[i].combined.abs().max().item<double>());
+  }
+}
+
+TEST_CASE("global allocation: standardized scores ranked across layers, within the per-layer cap") {
+  torch::manual_seed(11);
+  std::vector<ordo::prune::layer_importance> scores(3);
+  const std::int64_t widths[] = {10, 20, 16};
+  for (std::size_t l = 0; l < 3; ++l)  // other scales and offsets per layer: only standardized scores compare
+    scores[l].combined = torch::rand({widths[l]}, torch::kFloat64) * (l + 1.0) + 0.5 * static_cast<double>(l);
+  scores[1].combined.slice(0, 0, 8).fill_(-100.0);  // a cluster of low scores: the cap must stop it
+  const std::vector<double> ratios(3, 0.3);
+  const double cap_ratio = 0.35;  // caps: floor(3.5) = 3, 7, floor(5.6) = 5
+  const auto keep = ordo::prune::select_kept_global(scores, ratios, cap_ratio);
+  // The expectation, by brute force: every neuron's standardized score, lowest first, removed
+  // unless its layer is at its cap, until 3 + 6 + 4 (what uniform would remove) are gone.
+  std::vector<std::tuple<double, std::size_t, std::int64_t>> z;
+  for (std::size_t l = 0; l < 3; ++l) {
+    auto c = scores[l].combined;
+    auto s = (c - c.mean()) / c.std(/*unbiased=*/false);
+    for (std::int64_t j = 0; j < widths[l]; ++j) z.emplace_back(s[j].item<double>(), l, -j);  // ties: later index first
+  }
+  std::sort(z.begin(), z.end());
+  const std::int64_t caps[] = {3, 7, 5};
+  std::int64_t taken[] = {0, 0, 0}, total = 0;
+  std::set<std::pair<std::size_t, std::int64_t>> gone;
+  for (const auto& [value, l, minus_j] : z) {
+    if (total == 13) break;
+    if (taken[l] == caps[l]) continue;
+    gone.insert({l, -minus_j});
+    ++taken[l];
+    ++total;
+  }
+  CHECK(taken[1] == 7);  // the cap binds in this draw
+  for (std::size_t l = 0; l < 3; ++l) {
+    CAPTURE(l);
+    std::set<std::int64_t> kept(keep[l].data_ptr<std::int64_t>(), keep[l].data_ptr<std::int64_t>() + keep[l].size(0));
+    CHECK(static_cast<std::int64_t>(kept.size()) == widths[l] - taken[l]);
+    for (std::int64_t j = 0; j < widths[l]; ++j) CHECK(kept.count(j) == (gone.count({l, j}) ? 0u : 1u));
+  }
+  // Default cap min(2 * 0.3, 0.9): 12 of layer 1's 20 may go (the 8 of the cluster, here).
+  const auto wide = ordo::prune::select_kept_global(scores, ratios);
+  CHECK(wide[1].size(0) >= 20 - 12);
+  std::int64_t removed = 0;
+  for (std::size_t l = 0; l < 3; ++l) removed += widths[l] - wide[l].size(0);
+  CHECK(removed == 13);
+  // Clear errors for a cap outside (0, 1) or below the ratio.
+  CHECK_THROWS_WITH_AS(ordo::prune::select_kept_global(scores, ratios, 1.5), doctest::Contains("max_layer_ratio"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(ordo::prune::select_kept_global(scores, ratios, 0.2),
+                       doctest::Contains("at least the largest ratio"), std::invalid_argument);
+}
+
+TEST_CASE("FLAP's bias compensation: removing constant neurons leaves the outputs unchanged") {
+  // A Llama decoder with MLP biases in which 28 neurons of each layer output a constant
+  // (gate and up rows zero, biases 1 and 2: X = silu(1) * 2 whatever the input). FLAP's
+  // fluctuation of those is 0, so 30 % pruning removes exactly them; the compensation puts their
+  // constant contribution into down_proj's bias and the logits do not change.
+  auto plain = tiny();
+  auto config = plain.config();
+  config.mlp_bias = true;
+  ordo::model::CausalLM lm(config);
+  {
+    torch::NoGradGuard no_grad;
+    auto from = plain.lm()->named_parameters();
+    for (auto& p : lm->named_parameters()) {
+      if (const auto* v = from.find(p.key()))
+        p.value().copy_(*v);
+      else
+        p.value().normal_(0.0, 0.05);  // the MLP biases: not zero, so that they must be carried
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+      auto& mlp = *lm->model->layers->ptr<DecoderLayerImpl>(i)->mlp;
+      auto constant = torch::arange(3 * static_cast<std::int64_t>(i), 3 * static_cast<std::int64_t>(i) + 84, 3);
+      mlp.gate_proj->weight.index_fill_(0, constant, 0.0);
+      mlp.up_proj->weight.index_fill_(0, constant, 0.0);
+      mlp.gate_proj->bias.index_fill_(0, constant, 1.0);
+      mlp.up_proj->bias.index_fill_(0, constant, 2.0);
+    }
+  }
+  ordo::DenseModel m(lm, nullptr, std::nullopt, ORDO_MODEL_FIXTURES);
+  auto ctx = context_for(m);
+  auto ids = ids_batch();
+  const auto reference = m.logits(ids);
+  auto pruned = ordo::apply_stage(ordo::Prune<30, ordo::importance::flap>{}, m, ctx);
+  CHECK(pruned.config().intermediate_sizes == std::vector<std::int64_t>{68, 68});
+  CHECK(pruned.config().mlp_bias);
+  MESSAGE("max |logit change| with compensation: " << max_diff(pruned.logits(ids), reference));
+  CHECK(max_diff(pruned.logits(ids), reference) < 1e-5);
+  // Control: the same neurons removed without compensation change the logits.
+  auto options = policy(ordo::prune::importance_kind::flap);
+  options.compensate = false;
+  auto bare = ordo::prune::prune_ffn(m.lm(), {0.3, 0.3}, ctx, nullptr, options);
+  CHECK(max_diff(bare->forward(ids), reference) > 1e-3);
+  // Saved and loaded back (Hugging Face layout, mlp_bias in config.json): the same logits.
+  const auto dir = fs::temp_directory_path() / ("ordo-flap-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  save_hf(pruned.lm(), dir);
+  auto back = ordo::model::load_hf(dir);
+  CHECK(back->config().mlp_bias);
+  CHECK(max_diff(back->forward(ids), pruned.logits(ids)) < 1e-6);
+  fs::remove_all(dir);
+  // A Qwen2 model cannot carry the bias: a clear error before any work.
+  auto qwen = tiny("qwen2");
+  auto qctx = context_for(qwen);
+  CHECK_THROWS_WITH_AS(ordo::apply_stage(ordo::Prune<30, ordo::importance::flap>{}, qwen, qctx),
+                       doctest::Contains("only Llama models carry"), std::invalid_argument);
+}
+
+TEST_CASE("the stage's type carries its policies: names, description, the options it runs with") {
+  using P = ordo::Prune<30, ordo::importance::wanda, ordo::allocation::global>;
+  static_assert(P::symbol == "P[wanda,global]");
+  static_assert(ordo::Pipeline<ordo::Prune<30, ordo::importance::flap>, ordo::QuantNF4>::name() == "P[flap]-Q");
+  CHECK(P::describe() == "Prune<30, wanda, global>");
+  ordo::Context ctx;
+  const auto o = ordo::prune::options_for<P::importance_type, P::allocation_type>("x", ctx);
+  CHECK(o.importance == ordo::prune::importance_kind::wanda);
+  CHECK(o.allocation == ordo::prune::allocation_kind::global);
+  CHECK_FALSE(o.compensates());
+  CHECK(ordo::prune::options_for<ordo::importance::flap, ordo::allocation::uniform>("x", ctx).compensates());
+  for (auto k : ordo::prune::importance_kinds) CHECK(ordo::prune::parse_importance(ordo::prune::name(k)) == k);
+  CHECK_THROWS_WITH_AS(ordo::prune::parse_importance("magnitude"), doctest::Contains("unknown pruning importance"),
+                       std::invalid_argument);
+  // Global allocation through the stage: widths differ per layer, the total is uniform's.
+  auto m = tiny();
+  auto c = context_for(m);
+  auto pruned = ordo::apply_stage(ordo::Prune<30, ordo::importance::activation, ordo::allocation::global>{}, m, c);
+  const auto& w = pruned.config().intermediate_sizes;
+  CHECK(w[0] + w[1] == 68 + 68);
+}
+
+TEST_CASE("recovery by distillation from the unpruned model brings the pruned model closer to it") {
+  auto m = tiny();
+  auto ctx = context_for(m);
+  ctx.train = calibration(m.config().vocab_size, 8, 5);
+  ctx.budget.train_samples = 8;
+  ctx.budget.batch_size = 2;
+  ctx.budget.epochs = 6;
+  ctx.budget.prune_learning_rate = 3e-4;  // the random teacher is near uniform: small steps
+  ctx.budget.warmup_fraction = 0.0;
+  ctx.budget.prune_recovery = false;
+  auto plain = ordo::apply_stage(ordo::Prune<30, ordo::importance::activation>{}, m, ctx);
+  ctx.budget.prune_recovery = true;
+  ctx.budget.prune_recovery_loss = ordo::recovery_loss::distillation;
+  auto recovered = ordo::apply_stage(ordo::Prune<30, ordo::importance::activation>{}, m, ctx);
+  auto kl_to_base = [&](ordo::DenseModel& s) {
+    double sum = 0;
+    for (const auto& e : ctx.train) {
+      auto ids = torch::tensor(e.ids, torch::kLong).unsqueeze(0);
+      auto log_t = torch::log_softmax(m.logits(ids), -1), log_s = torch::log_softmax(s.logits(ids), -1);
+      sum += (log_t.exp() * (log_t - log_s)).sum().item<double>();
+    }
+    return sum;
+  };
+  const double before = kl_to_base(plain), after = kl_to_base(recovered);
+  MESSAGE("KL(unpruned || pruned) on the training examples: " << before << " before, " << after << " after recovery");
+  CHECK(after < 0.7 * before);
 }

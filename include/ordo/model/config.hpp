@@ -43,6 +43,10 @@ struct decoder_config {
   double rope_theta = 10000.0;
   rope_scaling rope;
   bool attention_bias = false;  // q/k/v biases (Qwen2: true)
+  /// Biases on gate_proj, up_proj and down_proj (transformers' Llama `mlp_bias`): a model pruned
+  /// with FLAP's bias compensation carries its removed neurons' mean output in down_proj's bias.
+  /// transformers' Qwen2 has no such option, so only Llama models carry it.
+  bool mlp_bias = false;
   bool tie_word_embeddings = false;
   std::int64_t max_position_embeddings = 2048;
   std::optional<std::int64_t> bos_token_id;
@@ -158,7 +162,10 @@ struct decoder_config {
     c.rms_norm_eps = opt_num(j, "rms_norm_eps", 1e-6);
     c.max_position_embeddings = opt_int("max_position_embeddings", 2048);
     c.attention_bias = c.model_type == "qwen2" ? true : opt_bool("attention_bias", false);
-    if (opt_bool("mlp_bias", false)) fail("mlp_bias = true is not supported");
+    c.mlp_bias = opt_bool("mlp_bias", false);
+    if (c.mlp_bias && c.model_type != "llama")
+      fail("mlp_bias = true is supported for model_type llama only (transformers' " + c.model_type +
+           " MLP has no biases)");
     c.tie_word_embeddings = opt_bool("tie_word_embeddings", false);
     // RoPE: transformers 5 writes "rope_parameters"; 4.x wrote "rope_theta" + "rope_scaling".
     for (const char* key : {"rope_parameters", "rope_scaling"})
@@ -240,6 +247,11 @@ struct decoder_config {
     j["max_position_embeddings"] = max_position_embeddings;
     j["tie_word_embeddings"] = tie_word_embeddings;
     if (model_type == "llama") j["attention_bias"] = attention_bias;
+    if (model_type == "llama") j["mlp_bias"] = mlp_bias;
+    if (mlp_bias && model_type != "llama")
+      throw std::invalid_argument("a " + model_type +
+                                  " model with MLP biases (FLAP's bias compensation) has no transformers class to "
+                                  "load it; only Llama models carry mlp_bias");
     return j;
   }
 };

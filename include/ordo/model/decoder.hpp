@@ -383,8 +383,8 @@ TORCH_MODULE(Attention);
 
 class MLPImpl : public torch::nn::Module {
  public:
-  MLPImpl(std::int64_t hidden, std::int64_t intermediate, const build_options& b = {}) {
-    auto linear = [&](std::int64_t in, std::int64_t out) { return Linear(in, out, false, b); };
+  MLPImpl(std::int64_t hidden, std::int64_t intermediate, const build_options& b = {}, bool with_bias = false) {
+    auto linear = [&](std::int64_t in, std::int64_t out) { return Linear(in, out, with_bias, b); };
     gate_proj = register_module("gate_proj", linear(hidden, intermediate));
     up_proj = register_module("up_proj", linear(hidden, intermediate));
     down_proj = register_module("down_proj", linear(intermediate, hidden));
@@ -398,7 +398,7 @@ class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const decoder_config& c, std::int64_t layer, const build_options& b = {}) {
     self_attn = register_module("self_attn", Attention(c, b));
-    mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer), b));
+    mlp = register_module("mlp", MLP(c.hidden_size, c.intermediate_sizes.at(layer), b, c.mlp_bias));
     input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
     post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
   }

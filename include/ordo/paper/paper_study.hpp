@@ -24,6 +24,8 @@
 #include <string>      // std::string
 #include <vector>      // std::vector
 
+#include <boost/hana/concat.hpp>  // hana::concat
+#include <boost/hana/filter.hpp>  // hana::filter
 #include <torch/torch.h>
 
 #include <ordo/data/corpora.hpp>           // read_sotu, read_text_file
@@ -73,6 +75,10 @@ struct study_options {
   /// directory, bitsandbytes NF4 when the chain ends quantized); the rows then carry the saved
   /// files' size (`file_mb`).
   bool save_models = false;
+  /// Beside the paper's ten configurations, the seven that prune again with FLAP's importance
+  /// (ordo::importance::flap, bias compensation, the same 30 % in every layer): "P[flap]", ...
+  /// (docs/pruning.md says why FLAP).
+  bool flap_series = true;
 };
 
 /// `quick`: the 2-core CPU preset on the embedded default model (about 20 minutes); `paper`:
@@ -164,13 +170,24 @@ inline std::vector<data::Document> read_documents(const std::filesystem::path& d
   return docs;
 }
 
-// The paper's Table 1 order.
-inline int table_rank(const std::string& paper_name) {
+// The paper's Table 1 order; a series other than the paper's after it, in the same order
+// ("P[flap]-KD-Q" ranks as "P-KD-Q").
+inline int table_rank(const std::string& paper_name, const std::string& importance = "paper") {
   static const char* order[] = {"Base", "KD", "P", "Q", "P-KD-Q", "KD-P-Q", "P-Q-KD", "KD-Q-P", "Q-KD-P", "Q-P-KD"};
+  std::string plain = paper_name;
+  if (const auto open = plain.find('['); open != std::string::npos)
+    plain.erase(open, plain.find(']', open) - open + 1);
+  const int series = importance == "paper" ? 0 : 11;
   for (int i = 0; i < 10; ++i)
-    if (paper_name == order[i]) return i;
-  return 10;
+    if (plain == order[i]) return series + i;
+  return series + 10;
 }
+
+// Whether the pipeline P holds the stage S.
+template <class S, class P>
+inline constexpr bool has_stage_v = false;
+template <class S, class... X>
+inline constexpr bool has_stage_v<S, Pipeline<X...>> = (std::is_same_v<S, X> || ...);
 
 }  // namespace detail
 
@@ -270,16 +287,20 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
 
   std::vector<result_row> rows;
   using P = Prune<30>;
+  using P_flap = Prune<30, importance::flap>;
   using KD = Distill<T4, A03>;
   using Q = QuantNF4;
   constexpr auto ten = paper_configurations<P, KD, Q>();
-  const auto figures = execute(
-      ten, base, context,
-      [&](auto t, const auto& model) {
+  // The same orderings pruned with FLAP: the seven that hold a P (Base, KD, Q are shared).
+  constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), [](auto t) {
+    return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
+  });
+  auto sink = [&](auto t, const auto& model) {
         using Pipe = typename decltype(t)::type;
         result_row r;
         r.configuration = std::string(Pipe::name());
         r.paper_name = Pipe::size == 0 ? "Base" : std::string(paper_notation_v<Pipe>);
+        r.importance = detail::has_stage_v<P_flap, Pipe> ? std::string(importance::flap::name) : "paper";
         r.size_mb = static_cast<double>(model.memory_bytes()) / (1024.0 * 1024.0);
         const auto started = std::chrono::steady_clock::now();
         auto lm = model.lm();
@@ -324,8 +345,13 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s, %.1f s\n",
                      progress.tty ? "\r\033[K" : "", rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
                      static_cast<long long>(ppl.tokens), quality.c_str(), rows.back().eval_seconds);
-      },
-      options{o.max_cached_models}, progress);
+  };
+  const auto figures = o.flap_series
+                           ? execute(boost::hana::concat(ten, flap_seven), base, context, sink,
+                                     options{o.max_cached_models}, progress)
+                           : execute(ten, base, context, sink, options{o.max_cached_models}, progress);
+  const auto one_by_one = o.flap_series ? decltype(plan_of(boost::hana::concat(ten, flap_seven)))::unshared.applications
+                                        : decltype(plan_of(ten))::unshared.applications;
 
   // Chain times: the sum of the stage durations along each configuration's chain.
   for (auto& r : rows) {
@@ -340,7 +366,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   const double base_mb = rows.front().size_mb;  // base runs first (plan order)
   for (auto& r : rows) r.compression_ratio = base_mb / r.size_mb;
   std::sort(rows.begin(), rows.end(), [](const result_row& a, const result_row& b) {
-    return detail::table_rank(a.paper_name) < detail::table_rank(b.paper_name);
+    return detail::table_rank(a.paper_name, a.importance) < detail::table_rank(b.paper_name, b.importance);
   });
 
   nlohmann::json meta = {{"model", base.source().string()},
@@ -369,7 +395,11 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"models_saved", o.save_models},
                          {"stage_applications", figures.applications},
                          {"training_applications", figures.training_applications},
-                         {"stage_applications_one_by_one", decltype(plan_of(ten))::unshared.applications},
+                         {"stage_applications_one_by_one", one_by_one},
+                         {"flap_series", o.flap_series},
+                         {"prune_recovery_loss", o.budget.prune_recovery_loss == recovery_loss::distillation
+                                                     ? "distillation"
+                                                     : "cross_entropy"},
                          {"wall_seconds", progress.elapsed()}};
   write_reports(o.out_dir, rows, meta,
                 "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());

@@ -22,6 +22,7 @@ namespace ordo::study {
 struct result_row {
   std::string configuration;     // the chain ordo ran, e.g. "Q-D-P-KD-Q"
   std::string paper_name;        // the paper's notation, e.g. "Q-P-KD"; "Base" for the base model
+  std::string importance = "paper";  // the pruning score of the series: "paper" (the paper's ten), "flap", ...
   double size_mb = 0;            // bytes of the model's tensors / 2^20 (what its checkpoint stores)
   double perplexity = 0;         // on the held-out evaluation text
   double nll = 0;                // mean negative log-likelihood per token (nats)
@@ -89,7 +90,9 @@ bool any_row(std::span<const result_row> rows, F f) {
 inline std::string markdown_table(std::span<const result_row> rows) {
   const bool judge = detail::any_row(rows, [](const result_row& r) { return r.geval_correctness.has_value(); });
   const bool clarity = detail::any_row(rows, [](const result_row& r) { return r.clarity.has_value(); });
+  const bool series = detail::any_row(rows, [](const result_row& r) { return r.importance != "paper"; });
   std::string head = "| Model | Chain |", rule = "|---|---|";
+  if (series) head += " Importance |", rule += "---|";
   if (judge) head += " G-Eval | Prompt alignment |", rule += "---:|---:|";
   if (clarity) head += " Clarity | Fluency | Coherence | Readability |", rule += "---:|---:|---:|---:|";
   head += " Size (MB) | Perplexity | Compression | Stage time (s) |\n";
@@ -97,6 +100,7 @@ inline std::string markdown_table(std::span<const result_row> rows) {
   std::string out = head + rule;
   for (const auto& r : rows) {
     out += "| " + r.paper_name + " | " + r.configuration + " | ";
+    if (series) out += r.importance + " | ";
     if (judge) out += detail::opt(r.geval_correctness, 3) + " | " + detail::opt(r.prompt_alignment, 3) + " | ";
     if (clarity)
       out += detail::opt(r.clarity, 3) + " | " + detail::opt(r.fluency, 3) + " | " + detail::opt(r.coherence, 3) +
@@ -110,6 +114,7 @@ inline std::string markdown_table(std::span<const result_row> rows) {
 inline nlohmann::json to_json(const result_row& r) {
   nlohmann::json j = {{"configuration", r.configuration},
                       {"paper_name", r.paper_name},
+                      {"importance", r.importance},
                       {"size_mb", r.size_mb},
                       {"perplexity", r.perplexity},
                       {"nll", r.nll},
@@ -134,7 +139,7 @@ inline nlohmann::json to_json(const result_row& r) {
 inline std::string csv(std::span<const result_row> rows) {
   std::string out =
       "configuration,paper_name,size_mb,perplexity,nll,eval_tokens,compression_ratio,stage_seconds,eval_seconds,"
-      "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment\n";
+      "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance\n";
   auto cell = [](const std::optional<double>& v) {
     return v && std::isfinite(*v) ? detail::fixed(*v, 6) : std::string();
   };
@@ -143,12 +148,14 @@ inline std::string csv(std::span<const result_row> rows) {
            detail::fixed(r.perplexity, 6) + "," + detail::fixed(r.nll, 6) + "," + std::to_string(r.eval_tokens) + "," +
            detail::fixed(r.compression_ratio, 4) + "," + detail::fixed(r.stage_seconds, 3) + "," +
            detail::fixed(r.eval_seconds, 3) + "," + cell(r.clarity) + "," + cell(r.fluency) + "," + cell(r.coherence) +
-           "," + cell(r.readability) + "," + cell(r.geval_correctness) + "," + cell(r.prompt_alignment) + "\n";
+           "," + cell(r.readability) + "," + cell(r.geval_correctness) + "," + cell(r.prompt_alignment) + "," +
+           r.importance + "\n";
   }
   return out;
 }
 
-/// A scatter plot of size (x, MB) against perplexity (y, log scale), each point labelled.
+/// A scatter plot of size (x, MB) against perplexity (y, log scale), each point labelled; one
+/// colour per series (result_row::importance) with a legend when there is more than one.
 inline std::string svg_plot(std::span<const result_row> rows, std::string_view title) {
   const double W = 760, H = 480, left = 80, right = 30, top = 50, bottom = 60;
   std::vector<double> xs, ys;
@@ -191,12 +198,81 @@ inline std::string svg_plot(std::span<const result_row> rows, std::string_view t
   s += "<text x=\"18\" y=\"" + detail::fixed((top + H - bottom) / 2, 0) +
        "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " + detail::fixed((top + H - bottom) / 2, 0) +
        ")\">perplexity (log scale)</text>\n";
+  std::vector<std::string> series;
+  for (const auto& r : rows)
+    if (std::find(series.begin(), series.end(), r.importance) == series.end()) series.push_back(r.importance);
+  static constexpr const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"};
+  auto colour_of = [&](const std::string& name) {
+    const auto at = static_cast<std::size_t>(std::find(series.begin(), series.end(), name) - series.begin());
+    return colours[at % 5];
+  };
+  if (series.size() > 1)
+    for (std::size_t k = 0; k < series.size(); ++k) {
+      const double ly = top + 14.0 * static_cast<double>(k);
+      s += "<circle cx=\"" + detail::fixed(W - right - 150, 0) + "\" cy=\"" + detail::fixed(ly, 0) +
+           "\" r=\"5\" fill=\"" + colour_of(series[k]) + "\"/>\n";
+      s += "<text x=\"" + detail::fixed(W - right - 140, 0) + "\" y=\"" + detail::fixed(ly + 4, 0) + "\">" +
+           (series[k] == "paper" ? std::string("paper's score") : detail::xml_escape(series[k]) + " score") +
+           "</text>\n";
+    }
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const double cx = px(xs[i]), cy = py(ys[i]);
-    s += "<circle cx=\"" + detail::fixed(cx, 1) + "\" cy=\"" + detail::fixed(cy, 1) + "\" r=\"5\" fill=\"#1f77b4\"/>\n";
+    s += "<circle cx=\"" + detail::fixed(cx, 1) + "\" cy=\"" + detail::fixed(cy, 1) + "\" r=\"5\" fill=\"" +
+         colour_of(rows[i].importance) + "\"/>\n";
     s += "<text x=\"" + detail::fixed(cx + 8, 1) + "\" y=\"" + detail::fixed(cy - 6 + 13.0 * (i % 2), 1) + "\">" +
          detail::xml_escape(rows[i].paper_name) + " (" + detail::fixed(rows[i].perplexity, 2) + ")</text>\n";
   }
+  s += "</svg>\n";
+  return s;
+}
+
+/// A bar chart: one bar per value, labelled below by `labels` (every `label_every`-th), the
+/// y axis linear from min(0, lowest) to the highest value, a dashed line at `reference` when
+/// given (e.g. the unpruned model's perplexity).
+inline std::string svg_bars(std::span<const double> values, std::span<const std::string> labels,
+                            std::string_view title, std::string_view x_label, std::string_view y_label,
+                            std::optional<double> reference = std::nullopt, std::size_t label_every = 1) {
+  const double W = 760, H = 420, left = 80, right = 30, top = 50, bottom = 60;
+  double lo = 0, hi = reference.value_or(0);
+  for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v);
+  if (hi - lo < 1e-12) hi = lo + 1;
+  hi += (hi - lo) * 0.05;
+  const double n = static_cast<double>(std::max<std::size_t>(values.size(), 1));
+  const double slot = (W - left - right) / n;
+  auto py = [&](double y) { return H - bottom - (y - lo) / (hi - lo) * (H - top - bottom); };
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + detail::fixed(W, 0) + "\" height=\"" +
+                  detail::fixed(H, 0) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s += "<text x=\"" + detail::fixed(W / 2, 0) + "\" y=\"28\" text-anchor=\"middle\" font-size=\"15\">" +
+       detail::xml_escape(title) + "</text>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double y = lo + (hi - lo) * i / 4;
+    s += "<line x1=\"" + detail::fixed(left, 0) + "\" y1=\"" + detail::fixed(py(y), 1) + "\" x2=\"" +
+         detail::fixed(W - right, 0) + "\" y2=\"" + detail::fixed(py(y), 1) + "\" stroke=\"#ddd\"/>\n";
+    s += "<text x=\"" + detail::fixed(left - 8, 0) + "\" y=\"" + detail::fixed(py(y) + 4, 1) +
+         "\" text-anchor=\"end\">" + detail::fixed(y, 1) + "</text>\n";
+  }
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double x = left + slot * static_cast<double>(i) + slot * 0.15;
+    const double y = py(std::max(values[i], 0.0)), y0 = py(std::min(values[i], 0.0));
+    s += "<rect x=\"" + detail::fixed(x, 1) + "\" y=\"" + detail::fixed(y, 1) + "\" width=\"" +
+         detail::fixed(slot * 0.7, 1) + "\" height=\"" + detail::fixed(std::max(y0 - y, 0.5), 1) +
+         "\" fill=\"#1f77b4\"/>\n";
+    if (i < labels.size() && i % std::max<std::size_t>(label_every, 1) == 0)
+      s += "<text x=\"" + detail::fixed(x + slot * 0.35, 1) + "\" y=\"" + detail::fixed(H - bottom + 16, 0) +
+           "\" text-anchor=\"middle\">" + detail::xml_escape(labels[i]) + "</text>\n";
+  }
+  if (reference)
+    s += "<line x1=\"" + detail::fixed(left, 0) + "\" y1=\"" + detail::fixed(py(*reference), 1) + "\" x2=\"" +
+         detail::fixed(W - right, 0) + "\" y2=\"" + detail::fixed(py(*reference), 1) +
+         "\" stroke=\"#d62728\" stroke-dasharray=\"6 4\"/>\n";
+  s += "<line x1=\"" + detail::fixed(left, 0) + "\" y1=\"" + detail::fixed(py(lo), 1) + "\" x2=\"" +
+       detail::fixed(W - right, 0) + "\" y2=\"" + detail::fixed(py(lo), 1) + "\" stroke=\"black\"/>\n";
+  s += "<text x=\"" + detail::fixed((left + W - right) / 2, 0) + "\" y=\"" + detail::fixed(H - 18, 0) +
+       "\" text-anchor=\"middle\">" + detail::xml_escape(x_label) + "</text>\n";
+  s += "<text x=\"18\" y=\"" + detail::fixed((top + H - bottom) / 2, 0) +
+       "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " + detail::fixed((top + H - bottom) / 2, 0) + ")\">" +
+       detail::xml_escape(y_label) + "</text>\n";
   s += "</svg>\n";
   return s;
 }

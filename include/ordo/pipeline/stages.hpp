@@ -1,6 +1,9 @@
 // ordo/pipeline/stages.hpp — ordo's four stages and their compile-time parameters.
 //
-//   ordo::Prune<30>                       structured FFN pruning, 30 % of neurons removed ("P")
+//   ordo::Prune<30>                       structured FFN pruning, 30 % of neurons removed ("P"),
+//                                         the paper's importance, the same ratio in every layer
+//   ordo::Prune<30, ordo::importance::flap, ordo::allocation::global>
+//                                         another importance score and allocation ("P[flap,global]")
 //   ordo::Distill<ordo::T4, ordo::A03>    knowledge distillation, T = 4, alpha = 0.3    ("KD")
 //   ordo::QuantNF4                        NF4, blocksize 64, double quantization       ("Q")
 //                                         (a type deriving from QuantizeNF4<64, on>)
@@ -14,8 +17,10 @@
 #include <cstdint>      // std::intmax_t
 #include <string>       // std::string, std::to_string
 #include <string_view>  // std::string_view
+#include <type_traits>  // std::is_same_v
 
-#include <ordo/pipeline/type_list.hpp>  // dependent_false
+#include <ordo/pipeline/detail/static_string.hpp>  // joined
+#include <ordo/pipeline/type_list.hpp>              // dependent_false
 #include <ordo/pipeline/stage.hpp>      // stage concept
 #include <ordo/pipeline/state.hpp>      // dense, nf4
 
@@ -72,20 +77,118 @@ enum class double_quant : bool { off = false, on = true };
 
 // ---- stages -------------------------------------------------------------------------------
 
-/// Structured pruning of FFN neurons: removes `Percent` % of the intermediate neurons of every
-/// decoder layer (by the paper's importance score), then an optional recovery fine-tune.
-template <int Percent>
+/// How the P stage ranks FFN neurons (stages/prune.hpp has the formulas). Each policy is a tag
+/// type with its name, which the stage's symbol carries ("P[flap]") unless it is the paper's.
+namespace importance {
+/// The paper: 0.5 * sum|W_gate,W_up row| / max + 0.5 * mean|gate_proj output| / max.
+struct paper {
+  static constexpr std::string_view name = "paper";
+};
+/// Minitron: per channel of down_proj's input, the mean |activation| over a sequence, L2 over sequences.
+struct activation {
+  static constexpr std::string_view name = "activation";
+};
+/// Wanda-sp: sum_j |W_down[j, i]| * ||X_i||_2 (X: down_proj's input over the calibration tokens).
+struct wanda {
+  static constexpr std::string_view name = "wanda";
+};
+/// FLAP: variance of X_i over the calibration tokens * ||W_down[:, i]||^2, with bias compensation.
+struct flap {
+  static constexpr std::string_view name = "flap";
+};
+/// LLM-Pruner's first-order Taylor score: sum over the neuron's weights of |w * dL/dw|.
+struct taylor {
+  static constexpr std::string_view name = "taylor";
+};
+}  // namespace importance
+
+/// How the P stage spreads the removals over layers.
+namespace allocation {
+/// The paper: the same ratio in every layer.
+struct uniform {
+  static constexpr std::string_view name = "uniform";
+};
+/// Scores standardized per layer and ranked across layers (as many neurons removed in all as
+/// uniform would), each layer removing at most min(2 * ratio, 0.9) of its neurons.
+struct global {
+  static constexpr std::string_view name = "global";
+};
+}  // namespace allocation
+
+namespace detail {
+template <class T>
+inline constexpr bool is_importance_v = false;
+template <>
+inline constexpr bool is_importance_v<importance::paper> = true;
+template <>
+inline constexpr bool is_importance_v<importance::activation> = true;
+template <>
+inline constexpr bool is_importance_v<importance::wanda> = true;
+template <>
+inline constexpr bool is_importance_v<importance::flap> = true;
+template <>
+inline constexpr bool is_importance_v<importance::taylor> = true;
+template <class T>
+inline constexpr bool is_allocation_v = false;
+template <>
+inline constexpr bool is_allocation_v<allocation::uniform> = true;
+template <>
+inline constexpr bool is_allocation_v<allocation::global> = true;
+
+struct no_separator {
+  static constexpr std::string_view value = "";
+};
+template <std::string_view const& S>
+struct text {
+  static constexpr std::string_view value = S;
+};
+inline constexpr std::string_view p_open = "P[", close_bracket = "]", comma = ",";
+// "P", "P[flap]", "P[flap,global]", "P[paper,global]"
+template <class Importance, class Allocation>
+struct prune_symbol {
+  static constexpr bool paper_importance = std::is_same_v<Importance, importance::paper>;
+  static constexpr bool uniform_allocation = std::is_same_v<Allocation, allocation::uniform>;
+  static constexpr std::string_view value = [] {
+    if constexpr (paper_importance && uniform_allocation)
+      return std::string_view("P");
+    else if constexpr (uniform_allocation)
+      return joined<no_separator, text<p_open>, text<Importance::name>, text<close_bracket>>::value;
+    else
+      return joined<no_separator, text<p_open>, text<Importance::name>, text<comma>, text<Allocation::name>,
+                    text<close_bracket>>::value;
+  }();
+};
+}  // namespace detail
+
+/// Structured pruning of FFN neurons: removes `Percent` % of the intermediate neurons (of every
+/// decoder layer with allocation::uniform, of all layers together with allocation::global),
+/// ranked by `Importance`, then an optional recovery (fine-tune or distillation).
+template <int Percent, class Importance = importance::paper, class Allocation = allocation::uniform>
 struct Prune {
   static_assert(Percent > 0 && Percent < 100,
                 "ordo::Prune<Percent>: Percent is the share of FFN neurons removed and must "
                 "satisfy 0 < Percent < 100");
+  static_assert(detail::is_importance_v<Importance>,
+                "ordo::Prune<Percent, Importance, Allocation>: Importance must be one of "
+                "ordo::importance::paper, activation, wanda, flap, taylor");
+  static_assert(detail::is_allocation_v<Allocation>,
+                "ordo::Prune<Percent, Importance, Allocation>: Allocation must be "
+                "ordo::allocation::uniform or ordo::allocation::global");
+  using importance_type = Importance;
+  using allocation_type = Allocation;
   static constexpr int percent = Percent;
   static constexpr double ratio = Percent / 100.0;
-  static constexpr std::string_view symbol = "P";
+  static constexpr std::string_view symbol = detail::prune_symbol<Importance, Allocation>::value;
   static constexpr bool trains = true;  // recovery fine-tune
   using takes = dense;
   using gives = dense;
-  static std::string describe() { return "Prune<" + std::to_string(Percent) + ">"; }
+  static std::string describe() {
+    std::string d = "Prune<" + std::to_string(Percent);
+    if constexpr (!detail::prune_symbol<Importance, Allocation>::paper_importance ||
+                  !detail::prune_symbol<Importance, Allocation>::uniform_allocation)
+      d += ", " + std::string(Importance::name) + ", " + std::string(Allocation::name);
+    return d + ">";
+  }
 };
 
 /// Knowledge distillation: loss = (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T).

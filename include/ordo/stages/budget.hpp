@@ -11,6 +11,12 @@
 
 namespace ordo {
 
+/// The loss of the training that follows pruning (Budget::prune_recovery_loss).
+enum class recovery_loss {
+  cross_entropy,  ///< the paper: next-token cross-entropy on the training examples
+  distillation    ///< Minitron: KL from the unpruned model's next-token distribution (temperature 1)
+};
+
 /// Sizes of the work each stage does. Defaults are the `quick` preset's scale.
 struct Budget {
   std::int64_t calibration_samples = 32;  // pruning importance (the paper: 500)
@@ -25,6 +31,7 @@ struct Budget {
   double warmup_fraction = 0.1;
   double max_grad_norm = 1.0;
   bool prune_recovery = true;  // fine-tune after pruning
+  recovery_loss prune_recovery_loss = recovery_loss::cross_entropy;
   /// Share of the weight term in the pruning importance (the activation term gets the rest).
   /// The paper: 0.5; beyond it, 0 ranks neurons far better on SmolLM2-135M (docs/pruning.md).
   double prune_weight_share = 0.5;
