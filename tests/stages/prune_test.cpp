@@ -527,6 +527,43 @@ TEST_CASE("recovery: invalid inputs are clear errors before any work") {
 
 // ---- importance policies, allocation, bias compensation, recovery by distillation ------------
 
+// tests/stages/make_flap_fixture.py: calibration ids, the neurons an independent PyTorch FLAP
+// keeps, and the logits transformers computes for the FLAP-pruned model ordo saved (with
+// mlp_bias and the compensation in down_proj's bias). With ORDO_PRUNE_EXPORT=<dir> set, this
+// case writes <dir>/llama3_flap/ for the script instead of checking.
+TEST_CASE("FLAP against transformers: same kept neurons, and transformers loads the compensated model") {
+  const auto file = fs::path(ORDO_STAGES_FIXTURES) / "llama3_flap.safetensors";
+  REQUIRE(fs::exists(file));
+  ordo::io::safetensors::Checkpoint ck(file);
+  auto calib = ordo::model::read_tensor(ck, "calibration_ids");
+  auto lengths = ordo::model::read_tensor(ck, "calibration_lengths");
+  auto m = tiny("llama3");
+  ordo::Context ctx;
+  ctx.budget.prune_recovery = false;
+  ctx.budget.calibration_samples = calib.size(0);
+  ctx.budget.batch_size = 3;
+  for (std::int64_t e = 0; e < calib.size(0); ++e) {
+    auto row = calib[e].slice(0, 0, lengths[e].item<std::int64_t>()).contiguous();
+    ordo::Example ex;
+    ex.ids.assign(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
+    ex.labels = ex.ids;
+    ctx.calibration.push_back(ex);
+  }
+  ordo::prune::Options options;
+  options.importance = ordo::prune::importance_kind::flap;
+  ordo::prune::report details;
+  auto lm = ordo::prune::prune_ffn(m.lm(), {0.3, 0.3}, ctx, &details, options);
+  if (const char* out = std::getenv("ORDO_PRUNE_EXPORT")) {
+    save_hf(lm, fs::path(out) / "llama3_flap");
+    return;
+  }
+  for (std::size_t i = 0; i < 2; ++i) CHECK(torch::equal(details.kept[i], ordo::model::read_tensor(ck, "kept_" + std::to_string(i))));
+  torch::NoGradGuard no_grad;
+  const auto err = max_diff(lm->forward(ordo::model::read_tensor(ck, "input_ids")), ordo::model::read_tensor(ck, "logits"));
+  MESSAGE("max |ordo - transformers| logit difference of the FLAP-pruned model: " << err);
+  CHECK(err < 1e-4);
+}
+
 namespace {
 
 // The inputs X of each layer's down_proj, computed here from the modules themselves, example by
