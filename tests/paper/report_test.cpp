@@ -88,10 +88,46 @@ TEST_CASE("the answer-quality columns appear when measured, '-' where a row lack
   CHECK(table.find("| Model | Chain | G-Eval | Prompt alignment | Clarity |") == 0);
   CHECK(table.find("| Base | base | 0.900 | 0.800 | - |") != std::string::npos);
   const auto csv = ordo::study::csv(r);
-  CHECK(csv.find(",clarity,fluency,coherence,readability,geval_correctness,prompt_alignment\n") != std::string::npos);
-  CHECK(csv.find(",0.900000,0.800000\n") != std::string::npos);
-  CHECK(csv.find(",0.500000,0.250000,0.750000,0.500000,,\n") != std::string::npos);
+  CHECK(csv.find(",clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance\n") != std::string::npos);
+  CHECK(csv.find(",0.900000,0.800000,paper\n") != std::string::npos);
+  CHECK(csv.find(",0.500000,0.250000,0.750000,0.500000,,,paper\n") != std::string::npos);
   const auto j = ordo::study::to_json(r[1]);
   CHECK(j["clarity"] == doctest::Approx(0.5));
   CHECK_FALSE(j.contains("geval_correctness"));
+}
+
+TEST_CASE("a second pruning series: an importance column, one colour per series and a legend") {
+  auto r = rows();
+  auto flap = r[1];
+  flap.configuration = flap.paper_name = "P[flap]-KD-Q";
+  flap.importance = "flap";
+  flap.perplexity = 30.0;
+  r.push_back(flap);
+  const auto table = ordo::study::markdown_table(r);
+  CHECK(table.find("| Model | Chain | Importance | Size (MB) |") == 0);
+  CHECK(table.find("| P-KD-Q | P-KD-Q | paper | 70.00 |") != std::string::npos);
+  CHECK(table.find("| P[flap]-KD-Q | P[flap]-KD-Q | flap | 70.00 | 30.000 |") != std::string::npos);
+  CHECK(ordo::study::to_json(r[2])["importance"] == "flap");
+  CHECK(ordo::study::csv(r).find(",prompt_alignment,importance\n") != std::string::npos);
+  const auto svg = ordo::study::svg_plot(r, "two series");
+  CHECK(svg.find("fill=\"#1f77b4\"") != std::string::npos);  // the paper's series
+  CHECK(svg.find("fill=\"#ff7f0e\"") != std::string::npos);  // the flap series
+  CHECK(svg.find(">paper's score</text>") != std::string::npos);
+  CHECK(svg.find(">flap score</text>") != std::string::npos);
+  // One series alone: no column, no legend.
+  const auto one = ordo::study::markdown_table(rows());
+  CHECK(one.find("Importance") == std::string::npos);
+  CHECK(ordo::study::svg_plot(rows(), "one").find("score</text>") == std::string::npos);
+}
+
+TEST_CASE("a bar chart: one bar per value, labels, the reference line") {
+  const std::vector<double> v = {0.5, 2.0, -0.25};
+  const std::vector<std::string> labels = {"0", "1", "2"};
+  const auto svg = ordo::study::svg_bars(v, labels, "t & u", "layer", "change", 1.0);
+  std::size_t bars = 0;
+  for (auto at = svg.find("<rect x="); at != std::string::npos; at = svg.find("<rect x=", at + 1)) ++bars;
+  CHECK(bars == 3);
+  CHECK(svg.find("t &amp; u") != std::string::npos);
+  CHECK(svg.find("stroke-dasharray") != std::string::npos);
+  CHECK(svg.find(">2</text>") != std::string::npos);
 }
