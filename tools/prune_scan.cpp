@@ -4,7 +4,7 @@
 //   ordo-prune-scan --out DIR [--model PATH] [--corpus DIR] [--ratio 0.3]
 //                   [--importance paper,activation,wanda,flap,taylor] [--allocation uniform,global]
 //                   [--layers] [--layer-importance NAME] [--calibration-samples N] [--seq-len N]
-//                   [--eval-tokens N] [--eval-context N] [--seed N] [--threads N] [--device D] [--dtype T]
+//                   [--eval-tokens N] [--eval-context N] [--eval-stride N] [--seed N] [--threads N] [--device D] [--dtype T]
 //
 // Policies: the model is pruned by --ratio with each importance x allocation (prune::prune_ffn,
 // no recovery) and its perplexity on the study's held-out documents is measured.
@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
   app.add_option("--eval-tokens", options.eval_tokens)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--eval-context", options.eval_context)->check(CLI::Range(8, 1 << 20))->capture_default_str();
+  app.add_option("--eval-stride", options.eval_stride, "sliding-window step (at most --eval-context)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
   app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
   ordo::tools::device_flags device;
@@ -73,6 +76,9 @@ int main(int argc, char** argv) {
     std::vector<ordo::prune::allocation_kind> spreads;
     for (const auto& a : split_list(allocations)) spreads.push_back(ordo::prune::parse_allocation(a));
     if (kinds.empty()) throw std::invalid_argument("--importance names no importance");
+    if (options.eval_stride > options.eval_context)
+      throw std::invalid_argument("--eval-stride (" + std::to_string(options.eval_stride) +
+                                  ") must be at most --eval-context (" + std::to_string(options.eval_context) + ")");
     if (spreads.empty()) throw std::invalid_argument("--allocation names no allocation");
     const auto per_layer_kind =
         layer_importance.empty() ? kinds.front() : ordo::prune::parse_importance(layer_importance);

@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
     auto o = ordo::study::preset(preset);
     o.where = device.resolve();  // before any work
     o.teacher_device = device.teacher();
+    o.teacher = device.teacher_model;
     o.model = model;
     o.out_dir = out;
     o.threads = threads;

@@ -65,6 +65,9 @@ struct study_options {
   /// The KD teacher's device when it is not `where.device` (a second copy of the base model is
   /// loaded there).
   std::optional<torch::Device> teacher_device;
+  /// The KD teacher ("" : the base model), loaded onto teacher_device (or where.device) in
+  /// where.dtype; it must have the student's tokenizer (its logits may be wider: see distill.hpp).
+  std::filesystem::path teacher;
   /// Answer-quality metrics (study/clarity.hpp): prompts answered per configuration (0: none).
   clarity_options clarity;
   std::filesystem::path prompts;  // "" : resources/study_prompts.jsonl
@@ -197,13 +200,22 @@ inline torch::ScalarType default_train_dtype(const torch::Device& device) {
   return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
 }
 
-/// The KD teacher: the base model itself, or, when `teacher_device` is another device than
-/// `where`'s, a second copy of the model at `path` loaded there (in `where.dtype`).
+/// The KD teacher: the model at `teacher_path` when one is given, loaded onto `teacher_device`
+/// (default `where`'s) and checked to share the base model's tokenizer; otherwise the base
+/// model itself, or, when `teacher_device` is another device than `where`'s, a second copy of
+/// the model at `path` loaded there (in `where.dtype`).
 inline std::shared_ptr<const DenseModel> distillation_teacher(const DenseModel& base, const std::filesystem::path& path,
                                                               const model::placement& where,
-                                                              const std::optional<torch::Device>& teacher_device) {
+                                                              const std::optional<torch::Device>& teacher_device,
+                                                              const std::filesystem::path& teacher_path = {}) {
+  const model::placement there(teacher_device.value_or(where.device), where.dtype);
+  if (!teacher_path.empty()) {
+    auto teacher = std::make_shared<const DenseModel>(DenseModel::load(teacher_path, there));
+    distill::check_same_tokenizer(base, *teacher, "the teacher " + teacher_path.string());
+    return teacher;
+  }
   if (!teacher_device || *teacher_device == where.device) return std::make_shared<const DenseModel>(base);
-  return std::make_shared<const DenseModel>(DenseModel::load(path, model::placement(*teacher_device, where.dtype)));
+  return std::make_shared<const DenseModel>(DenseModel::load(path, there));
 }
 
 /// The study's data from a directory of documents: split by document, the newest
@@ -257,7 +269,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   auto data = prepare_data(base, o.corpus, o.budget, o.seed, o.eval_documents);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
-  context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device);
+  context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = default_train_dtype(o.where.device);
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
     progress.progress(what, f, detail);
@@ -386,6 +398,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"device", model::device_name(o.where.device)},
                          {"dtype", model::torch_dtype_name(o.where.dtype)},
                          {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
+                         {"teacher", o.teacher.empty() ? std::string("the base model") : o.teacher.string()},
                          {"train_dtype", model::torch_dtype_name(context.train_dtype)},
                          {"clarity_prompts", clarity.prompt_count()},
                          {"clarity_max_new_tokens", o.clarity.max_new_tokens},
