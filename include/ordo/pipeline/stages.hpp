@@ -160,33 +160,59 @@ struct prune_symbol {
 };
 }  // namespace detail
 
+namespace detail {
+// The policies of a Prune stage: the first given or importance::paper, the second given or
+// allocation::uniform.
+template <class... Policy>
+struct prune_policies {
+  static_assert(sizeof...(Policy) <= 2,
+                "ordo::Prune<Percent, Importance, Allocation>: at most two policies, an importance and an "
+                "allocation");
+  using importance = importance::paper;
+  using allocation = allocation::uniform;
+};
+template <class I>
+struct prune_policies<I> {
+  using importance = I;
+  using allocation = allocation::uniform;
+};
+template <class I, class A>
+struct prune_policies<I, A> {
+  using importance = I;
+  using allocation = A;
+};
+}  // namespace detail
+
 /// Structured pruning of FFN neurons: removes `Percent` % of the intermediate neurons (of every
 /// decoder layer with allocation::uniform, of all layers together with allocation::global),
-/// ranked by `Importance`, then an optional recovery (fine-tune or distillation).
-template <int Percent, class Importance = importance::paper, class Allocation = allocation::uniform>
+/// ranked by an importance policy (default importance::paper), then an optional recovery
+/// (fine-tune or distillation). Written Prune<30>, Prune<30, importance::flap> or
+/// Prune<30, importance::flap, allocation::global>; the policies are a pack rather than
+/// defaulted parameters so that diagnostics name Prune<30> as users write it.
+template <int Percent, class... Policy>
 struct Prune {
   static_assert(Percent > 0 && Percent < 100,
                 "ordo::Prune<Percent>: Percent is the share of FFN neurons removed and must "
                 "satisfy 0 < Percent < 100");
-  static_assert(detail::is_importance_v<Importance>,
+  using importance_type = typename detail::prune_policies<Policy...>::importance;
+  using allocation_type = typename detail::prune_policies<Policy...>::allocation;
+  static_assert(detail::is_importance_v<importance_type>,
                 "ordo::Prune<Percent, Importance, Allocation>: Importance must be one of "
                 "ordo::importance::paper, activation, wanda, flap, taylor");
-  static_assert(detail::is_allocation_v<Allocation>,
+  static_assert(detail::is_allocation_v<allocation_type>,
                 "ordo::Prune<Percent, Importance, Allocation>: Allocation must be "
                 "ordo::allocation::uniform or ordo::allocation::global");
-  using importance_type = Importance;
-  using allocation_type = Allocation;
   static constexpr int percent = Percent;
   static constexpr double ratio = Percent / 100.0;
-  static constexpr std::string_view symbol = detail::prune_symbol<Importance, Allocation>::value;
+  static constexpr std::string_view symbol = detail::prune_symbol<importance_type, allocation_type>::value;
   static constexpr bool trains = true;  // recovery fine-tune
   using takes = dense;
   using gives = dense;
   static std::string describe() {
     std::string d = "Prune<" + std::to_string(Percent);
-    if constexpr (!detail::prune_symbol<Importance, Allocation>::paper_importance ||
-                  !detail::prune_symbol<Importance, Allocation>::uniform_allocation)
-      d += ", " + std::string(Importance::name) + ", " + std::string(Allocation::name);
+    if constexpr (!detail::prune_symbol<importance_type, allocation_type>::paper_importance ||
+                  !detail::prune_symbol<importance_type, allocation_type>::uniform_allocation)
+      d += ", " + std::string(importance_type::name) + ", " + std::string(allocation_type::name);
     return d + ">";
   }
 };

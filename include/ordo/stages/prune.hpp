@@ -675,12 +675,13 @@ namespace ordo {
 
 /// The P stage: Percent % of the FFN neurons removed, ranked by Importance, spread by
 /// Allocation (see above); the paper's when both are defaulted.
-template <int Percent, class Importance, class Allocation>
-DenseModel apply(const Prune<Percent, Importance, Allocation>& stage, const DenseModel& model, Context& context) {
-  const std::vector<double> ratios(static_cast<std::size_t>(model.config().num_layers),
-                                   Prune<Percent, Importance, Allocation>::ratio);
-  return prune::prune_ffn(model, ratios, context,
-                          prune::options_for<Importance, Allocation>(stage.describe(), context));
+template <int Percent, class... Policy>
+DenseModel apply(const Prune<Percent, Policy...>& stage, const DenseModel& model, Context& context) {
+  using S = Prune<Percent, Policy...>;
+  const std::vector<double> ratios(static_cast<std::size_t>(model.config().num_layers), S::ratio);
+  return prune::prune_ffn(
+      model, ratios, context,
+      prune::options_for<typename S::importance_type, typename S::allocation_type>(stage.describe(), context));
 }
 
 }  // namespace ordo
