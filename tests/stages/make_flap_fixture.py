@@ -24,13 +24,15 @@ import json
 import math
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 
 import torch
 import transformers
 from safetensors.torch import save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import make_prune_fixtures  # noqa: E402  (run_test)
 
 HERE = pathlib.Path(__file__).resolve().parent
 DECODER = HERE.parent / "model" / "fixtures" / "llama3"
@@ -40,11 +42,7 @@ CASE = "FLAP against transformers*"
 
 
 def run_test(binary, env=None):
-    cmd = [binary, f"-tc={CASE}", "-s"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
-    return res.stdout
+    return make_prune_fixtures.run_test(binary, env, CASE)
 
 
 def flap(model, ids, lengths):

@@ -74,8 +74,9 @@ def kept(combined, ratio):
     return torch.sort(order[: width - removed]).values
 
 
-def run_test(binary, env=None):
-    cmd = [binary, f"-tc={CASE}", "-s"]
+def run_test(binary, env=None, case=CASE):
+    """Runs one doctest case of the stages.prune binary; exits with its output if it fails."""
+    cmd = [binary, f"-tc={case}", "-s"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")

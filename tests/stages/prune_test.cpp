@@ -399,6 +399,25 @@ TEST_CASE("progress is reported from 0 to 1") {
   CHECK(std::is_sorted(fractions.begin(), fractions.end()));
 }
 
+// A context whose calibration set is a fixture's calibration_ids (each row cut to its
+// calibration_lengths entry), without recovery.
+ordo::Context context_from_fixture(ordo::io::safetensors::Checkpoint& ck, std::int64_t batch_size) {
+  auto calib = ordo::model::read_tensor(ck, "calibration_ids");
+  auto lengths = ordo::model::read_tensor(ck, "calibration_lengths");
+  ordo::Context ctx;
+  ctx.budget.prune_recovery = false;
+  ctx.budget.calibration_samples = calib.size(0);
+  ctx.budget.batch_size = batch_size;
+  for (std::int64_t e = 0; e < calib.size(0); ++e) {
+    auto row = calib[e].slice(0, 0, lengths[e].item<std::int64_t>()).contiguous();
+    ordo::Example ex;
+    ex.ids.assign(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
+    ex.labels = ex.ids;
+    ctx.calibration.push_back(ex);
+  }
+  return ctx;
+}
+
 // tests/stages/make_prune_fixtures.py: the calibration ids, the neurons an independent PyTorch
 // implementation of the importance keeps, and the logits transformers computes for the pruned
 // model ordo saved (config.json + model.safetensors). With ORDO_PRUNE_EXPORT=<dir> set, this
@@ -410,20 +429,8 @@ TEST_CASE("against transformers: same kept neurons, and transformers loads the p
     const auto file = fs::path(ORDO_STAGES_FIXTURES) / (std::string(which) + ".safetensors");
     REQUIRE(fs::exists(file));
     ordo::io::safetensors::Checkpoint ck(file);
-    auto calib = ordo::model::read_tensor(ck, "calibration_ids");
-    auto lengths = ordo::model::read_tensor(ck, "calibration_lengths");
     auto m = tiny(which);
-    ordo::Context ctx;
-    ctx.budget.prune_recovery = false;
-    ctx.budget.calibration_samples = calib.size(0);
-    ctx.budget.batch_size = 4;
-    for (std::int64_t e = 0; e < calib.size(0); ++e) {
-      auto row = calib[e].slice(0, 0, lengths[e].item<std::int64_t>()).contiguous();
-      ordo::Example ex;
-      ex.ids.assign(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
-      ex.labels = ex.ids;
-      ctx.calibration.push_back(ex);
-    }
+    auto ctx = context_from_fixture(ck, 4);
     ordo::prune::report details;
     auto lm = ordo::prune::prune_ffn(m.lm(), {0.3, 0.3}, ctx, &details);
     if (const char* out = std::getenv("ORDO_PRUNE_EXPORT")) {
@@ -535,20 +542,8 @@ TEST_CASE("FLAP against transformers: same kept neurons, and transformers loads 
   const auto file = fs::path(ORDO_STAGES_FIXTURES) / "llama3_flap.safetensors";
   REQUIRE(fs::exists(file));
   ordo::io::safetensors::Checkpoint ck(file);
-  auto calib = ordo::model::read_tensor(ck, "calibration_ids");
-  auto lengths = ordo::model::read_tensor(ck, "calibration_lengths");
   auto m = tiny("llama3");
-  ordo::Context ctx;
-  ctx.budget.prune_recovery = false;
-  ctx.budget.calibration_samples = calib.size(0);
-  ctx.budget.batch_size = 3;
-  for (std::int64_t e = 0; e < calib.size(0); ++e) {
-    auto row = calib[e].slice(0, 0, lengths[e].item<std::int64_t>()).contiguous();
-    ordo::Example ex;
-    ex.ids.assign(row.data_ptr<std::int64_t>(), row.data_ptr<std::int64_t>() + row.numel());
-    ex.labels = ex.ids;
-    ctx.calibration.push_back(ex);
-  }
+  auto ctx = context_from_fixture(ck, 3);
   ordo::prune::Options options;
   options.importance = ordo::prune::importance_kind::flap;
   ordo::prune::report details;

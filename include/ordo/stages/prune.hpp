@@ -348,12 +348,11 @@ inline std::vector<layer_importance> importance(const model::CausalLM& model, co
   const auto layers = lm->model->layers->size();
   std::vector<detail::layer_stats> stats;
   for (std::size_t i = 0; i < layers; ++i) stats.emplace_back(lm->config().intermediate_sizes.at(i), device);
-  double tokens = 0, sequences = 0;
+  double tokens = 0;
   std::size_t seen = 0;
   for (const auto& b : batches) {
     detail::forward_collecting(lm, b.ids.to(device), b.mask.to(device), stats);
     tokens += static_cast<double>(b.mask.sum().item<std::int64_t>());
-    sequences += static_cast<double>(b.ids.size(0));
     seen += static_cast<std::size_t>(b.ids.size(0));
     const double share = options.importance == importance_kind::taylor ? 0.45 : 0.9;
     context.report(what, share * static_cast<double>(&b - batches.data() + 1) / static_cast<double>(batches.size()),
@@ -391,7 +390,6 @@ inline std::vector<layer_importance> importance(const model::CausalLM& model, co
       throw std::runtime_error("ordo::" + what + ": layer " + std::to_string(i) +
                                " has non-finite weights or activations; cannot rank its neurons");
   }
-  (void)sequences;
   return out;
 }
 
