@@ -1,6 +1,7 @@
 // ordo-compress: one compression pipeline, chosen by name, on one model; saves the result.
 //
 //   ordo-compress --pipeline P-KD-Q [--model PATH] --out DIR [--corpus DIR]
+//                 [--train-data text|chat] [--chats PATH] [--chat-loss assistant|all]
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
 //                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
@@ -26,17 +27,17 @@
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/paper/paper_study.hpp>
 
+#include "data_options.hpp"
 #include "device_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-compress: run one compression pipeline and save the model"};
-  std::string pipeline, model_path, out, corpus;
+  std::string pipeline, model_path, out;
   auto options = ordo::study::preset("quick");
   bool no_recovery = false;
   app.add_option("--pipeline", pipeline, "e.g. P-KD-Q, Q-P-KD, Q-D-P-KD-Q, P, KD, Q")->required();
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->required();
-  app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
   app.add_option("--calibration-samples", options.budget.calibration_samples)
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
+  ordo::tools::data_flags data_options;
+  data_options.add_to(app, /*evaluate=*/false);
   CLI11_PARSE(app, argc, argv);
   options.budget.prune_recovery = !no_recovery;
   options.budget.prune_recovery_loss =
@@ -70,13 +73,12 @@ int main(int argc, char** argv) {
   try {
     const auto where = device.resolve();  // before any work
     const auto teacher_device = device.teacher();
+    const auto sources = data_options.resolve();
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
     const auto base = ordo::DenseModel::load(model_path, where);
-    const auto corpus_dir =
-        corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
-    auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
+    auto data = ordo::study::prepare_data(base, sources, options.budget, options.seed);
     auto& context = data.context;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
     context.train_dtype = ordo::study::default_train_dtype(where.device);
@@ -115,6 +117,8 @@ int main(int argc, char** argv) {
       return nlohmann::json{{"pipeline", std::string(ordo::paper_notation_v<Pipe>)},
                             {"chain", std::string(Pipe::name())},
                             {"stages", Pipe::description()},
+                            {"train_data", data.summary["train_data"]},
+                            {"train_loss_tokens", data.summary["train_loss_tokens"]},
                             {"out", saved.dir.string()},
                             {"file_mb", saved.size.file_bytes / 1048576.0},
                             {"tensor_mb", saved.size.tensor_bytes / 1048576.0},

@@ -1,7 +1,7 @@
 // ordo-prune-scan: how well each pruning importance and allocation keeps a model, and how
 // sensitive each layer is to pruning, measured without recovery training.
 //
-//   ordo-prune-scan --out DIR [--model PATH] [--corpus DIR] [--ratio 0.3]
+//   ordo-prune-scan --out DIR [--model PATH] [--corpus DIR] [--train-data text|chat] [--chats PATH] [--ratio 0.3]
 //                   [--importance paper,activation,wanda,flap,taylor] [--allocation uniform,global]
 //                   [--layers] [--layer-importance NAME] [--calibration-samples N] [--seq-len N]
 //                   [--eval-tokens N] [--eval-context N] [--eval-stride N] [--seed N] [--threads N] [--device D] [--dtype T]
@@ -24,6 +24,7 @@
 #include <ordo/paper/paper_study.hpp>
 #include <ordo/paper/report.hpp>
 
+#include "data_options.hpp"
 #include "device_options.hpp"
 
 namespace {
@@ -40,14 +41,13 @@ std::vector<std::string> split_list(const std::string& text) {
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-prune-scan: perplexity after pruning (no recovery) per importance, allocation and layer"};
-  std::string model_path, out, corpus, importances = "paper,activation,wanda,flap,taylor", allocations = "uniform";
+  std::string model_path, out, importances = "paper,activation,wanda,flap,taylor", allocations = "uniform";
   std::string layer_importance;
   double ratio = 0.3;
   bool layers = false;
   auto options = ordo::study::preset("quick");
   app.add_option("--out", out, "output directory (scan.json, sensitivity.svg)")->required();
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
-  app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
   app.add_option("--ratio", ratio, "share of FFN neurons removed")->check(CLI::Range(0.001, 0.999))->capture_default_str();
   app.add_option("--importance", importances, "comma-separated: paper, activation, wanda, flap, taylor")
       ->capture_default_str();
@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
+  ordo::tools::data_flags data_options;
+  data_options.add_to(app, /*evaluate=*/false);
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
   try {
@@ -83,6 +85,7 @@ int main(int argc, char** argv) {
     const auto per_layer_kind =
         layer_importance.empty() ? kinds.front() : ordo::prune::parse_importance(layer_importance);
     const auto where = device.resolve();
+    const auto sources = data_options.resolve();
     const fs::path out_dir = out;
     if (fs::exists(out_dir) && !fs::is_directory(out_dir))
       throw std::invalid_argument(out_dir.string() + " exists and is not a directory");
@@ -94,10 +97,8 @@ int main(int argc, char** argv) {
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
     const auto base = ordo::DenseModel::load(model_path, where);
-    const auto corpus_dir =
-        corpus.empty() ? fs::path(ORDO_SOURCE_DIR) / "data/sotu" : fs::path(corpus);
     options.budget.prune_recovery = false;
-    auto data = ordo::study::prepare_data(base, corpus_dir, options.budget, options.seed, options.eval_documents);
+    auto data = ordo::study::prepare_data(base, sources, options.budget, options.seed);
     auto& context = data.context;
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
@@ -120,6 +121,8 @@ int main(int argc, char** argv) {
                              {"eval_tokens", options.eval_tokens},
                              {"eval_context", options.eval_context},
                              {"seed", options.seed},
+                             {"train_data", data.summary["train_data"]},
+                             {"calibration_source", data.summary["train_source"]},
                              {"base_perplexity", base_ppl},
                              {"policies", nlohmann::json::array()}};
     for (auto kind : kinds)

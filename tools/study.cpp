@@ -1,7 +1,8 @@
 // ordo-study: the paper's study on one base model — base, P, KD, Q and the six orderings of
 // Prune<30>, Distill<T4, A03> and QuantNF4 — with shared prefixes, evaluated and reported.
 //
-//   ordo-study [--model PATH] [--preset quick|paper] [--out DIR] [--corpus DIR]
+//   ordo-study [--model PATH] [--preset quick|paper] [--out DIR] [--corpus DIR] [--chats PATH]
+//              [--train-data text|chat] [--chat-loss assistant|all] [--eval-chats N]
 //              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
 //              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
@@ -20,11 +21,12 @@
 
 #include <ordo/paper/paper_study.hpp>
 
+#include "data_options.hpp"
 #include "device_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-study: the compression-ordering study on one base model"};
-  std::string preset = "quick", model, out = "out/study", corpus;
+  std::string preset = "quick", model, out = "out/study";
   long long train = -1, calibration = -1, seq_len = -1, epochs = -1, eval_tokens = -1, max_cached = -1;
   int threads = 2;
   double weight_share = -1;
@@ -36,7 +38,6 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->capture_default_str();
-  app.add_option("--corpus", corpus, "a directory of .txt documents (default: the State of the Union corpus)");
   app.add_option("--train-samples", train, "training sequences per training stage");
   app.add_option("--calibration-samples", calibration, "calibration sequences for pruning");
   app.add_option("--seq-len", seq_len, "sequence length");
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
+  ordo::tools::data_flags data_options;
+  data_options.add_to(app, /*evaluate=*/true);
   CLI11_PARSE(app, argc, argv);
   try {
     auto o = ordo::study::preset(preset);
@@ -74,7 +77,7 @@ int main(int argc, char** argv) {
     o.model = model;
     o.out_dir = out;
     o.threads = threads;
-    o.corpus = corpus.empty() ? std::filesystem::path(ORDO_SOURCE_DIR) / "data/sotu" : std::filesystem::path(corpus);
+    o.data = data_options.resolve();
     if (train > 0) o.budget.train_samples = train;
     if (calibration > 0) o.budget.calibration_samples = calibration;
     if (seq_len > 0) o.budget.sequence_length = seq_len;

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -88,9 +89,9 @@ TEST_CASE("the answer-quality columns appear when measured, '-' where a row lack
   CHECK(table.find("| Model | Chain | G-Eval | Prompt alignment | Clarity |") == 0);
   CHECK(table.find("| Base | base | 0.900 | 0.800 | - |") != std::string::npos);
   const auto csv = ordo::study::csv(r);
-  CHECK(csv.find(",clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance\n") != std::string::npos);
-  CHECK(csv.find(",0.900000,0.800000,paper\n") != std::string::npos);
-  CHECK(csv.find(",0.500000,0.250000,0.750000,0.500000,,,paper\n") != std::string::npos);
+  CHECK(csv.find(",clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance,chat_perplexity\n") != std::string::npos);
+  CHECK(csv.find(",0.900000,0.800000,paper,\n") != std::string::npos);
+  CHECK(csv.find(",0.500000,0.250000,0.750000,0.500000,,,paper,\n") != std::string::npos);
   const auto j = ordo::study::to_json(r[1]);
   CHECK(j["clarity"] == doctest::Approx(0.5));
   CHECK_FALSE(j.contains("geval_correctness"));
@@ -108,7 +109,7 @@ TEST_CASE("a second pruning series: an importance column, one colour per series 
   CHECK(table.find("| P-KD-Q | P-KD-Q | paper | 70.00 |") != std::string::npos);
   CHECK(table.find("| P[flap]-KD-Q | P[flap]-KD-Q | flap | 70.00 | 30.000 |") != std::string::npos);
   CHECK(ordo::study::to_json(r[2])["importance"] == "flap");
-  CHECK(ordo::study::csv(r).find(",prompt_alignment,importance\n") != std::string::npos);
+  CHECK(ordo::study::csv(r).find(",prompt_alignment,importance,chat_perplexity\n") != std::string::npos);
   const auto svg = ordo::study::svg_plot(r, "two series");
   CHECK(svg.find("fill=\"#1f77b4\"") != std::string::npos);  // the paper's series
   CHECK(svg.find("fill=\"#ff7f0e\"") != std::string::npos);  // the flap series
@@ -118,6 +119,22 @@ TEST_CASE("a second pruning series: an importance column, one colour per series 
   const auto one = ordo::study::markdown_table(rows());
   CHECK(one.find("Importance") == std::string::npos);
   CHECK(ordo::study::svg_plot(rows(), "one").find("score</text>") == std::string::npos);
+}
+
+TEST_CASE("perplexity on held-out chats: a column after the text's when measured, in the JSON and the CSV") {
+  auto r = rows();
+  CHECK(ordo::study::markdown_table(r).find("Chat perplexity") == std::string::npos);
+  CHECK_FALSE(ordo::study::to_json(r[1]).contains("chat_perplexity"));
+  r[1].chat_perplexity = 8.5;
+  const auto table = ordo::study::markdown_table(r);
+  CHECK(table.find("| Size (MB) | Perplexity | Chat perplexity | Compression | Stage time (s) |\n|---|---|---:|---:|---:|---:|---:|\n") !=
+        std::string::npos);
+  CHECK(table.find("| P-KD-Q | P-KD-Q | 70.00 | 12.250 | 8.500 | ") != std::string::npos);
+  CHECK(table.find("| Base | base | 256.00 | 10.500 | - | 1.00x |") != std::string::npos);  // none measured
+  CHECK(ordo::study::to_json(r[1])["chat_perplexity"] == doctest::Approx(8.5));
+  CHECK(ordo::study::csv(r).find(",paper,8.500000\n") != std::string::npos);
+  r[1].chat_perplexity = std::numeric_limits<double>::infinity();
+  CHECK(ordo::study::to_json(r[1])["chat_perplexity"].is_null());
 }
 
 TEST_CASE("a bar chart: one bar per value, labels, the reference line") {

@@ -8,17 +8,25 @@
 //   halves   disjoint chunks of `context` tokens, scoring the second half of each chunk only
 //            (llama.cpp's `perplexity` tool), so that its figures can be compared.
 // The first token of the text is never scored (nothing predicts it).
+//
+// Of examples (`perplexity(lm, examples, o)`): each ordo::Example is its own context (a
+// conversation, say), and only its labelled tokens count (labels[t] != -100, t > 0: the
+// assistant's replies of a chat encoded with data::Scoring::assistant), token-weighted over all
+// the examples.
 #pragma once
 
 #include <cmath>       // std::exp
 #include <cstdint>     // std::int64_t
 #include <functional>  // std::function
+#include <span>        // std::span
 #include <stdexcept>   // std::invalid_argument
 #include <string>      // std::string
 #include <vector>      // std::vector
 
 #include <torch/torch.h>
 
+#include <ordo/data/batch.hpp>     // batches, ignore_index
+#include <ordo/data/example.hpp>   // Example
 #include <ordo/model/decoder.hpp>  // CausalLM
 
 namespace ordo::eval {
@@ -77,6 +85,62 @@ inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::
     for (std::int64_t begin = 0; begin + o.context <= n && scored < budget; begin += o.context)
       score(begin, begin + o.context, begin + o.context / 2, begin + o.context);
     if (scored == 0) throw std::invalid_argument("ordo::eval::perplexity: the text is shorter than one context");
+  }
+  perplexity_result r;
+  r.tokens = scored;
+  r.nll = nll_sum / static_cast<double>(scored);
+  r.ppl = std::exp(r.nll);
+  return r;
+}
+
+struct example_perplexity_options {
+  std::int64_t batch_size = 4;  // examples per forward pass (right-padded)
+  std::int64_t max_tokens = 0;  // score at most this many tokens, in example order (0: all)
+};
+
+/// Perplexity over the labelled tokens of `examples`, each example its own context. With
+/// `max_tokens`, the examples are taken in order until that many targets are scored (the last
+/// one cut short). `progress(done, total)` is called after each batch with scored-token counts.
+inline perplexity_result perplexity(model::CausalLM& lm, std::span<const Example> examples,
+                                    const example_perplexity_options& o,
+                                    const std::function<void(std::int64_t, std::int64_t)>& progress = {}) {
+  if (o.batch_size < 1) throw std::invalid_argument("ordo::eval::perplexity: batch_size must be at least 1");
+  if (o.max_tokens < 0) throw std::invalid_argument("ordo::eval::perplexity: max_tokens must not be negative");
+  // The examples that fit the budget, the last one's labels past the budget cleared.
+  std::vector<Example> kept;
+  std::int64_t total = 0;
+  for (const auto& e : examples) {
+    if (o.max_tokens > 0 && total >= o.max_tokens) break;
+    if (e.ids.size() != e.labels.size())
+      throw std::invalid_argument("ordo::eval::perplexity: an example has " + std::to_string(e.ids.size()) +
+                                  " ids but " + std::to_string(e.labels.size()) + " labels");
+    Example cut = e;
+    for (std::size_t t = 1; t < cut.labels.size(); ++t) {
+      if (cut.labels[t] == data::ignore_index) continue;
+      if (o.max_tokens > 0 && total >= o.max_tokens)
+        cut.labels[t] = data::ignore_index;
+      else
+        ++total;
+    }
+    if (!cut.labels.empty()) cut.labels[0] = data::ignore_index;
+    kept.push_back(std::move(cut));
+  }
+  if (total == 0) throw std::invalid_argument("ordo::eval::perplexity: the examples score no token");
+  torch::NoGradGuard no_grad;
+  double nll_sum = 0;
+  std::int64_t scored = 0;
+  // Right padding needs no attention mask: causal attention never lets a real token see the
+  // padding after it.
+  for (const auto& b : data::batches(kept, o.batch_size)) {
+    if (b.scored_tokens == 0) continue;
+    const auto logits = lm->forward(b.ids);  // [B, T, vocab], fp32
+    const auto V = logits.size(-1);
+    const auto labels = b.labels.slice(1, 1).reshape({-1}).to(logits.device());
+    const auto scored_at = labels != data::ignore_index;  // the rows that predict a target
+    const auto logp = torch::log_softmax(logits.slice(1, 0, logits.size(1) - 1).reshape({-1, V}).index({scored_at}), -1);
+    nll_sum -= logp.gather(1, labels.index({scored_at}).unsqueeze(1)).sum().item<double>();
+    scored += b.scored_tokens;
+    if (progress) progress(scored, total);
   }
   perplexity_result r;
   r.tokens = scored;

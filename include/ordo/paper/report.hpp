@@ -25,6 +25,7 @@ struct result_row {
   std::string importance = "paper";  // the pruning score of the series: "paper" (the paper's ten), "flap", ...
   double size_mb = 0;            // bytes of the model's tensors / 2^20 (what its checkpoint stores)
   double perplexity = 0;         // on the held-out evaluation text
+  std::optional<double> chat_perplexity;  // on the held-out conversations' assistant replies, when measured
   double nll = 0;                // mean negative log-likelihood per token (nats)
   std::int64_t eval_tokens = 0;  // tokens scored
   double compression_ratio = 0;  // base size / size
@@ -91,12 +92,13 @@ inline std::string markdown_table(std::span<const result_row> rows) {
   const bool judge = detail::any_row(rows, [](const result_row& r) { return r.geval_correctness.has_value(); });
   const bool clarity = detail::any_row(rows, [](const result_row& r) { return r.clarity.has_value(); });
   const bool series = detail::any_row(rows, [](const result_row& r) { return r.importance != "paper"; });
+  const bool chats = detail::any_row(rows, [](const result_row& r) { return r.chat_perplexity.has_value(); });
   std::string head = "| Model | Chain |", rule = "|---|---|";
   if (series) head += " Importance |", rule += "---|";
   if (judge) head += " G-Eval | Prompt alignment |", rule += "---:|---:|";
   if (clarity) head += " Clarity | Fluency | Coherence | Readability |", rule += "---:|---:|---:|---:|";
-  head += " Size (MB) | Perplexity | Compression | Stage time (s) |\n";
-  rule += "---:|---:|---:|---:|\n";
+  head += std::string(" Size (MB) | Perplexity |") + (chats ? " Chat perplexity |" : "") + " Compression | Stage time (s) |\n";
+  rule += std::string("---:|---:|") + (chats ? "---:|" : "") + "---:|---:|\n";
   std::string out = head + rule;
   for (const auto& r : rows) {
     out += "| " + r.paper_name + " | " + r.configuration + " | ";
@@ -105,8 +107,9 @@ inline std::string markdown_table(std::span<const result_row> rows) {
     if (clarity)
       out += detail::opt(r.clarity, 3) + " | " + detail::opt(r.fluency, 3) + " | " + detail::opt(r.coherence, 3) +
              " | " + detail::opt(r.readability, 3) + " | ";
-    out += detail::fixed(r.size_mb, 2) + " | " + detail::fixed(r.perplexity, 3) + " | " +
-           detail::fixed(r.compression_ratio, 2) + "x | " + detail::fixed(r.stage_seconds, 1) + " |\n";
+    out += detail::fixed(r.size_mb, 2) + " | " + detail::fixed(r.perplexity, 3) + " | ";
+    if (chats) out += detail::opt(r.chat_perplexity, 3) + " | ";
+    out += detail::fixed(r.compression_ratio, 2) + "x | " + detail::fixed(r.stage_seconds, 1) + " |\n";
   }
   return out;
 }
@@ -125,6 +128,7 @@ inline nlohmann::json to_json(const result_row& r) {
   auto put = [&](const char* k, const std::optional<double>& v) {
     if (v) j[k] = std::isfinite(*v) ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
+  put("chat_perplexity", r.chat_perplexity);
   put("clarity", r.clarity);
   put("fluency", r.fluency);
   put("coherence", r.coherence);
@@ -139,7 +143,7 @@ inline nlohmann::json to_json(const result_row& r) {
 inline std::string csv(std::span<const result_row> rows) {
   std::string out =
       "configuration,paper_name,size_mb,perplexity,nll,eval_tokens,compression_ratio,stage_seconds,eval_seconds,"
-      "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance\n";
+      "clarity,fluency,coherence,readability,geval_correctness,prompt_alignment,importance,chat_perplexity\n";
   auto cell = [](const std::optional<double>& v) {
     return v && std::isfinite(*v) ? detail::fixed(*v, 6) : std::string();
   };
@@ -149,7 +153,7 @@ inline std::string csv(std::span<const result_row> rows) {
            detail::fixed(r.compression_ratio, 4) + "," + detail::fixed(r.stage_seconds, 3) + "," +
            detail::fixed(r.eval_seconds, 3) + "," + cell(r.clarity) + "," + cell(r.fluency) + "," + cell(r.coherence) +
            "," + cell(r.readability) + "," + cell(r.geval_correctness) + "," + cell(r.prompt_alignment) + "," +
-           r.importance + "\n";
+           r.importance + "," + cell(r.chat_perplexity) + "\n";
   }
   return out;
 }
