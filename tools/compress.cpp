@@ -27,6 +27,7 @@
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/paper/paper_study.hpp>
 
+#include "checks.hpp"
 #include "data_options.hpp"
 #include "device_options.hpp"
 
@@ -39,14 +40,14 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--calibration-samples", options.budget.calibration_samples)
-      ->check(CLI::PositiveNumber)
+      ->check(ordo::tools::positive)
       ->capture_default_str();
-  app.add_option("--train-samples", options.budget.train_samples)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--train-samples", options.budget.train_samples)->check(ordo::tools::positive)->capture_default_str();
   app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
-  app.add_option("--epochs", options.budget.epochs)->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--batch-size", options.budget.batch_size)->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--prune-lr", options.budget.prune_learning_rate)->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--kd-lr", options.budget.distill_learning_rate)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--epochs", options.budget.epochs)->check(ordo::tools::positive)->capture_default_str();
+  app.add_option("--batch-size", options.budget.batch_size)->check(ordo::tools::positive)->capture_default_str();
+  app.add_option("--prune-lr", options.budget.prune_learning_rate)->check(ordo::tools::positive)->capture_default_str();
+  app.add_option("--kd-lr", options.budget.distill_learning_rate)->check(ordo::tools::positive)->capture_default_str();
   app.add_flag("--no-recovery", no_recovery, "skip the fine-tune after pruning");
   std::string importance = "paper", allocation = "uniform", recovery = "cross-entropy";
   app.add_option("--prune-importance", importance, "paper, activation, wanda, flap or taylor")
@@ -60,12 +61,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
-  app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", options.threads)->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/false);
+  ordo::tools::one_line_errors(app, "ordo-compress");
   CLI11_PARSE(app, argc, argv);
   options.budget.prune_recovery = !no_recovery;
   options.budget.prune_recovery_loss =
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
     const auto where = device.resolve();  // before any work
     const auto teacher_device = device.teacher();
     const auto sources = data_options.resolve();
+    ordo::tools::check_output_dir(out);
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();

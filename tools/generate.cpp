@@ -19,6 +19,7 @@
 
 #include <ordo/model/load_for_inference.hpp>
 
+#include "checks.hpp"
 #include "device_options.hpp"
 
 int main(int argc, char** argv) {
@@ -35,15 +36,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--greedy", options.greedy, "always take the most likely token");
   app.add_option("--temperature", options.temperature, "sampling temperature")
-      ->check(CLI::PositiveNumber)
+      ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--top-p", options.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   app.add_option("--seed", options.seed, "sampling seed")->capture_default_str();
   app.add_option("--system", system, "a system message (default: the template's own)");
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
-  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
+  ordo::tools::one_line_errors(app, "ordo-generate");
   CLI11_PARSE(app, argc, argv);
 
   try {

@@ -22,6 +22,7 @@
 
 #include <ordo/model/load_for_inference.hpp>
 
+#include "checks.hpp"
 #include "device_options.hpp"
 
 int main(int argc, char** argv) {
@@ -36,15 +37,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
   app.add_option("--stride", options.stride, "window step (sliding)")
-      ->check(CLI::PositiveNumber)
+      ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--protocol", protocol, "sliding or halves (llama.cpp's)")
       ->check(CLI::IsMember({"sliding", "halves"}))
       ->capture_default_str();
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
+  ordo::tools::one_line_errors(app, "ordo-perplexity");
   CLI11_PARSE(app, argc, argv);
   options.protocol =
       protocol == "halves" ? ordo::eval::perplexity_protocol::halves : ordo::eval::perplexity_protocol::sliding;

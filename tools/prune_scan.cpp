@@ -24,6 +24,7 @@
 #include <ordo/paper/paper_study.hpp>
 #include <ordo/paper/report.hpp>
 
+#include "checks.hpp"
 #include "data_options.hpp"
 #include "device_options.hpp"
 
@@ -55,20 +56,21 @@ int main(int argc, char** argv) {
   app.add_flag("--layers", layers, "also prune each layer alone and report the perplexity change");
   app.add_option("--layer-importance", layer_importance, "importance for --layers (default: the first)");
   app.add_option("--calibration-samples", options.budget.calibration_samples)
-      ->check(CLI::PositiveNumber)
+      ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
-  app.add_option("--eval-tokens", options.eval_tokens)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--eval-tokens", options.eval_tokens)->check(ordo::tools::positive)->capture_default_str();
   app.add_option("--eval-context", options.eval_context)->check(CLI::Range(8, 1 << 20))->capture_default_str();
   app.add_option("--eval-stride", options.eval_stride, "sliding-window step (at most --eval-context)")
-      ->check(CLI::PositiveNumber)
+      ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
-  app.add_option("--threads", options.threads)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", options.threads)->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/false);
+  ordo::tools::one_line_errors(app, "ordo-prune-scan");
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
   try {
@@ -87,11 +89,7 @@ int main(int argc, char** argv) {
     const auto where = device.resolve();
     const auto sources = data_options.resolve();
     const fs::path out_dir = out;
-    if (fs::exists(out_dir) && !fs::is_directory(out_dir))
-      throw std::invalid_argument(out_dir.string() + " exists and is not a directory");
-    fs::create_directories(out_dir);
-    ordo::study::detail::write_text(out_dir / ".ordo-write-probe", "");
-    fs::remove(out_dir / ".ordo-write-probe");
+    ordo::tools::check_output_dir(out_dir);
 
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
@@ -178,6 +176,7 @@ int main(int argc, char** argv) {
       }
       report["sensitivity"] = {{"importance", std::string(ordo::prune::name(per_layer_kind))},
                                {"layers", per_layer}};
+      fs::create_directories(out_dir);
       const std::string title = "Perplexity change when one layer loses " + std::to_string(ratio * 100).substr(0, 4) +
                                 " % of its FFN neurons (" + std::string(ordo::prune::name(per_layer_kind)) + ")";
       ordo::study::detail::write_text(
@@ -185,6 +184,7 @@ int main(int argc, char** argv) {
           ordo::study::svg_bars(values, names, title, "layer", "perplexity change", std::nullopt, L > 20 ? 2 : 1));
     }
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    fs::create_directories(out_dir);
     ordo::study::detail::write_text(out_dir / "scan.json", report.dump(2) + "\n");
     std::printf("%s\n", report.dump().c_str());
   } catch (const std::exception& e) {

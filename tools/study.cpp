@@ -21,6 +21,7 @@
 
 #include <ordo/paper/paper_study.hpp>
 
+#include "checks.hpp"
 #include "data_options.hpp"
 #include "device_options.hpp"
 
@@ -38,20 +39,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
   app.add_option("--out", out, "output directory")->capture_default_str();
-  app.add_option("--train-samples", train, "training sequences per training stage");
-  app.add_option("--calibration-samples", calibration, "calibration sequences for pruning");
-  app.add_option("--seq-len", seq_len, "sequence length");
-  app.add_option("--epochs", epochs, "epochs per training stage");
-  app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration");
-  app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)");
+  app.add_option("--train-samples", train, "training sequences per training stage")->check(ordo::tools::positive);
+  app.add_option("--calibration-samples", calibration, "calibration sequences for pruning")
+      ->check(ordo::tools::positive);
+  app.add_option("--seq-len", seq_len, "sequence length")->check(CLI::Range(8, 8192));
+  app.add_option("--epochs", epochs, "epochs per training stage")->check(ordo::tools::positive);
+  app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration")
+      ->check(ordo::tools::positive);
+  app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--prune-weight-share", weight_share,
                  "share of the weight term in the pruning importance (the paper: 0.5)")
       ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
   app.add_option("--prompts", prompts,
                  "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
-  app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)");
-  app.add_option("--max-new-tokens", max_new_tokens, "answer length limit for the clarity metrics");
+  app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)")
+      ->check(CLI::Range(0, 100000));
+  app.add_option("--max-new-tokens", max_new_tokens, "answer length limit for the clarity metrics")
+      ->check(ordo::tools::positive);
   app.add_option("--minilm", minilm, "all-MiniLM-L6-v2 directory for coherence (default: ./ordo minilm's install)");
   app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
   app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
@@ -68,6 +74,7 @@ int main(int argc, char** argv) {
   device.add_teacher_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/true);
+  ordo::tools::one_line_errors(app, "ordo-study");
   CLI11_PARSE(app, argc, argv);
   try {
     auto o = ordo::study::preset(preset);
@@ -78,6 +85,7 @@ int main(int argc, char** argv) {
     o.out_dir = out;
     o.threads = threads;
     o.data = data_options.resolve();
+    ordo::tools::check_output_dir(o.out_dir);
     if (train > 0) o.budget.train_samples = train;
     if (calibration > 0) o.budget.calibration_samples = calibration;
     if (seq_len > 0) o.budget.sequence_length = seq_len;

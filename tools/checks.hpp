@@ -1,0 +1,65 @@
+// tools/checks.hpp — argument checks every ordo tool makes before any work.
+//
+//   ->check(ordo::tools::positive)        "--epochs: must be a positive number, not 0"
+//   ordo::tools::check_output_dir(out)    an output directory that can be made and written
+//   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
+#pragma once
+
+#include <unistd.h>  // getpid
+
+#include <cmath>       // std::isfinite
+#include <filesystem>  // std::filesystem
+#include <fstream>     // std::ofstream
+#include <stdexcept>   // std::invalid_argument
+#include <string>      // std::string
+
+#include <CLI/CLI.hpp>
+
+namespace ordo::tools {
+
+/// A number > 0 (CLI11's PositiveNumber prints its range as 309 digits).
+inline const CLI::Validator positive(
+    [](std::string& text) -> std::string {
+      try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size() && std::isfinite(v) && v > 0) return {};
+      } catch (const std::exception&) {
+      }
+      return "must be a positive number, not " + (text.empty() ? std::string("an empty value") : text);
+    },
+    "POSITIVE", "positive");
+
+/// Fails unless `out` can become an output directory: not empty, not an existing file, and the
+/// nearest existing directory on its path writable (probed with a file that is removed again).
+/// Creates nothing.
+inline void check_output_dir(const std::filesystem::path& out, const std::string& flag = "--out") {
+  namespace fs = std::filesystem;
+  if (out.empty()) throw std::invalid_argument(flag + " is empty: give an output directory");
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw std::invalid_argument(out.string() + ": exists and is not a directory (" + flag + ")");
+  auto dir = fs::absolute(out, ec);
+  if (ec) throw std::invalid_argument(out.string() + ": " + ec.message() + " (" + flag + ")");
+  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+  if (!fs::is_directory(dir, ec))
+    throw std::invalid_argument(out.string() + ": cannot be created, " + dir.string() + " is not a directory (" +
+                                flag + ")");
+  const auto probe = dir / (".ordo-write-probe-" + std::to_string(::getpid()));
+  {
+    std::ofstream f(probe);
+    if (!f || !(f << "probe") || !f.flush())
+      throw std::invalid_argument(out.string() + ": cannot write into " + dir.string() + " (" + flag + ")");
+  }
+  fs::remove(probe, ec);
+}
+
+/// Command-line errors as one line on stderr, "<tool>: <what> (--help lists the options)", like
+/// the tools' other errors (CLI11 adds a second line by default).
+inline void one_line_errors(CLI::App& app, const std::string& tool) {
+  app.failure_message([tool](const CLI::App*, const CLI::Error& e) {
+    return tool + ": " + e.what() + " (--help lists the options)\n";
+  });
+}
+
+}  // namespace ordo::tools
