@@ -83,7 +83,9 @@ int main(int argc, char** argv) {
 
   const auto load_start = clock_type::now();
   const ordo::DenseModel base = ordo::DenseModel::load(model_path);
-  auto data = study::prepare_data(base, corpus, budget, 1234, 8);
+  study::data_sources sources;
+  sources.corpus = corpus;  // text only: the benchmark times the stages, not the chat evaluation
+  auto data = study::prepare_data(base, sources, budget, 1234);
   ordo::Context& ctx = data.context;
   ctx.teacher = std::make_shared<const ordo::DenseModel>(base);
   const double load_seconds = seconds_since(load_start);

@@ -2,7 +2,7 @@
 // Prune<30>, Distill<T4, A03> and QuantNF4 — with shared prefixes, evaluated and reported.
 //
 //   ordo-study [--model PATH] [--preset quick|paper] [--out DIR] [--corpus DIR] [--chats PATH]
-//              [--train-data text|chat] [--chat-loss assistant|all] [--eval-chats N]
+//              [--train-data text|chat] [--chat-loss assistant|all] [--eval-chats N] [--eval-chat-tokens N]
 //              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
 //              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::positive);
   app.add_option("--seq-len", seq_len, "sequence length")->check(CLI::Range(8, 8192));
   app.add_option("--epochs", epochs, "epochs per training stage")->check(ordo::tools::positive);
+  long long eval_chat_tokens = -1;
+  app.add_option("--eval-chat-tokens", eval_chat_tokens,
+                 "held-out chat tokens (assistant replies) scored per configuration (0: no chat perplexity)")
+      ->check(CLI::Range(0LL, 1LL << 40));
   app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration")
       ->check(ordo::tools::positive);
   app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)")
@@ -91,6 +95,7 @@ int main(int argc, char** argv) {
     if (seq_len > 0) o.budget.sequence_length = seq_len;
     if (epochs > 0) o.budget.epochs = epochs;
     if (eval_tokens > 0) o.eval_tokens = eval_tokens;
+    if (eval_chat_tokens >= 0) o.eval_chat_tokens = eval_chat_tokens;
     if (weight_share >= 0) o.budget.prune_weight_share = weight_share;
     if (max_cached >= 0) o.max_cached_models = static_cast<std::size_t>(max_cached);
     if (!prompts.empty()) o.prompts = prompts;

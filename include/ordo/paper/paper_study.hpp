@@ -93,6 +93,10 @@ struct study_options {
   std::filesystem::path out_dir = "out/study";
   Budget budget;
   std::int64_t eval_tokens = 4096;  // held-out tokens scored per configuration
+  /// Assistant-reply tokens of held-out chats scored per configuration (0: no chat perplexity).
+  /// A chat token costs about three forwarded positions (the conversation before it), a text
+  /// token two (the sliding window's context), hence a smaller default.
+  std::int64_t eval_chat_tokens = 2048;
   std::int64_t eval_context = 256;
   std::int64_t eval_stride = 128;
   std::uint64_t seed = 1234;
@@ -136,6 +140,7 @@ inline study_options preset(const std::string& name) {
     o.budget.batch_size = 4;
     o.budget.grad_accumulation = 1;
     o.eval_tokens = 2048;
+    o.eval_chat_tokens = 1024;
     o.clarity.prompts = 8;
     o.clarity.max_new_tokens = 48;
   } else if (name == "paper") {
@@ -146,6 +151,7 @@ inline study_options preset(const std::string& name) {
     o.budget.batch_size = 2;
     o.budget.grad_accumulation = 4;
     o.eval_tokens = 65536;
+    o.eval_chat_tokens = 16384;
     o.eval_context = 512;
     o.eval_stride = 256;
     o.clarity.prompts = 16;
@@ -395,7 +401,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   auto data = prepare_data(base, o.data, o.budget, o.seed);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
-  const auto eval_chats = chat_eval_examples(base, data.eval_conversations, o.eval_context);
+  const auto eval_chats =
+      o.eval_chat_tokens > 0 ? chat_eval_examples(base, data.eval_conversations, o.eval_context) : std::vector<Example>{};
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = default_train_dtype(o.where.device);
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
@@ -425,7 +432,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   pp.max_tokens = o.eval_tokens;
   eval::example_perplexity_options chat_pp;
   chat_pp.batch_size = o.budget.batch_size;
-  chat_pp.max_tokens = o.eval_tokens;
+  chat_pp.max_tokens = o.eval_chat_tokens;
 
   std::vector<result_row> rows;
   using P = Prune<30>;
@@ -525,6 +532,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"corpus", o.data.corpus.string()},
                          {"chats", o.data.chats.string()},
                          {"eval_tokens", o.eval_tokens},
+                         {"eval_chat_tokens", eval_chats.empty() ? 0 : o.eval_chat_tokens},
                          {"eval_context", o.eval_context},
                          {"eval_stride", o.eval_stride},
                          {"calibration_samples", context.calibration.size()},
