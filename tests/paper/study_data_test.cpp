@@ -71,7 +71,7 @@ turn_of turns(const ordo::DenseModel& m, const ordo::Example& e) {
       role.clear();
       pending.clear();
     } else if (in_header) {
-      pending += m.tokenizer().decode({e.ids[t]});
+      pending += m.tokenizer().decode({static_cast<ordo::TokenId>(e.ids[t])});
       if (const auto nl = pending.find('\n'); nl != std::string::npos) {
         role = pending.substr(0, nl);
         in_header = false;
