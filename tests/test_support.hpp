@@ -32,6 +32,15 @@ inline std::string error_of(const std::function<void()>& f) {
   std::exit(77);
 }
 
+#ifdef ORDO_SOURCE_DIR
+/// Where a corpus of `./ordo data` lies: the environment variable `env` when set, else
+/// data/<name> in the source tree.
+inline std::filesystem::path corpus_dir(const char* env, const char* name) {
+  if (const char* v = std::getenv(env)) return v;
+  return std::filesystem::path(ORDO_SOURCE_DIR) / "data" / name;
+}
+#endif
+
 /// Skips unless `path` exists: "<what> is not installed at <path> (<how to install it>)".
 inline void skip_unless_installed(const std::filesystem::path& path, std::string_view what, std::string_view how) {
   if (!std::filesystem::exists(path))

@@ -48,11 +48,6 @@ std::string decode_scored(const ordo::Example& e) {
   return decode(ids);
 }
 
-fs::path corpus_dir(const char* env, const char* name) {
-  if (const char* v = std::getenv(env)) return v;
-  return fs::path(ORDO_SOURCE_DIR) / "data" / name;
-}
-
 std::vector<ordo::Example> numbered(int n, int len = 5) {
   std::vector<ordo::Example> out;
   for (int i = 0; i < n; ++i) {

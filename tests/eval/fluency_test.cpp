@@ -23,15 +23,9 @@ namespace {
 
 ordo::model::CausalLM tiny_model(std::int64_t vocab, std::uint64_t seed, std::int64_t max_positions = 2048) {
   // larger random weights than the initializer's, so the model is far from uniform
-  return tiny_decoder({.vocab_size = vocab,
-                       .hidden_size = 32,
-                       .num_layers = 2,
-                       .num_heads = 4,
-                       .num_kv_heads = 2,
-                       .head_dim = 8,
-                       .intermediate_sizes = {48, 48},
-                       .max_position_embeddings = max_positions},
-                      seed, 0.5);
+  auto c = tiny_config(vocab, 48);
+  c.max_position_embeddings = max_positions;
+  return tiny_decoder(c, seed, 0.5);
 }
 
 std::vector<std::int64_t> random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {

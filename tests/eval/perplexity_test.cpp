@@ -15,14 +15,7 @@
 namespace {
 
 ordo::model::CausalLM tiny_model(std::int64_t vocab) {
-  return tiny_decoder({.vocab_size = vocab,
-                       .hidden_size = 32,
-                       .num_layers = 2,
-                       .num_heads = 4,
-                       .num_kv_heads = 2,
-                       .head_dim = 8,
-                       .intermediate_sizes = {48, 48}},
-                      11, 0.5);
+  return tiny_decoder(tiny_config(vocab, 48), 11, 0.5);
 }
 
 // Examples of unequal lengths (5..19 tokens); in each, a random half of the targets labelled.
@@ -129,6 +122,7 @@ TEST_CASE("bad arguments are errors") {
   CHECK(error_of([&] { ordo::eval::perplexity(lm, xs, {}); }) == "ordo::eval::perplexity: the examples score no token");
   CHECK(error_of([&] { ordo::eval::perplexity(lm, std::vector<ordo::Example>{}, {}); }).find("score no token") !=
         std::string::npos);
-  xs[0].labels.pop_back();
+  xs = examples(vocab, 2);
+  xs[0].labels.pop_back();  // data::collate's check
   CHECK(error_of([&] { ordo::eval::perplexity(lm, xs, {}); }).find("labels") != std::string::npos);
 }

@@ -18,11 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path corpus_dir(const char* env, const char* name) {
-  if (const char* v = std::getenv(env)) return v;
-  return fs::path(ORDO_SOURCE_DIR) / "data" / name;
-}
-
 const ordo::DenseModel& default_model() {
   static const ordo::DenseModel model = [] {
     const auto path = ordo::model::default_model_path();

@@ -16,14 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed, std::int64_t vocab = 40) {
-  return tiny_decoder({.vocab_size = vocab,
-                       .hidden_size = 32,
-                       .num_layers = 2,
-                       .num_heads = 4,
-                       .num_kv_heads = 2,
-                       .head_dim = 8,
-                       .intermediate_sizes = {40, 40}},
-                      seed);
+  return tiny_decoder(tiny_config(vocab, 40), seed);
 }
 
 ordo::DenseModel dense(ordo::model::CausalLM lm, std::shared_ptr<const ordo::Tokenizer> tok = nullptr) {

@@ -17,14 +17,7 @@ using ordo::train::TrainOptions;
 namespace {
 
 ordo::model::CausalLM tiny_lm(std::uint64_t seed) {
-  return tiny_decoder({.vocab_size = 48,
-                       .hidden_size = 32,
-                       .num_layers = 2,
-                       .num_heads = 4,
-                       .num_kv_heads = 2,
-                       .head_dim = 8,
-                       .intermediate_sizes = {40, 40}},
-                      seed);
+  return tiny_decoder(tiny_config(48, 40), seed);
 }
 
 // Counting sequences (start, start+1, ...) mod the vocabulary, of varied lengths: learnable.

@@ -398,7 +398,10 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
   const DenseModel base = DenseModel::load(o.model, o.where);
 
-  auto data = prepare_data(base, o.data, o.budget, o.seed);
+  // The chat corpus is read only when something uses it: training on chats or a chat perplexity.
+  auto sources = o.data;
+  if (o.eval_chat_tokens == 0 && sources.train != train_data::chat) sources.chats.clear();
+  auto data = prepare_data(base, sources, o.budget, o.seed);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
   const auto eval_chats =
@@ -530,7 +533,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   nlohmann::json meta = {{"model", base.source().string()},
                          {"preset", o.preset},
                          {"corpus", o.data.corpus.string()},
-                         {"chats", o.data.chats.string()},
+                         {"chats", sources.chats.string()},
                          {"eval_tokens", o.eval_tokens},
                          {"eval_chat_tokens", eval_chats.empty() ? 0 : o.eval_chat_tokens},
                          {"eval_context", o.eval_context},
