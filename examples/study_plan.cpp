@@ -8,6 +8,7 @@
 //
 // Usage: ordo-study-plan [--max-cached N]   (N: intermediate models kept at once; default all)
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -67,7 +68,16 @@ int main(int argc, char** argv) {
   ordo::study::options options;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--max-cached" && i + 1 < argc) {
-      options.max_cached_models = std::strtoull(argv[++i], nullptr, 10);
+      // A whole non-negative integer, or an error: "abc" is not 0 and "-1" is not 2^64 - 1.
+      const std::string text = argv[++i];
+      char* end = nullptr;
+      errno = 0;
+      const auto n = std::strtoull(text.c_str(), &end, 10);
+      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || errno == ERANGE) {
+        std::fprintf(stderr, "ordo-study-plan: --max-cached must be a non-negative integer, not \"%s\"\n", text.c_str());
+        return 2;
+      }
+      options.max_cached_models = n;
     } else {
       std::fprintf(stderr, "usage: %s [--max-cached N]\n", argv[0]);
       return 2;

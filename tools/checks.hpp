@@ -1,6 +1,7 @@
 // tools/checks.hpp — argument checks every ordo tool makes before any work.
 //
 //   ->check(ordo::tools::positive)        "--epochs: must be a positive number, not 0"
+//   ->check(ordo::tools::non_negative)    "--max-tokens: must be a number >= 0, not -5"
 //   ordo::tools::check_output_dir(out)    an output directory that can be made and written
 //   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
 #pragma once
@@ -29,6 +30,19 @@ inline const CLI::Validator positive(
       return "must be a positive number, not " + (text.empty() ? std::string("an empty value") : text);
     },
     "POSITIVE", "positive");
+
+/// A number >= 0 (0 usually meaning "no limit").
+inline const CLI::Validator non_negative(
+    [](std::string& text) -> std::string {
+      try {
+        std::size_t used = 0;
+        const double v = std::stod(text, &used);
+        if (used == text.size() && std::isfinite(v) && v >= 0) return {};
+      } catch (const std::exception&) {
+      }
+      return "must be a number >= 0, not " + (text.empty() ? std::string("an empty value") : text);
+    },
+    "NON-NEGATIVE", "non_negative");
 
 /// Fails unless `out` can become an output directory: not empty, not an existing file, and the
 /// nearest existing directory on its path writable (probed with a file that is removed again).

@@ -1,6 +1,6 @@
 // ordo-compress: one compression pipeline, chosen by name, on one model; saves the result.
 //
-//   ordo-compress --pipeline P-KD-Q [--model PATH] --out DIR [--corpus DIR]
+//   ordo-compress --pipeline P-KD-Q [--model PATH] [--tokenizer PATH] --out DIR [--corpus DIR]
 //                 [--train-data text|chat] [--chats PATH] [--chat-loss assistant|all]
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
@@ -15,7 +15,9 @@
 // names it, e.g. "P[flap]-KD-Q"). The result is saved as a Hugging Face directory (dense) or in bitsandbytes' NF4
 // serialization (a chain ending in Q), then loaded back from disk and compared with the model in
 // memory: the logits of both on the first calibration sequence must be equal ("reload" in the
-// summary; a mismatch is an error). The last line of output is a JSON summary.
+// summary; a mismatch is an error). The last line of output is a JSON summary. A model saved
+// from GGUF carries the GGUF's tokenizer as tokenizer.json, so an output is itself a valid
+// --model; --tokenizer takes the tokenizer from another model for a directory without one.
 #include <chrono>
 #include <cstdio>
 #include <sstream>
@@ -25,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ordo/model/checkpoint.hpp>
+#include <ordo/model/load_for_inference.hpp>
 #include <ordo/paper/paper_study.hpp>
 
 #include "checks.hpp"
@@ -33,11 +36,13 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-compress: run one compression pipeline and save the model"};
-  std::string pipeline, model_path, out;
+  std::string pipeline, model_path, out, tokenizer_path;
   auto options = ordo::study::preset("quick");
   bool no_recovery = false;
   app.add_option("--pipeline", pipeline, "e.g. P-KD-Q, Q-P-KD, Q-D-P-KD-Q, P, KD, Q")->required();
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
+  app.add_option("--tokenizer", tokenizer_path,
+                 "take the tokenizer and chat template from this model (for a directory without tokenizer.json)");
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--calibration-samples", options.budget.calibration_samples)
       ->check(ordo::tools::positive)
@@ -80,7 +85,14 @@ int main(int argc, char** argv) {
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();
-    const auto base = ordo::DenseModel::load(model_path, where);
+    const auto base = [&] {
+      if (tokenizer_path.empty()) return ordo::DenseModel::load(model_path, where);
+      auto m = ordo::model::load_for_inference(model_path, tokenizer_path, where);
+      if (m.lm->config().original.contains("quantization_config"))
+        throw std::runtime_error(model_path + ": an NF4 model; compression starts from a dense one");
+      return ordo::DenseModel(m.lm, std::make_shared<const ordo::Tokenizer>(std::move(m.tokenizer)), std::move(m.chat),
+                              m.source);
+    }();
     auto data = ordo::study::prepare_data(base, sources, options.budget, options.seed);
     auto& context = data.context;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
@@ -96,6 +108,7 @@ int main(int argc, char** argv) {
       ordo::model::SavedCheckpoint saved;
       torch::Tensor reloaded_logits;
       const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
+      std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
       if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
         saved = ordo::model::save_nf4(result, out);
         auto back = ordo::model::load_nf4(saved.dir, where);

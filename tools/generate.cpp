@@ -2,13 +2,17 @@
 //
 //   ordo-generate --prompt "What is the capital of France?" [--model PATH] [--max-new-tokens N]
 //                 [--greedy] [--temperature T] [--top-p P] [--seed S] [--system TEXT] [--raw]
+//                 [--allow-beyond-context]
 //
 // The prompt goes through the model's chat template (--raw: as plain text); the reply is
-// streamed to stdout as it is generated; a summary goes to stderr.
+// streamed to stdout as it is generated; a summary goes to stderr, with the prefill (the
+// prompt's forward pass) and the generation timed apart. A prompt longer than the model's
+// context is refused unless --allow-beyond-context.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +22,7 @@
 #include <ordo/model/language_model.hpp>
 
 #include <ordo/model/load_for_inference.hpp>
+#include <ordo/text/utf8.hpp>  // utf8::first_invalid
 
 #include "checks.hpp"
 #include "device_options.hpp"
@@ -26,13 +31,13 @@ int main(int argc, char** argv) {
   CLI::App app{"ordo-generate: generate a reply with a causal LM (default: the embedded SmolLM2)"};
   std::string prompt, model_path, system, tokenizer_path;
   ordo::model::generation_options options;
-  bool raw = false;
+  bool raw = false, beyond_context = false;
   int threads = 2;
   app.add_option("--prompt", prompt, "the user message")->required();
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
   app.add_option("--max-new-tokens", options.max_new_tokens, "most tokens to generate")
-      ->check(CLI::NonNegativeNumber)
+      ->check(ordo::tools::non_negative)
       ->capture_default_str();
   app.add_flag("--greedy", options.greedy, "always take the most likely token");
   app.add_option("--temperature", options.temperature, "sampling temperature")
@@ -42,6 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", options.seed, "sampling seed")->capture_default_str();
   app.add_option("--system", system, "a system message (default: the template's own)");
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
+  app.add_flag("--allow-beyond-context", beyond_context,
+               "run a prompt longer than the model's context (positions it was not trained on)");
   app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
@@ -50,6 +57,9 @@ int main(int argc, char** argv) {
 
   try {
     const auto where = device.resolve();  // before any work
+    for (const auto& [flag, value] : {std::pair{"--prompt", &prompt}, std::pair{"--system", &system}})
+      if (const auto bad = ordo::detail::utf8::first_invalid(*value))
+        throw std::invalid_argument(std::string(flag) + " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
     at::set_num_threads(threads);
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     std::string text = prompt;
@@ -64,18 +74,38 @@ int main(int argc, char** argv) {
     const auto ids32 = model.tokenizer.encode(text, {.add_special_tokens = raw, .parse_special = true});
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     for (auto id : model.stop_ids()) options.stop_ids.push_back(id);
+    const auto context = model.lm->config().max_position_embeddings;
+    if (static_cast<std::int64_t>(ids.size()) > context && !beyond_context)
+      throw std::invalid_argument("the prompt has " + std::to_string(ids.size()) +
+                                  " tokens, more than the model's context of " + std::to_string(context) +
+                                  " (--allow-beyond-context runs it anyway)");
+    if (ids.size() >= 512)  // a prefill long enough to be noticed: say what is happening
+      std::fprintf(stderr, "ordo-generate: prefill of %zu prompt tokens\n", ids.size());
 
     ordo::StreamDecoder stream(model.tokenizer, /*skip_special_tokens=*/true);
     auto lm = model.lm;
-    const auto start = std::chrono::steady_clock::now();
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    auto first = start;  // when the first token came: the end of the prefill
+    bool got_first = false;
     const auto result = ordo::model::generate(lm, ids, options, [&](std::int64_t id) {
+      if (!got_first) {
+        first = clock::now();
+        got_first = true;
+      }
       std::cout << stream.push(static_cast<ordo::TokenId>(id)) << std::flush;
     });
     std::cout << stream.finish() << std::endl;
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "[%lld prompt tokens, %zu generated in %.2f s (%.1f tokens/s), %s]\n",
-                 static_cast<long long>(result.prompt_tokens), result.tokens.size(), seconds,
-                 result.tokens.size() / seconds, result.stopped ? "stopped" : "length limit");
+    const auto end = clock::now();
+    const double prefill = std::chrono::duration<double>((got_first ? first : end) - start).count();
+    const double decode = std::chrono::duration<double>(end - first).count();
+    // The first token comes out of the prefill; the rate counts the tokens decoded after it.
+    const auto decoded = result.tokens.empty() ? 0 : result.tokens.size() - 1;
+    std::fprintf(stderr, "[%lld prompt tokens in %.2f s (%.1f tokens/s), %zu generated, %.1f tokens/s after the first, %s]\n",
+                 static_cast<long long>(result.prompt_tokens), prefill,
+                 prefill > 0 ? static_cast<double>(result.prompt_tokens) / prefill : 0.0, result.tokens.size(),
+                 decoded > 0 && decode > 0 ? static_cast<double>(decoded) / decode : 0.0,
+                 result.stopped ? "stopped" : "length limit");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-generate: %s\n", e.what());
     return 1;

@@ -5,19 +5,19 @@
 //
 // The last line of output is a JSON object: {"tokens", "nll", "ppl", ...}. See
 // ordo/eval/perplexity.hpp for the protocols.
-#include <unistd.h>  // isatty
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <ordo/data/corpora.hpp>
 #include <ordo/eval/perplexity.hpp>
+#include <ordo/io/progress.hpp>
 #include <ordo/model/language_model.hpp>
 
 #include <ordo/model/load_for_inference.hpp>
@@ -36,13 +36,14 @@ int main(int argc, char** argv) {
   app.add_option("--context", options.context, "tokens per window")
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
-  app.add_option("--stride", options.stride, "window step (sliding)")
-      ->check(ordo::tools::positive)
-      ->capture_default_str();
+  auto* stride = app.add_option("--stride", options.stride, "window step (sliding; default: half the context)")
+                     ->check(ordo::tools::positive);
   app.add_option("--protocol", protocol, "sliding or halves (llama.cpp's)")
       ->check(CLI::IsMember({"sliding", "halves"}))
       ->capture_default_str();
-  app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")->capture_default_str();
+  app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")
+      ->check(ordo::tools::non_negative)
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
   ordo::tools::device_flags device;
   device.add_to(app);
@@ -50,26 +51,31 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.protocol =
       protocol == "halves" ? ordo::eval::perplexity_protocol::halves : ordo::eval::perplexity_protocol::sliding;
-  if (options.stride > options.context) options.stride = options.context;
   try {
+    if (stride->count() == 0) options.stride = std::max<std::int64_t>(1, options.context / 2);
+    if (options.stride > options.context)
+      throw std::invalid_argument("--stride " + std::to_string(options.stride) + " is larger than --context " +
+                                  std::to_string(options.context) + " (the windows would skip tokens)");
     const auto where = device.resolve();  // before any work
+    const auto text = ordo::data::read_text_file(text_path);  // a regular UTF-8 file of bounded size
     at::set_num_threads(threads);
-    std::ifstream in(text_path, std::ios::binary);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
-    const auto ids32 = model.tokenizer.encode(buffer.str());
+    const auto ids32 = model.tokenizer.encode(text.text);
+    if (ids32.size() < 2)
+      throw std::invalid_argument(text_path + ": " + std::to_string(ids32.size()) +
+                                  " token(s); perplexity needs at least 2");
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     auto lm = model.lm;
-    const bool tty = isatty(fileno(stderr));
+    ordo::io::ProgressLine line(stderr, 5.0, "");  // a line every 5 s when stderr is not a terminal
     const auto start = std::chrono::steady_clock::now();
     const auto r = ordo::eval::perplexity(lm, ids, options, [&](std::int64_t done, std::int64_t total) {
-      if (!tty) return;
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "\r%lld/%lld tokens scored, %.0f tokens/s, ETA %.0f s   ", static_cast<long long>(done),
-                   static_cast<long long>(total), done / s, (total - done) / (done / s));
+      char detail[128];
+      std::snprintf(detail, sizeof detail, "%lld/%lld tokens scored, %.0f tokens/s, ETA %.0f s",
+                    static_cast<long long>(done), static_cast<long long>(total), done / s, (total - done) / (done / s));
+      line.update("perplexity", static_cast<double>(done) / static_cast<double>(total), detail);
     });
-    if (tty) std::fprintf(stderr, "\n");
+    line.finish();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     nlohmann::json out = {
         {"model", model.source.string()},

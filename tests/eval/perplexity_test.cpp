@@ -5,6 +5,7 @@
 #include "../tiny_decoder.hpp"  // tiny_decoder
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -125,4 +126,15 @@ TEST_CASE("bad arguments are errors") {
   xs = examples(vocab, 2);
   xs[0].labels.pop_back();  // data::collate's check
   CHECK(error_of([&] { ordo::eval::perplexity(lm, xs, {}); }).find("labels") != std::string::npos);
+  // A NaN weight: an error on both protocols, never a perplexity of NaN.
+  xs = examples(vocab, 2);
+  {
+    torch::NoGradGuard no_grad;
+    lm->named_parameters()["model.norm.weight"][0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  CHECK(error_of([&] { ordo::eval::perplexity(lm, xs, {}); }).find("not a finite perplexity") != std::string::npos);
+  std::vector<std::int64_t> ids(40);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i % vocab);
+  CHECK(error_of([&] { ordo::eval::perplexity(lm, ids, {.context = 16, .stride = 8}); })
+            .find("not a finite perplexity") != std::string::npos);
 }

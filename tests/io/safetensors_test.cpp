@@ -7,6 +7,12 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <sys/wait.h>  // waitpid
+#include <unistd.h>    // fork, getpid
+
+#include <fstream>
+
+#include <ordo/io/atomic_directory.hpp>
 #include <ordo/io/safetensors.hpp>
 
 #include "io_test_support.hpp"
@@ -170,6 +176,32 @@ TEST_CASE("atomic write: a failure midway leaves the old file and no temporary f
   const st::File f(path);
   CHECK_FALSE(f.contains("a"));
   CHECK(f.at("b").numel() == 2);
+}
+
+TEST_CASE("atomic directory: a killed write's temporary directory goes at the next write; a live one stays") {
+  ScratchDir dir;
+  const pid_t child = ::fork();  // a process id that is certainly no longer running
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  ::waitpid(child, nullptr, 0);
+  const auto stale = dir / (".out.tmp." + std::to_string(child) + ".AbC123");
+  const auto live = dir / (".out.tmp." + std::to_string(::getpid()) + ".XyZ789");  // this process: alive
+  const auto other = dir / ".other.tmp.1.Q";                                       // another target's
+  for (const auto& d : {stale, live, other}) {
+    std::filesystem::create_directories(d);
+    std::ofstream(d / "model.safetensors") << "partial";
+  }
+  CHECK(ordo::io::remove_stale_temporaries(dir / "out") == 1);
+  CHECK_FALSE(std::filesystem::exists(stale));
+  CHECK(std::filesystem::exists(live));
+  CHECK(std::filesystem::exists(other));
+  std::filesystem::create_directories(stale);
+  const auto out = ordo::io::write_directory_atomically(
+      dir / "out", [](const std::filesystem::path& tmp) { ordo::io::write_text(tmp / "a.txt", "a"); },
+      [](const std::string&) { return true; });
+  CHECK(std::filesystem::exists(out / "a.txt"));
+  CHECK_FALSE(std::filesystem::exists(stale));  // the write removed it first
+  CHECK(std::filesystem::exists(live));
 }
 
 TEST_CASE("safetensors: a sharded checkpoint through its index") {

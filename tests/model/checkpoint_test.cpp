@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -502,6 +503,18 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
          t.all.push_back({"model.layers.1.mlp.extra.weight", Dtype::F32, {1}, std::vector<std::byte>(4)});
        },
        {"model.layers.1.mlp.extra.weight", "not part of"}},
+      {"a NaN in nested_absmax",
+       [&](Tensors& t) {
+         const float nan = std::numeric_limits<float>::quiet_NaN();
+         std::memcpy(t.at(w + ".weight.nested_absmax").bytes.data(), &nan, 4);
+       },
+       {w + ".weight.nested_absmax", "non-finite value (NaN or Inf) at element 0", "corrupt"}},
+      {"an Inf in a dense tensor",
+       [&](Tensors& t) {
+         const float inf = std::numeric_limits<float>::infinity();
+         std::memcpy(t.at("model.norm.weight").bytes.data() + 4 * 3, &inf, 4);
+       },
+       {"model.norm.weight", "non-finite value (NaN or Inf) at element 3"}},
       {"a dense tensor missing", [&](Tensors& t) { t.erase("model.norm.weight"); }, {"model.norm.weight", "missing"}},
       {"a dense tensor of the wrong shape",
        [&](Tensors& t) {
@@ -545,34 +558,54 @@ TEST_CASE("a corrupt or mismatched NF4 checkpoint is an error naming the file an
     cfg["quantization_config"]["bnb_4bit_quant_storage"] = "float16";
     std::ofstream(tmp.path / "config.json") << cfg.dump();
     CHECK(load_error(tmp.path).find("bnb_4bit_quant_storage is \"float16\"") != std::string::npos);
+    cfg["quantization_config"] = "nf4";  // a string where an object belongs
+    std::ofstream(tmp.path / "config.json") << cfg.dump();
+    CHECK(load_error(tmp.path).find("key 'quantization_config': is \"nf4\", not an object") != std::string::npos);
     cfg.erase("quantization_config");
     std::ofstream(tmp.path / "config.json") << cfg.dump();
     msg = load_error(tmp.path);
     CHECK(msg.find("quantization_config") != std::string::npos);
     CHECK(msg.find("missing") != std::string::npos);
+    // Read as a dense checkpoint, the NF4 tensors are named as the reason, not a shape mismatch.
+    msg = error_of([&] { (void)ordo::model::load_hf(tmp.path); });
+    CHECK(msg.find("the weights are NF4") != std::string::npos);
+    CHECK(msg.find("config.json has no quantization_config") != std::string::npos);
   }
 }
 
 // The suite "model" (ctest model.checkpoint.model) needs the default model and skips without it.
-TEST_CASE("a model from a GGUF file: its chat template is written, tokenizer.json is reported missing" *
+TEST_CASE("a model from a GGUF file: its tokenizer is written as tokenizer.json, with its config and chat template" *
           doctest::test_suite("model")) {
   // The metadata of the embedded default model (SmolLM2 GGUF); saving the model itself is not
   // needed to test what save_hf writes beside the weights.
   const fs::path gguf = ordo::model::default_model_path();
   skip_unless_installed(gguf, "the default model", "./ordo model");
-  struct Source {
-    fs::path path;
-    const fs::path& source() const { return path; }
-  };
-  TempDir tmp;
-  const auto missing = ordo::model::detail::save::write_tokenizer(Source{gguf}, tmp.path);
-  REQUIRE(missing.size() == 1);
-  CHECK(missing[0].find("tokenizer.json") == 0);
-  CHECK(missing[0].find(gguf.string()) != std::string::npos);
   ordo::io::gguf::File file(gguf);
-  const std::string expected_template(file.tokenizer().chat_template);
+  const auto meta = file.tokenizer();
+  const auto tok = ordo::Tokenizer::from_gguf_metadata(meta, gguf.string());
+  TempDir tmp;
+  const auto missing = ordo::model::detail::save::write_tokenizer(gguf, &tok, 8192, tmp.path);
+  CHECK(missing.empty());
+  const std::string expected_template(meta.chat_template);
   REQUIRE_FALSE(expected_template.empty());
   CHECK(read_file(tmp.path / "chat_template.jinja") == expected_template);
-  // ordo reads it back as the model's chat template.
-  CHECK(ordo::read_chat_template(tmp.path) == expected_template);
+  CHECK(ordo::read_chat_template(tmp.path) == expected_template);  // ordo reads it back
+  // tokenizer.json and tokenizer_config.json give the GGUF's tokenizer back: the same ids for
+  // text with special tokens, code, whitespace runs and non-Latin scripts (the fixture strings
+  // are compared with Hugging Face in tests/text), the same special ids.
+  const auto back = ordo::Tokenizer::from_directory(tmp.path);
+  CHECK(back.bos_id() == tok.bos_id());
+  CHECK(back.eos_id() == tok.eos_id());
+  CHECK(back.pad_id() == tok.pad_id());
+  CHECK(back.vocab_size() == tok.vocab_size());
+  const std::string text = "<|im_start|>user\nWhat is 1234+5678?  Ça va? 你好!\n\tdef f(x): return x**2<|im_end|>\n";
+  CHECK(back.encode(text) == tok.encode(text));
+  CHECK(back.decode(tok.encode(text)) == text);
+  const auto config = nlohmann::json::parse(read_file(tmp.path / "tokenizer_config.json"));
+  CHECK(config["eos_token"] == tok.token_text(*tok.eos_id()));
+  CHECK(config["model_max_length"] == 8192);
+  // A model whose tokenizer came from neither: reported missing, by name.
+  const auto none = ordo::model::detail::save::write_tokenizer(tmp.path / "nowhere", nullptr, 8192, tmp.path / "x");
+  REQUIRE(none.size() == 1);
+  CHECK(none[0].find("tokenizer.json") == 0);
 }

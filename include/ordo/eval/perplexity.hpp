@@ -47,6 +47,25 @@ struct perplexity_result {
 };
 
 /// `progress(done, total)` is called after each window with scored-token counts.
+namespace detail {
+
+// The result of `scored` targets whose negative log-likelihoods sum to `nll_sum`. A non-finite
+// value means NaN or Inf logits (a corrupt or diverged model): an error, never a number.
+inline perplexity_result perplexity_of(double nll_sum, std::int64_t scored) {
+  perplexity_result r;
+  r.tokens = scored;
+  r.nll = nll_sum / static_cast<double>(scored);
+  r.ppl = std::exp(r.nll);
+  if (!std::isfinite(r.nll) || !std::isfinite(r.ppl))
+    throw std::runtime_error("ordo::eval::perplexity: the mean negative log-likelihood over " + std::to_string(scored) +
+                             " tokens is " + std::to_string(r.nll) +
+                             ", not a finite perplexity: the model's logits are not finite (a corrupt or diverged "
+                             "model)");
+  return r;
+}
+
+}  // namespace detail
+
 inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::int64_t>& ids,
                                     const perplexity_options& o,
                                     const std::function<void(std::int64_t, std::int64_t)>& progress = {}) {
@@ -86,11 +105,7 @@ inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::
       score(begin, begin + o.context, begin + o.context / 2, begin + o.context);
     if (scored == 0) throw std::invalid_argument("ordo::eval::perplexity: the text is shorter than one context");
   }
-  perplexity_result r;
-  r.tokens = scored;
-  r.nll = nll_sum / static_cast<double>(scored);
-  r.ppl = std::exp(r.nll);
-  return r;
+  return detail::perplexity_of(nll_sum, scored);
 }
 
 struct example_perplexity_options {
@@ -139,11 +154,7 @@ inline perplexity_result perplexity(model::CausalLM& lm, std::span<const Example
     scored += b.scored_tokens;
     if (progress) progress(scored, total);
   }
-  perplexity_result r;
-  r.tokens = scored;
-  r.nll = nll_sum / static_cast<double>(scored);
-  r.ppl = std::exp(r.nll);
-  return r;
+  return detail::perplexity_of(nll_sum, scored);
 }
 
 }  // namespace ordo::eval

@@ -7,7 +7,7 @@
 
 #include <cerrno>        // errno
 #include <cstdio>        // renameat2, std::rename
-#include <cstdlib>       // mkdtemp
+#include <cstdlib>       // mkdtemp, std::strtol
 #include <filesystem>    // std::filesystem
 #include <span>          // std::span
 #include <stdexcept>     // std::invalid_argument
@@ -15,7 +15,8 @@
 #include <system_error>  // std::system_error
 
 #include <fcntl.h>   // open, AT_FDCWD
-#include <unistd.h>  // fsync, close
+#include <signal.h>  // kill (is a process alive)
+#include <unistd.h>  // fsync, close, getpid
 
 #include <ordo/io/atomic_write.hpp>  // write_file_atomically, AtomicSink
 
@@ -35,12 +36,37 @@ inline void fsync_dir(const fs::path& dir) {
   }
 }
 
+/// Removes the temporary directories a killed write of `target` left beside it: those named
+/// `.<target name>.tmp.<pid>.*` whose process no longer runs (a write in progress, by this or
+/// another process, is left alone). Returns how many it removed.
+inline std::size_t remove_stale_temporaries(const fs::path& target) {
+  const std::string prefix = "." + target.filename().string() + ".tmp.";
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(target.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || !e.is_directory(ec)) continue;
+    const std::string rest = name.substr(prefix.size());  // "<pid>.XXXXXX" (or ".old" after it)
+    const auto dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || rest.find_first_not_of("0123456789") != dot) continue;
+    const long pid = std::strtol(rest.substr(0, dot).c_str(), nullptr, 10);
+    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
+      continue;  // the process runs (EPERM: another user's), so the write may be in progress
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    if (!rm) ++removed;
+  }
+  return removed;
+}
+
 /// Fills a fresh temporary directory beside `target` with `produce(tmp)`, then puts it in
 /// place of `target`: into an empty or missing `target`
 /// by one rename, over an existing one by renameat2(RENAME_EXCHANGE) (or, where the file system
 /// lacks it, by moving the old one aside first). An existing `target` is replaced only when every
 /// entry in it is a regular file for which `replaceable(name)` is true, so a wrong path cannot
-/// wipe unrelated data. Returns the normalized target path.
+/// wipe unrelated data. The temporary directory is `.<name>.tmp.<pid>.XXXXXX`; those of killed
+/// writes of the same target are removed first (remove_stale_temporaries). Returns the
+/// normalized target path.
 template <class Produce, class Replaceable>
 fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce, Replaceable&& replaceable) {
   fs::path target = fs::absolute(target_in).lexically_normal();
@@ -56,7 +82,9 @@ fs::path write_directory_atomically(const fs::path& target_in, Produce&& produce
         throw std::invalid_argument(target.string() + ": exists and holds '" + e.path().filename().string() +
                                     "', which this writer does not own; not replacing the directory");
   }
-  std::string tmpl = (parent / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  remove_stale_temporaries(target);  // what a killed write of the same target left behind
+  std::string tmpl =
+      (parent / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()) + ".XXXXXX")).string();
   if (!::mkdtemp(tmpl.data()))
     throw std::system_error(errno, std::generic_category(),
                             target.string() + ": cannot create a temporary directory beside it");

@@ -25,7 +25,9 @@ class MappedFile {
   MappedFile() = default;
 
   explicit MappedFile(const std::filesystem::path& path) : path_(path.string()) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever; it is
+    // refused below as not a regular file (for regular files the flag changes nothing).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail("cannot open");
     struct stat st {};
     if (::fstat(fd, &st) != 0) {

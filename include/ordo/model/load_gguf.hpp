@@ -7,6 +7,7 @@
 // the q and k projections of llama models (it interleaves the two RoPE halves per head).
 #pragma once
 
+#include <algorithm>   // std::find_if
 #include <cmath>       // std::isfinite
 #include <cstdint>     // std::int64_t
 #include <filesystem>  // std::filesystem::path
@@ -214,6 +215,12 @@ inline CausalLM load_gguf(const std::filesystem::path& path, const placement& wh
     if (!p)
       throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' (" + name + ") does not fit this config");
     std::vector<float> values = file.dequantize(t);
+    // A corrupt block (a NaN scale, random bytes) makes every output NaN: named here instead.
+    if (const auto bad = std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+        bad != values.end())
+      throw std::invalid_argument(file.path() + ": tensor '" + t.name +
+                                  "' holds a non-finite value (NaN or Inf) at element " +
+                                  std::to_string(bad - values.begin()) + ": the file is corrupt");
     std::vector<std::int64_t> shape;
     for (auto s : t.shape()) shape.push_back(static_cast<std::int64_t>(s));
     auto w = torch::from_blob(values.data(), shape, torch::kFloat32);

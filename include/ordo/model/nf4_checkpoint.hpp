@@ -9,6 +9,7 @@
 // Example: tests/model/checkpoint_test.cpp.
 #pragma once
 
+#include <cmath>       // std::isfinite
 #include <cstdint>     // std::uint8_t, std::uint64_t
 #include <cstring>     // std::memcpy
 #include <filesystem>  // std::filesystem
@@ -153,8 +154,9 @@ inline SavedCheckpoint save_nf4(const QuantizedModel& m, const std::filesystem::
         io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
         auto config = ck::base_config(lm, ck::parameter_dtype(lm));
         config["quantization_config"] = bnb_quantization_config(nested, compute.value_or(torch::kFloat32));
-        ck::write_config(tmp / "config.json", config);
-        out.not_written = ck::write_tokenizer(m, tmp);
+        ck::write_config(tmp / "config.json", config, m.shared_tokenizer().get());
+        out.not_written = ck::write_tokenizer(m.source(), m.shared_tokenizer().get(),
+                                              lm->config().max_position_embeddings, tmp);
       },
       io::is_checkpoint_file);
   out.size = io::checkpoint_size(out.dir);
@@ -283,6 +285,18 @@ inline std::shared_ptr<const nf4_weight> read_nf4_weight(const io::safetensors::
     if (!off.is_number()) throw io::format_error(file, state_obj, "nested_offset " + off.dump() + " is not a number");
     q.offset = static_cast<float>(off.get<double>());  // written as the double of an fp32 value
   }
+  // A NaN or Inf scale makes its whole block NaN: named here instead of in the model's output.
+  const auto finite_or_throw = [&](const std::vector<float>& v, const std::string& tensor) {
+    for (std::size_t i = 0; i < v.size(); ++i)
+      if (!std::isfinite(v[i]))
+        throw io::format_error(file, tensor_object(tensor),
+                               "holds a non-finite value (NaN or Inf) at element " + std::to_string(i) +
+                                   ": the checkpoint is corrupt");
+  };
+  finite_or_throw(q.absmax, base + ".absmax");
+  finite_or_throw(q.absmax2, base + ".nested_absmax");
+  if (!std::isfinite(q.offset))
+    throw io::format_error(file, state_obj, "nested_offset is not finite: the checkpoint is corrupt");
   w->scales = quant::nf4::block_scales(q);
   return w;
 }
@@ -304,8 +318,13 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, const placement
   auto config = decoder_config::load(dir);
   const auto& raw = config.original;
   const std::string qc_obj = "key 'quantization_config'";
-  if (!raw.contains("quantization_config") || !raw["quantization_config"].is_object())
+  if (!raw.contains("quantization_config"))
     throw io::format_error(config_path, qc_obj, "missing: not a quantized checkpoint (load_hf reads dense ones)");
+  if (!raw["quantization_config"].is_object())
+    throw io::format_error(config_path, qc_obj,
+                           "is " + raw["quantization_config"].dump() +
+                               ", not an object such as {\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": true, "
+                               "\"bnb_4bit_quant_type\": \"nf4\", ...}");
   const auto& qc = raw["quantization_config"];
   // Compared as JSON values, so that a key of an unexpected type is a mismatch, not a throw.
   auto get = [&](const char* key, const nlohmann::json& fallback) { return qc.contains(key) ? qc[key] : fallback; };
@@ -357,6 +376,7 @@ inline QuantizedModel load_nf4(const std::filesystem::path& dir, const placement
           << " (floating point)";
       throw io::format_error(where->file->path(), nf::tensor_object(name), msg.str());
     }
+    require_finite(t, where->file->path(), name);
     p.value().copy_(t);
     used.insert(name);
   }

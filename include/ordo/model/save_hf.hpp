@@ -20,12 +20,13 @@
 #include <torch/torch.h>
 
 #include <ordo/io/atomic_directory.hpp>  // write_directory_atomically, write_text
-#include <ordo/io/gguf.hpp>              // gguf::File (chat template of a GGUF source)
 #include <ordo/io/hf_directory.hpp>      // checkpoint_size, is_checkpoint_file, tokenizer_files
 #include <ordo/io/safetensors.hpp>       // safetensors::write
 #include <ordo/model/decoder.hpp>        // CausalLM
 #include <ordo/model/dense_model.hpp>    // DenseModel
 #include <ordo/model/dtype.hpp>          // safetensors_dtype, torch_dtype_name
+#include <ordo/model/tokenizer_files.hpp>  // write_gguf_tokenizer_files (GGUF sources)
+#include <ordo/text/tokenizer.hpp>        // Tokenizer
 
 namespace ordo::model {
 
@@ -84,31 +85,41 @@ inline torch::ScalarType parameter_dtype(const CausalLM& lm) {
   return torch::kFloat32;
 }
 
-/// Copies the tokenizer files of a Hugging Face source directory, or, for a GGUF source, writes
-/// its chat template. Returns what a full directory would hold but this one does not.
-template <class Model>
-std::vector<std::string> write_tokenizer(const Model& m, const fs::path& out) {
-  std::vector<std::string> missing;
-  const fs::path& src = m.source();
-  if (!src.empty() && fs::is_directory(src)) {
+/// The tokenizer files beside the weights of a model from `src` with `tokenizer` (may be null):
+/// copied from a Hugging Face source directory that has a tokenizer.json; else, when the
+/// tokenizer came from a GGUF file (the model's own, or the one `--tokenizer` named), written
+/// from its metadata: tokenizer.json and tokenizer_config.json, which encode every text as ordo
+/// does from that GGUF, and chat_template.jinja. Returns what a
+/// full directory would hold but this one does not.
+inline std::vector<std::string> write_tokenizer(const fs::path& src, const Tokenizer* tokenizer,
+                                                std::int64_t model_max_length, const fs::path& out) {
+  if (!src.empty() && fs::is_directory(src) && fs::is_regular_file(src / "tokenizer.json")) {
     for (const char* f : io::tokenizer_files)
       if (fs::is_regular_file(src / f)) fs::copy_file(src / f, out / f);
-    if (!fs::exists(out / "tokenizer.json"))
-      missing.push_back("tokenizer.json: the source directory " + src.string() + " has none");
-  } else if (!src.empty() && fs::is_regular_file(src) && src.extension() == ".gguf") {
-    io::gguf::File file(src);
-    const auto meta = file.tokenizer();
-    if (!meta.chat_template.empty()) io::write_text(out / "chat_template.jinja", std::string(meta.chat_template));
-    missing.push_back("tokenizer.json: the model came from the GGUF file " + src.string() +
-                      ", whose vocabulary ordo does not write as tokenizer.json (transformers can "
-                      "convert it: AutoTokenizer.from_pretrained(dir, gguf_file=...))");
-  } else {
-    missing.push_back("tokenizer.json: the model has no source directory to copy it from");
+    return {};
   }
-  return missing;
+  const fs::path gguf = tokenizer ? fs::path(tokenizer->source()) : fs::path();
+  if (gguf.extension() == ".gguf" && fs::is_regular_file(gguf)) {
+    write_gguf_tokenizer_files(gguf, out, model_max_length);
+    return {};
+  }
+  return {"tokenizer.json: " + (src.empty() ? std::string("the model has no source to take it from")
+                                            : src.string() + " has none, and the tokenizer did not come from a GGUF file")};
 }
 
-inline void write_config(const fs::path& path, const json& j) { io::write_text(path, j.dump(2) + "\n"); }
+/// Writes config.json; BOS/EOS/PAD ids the config lacks (a GGUF source keeps them in its
+/// tokenizer metadata) are taken from `tokenizer`, so transformers' generate stops at EOS.
+inline void write_config(const fs::path& path, json j, const Tokenizer* tokenizer) {
+  if (tokenizer) {
+    const auto fill = [&](const char* key, std::optional<TokenId> id) {
+      if (id && (!j.contains(key) || j[key].is_null())) j[key] = *id;
+    };
+    fill("bos_token_id", tokenizer->bos_id());
+    fill("eos_token_id", tokenizer->eos_id());
+    fill("pad_token_id", tokenizer->pad_id());
+  }
+  io::write_text(path, j.dump(2) + "\n");
+}
 
 inline const std::map<std::string, std::string> pt_metadata = {{"format", "pt"}};
 
@@ -117,7 +128,7 @@ inline const std::map<std::string, std::string> pt_metadata = {{"format", "pt"}}
 /// Saves a dense model as a Hugging Face directory: config.json (decoder_config::to_json with
 /// "dtype" and "torch_dtype" of the parameters), model.safetensors (every parameter by transformers' name in its
 /// dtype; a tied lm_head is not stored, as transformers does not store it), and the tokenizer
-/// files of the source directory (for a GGUF source: chat_template.jinja only; see
+/// files of the source directory (for a GGUF source: written from its metadata; see
 /// SavedCheckpoint::not_written). load_hf(dir) gives the same model back.
 inline SavedCheckpoint save_hf(const DenseModel& m, const std::filesystem::path& dir) {
   namespace ck = detail::save;
@@ -129,8 +140,9 @@ inline SavedCheckpoint save_hf(const DenseModel& m, const std::filesystem::path&
         ck::Entries e;
         for (const auto& p : lm->named_parameters()) e.add_tensor(p.key(), p.value());
         io::safetensors::write(tmp / "model.safetensors", e.entries, ck::pt_metadata);
-        ck::write_config(tmp / "config.json", ck::base_config(lm, ck::parameter_dtype(lm)));
-        out.not_written = ck::write_tokenizer(m, tmp);
+        ck::write_config(tmp / "config.json", ck::base_config(lm, ck::parameter_dtype(lm)), m.shared_tokenizer().get());
+        out.not_written = ck::write_tokenizer(m.source(), m.shared_tokenizer().get(),
+                                              lm->config().max_position_embeddings, tmp);
       },
       io::is_checkpoint_file);
   out.size = io::checkpoint_size(out.dir);

@@ -37,6 +37,7 @@
 #include <ordo/data/examples.hpp>          // text_examples, encode_chat
 #include <ordo/data/split.hpp>             // permutation
 #include <ordo/eval/perplexity.hpp>        // perplexity
+#include <ordo/io/progress.hpp>            // ProgressLine
 #include <ordo/model/checkpoint.hpp>       // save_hf, save_nf4
 #include <ordo/pipeline.hpp>               // paper_configurations, paper_notation_v
 #include <ordo/stages/context.hpp>         // Context, Example, Budget
@@ -190,10 +191,11 @@ struct study_progress {
     std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
                  e.planned, std::string(e.prefix).c_str(), s, elapsed());
   }
+  /// Inside a stage: a line rewritten on a terminal, elsewhere a line every 5 seconds.
   void progress(const std::string& what, double fraction, const std::string& detail) {
-    if (!tty) return;
-    std::fprintf(stderr, "\r\033[K    %s %3.0f%% %s", what.c_str(), 100 * fraction, detail.c_str());
+    line.update(what, fraction, detail);
   }
+  io::ProgressLine line;
 };
 
 namespace detail {
@@ -456,13 +458,19 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         r.size_mb = static_cast<double>(model.memory_bytes()) / (1024.0 * 1024.0);
         const auto started = std::chrono::steady_clock::now();
         auto lm = model.lm();
-        const auto ppl = eval::perplexity(lm, eval_ids, pp);
+        const auto scored = [&](const char* what) {
+          return [&progress, what](std::int64_t done, std::int64_t total) {
+            progress.progress(what, static_cast<double>(done) / static_cast<double>(std::max<std::int64_t>(total, 1)),
+                              std::to_string(done) + "/" + std::to_string(total) + " tokens");
+          };
+        };
+        const auto ppl = eval::perplexity(lm, eval_ids, pp, scored("perplexity on held-out text"));
         r.perplexity = ppl.ppl;
         r.nll = ppl.nll;
         r.eval_tokens = ppl.tokens;
         std::string chat_text;
         if (!eval_chats.empty()) {
-          const auto chat = eval::perplexity(lm, eval_chats, chat_pp);
+          const auto chat = eval::perplexity(lm, eval_chats, chat_pp, scored("perplexity on held-out chats"));
           r.chat_perplexity = chat.ppl;
           r.extra["chat_eval_tokens"] = chat.tokens;
           char buf[96];

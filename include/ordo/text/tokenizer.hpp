@@ -130,6 +130,12 @@ class Tokenizer {
   /// bos_id, eos_id, unknown_id, padding_id, add_bos, add_eos, scores, add_space_prefix).
   template <class Metadata>
   static Tokenizer from_gguf_metadata(const Metadata& m, std::string source = "GGUF tokenizer metadata") {
+    return from_vocabulary(vocabulary_of(m), std::move(source));
+  }
+
+  /// The vocabulary of a GGUF file's tokenizer metadata (the fields from_gguf_metadata reads).
+  template <class Metadata>
+  static BpeVocabulary vocabulary_of(const Metadata& m) {
     BpeVocabulary v;
     v.model = std::string(m.model);
     v.scores.assign(m.scores.begin(), m.scores.end());
@@ -148,8 +154,18 @@ class Tokenizer {
     v.pad_id = id(m.padding_id);
     v.add_bos = m.add_bos;
     v.add_eos = m.add_eos;
-    return from_vocabulary(v, std::move(source));
+    return v;
   }
+
+  /// A Hugging Face tokenizer.json for a GGUF-style vocabulary (detail/tokenizer_gguf.hpp): the
+  /// same tokenizer as from_vocabulary(v) (same ids for every text, same decoding), which
+  /// Hugging Face `tokenizers` loads. Throws TokenizerError, naming `source`, as from_vocabulary.
+  static nlohmann::json hf_tokenizer_json(const BpeVocabulary& v, const std::string& source = "GGUF tokenizer metadata");
+  /// The tokenizer_config.json that goes with it (tokenizer class, BOS/EOS/PAD/UNK spellings,
+  /// add_bos_token/add_eos_token, the added tokens, `model_max_length`, and the chat template
+  /// when one is given).
+  static nlohmann::json hf_tokenizer_config(const BpeVocabulary& v, std::string_view chat_template,
+                                            std::int64_t model_max_length);
 
   /// Text to token ids. `text` must be well-formed UTF-8 (std::invalid_argument otherwise).
   std::vector<TokenId> encode(std::string_view text, EncodeOptions options = {}) const {

@@ -1,6 +1,8 @@
 // ordo/text/detail/tokenizer_gguf.hpp — Tokenizer from a GGUF vocabulary (BpeVocabulary): the
 // pre-tokenizer families llama.cpp names (tokenizer.ggml.pre), byte-level BPE ("gpt2") and
-// SentencePiece-style BPE ("llama"), whose merges may have to be derived from the scores.
+// SentencePiece-style BPE ("llama"), whose merges may have to be derived from the scores; and
+// the Hugging Face tokenizer.json / tokenizer_config.json of such a vocabulary (what a model
+// loaded from GGUF saves beside its weights).
 #pragma once
 
 #include <algorithm>         // std::sort, std::stable_sort
@@ -15,6 +17,8 @@
 #include <unordered_map>     // std::unordered_map
 #include <utility>           // std::move, std::pair
 #include <vector>            // std::vector
+
+#include <nlohmann/json.hpp>  // nlohmann::json
 
 #include <ordo/text/bpe_vocabulary.hpp>       // BpeVocabulary
 #include <ordo/text/detail/decode_steps.hpp>  // DecodeStep
@@ -191,6 +195,148 @@ inline std::vector<std::pair<std::string, std::string>> Tokenizer::merges_from_s
   out.reserve(merges.size());
   for (const auto& m : merges) out.emplace_back(m.left, m.right);
   return out;
+}
+
+// The tokenizer.json of a GGUF vocabulary, written as tokenizer.json states what load_vocabulary
+// builds: every token in model.vocab (the first id of a spelling, as lookups do), control and
+// user-defined tokens as added tokens matched in the raw text, the merges in rank order (derived
+// from the scores for SentencePiece vocabularies without merges), the family's regexes as Split
+// steps before a regex-free ByteLevel step (or Llama 2's normalizer and decoder chain), and BOS /
+// EOS as a TemplateProcessing post-processor when the vocabulary adds them.
+inline nlohmann::json Tokenizer::hf_tokenizer_json(const BpeVocabulary& v, const std::string& source) {
+  using json = nlohmann::json;
+  const Tokenizer t = from_vocabulary(v, source);  // checks the vocabulary, as loading it would
+  const bool spm = !t.byte_level_;
+  json added = json::array();
+  for (const auto& a : t.added_) {
+    added.push_back({{"id", a.id},
+                     {"content", a.content},
+                     {"single_word", a.single_word},
+                     {"lstrip", a.lstrip},
+                     {"rstrip", a.rstrip},
+                     {"normalized", a.normalized},
+                     {"special", a.special}});
+  }
+  json vocab = json::object();
+  for (std::size_t i = 0; i < v.tokens.size(); ++i)
+    if (!vocab.contains(v.tokens[i])) vocab[v.tokens[i]] = static_cast<TokenId>(i);
+  json merges = json::array();
+  if (spm && v.merges.empty()) {
+    for (auto& [l, r] : t.merges_from_scores(v)) merges.push_back({std::move(l), std::move(r)});
+  } else {
+    for (const auto& m : v.merges) {
+      const auto space = m.find(' ');
+      merges.push_back({m.substr(0, space), m.substr(space + 1)});
+    }
+  }
+  json model = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", t.unk_id_ ? json(v.tokens[static_cast<std::size_t>(*t.unk_id_)]) : json(nullptr)},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", t.fuse_unk_},
+                {"byte_fallback", t.byte_fallback_},
+                {"ignore_merges", t.ignore_merges_},
+                {"vocab", std::move(vocab)},
+                {"merges", std::move(merges)}};
+
+  json normalizer = nullptr, pre_tokenizer = nullptr, decoder;
+  if (spm) {
+    json steps = json::array();
+    for (const auto& n : t.normalizers_) {
+      if (n.kind == detail::NormalizeStep::Kind::prepend)
+        steps.push_back({{"type", "Prepend"}, {"prepend", n.text}});
+      else
+        steps.push_back({{"type", "Replace"}, {"pattern", {{"String", n.text}}}, {"content", n.replacement}});
+    }
+    normalizer = {{"type", "Sequence"}, {"normalizers", std::move(steps)}};
+    json chain = json::array();
+    for (const auto& d : t.decoders_) {
+      using K = detail::DecodeStep::Kind;
+      if (d.kind == K::replace)
+        chain.push_back({{"type", "Replace"}, {"pattern", {{"String", d.from}}}, {"content", d.to}});
+      else if (d.kind == K::byte_fallback)
+        chain.push_back({{"type", "ByteFallback"}});
+      else if (d.kind == K::fuse)
+        chain.push_back({{"type", "Fuse"}});
+      else if (d.kind == K::strip)
+        chain.push_back({{"type", "Strip"}, {"content", d.from}, {"start", d.start}, {"stop", d.stop}});
+      else
+        t.fail("internal: a GGUF vocabulary with a decoding step tokenizer.json cannot state");
+    }
+    decoder = {{"type", "Sequence"}, {"decoders", std::move(chain)}};
+  } else {
+    json steps = json::array();
+    const auto family = detail::pre_family(v.pre);  // known: from_vocabulary accepted it
+    for (const auto pattern : family->patterns) {
+      steps.push_back({{"type", "Split"},
+                       {"pattern", {{"Regex", std::string(pattern)}}},
+                       {"behavior", "Isolated"},
+                       {"invert", false}});
+    }
+    steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+    pre_tokenizer = {{"type", "Sequence"}, {"pretokenizers", std::move(steps)}};
+    decoder = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  }
+
+  json post = nullptr;
+  if (!t.prefix_ids_.empty() || !t.suffix_ids_.empty()) {
+    json specials = json::object();
+    const auto piece = [&](TokenId id, int type_id) {
+      const auto& name = v.tokens[static_cast<std::size_t>(id)];
+      specials[name] = {{"id", name}, {"ids", json::array({id})}, {"tokens", json::array({name})}};
+      return json{{"SpecialToken", {{"id", name}, {"type_id", type_id}}}};
+    };
+    const auto sequence = [&](int type_id) {
+      json out = json::array();
+      for (const auto id : t.prefix_ids_) out.push_back(piece(id, type_id));
+      out.push_back({{"Sequence", {{"id", type_id == 0 ? "A" : "B"}, {"type_id", type_id}}}});
+      for (const auto id : t.suffix_ids_) out.push_back(piece(id, type_id));
+      return out;
+    };
+    json pair = sequence(0);
+    for (auto& x : sequence(1)) pair.push_back(std::move(x));
+    post = {{"type", "TemplateProcessing"}, {"single", sequence(0)}, {"pair", std::move(pair)}, {"special_tokens", specials}};
+  }
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", std::move(added)},
+          {"normalizer", std::move(normalizer)},
+          {"pre_tokenizer", std::move(pre_tokenizer)},
+          {"post_processor", std::move(post)},
+          {"decoder", std::move(decoder)},
+          {"model", std::move(model)}};
+}
+
+inline nlohmann::json Tokenizer::hf_tokenizer_config(const BpeVocabulary& v, std::string_view chat_template,
+                                                     std::int64_t model_max_length) {
+  using json = nlohmann::json;
+  const Tokenizer t = from_vocabulary(v, "GGUF tokenizer metadata");
+  const auto spelling = [&](const std::optional<TokenId>& id) {
+    return id ? json(v.tokens[static_cast<std::size_t>(*id)]) : json(nullptr);
+  };
+  json decoder = json::object();
+  for (const auto& a : t.added_) {
+    decoder[std::to_string(a.id)] = {{"content", a.content},
+                                     {"lstrip", a.lstrip},
+                                     {"normalized", a.normalized},
+                                     {"rstrip", a.rstrip},
+                                     {"single_word", a.single_word},
+                                     {"special", a.special}};
+  }
+  json j = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+            {"add_bos_token", !t.prefix_ids_.empty()},
+            {"add_eos_token", !t.suffix_ids_.empty()},
+            {"bos_token", spelling(t.bos_id_)},
+            {"eos_token", spelling(t.eos_id_)},
+            {"pad_token", spelling(t.pad_id_)},
+            {"unk_token", spelling(t.unk_id_)},
+            {"clean_up_tokenization_spaces", false},
+            {"model_max_length", model_max_length},
+            {"added_tokens_decoder", std::move(decoder)}};
+  if (!chat_template.empty()) j["chat_template"] = std::string(chat_template);
+  return j;
 }
 
 }  // namespace ordo
