@@ -2,6 +2,7 @@
 //
 //   ->check(ordo::tools::positive)        "--epochs: must be a positive number, not 0"
 //   ->check(ordo::tools::non_negative)    "--max-tokens: must be a number >= 0, not -5"
+//   ordo::tools::add_threads(app, n)      --threads, 0 (default): the CPUs left idle by others
 //   ordo::tools::check_output_dir(out)    an output directory that can be made and written
 //   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
 #pragma once
@@ -15,6 +16,8 @@
 #include <string>      // std::string
 
 #include <CLI/CLI.hpp>
+
+#include <ordo/io/cpu.hpp>  // idle_cpus
 
 namespace ordo::tools {
 
@@ -43,6 +46,19 @@ inline const CLI::Validator non_negative(
       return "must be a number >= 0, not " + (text.empty() ? std::string("an empty value") : text);
     },
     "NON-NEGATIVE", "non_negative");
+
+/// --threads N; 0, the default, takes the CPUs other processes leave idle when the tool starts
+/// (ordo::io::idle_cpus: one busy CPU made two threads 10-20 times slower than one).
+inline CLI::Option* add_threads(CLI::App& app, int& threads) {
+  threads = 0;
+  return app
+      .add_option("--threads", threads,
+                  "CPU threads (default 0: the CPUs other processes leave idle, measured when the tool starts)")
+      ->check(non_negative);
+}
+
+/// The thread count to use for a --threads value (0: idle_cpus()).
+inline int resolve_threads(int threads) { return threads > 0 ? threads : ordo::io::idle_cpus(); }
 
 /// Fails unless `out` can become an output directory: not empty, not an existing file, and the
 /// nearest existing directory on its path writable (probed with a file that is removed again).

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
-  app.add_option("--threads", options.threads)->check(ordo::tools::positive)->capture_default_str();
+  ordo::tools::add_threads(app, options.threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     const auto teacher_device = device.teacher();
     const auto sources = data_options.resolve();
     ordo::tools::check_output_dir(out);
+    options.threads = ordo::tools::resolve_threads(options.threads);
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   std::string prompt, model_path, system, tokenizer_path;
   ordo::model::generation_options options;
   bool raw = false, beyond_context = false;
-  int threads = 2;
+  int threads = 0;
   app.add_option("--prompt", prompt, "the user message")->required();
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
   app.add_flag("--allow-beyond-context", beyond_context,
                "run a prompt longer than the model's context (positions it was not trained on)");
-  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
+  ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-generate");
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     for (const auto& [flag, value] : {std::pair{"--prompt", &prompt}, std::pair{"--system", &system}})
       if (const auto bad = ordo::detail::utf8::first_invalid(*value))
         throw std::invalid_argument(std::string(flag) + " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
-    at::set_num_threads(threads);
+    at::set_num_threads(ordo::tools::resolve_threads(threads));
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     std::string text = prompt;
     if (!raw) {

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ordo-perplexity: perplexity of a causal LM on a text file"};
   std::string text_path, model_path, protocol = "sliding", tokenizer_path;
   ordo::eval::perplexity_options options;
-  int threads = 2;
+  int threads = 0;
   app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")
       ->check(ordo::tools::non_negative)
       ->capture_default_str();
-  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
+  ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-perplexity");
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
                                   std::to_string(options.context) + " (the windows would skip tokens)");
     const auto where = device.resolve();  // before any work
     const auto text = ordo::data::read_text_file(text_path);  // a regular UTF-8 file of bounded size
-    at::set_num_threads(threads);
+    at::set_num_threads(ordo::tools::resolve_threads(threads));
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     const auto ids32 = model.tokenizer.encode(text.text);
     if (ids32.size() < 2)

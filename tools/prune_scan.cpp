@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
-  app.add_option("--threads", options.threads)->check(ordo::tools::positive)->capture_default_str();
+  ordo::tools::add_threads(app, options.threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::data_flags data_options;
@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
     const fs::path out_dir = out;
     ordo::tools::check_output_dir(out_dir);
 
+    options.threads = ordo::tools::resolve_threads(options.threads);
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ordo-study: the compression-ordering study on one base model"};
   std::string preset = "quick", model, out = "out/study";
   long long train = -1, calibration = -1, seq_len = -1, epochs = -1, eval_tokens = -1, max_cached = -1;
-  int threads = 2;
+  int threads = 0;
   double weight_share = -1;
   std::string prompts, minilm;
   long long clarity_prompts = -1, max_new_tokens = -1;
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   app.add_option("--prune-weight-share", weight_share,
                  "share of the weight term in the pruning importance (the paper: 0.5)")
       ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--threads", threads, "CPU threads")->check(ordo::tools::positive)->capture_default_str();
+  ordo::tools::add_threads(app, threads);
   app.add_option("--prompts", prompts,
                  "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
   app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)")
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
     o.teacher = device.teacher_model;
     o.model = model;
     o.out_dir = out;
-    o.threads = threads;
+    o.threads = ordo::tools::resolve_threads(threads);
     o.data = data_options.resolve();
     ordo::tools::check_output_dir(o.out_dir);
     if (train > 0) o.budget.train_samples = train;
