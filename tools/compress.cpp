@@ -7,7 +7,7 @@
 //                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
 //                 [--teacher PATH]
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
-//                 [--prune-recovery cross-entropy|distillation]
+//                 [--prune-recovery cross-entropy|distillation] [--format hf|gguf] [--gguf-type f32|f16|bf16|q8_0]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
@@ -18,7 +18,13 @@
 // summary; a mismatch is an error). The last line of output is a JSON summary. A model saved
 // from GGUF carries the GGUF's tokenizer as tokenizer.json, so an output is itself a valid
 // --model; --tokenizer takes the tokenizer from another model for a directory without one.
+// --format gguf writes DIR/model.gguf instead (llama.cpp's keys and tensor names, the GGUF
+// tokenizer and chat template, per-layer FFN widths when pruning made them differ); a chain that
+// ends in Q is exported as its exact dequantized values rounded to --gguf-type.
 #include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <string_view>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -28,6 +34,7 @@
 
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/model/load_for_inference.hpp>
+#include <ordo/model/save_gguf.hpp>
 #include <ordo/paper/paper_study.hpp>
 
 #include "checks.hpp"
@@ -36,7 +43,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-compress: run one compression pipeline and save the model"};
-  std::string pipeline, model_path, out, tokenizer_path;
+  std::string pipeline, model_path, out, tokenizer_path, format = "hf", gguf_type_name = "f16";
   auto options = ordo::study::preset("quick");
   bool no_recovery = false;
   app.add_option("--pipeline", pipeline, "e.g. P-KD-Q, Q-P-KD, Q-D-P-KD-Q, P, KD, Q")->required();
@@ -44,6 +51,12 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", tokenizer_path,
                  "take the tokenizer and chat template from this model (for a directory without tokenizer.json)");
   app.add_option("--out", out, "output directory")->required();
+  app.add_option("--format", format, "hf (a Hugging Face directory; NF4 in bitsandbytes' format) or gguf (DIR/model.gguf)")
+      ->check(CLI::IsMember({"hf", "gguf"}))
+      ->capture_default_str();
+  app.add_option("--gguf-type", gguf_type_name, "with --format gguf: the weights' type, f32, f16, bf16 or q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
+      ->capture_default_str();
   app.add_option("--calibration-samples", options.budget.calibration_samples)
       ->check(ordo::tools::positive)
       ->capture_default_str();
@@ -79,6 +92,7 @@ int main(int argc, char** argv) {
       recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
   try {
     const auto where = device.resolve();  // before any work
+    const auto gguf_type = ordo::model::gguf_type_from_name(gguf_type_name);
     const auto teacher_device = device.teacher();
     const auto sources = data_options.resolve();
     ordo::tools::check_output_dir(out);
@@ -101,6 +115,46 @@ int main(int argc, char** argv) {
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
 
+    // --format gguf: one model.gguf in `out` (an NF4 result through the Dequantize stage), loaded
+    // back with ordo's GGUF reader; the logits must be equal for a dense model saved in f32 and
+    // within the rounding of the type otherwise (reported).
+    auto save_as_gguf = [&](auto& result, std::string_view chain, const std::string& notation,
+                            const std::string& stages, const torch::Tensor& probe, ordo::Context& ctx,
+                            const nlohmann::json& summary) {
+      constexpr bool quantized = std::is_same_v<std::decay_t<decltype(result)>, ordo::QuantizedModel>;
+      const ordo::DenseModel dense = [&] {
+        if constexpr (quantized)
+          return ordo::apply(ordo::Dequantize{}, result, ctx);
+        else
+          return result;
+      }();
+      const auto dir = ordo::io::write_directory_atomically(
+          out, [&](const std::filesystem::path& tmp) { ordo::model::save_gguf(dense, tmp / "model.gguf", gguf_type, notation); },
+          [](const std::string& name) { return name == "model.gguf"; });
+      const auto file = dir / "model.gguf";
+      auto back = ordo::model::load_gguf(file, where);
+      torch::NoGradGuard no_grad;
+      back->eval();
+      result.lm()->eval();
+      const auto diff = (result.lm()->forward(probe) - back->forward(probe)).abs().max().template item<double>();
+      if (!std::isfinite(diff) || (!quantized && gguf_type == ordo::io::gguf::TensorType::F32 && diff != 0.0))
+        throw std::runtime_error("the model loaded back from " + file.string() +
+                                 " does not give the saved model's logits (max |difference| " + std::to_string(diff) +
+                                 ")");
+      const auto bytes = std::filesystem::file_size(file);
+      return nlohmann::json{{"pipeline", notation},
+                            {"chain", std::string(chain)},
+                            {"stages", stages},
+                            {"train_data", summary["train_data"]},
+                            {"train_loss_tokens", summary["train_loss_tokens"]},
+                            {"format", "gguf"},
+                            {"gguf_type", gguf_type_name},
+                            {"out", file.string()},
+                            {"file_mb", static_cast<double>(bytes) / 1048576.0},
+                            {"base_memory_mb", base.memory_bytes() / 1048576.0},
+                            {"compression", static_cast<double>(base.memory_bytes()) / static_cast<double>(bytes)},
+                            {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
+    };
     using KD = ordo::Distill<ordo::T4, ordo::A03>;
     using Q = ordo::QuantNF4;
     auto run_one = [&](auto t) {
@@ -110,6 +164,8 @@ int main(int argc, char** argv) {
       torch::Tensor reloaded_logits;
       const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
       std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
+      if (format == "gguf") return save_as_gguf(result, Pipe::name(), std::string(ordo::paper_notation_v<Pipe>),
+                                                  Pipe::description(), probe, context, data.summary);
       if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
         saved = ordo::model::save_nf4(result, out);
         auto back = ordo::model::load_nf4(saved.dir, where);

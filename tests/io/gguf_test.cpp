@@ -3,12 +3,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 
 #include <ordo/io/gguf.hpp>
+#include <ordo/io/gguf_writer.hpp>
+#include <ordo/quant/float_bits.hpp>  // the reference roundings of F16 and BF16
 #include <ordo/io/safetensors.hpp>  // the reference values are stored as safetensors
 
 #include "io_test_support.hpp"
@@ -16,6 +19,7 @@
 namespace gg = ordo::io::gguf;
 using ordo::io::format_error;
 using ordo_io_test::fixture;
+using ordo_io_test::ScratchDir;
 
 TEST_CASE("gguf: metadata of every value type") {
   const gg::File f(fixture("gguf/all_types.gguf"));
@@ -229,4 +233,75 @@ TEST_CASE("gguf: a flipped bit in the header gives a valid file or a format_erro
   }
   CHECK(accepted > 0);
   CHECK(refused > 0);
+}
+
+TEST_CASE("gguf::Writer: metadata of every kind and F32/F16/BF16/Q8_0 tensors read back by gg::File") {
+  ScratchDir dir;
+  const auto path = dir / "written.gguf";
+  std::vector<float> values(2 * 64);
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = std::sin(0.37f * static_cast<float>(i)) * (i % 7 == 0 ? 5.0f : 1.0f);
+  values[5] = 0.0f;
+  gg::Writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_u32("llama.block_count", 3);
+  w.set_i32("x.i32", -4);
+  w.set_u64("x.u64", std::uint64_t{1} << 40);
+  w.set_f32("x.f32", 0.25f);
+  w.set_bool("x.bool", true);
+  w.set_u32_array("x.widths", {10, 20, 30});
+  w.set_i32_array("x.types", {1, 3, -1});
+  w.set_f32_array("x.scores", {0.5f, -1.5f});
+  w.set_string_array("x.tokens", {"a", "", "\xC4\xA0" "b"});
+  w.set_u32("llama.block_count", 4);  // set twice: the last value
+  for (const auto type : {gg::TensorType::F32, gg::TensorType::F16, gg::TensorType::BF16, gg::TensorType::Q8_0})
+    w.add_tensor(std::string("t.") + std::string(gg::type_traits(static_cast<std::uint32_t>(type))->name), type,
+                 {2, 64}, [&] { return values; });
+  w.add_tensor("odd.q8", gg::TensorType::Q8_0, {2, 8}, [&] { return std::vector<float>(16, 1.5f); });
+  CHECK(w.type_of("odd.q8") == gg::TensorType::F16);  // rows of 8: not Q8_0 blocks
+  w.write(path);
+
+  const gg::File f(path);
+  CHECK(f.version() == 3);
+  CHECK(f.at("general.architecture").as_string() == "llama");
+  CHECK(f.at("llama.block_count").as_uint() == 4);
+  CHECK(f.metadata().size() == 10);  // the repeated key kept one place
+  CHECK(f.at("x.i32").as_int() == -4);
+  CHECK(f.at("x.u64").as_uint() == (std::uint64_t{1} << 40));
+  CHECK(f.at("x.f32").as_double() == 0.25);
+  CHECK(f.at("x.bool").as_bool());
+  CHECK(f.at("x.widths").array<std::uint32_t>() == std::vector<std::uint32_t>{10, 20, 30});
+  CHECK(f.at("x.types").array<std::int32_t>() == std::vector<std::int32_t>{1, 3, -1});
+  CHECK(f.at("x.scores").array<float>() == std::vector<float>{0.5f, -1.5f});
+  CHECK(f.at("x.tokens").strings() == std::vector<std::string_view>{"a", "", "\xC4\xA0" "b"});
+  CHECK(f.tensors().size() == 5);
+  for (const auto& t : f.tensors()) CHECK(t.shape() == std::vector<std::uint64_t>{2, t.name == "odd.q8" ? 8u : 64u});
+  CHECK(f.dequantize(f.tensor("t.F32")) == values);
+  const auto f16 = f.dequantize(f.tensor("t.F16"));
+  const auto bf16 = f.dequantize(f.tensor("t.BF16"));
+  const auto q8 = f.dequantize(f.tensor("t.Q8_0"));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    CAPTURE(i);
+    CHECK(f16[i] == ordo::quant::to_float(ordo::quant::to_f16(values[i])));
+    CHECK(bf16[i] == ordo::quant::to_float(ordo::quant::to_bf16(values[i])));
+    // Q8_0: the block's scale d = max|x| / 127 (as fp16), each value within half a step.
+    float amax = 0.0f;
+    for (std::size_t j = i / 32 * 32; j < i / 32 * 32 + 32; ++j) amax = std::max(amax, std::fabs(values[j]));
+    const float d = ordo::quant::to_float(ordo::quant::to_f16(amax / 127.0f));
+    CHECK(std::fabs(q8[i] - values[i]) <= 0.5f * d + 1e-3f * amax);
+  }
+  CHECK(q8[5] == 0.0f);
+  CHECK(f.dequantize(f.tensor("odd.q8")) == std::vector<float>(16, 1.5f));
+
+  // A producer that gives the wrong count: an error naming the tensor, and no file.
+  gg::Writer bad;
+  bad.add_tensor("short", gg::TensorType::F32, {4}, [] { return std::vector<float>(3); });
+  const auto bad_path = dir / "bad.gguf";
+  CHECK_THROWS_WITH_AS(bad.write(bad_path), doctest::Contains("tensor 'short' produced 3 values for 4"),
+                       std::invalid_argument);
+  CHECK_FALSE(std::filesystem::exists(bad_path));
+  CHECK_THROWS_AS(bad.add_tensor("short", gg::TensorType::F32, {4}, [] { return std::vector<float>(4); }),
+                  std::invalid_argument);  // a name twice
+  CHECK_THROWS_AS(bad.add_tensor("q4", gg::TensorType::Q4_0, {32}, [] { return std::vector<float>(32); }),
+                  std::invalid_argument);  // a type ordo does not write
 }

@@ -4,11 +4,21 @@
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 #include "../test_support.hpp"   // skip_unless_installed
 
+#include <unistd.h>  // getpid
+
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
 
-#include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
+#include <nlohmann/json.hpp>
+
+#include <ordo/model/dense_model.hpp>  // DenseModel
+#include <ordo/model/load_hf.hpp>      // load_hf, read_tensor
 #include <ordo/model/load_gguf.hpp>
+#include <ordo/model/save_gguf.hpp>  // save_gguf
 
 namespace fs = std::filesystem;
 
@@ -43,4 +53,49 @@ TEST_CASE("SmolLM2 from GGUF: logits agree with transformers on a chat prompt") 
   CHECK(head_err < 1e-3);
   CHECK(lse_err < 1e-3);
   CHECK(torch::equal(logits.argmax(-1), ordo::model::read_tensor(ref, "argmax")));
+}
+
+// ordo's GGUF export of the same model (save_gguf): in F32 it loads back with identical logits;
+// transformers, loading the F32 file (make_gguf_export_fixture.py), gave the logits recorded in
+// fixtures/gguf_export.json; F16 and Q8_0 move the logits by their rounding only.
+TEST_CASE("SmolLM2 saved as GGUF: exact in F32, transformers' logits, F16 and Q8_0 close") {
+  const fs::path path = model_path();
+  skip_unless_installed(path, "the default model", "./ordo model");
+  std::ifstream in(fs::path(ORDO_MODEL_FIXTURES) / "gguf_export.json");
+  const auto fx = nlohmann::json::parse(in);
+  auto base = ordo::DenseModel::load(path);
+  const auto probe = base.tokenizer().encode(fx["probe"].get<std::string>());
+  const auto want_ids = fx["ids"].get<std::vector<std::int64_t>>();
+  CHECK(std::vector<std::int64_t>(probe.begin(), probe.end()) == want_ids);  // transformers' tokenizer of the file
+  const auto ids = torch::tensor(want_ids, torch::kLong).unsqueeze(0);
+  torch::NoGradGuard no_grad;
+  const auto want = base.lm()->forward(ids)[0];
+  const auto dir = fs::temp_directory_path() / ("ordo-gguf-export-test-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto logits_of = [&](const std::string& type) {
+    const auto file = dir / (type + ".gguf");
+    ordo::model::save_gguf(base, file, ordo::model::gguf_type_from_name(type));
+    auto lm = ordo::model::load_gguf(file);
+    return lm->forward(ids)[0];
+  };
+  const auto f32 = logits_of("f32");
+  CHECK(torch::equal(f32, want));
+  double err = 0;
+  for (const auto& row : fx["transformers_f32"]["top"]) {
+    const auto pos = row["position"].get<std::int64_t>();
+    const auto top_ids = row["ids"].get<std::vector<std::int64_t>>();
+    const auto values = row["logits"].get<std::vector<double>>();
+    for (std::size_t k = 0; k < top_ids.size(); ++k)
+      err = std::max(err, std::abs(f32[pos][top_ids[k]].item<double>() - values[k]));
+  }
+  MESSAGE("max |ordo - transformers| over the recorded top-20 logits of the F32 export: " << err);
+  CHECK(err < 1e-3);
+  for (const char* type : {"f16", "q8_0"}) {
+    const double diff = (logits_of(type) - f32).abs().max().item<double>();
+    const double theirs = fx[std::string("transformers_") + type]["max_abs_logit_difference_to_f32"].get<double>();
+    MESSAGE(std::string(type) << ": max |logit - F32 logit| " << diff << " (transformers on the same file: " << theirs
+                              << ")");
+    CHECK(diff <= 1.5 * theirs + 1e-2);  // the same rounding, read by two implementations
+  }
+  fs::remove_all(dir);
 }

@@ -28,18 +28,30 @@ namespace ordo::model {
 namespace detail {
 
 // The HF name of a GGUF tensor, or "" when ordo does not use it.
-inline std::string hf_name(const std::string& gguf) {
+// GGUF (llama.cpp) tensor names and transformers' names: the model's own, and those of each block.
+inline const std::map<std::string, std::string>& gguf_top_names() {
   static const std::map<std::string, std::string> top{{"token_embd.weight", "model.embed_tokens.weight"},
                                                       {"output_norm.weight", "model.norm.weight"},
                                                       {"output.weight", "lm_head.weight"}};
-  if (auto it = top.find(gguf); it != top.end()) return it->second;
+  return top;
+}
+inline const std::map<std::string, std::string>& gguf_block_names() {
   static const std::map<std::string, std::string> block{
       {"attn_norm.weight", "input_layernorm.weight"},    {"ffn_norm.weight", "post_attention_layernorm.weight"},
       {"attn_q.weight", "self_attn.q_proj.weight"},      {"attn_k.weight", "self_attn.k_proj.weight"},
       {"attn_v.weight", "self_attn.v_proj.weight"},      {"attn_q.bias", "self_attn.q_proj.bias"},
       {"attn_k.bias", "self_attn.k_proj.bias"},          {"attn_v.bias", "self_attn.v_proj.bias"},
       {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},           {"ffn_down.weight", "mlp.down_proj.weight"}};
+      {"ffn_up.weight", "mlp.up_proj.weight"},           {"ffn_down.weight", "mlp.down_proj.weight"},
+      {"ffn_gate.bias", "mlp.gate_proj.bias"},           {"ffn_up.bias", "mlp.up_proj.bias"},
+      {"ffn_down.bias", "mlp.down_proj.bias"}};
+  return block;
+}
+
+inline std::string hf_name(const std::string& gguf) {
+  const auto& top = gguf_top_names();
+  if (auto it = top.find(gguf); it != top.end()) return it->second;
+  const auto& block = gguf_block_names();
   if (gguf.rfind("blk.", 0) != 0) return "";
   const auto dot = gguf.find('.', 4);
   if (dot == std::string::npos) return "";
@@ -47,6 +59,29 @@ inline std::string hf_name(const std::string& gguf) {
   if (layer.empty() || layer.find_first_not_of("0123456789") != std::string::npos) return "";
   if (auto it = block.find(rest); it != block.end()) return "model.layers." + layer + "." + it->second;
   return "";
+}
+
+// The GGUF name of a transformers parameter name ("" when GGUF has none).
+inline std::string gguf_name(const std::string& hf) {
+  for (const auto& [g, h] : gguf_top_names())
+    if (h == hf) return g;
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) != 0) return "";
+  const auto dot = hf.find('.', prefix.size());
+  if (dot == std::string::npos) return "";
+  const std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
+  for (const auto& [g, h] : gguf_block_names())
+    if (h == rest) return "blk." + layer + "." + g;
+  return "";
+}
+
+// llama.cpp's converter stores q/k rows of each head as (pairs, 2) instead of (2, pairs).
+inline torch::Tensor permute_rope_rows(const torch::Tensor& w, std::int64_t heads) {
+  const auto rows = w.size(0);
+  auto shape = w.sizes().vec();
+  std::vector<std::int64_t> split{heads, 2, rows / heads / 2};
+  for (std::size_t i = 1; i < shape.size(); ++i) split.push_back(shape[i]);
+  return w.reshape(split).transpose(1, 2).reshape(shape).contiguous();
 }
 
 // llama.cpp stores q/k rows of each head as (pairs, 2) instead of (2, pairs); swap back.
@@ -177,6 +212,8 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
     expect(blk + "ffn_gate.weight", width, quoted(ffn_key));
   }
   c.attention_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.mlp_bias = file.find_tensor("blk.0.ffn_down.bias") != nullptr;  // e.g. FLAP's bias compensation
+  if (c.mlp_bias && arch != "llama") fail("tensor 'blk.0.ffn_down.bias': MLP biases are read for llama only");
   c.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
   if (file.find_tensor("rope_freqs.weight"))
     fail("tensor 'rope_freqs.weight' (Llama 3.1 RoPE scaling stored as factors) is not supported yet");

@@ -1,0 +1,150 @@
+// ordo/model/save_gguf.hpp — a dense model as one GGUF file that llama.cpp and transformers load:
+// llama.cpp's metadata keys for the llama / qwen2 architectures (per-layer FFN widths as an array
+// when pruning left the layers unequal), its tensor names and q/k row order, the tokenizer and
+// chat template of the GGUF the model's tokenizer came from, and the weights in F32, F16, BF16 or
+// Q8_0 (norms and biases stay F32, as llama.cpp's converter keeps them). Tensors are converted
+// and written one at a time; the file appears atomically. A QuantizedModel is exported through
+// the Dequantize stage (its exact dequantized values, rounded to the chosen type).
+#pragma once
+
+#include <cstdint>     // std::int64_t, std::uint32_t, std::uint64_t
+#include <filesystem>  // std::filesystem
+#include <stdexcept>   // std::invalid_argument
+#include <string>      // std::string
+#include <vector>      // std::vector
+
+#include <torch/torch.h>
+
+#include <ordo/io/gguf.hpp>             // gguf::File (the tokenizer's source)
+#include <ordo/io/gguf_writer.hpp>      // gguf::Writer, TensorType
+#include <ordo/model/dense_model.hpp>   // DenseModel
+#include <ordo/model/load_gguf.hpp>     // detail::gguf_name, detail::permute_rope_rows
+
+namespace ordo::model {
+
+/// The GGUF types save_gguf writes, by the names the tools take: f32, f16, bf16, q8_0.
+inline io::gguf::TensorType gguf_type_from_name(const std::string& name) {
+  using T = io::gguf::TensorType;
+  if (name == "f32") return T::F32;
+  if (name == "f16") return T::F16;
+  if (name == "bf16") return T::BF16;
+  if (name == "q8_0") return T::Q8_0;
+  throw std::invalid_argument("GGUF type \"" + name + "\": expected f32, f16, bf16 or q8_0");
+}
+
+/// What save_gguf wrote.
+struct SavedGguf {
+  std::filesystem::path file;
+  std::uint64_t file_bytes = 0;
+};
+
+namespace detail::gguf_export {
+
+// llama.cpp's general.file_type of a model whose 2-D weights are `type` (LLAMA_FTYPE_*).
+inline std::uint32_t file_type(io::gguf::TensorType type) {
+  using T = io::gguf::TensorType;
+  switch (type) {
+    case T::F32: return 0;
+    case T::F16: return 1;
+    case T::Q8_0: return 7;
+    case T::BF16: return 32;
+    default: return 0;
+  }
+}
+
+// The tokenizer metadata of the GGUF `source`, copied key by key.
+inline void copy_tokenizer(const std::filesystem::path& source, io::gguf::Writer& w) {
+  const io::gguf::File file(source);
+  const auto t = file.tokenizer();
+  w.set_string("tokenizer.ggml.model", std::string(t.model));
+  if (!t.pre.empty()) w.set_string("tokenizer.ggml.pre", std::string(t.pre));
+  w.set_string_array("tokenizer.ggml.tokens", std::vector<std::string>(t.tokens.begin(), t.tokens.end()));
+  if (!t.token_types.empty()) w.set_i32_array("tokenizer.ggml.token_type", t.token_types);
+  if (!t.scores.empty()) w.set_f32_array("tokenizer.ggml.scores", t.scores);
+  if (!t.merges.empty())
+    w.set_string_array("tokenizer.ggml.merges", std::vector<std::string>(t.merges.begin(), t.merges.end()));
+  if (t.bos_id) w.set_u32("tokenizer.ggml.bos_token_id", *t.bos_id);
+  if (t.eos_id) w.set_u32("tokenizer.ggml.eos_token_id", *t.eos_id);
+  if (t.unknown_id) w.set_u32("tokenizer.ggml.unknown_token_id", *t.unknown_id);
+  if (t.padding_id) w.set_u32("tokenizer.ggml.padding_token_id", *t.padding_id);
+  if (t.add_bos) w.set_bool("tokenizer.ggml.add_bos_token", *t.add_bos);
+  if (t.add_eos) w.set_bool("tokenizer.ggml.add_eos_token", *t.add_eos);
+  if (t.add_space_prefix) w.set_bool("tokenizer.ggml.add_space_prefix", *t.add_space_prefix);
+  if (!t.chat_template.empty()) w.set_string("tokenizer.chat_template", std::string(t.chat_template));
+}
+
+}  // namespace detail::gguf_export
+
+/// Writes `m` as the GGUF file `file` with its 2-D weights in `type` (F32, F16, BF16 or Q8_0;
+/// Q8_0 falls back to F16 for a weight whose rows are not a multiple of 32, as llama.cpp's
+/// converter does). The tokenizer metadata comes from the GGUF file the model's tokenizer came
+/// from (a model loaded from GGUF, or given one with --tokenizer); other tokenizers are refused.
+/// Models with RoPE scaling are refused (not written yet). The parent directory must exist.
+inline SavedGguf save_gguf(const DenseModel& m, const std::filesystem::path& file, io::gguf::TensorType type,
+                           const std::string& name = {}) {
+  namespace fs = std::filesystem;
+  using T = io::gguf::TensorType;
+  if (!io::gguf::is_writable(type)) throw std::invalid_argument("save_gguf: ordo writes F32, F16, BF16 and Q8_0");
+  const auto& c = m.lm()->config();
+  if (c.model_type != "llama" && c.model_type != "qwen2")
+    throw std::invalid_argument("save_gguf: model_type \"" + c.model_type + "\" has no GGUF export (llama, qwen2)");
+  if (c.rope.type != "default")
+    throw std::invalid_argument("save_gguf: RoPE scaling \"" + c.rope.type + "\" is not written to GGUF yet");
+  const auto tokenizer = m.shared_tokenizer();
+  const fs::path vocab_source = tokenizer ? fs::path(tokenizer->source()) : fs::path();
+  if (vocab_source.extension() != ".gguf" || !fs::is_regular_file(vocab_source))
+    throw std::invalid_argument(
+        "save_gguf: the tokenizer did not come from a GGUF file (" +
+        (tokenizer ? tokenizer->source() : std::string("none")) +
+        "); GGUF export copies the vocabulary of one (load the model from GGUF, or pass --tokenizer X.gguf)");
+
+  io::gguf::Writer w;
+  const std::string arch = c.model_type, p = arch + ".";
+  w.set_string("general.architecture", arch);
+  w.set_string("general.name", name.empty() ? m.source().stem().string() : name);
+  w.set_u32("general.file_type", detail::gguf_export::file_type(type));
+  w.set_u32(p + "context_length", static_cast<std::uint32_t>(c.max_position_embeddings));
+  w.set_u32(p + "embedding_length", static_cast<std::uint32_t>(c.hidden_size));
+  w.set_u32(p + "block_count", static_cast<std::uint32_t>(c.num_layers));
+  bool uniform = true;
+  for (const auto width : c.intermediate_sizes) uniform = uniform && width == c.intermediate_sizes.front();
+  if (uniform) {
+    w.set_u32(p + "feed_forward_length", static_cast<std::uint32_t>(c.intermediate_sizes.front()));
+  } else {  // a pruned model whose layers differ: one width per block, as llama.cpp reads arrays
+    std::vector<std::uint32_t> widths(c.intermediate_sizes.begin(), c.intermediate_sizes.end());
+    w.set_u32_array(p + "feed_forward_length", widths);
+  }
+  w.set_u32(p + "attention.head_count", static_cast<std::uint32_t>(c.num_heads));
+  w.set_u32(p + "attention.head_count_kv", static_cast<std::uint32_t>(c.num_kv_heads));
+  if (c.head_dim * c.num_heads != c.hidden_size) {
+    w.set_u32(p + "attention.key_length", static_cast<std::uint32_t>(c.head_dim));
+    w.set_u32(p + "attention.value_length", static_cast<std::uint32_t>(c.head_dim));
+  }
+  w.set_u32(p + "rope.dimension_count", static_cast<std::uint32_t>(c.head_dim));
+  w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  w.set_f32(p + "rope.freq_base", static_cast<float>(c.rope_theta));
+  w.set_u32(p + "vocab_size", static_cast<std::uint32_t>(c.vocab_size));
+  detail::gguf_export::copy_tokenizer(vocab_source, w);
+
+  auto& lm = const_cast<CausalLM&>(m.lm());
+  for (const auto& param : lm->named_parameters()) {
+    const std::string hf = param.key();
+    const std::string g = detail::gguf_name(hf);
+    if (g.empty()) throw std::invalid_argument("save_gguf: parameter '" + hf + "' has no GGUF name");
+    const torch::Tensor t = param.value();
+    std::vector<std::uint64_t> shape(t.sizes().begin(), t.sizes().end());
+    const bool rope_rows = arch == "llama" && (hf.ends_with("q_proj.weight") || hf.ends_with("k_proj.weight"));
+    const std::int64_t heads = hf.ends_with("q_proj.weight") ? c.num_heads : c.num_kv_heads;
+    w.add_tensor(g, t.dim() == 1 ? T::F32 : type, shape, [t, rope_rows, heads] {
+      torch::NoGradGuard no_grad;
+      auto x = t.detach().to(torch::kCPU, torch::kFloat32);
+      if (rope_rows) x = detail::permute_rope_rows(x, heads);
+      x = x.contiguous();
+      return std::vector<float>(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+    });
+  }
+  w.write(file);
+  return {fs::absolute(file), fs::file_size(file)};
+}
+
+}  // namespace ordo::model
