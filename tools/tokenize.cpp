@@ -24,25 +24,13 @@
 
 #include <ordo/data/corpora.hpp>         // read_text_file
 #include <ordo/io/gguf.hpp>              // gguf::File
-#include <ordo/model/default_model.hpp>  // default_model_path
+#include <ordo/model/default_model.hpp>  // existing_model_path
 #include <ordo/model/tokenizer_files.hpp>  // write_gguf_tokenizer_files
 #include <ordo/text/tokenizer.hpp>       // Tokenizer
 
 #include "checks.hpp"
 
 namespace {
-
-std::filesystem::path model_file(std::filesystem::path path) {
-  namespace fs = std::filesystem;
-  if (path.empty()) {
-    path = ordo::model::default_model_path();
-    if (!fs::exists(path))
-      throw std::runtime_error("the default model is not installed (" + path.string() +
-                               "); run `./ordo model` in ordo's source tree, or pass --model PATH");
-  }
-  if (!fs::exists(path)) throw std::runtime_error(path.string() + ": no such file or directory");
-  return path;
-}
 
 ordo::Tokenizer load_tokenizer(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
@@ -77,7 +65,7 @@ int main(int argc, char** argv) {
   try {
     if (save->count()) {
       ordo::tools::check_output_dir(save_dir, "--save-tokenizer");
-      const auto gguf = model_file(model_path);
+      const auto gguf = ordo::model::existing_model_path(model_path);
       if (std::filesystem::is_directory(gguf))
         throw std::invalid_argument(gguf.string() + ": --save-tokenizer reads a .gguf file; a directory has its files");
       (void)load_tokenizer(gguf);  // a tokenizer ordo can read, before anything is written
@@ -90,7 +78,7 @@ int main(int argc, char** argv) {
     }
     if (text->count() == 0 && inline_text->count() == 0) throw std::invalid_argument("give --text FILE or --prompt TEXT");
     const std::string input = text->count() ? ordo::data::read_text_file(text_path).text : prompt;
-    const auto tok = load_tokenizer(model_file(model_path));
+    const auto tok = load_tokenizer(ordo::model::existing_model_path(model_path));
     const auto ids = tok.encode(input, {.add_special_tokens = !no_special, .parse_special = !split_special});
     if (json) {
       nlohmann::json out = nlohmann::json::array();

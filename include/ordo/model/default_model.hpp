@@ -20,6 +20,19 @@ inline std::filesystem::path default_model_path() {
 #endif
 }
 
+/// `path`, or the default model when `path` is empty; a path with nothing there is an error that
+/// names it (for the default model: how to install it).
+inline std::filesystem::path existing_model_path(std::filesystem::path path) {
+  if (path.empty()) {
+    path = default_model_path();
+    if (!std::filesystem::exists(path))
+      throw std::runtime_error("the default model is not installed (" + path.string() +
+                               "); run `./ordo model` in ordo's source tree, or pass --model PATH");
+  }
+  if (!std::filesystem::exists(path)) throw std::runtime_error(path.string() + ": no such file or directory");
+  return path;
+}
+
 /// Throws unless the directory `dir` holds a model (its config.json): "no model here" rather
 /// than a complaint about the first file a loader looks for.
 inline void require_model_directory(const std::filesystem::path& dir) {

@@ -41,13 +41,7 @@ struct LanguageModel {
 /// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
 inline LanguageModel load_language_model(std::filesystem::path path = {}, const placement& where = {}) {
   namespace fs = std::filesystem;
-  if (path.empty()) {
-    path = default_model_path();
-    if (!fs::exists(path))
-      throw std::runtime_error("the default model is not installed (" + path.string() +
-                               "); run `./ordo model` in ordo's source tree, or pass --model PATH");
-  }
-  if (!fs::exists(path)) throw std::runtime_error(path.string() + ": no such file or directory");
+  path = existing_model_path(std::move(path));
   // The chat template, when the checkpoint has one ordo can render (none: raw prompts only).
   auto chat_of = [](const Tokenizer& t, std::string_view jinja) -> std::optional<ChatTemplate> {
     if (jinja.empty()) return std::nullopt;
