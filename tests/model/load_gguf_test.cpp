@@ -8,116 +8,43 @@
 #include <unistd.h>  // getpid
 
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <ordo/io/gguf_writer.hpp>
 #include <ordo/model/load_gguf.hpp>
 
 #include "../test_support.hpp"
 
 namespace fs = std::filesystem;
-using ordo::io::gguf::ValueType;
 
 namespace {
 
-// A GGUF v3 file of F32 tensors, built in memory and written out.
+// A GGUF file of F32 tensors (ordo::io::gguf::Writer), whose keys and tensors a test may
+// replace or remove to make it corrupt.
 struct gguf_writer {
-  std::vector<std::pair<std::string, std::string>> kv;  // key, type + encoded value
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  ordo::io::gguf::Writer w;
 
-  template <class T>
-  static void put(std::string& out, T v) {
-    char b[sizeof(T)];
-    std::memcpy(b, &v, sizeof(T));  // the test machines are little-endian, as GGUF is
-    out.append(b, sizeof(T));
+  void u32(const std::string& key, std::uint32_t v) { w.set_u32(key, v); }
+  void i32(const std::string& key, std::int32_t v) { w.set_i32(key, v); }
+  void u64(const std::string& key, std::uint64_t v) { w.set_u64(key, v); }
+  void f32(const std::string& key, float v) { w.set_f32(key, v); }
+  void str(const std::string& key, const std::string& v) { w.set_string(key, v); }
+  void u32_array(const std::string& key, const std::vector<std::uint32_t>& v) { w.set_u32_array(key, v); }
+  void erase(const std::string& key) { w.erase(key); }
+  void erase_tensor(const std::string& name) { w.erase_tensor(name); }
+  void tensor(const std::string& name, const torch::Tensor& t) {  // replaces one of the same name
+    w.erase_tensor(name);
+    const auto c = t.to(torch::kFloat32).contiguous();
+    std::vector<std::uint64_t> shape(c.sizes().begin(), c.sizes().end());
+    w.add_tensor(name, ordo::io::gguf::TensorType::F32, shape,
+                 [c] { return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel()); });
   }
-  static void put_string(std::string& out, const std::string& s) {
-    put<std::uint64_t>(out, s.size());
-    out += s;
-  }
-  void set(const std::string& key, std::string encoded) {
-    for (auto& [k, v] : kv)
-      if (k == key) {
-        v = std::move(encoded);
-        return;
-      }
-    kv.emplace_back(key, std::move(encoded));
-  }
-  template <class T>
-  void scalar(const std::string& key, ValueType type, T v) {
-    std::string e;
-    put<std::uint32_t>(e, static_cast<std::uint32_t>(type));
-    put<T>(e, v);
-    set(key, e);
-  }
-  void u32(const std::string& key, std::uint32_t v) { scalar(key, ValueType::UINT32, v); }
-  void i32(const std::string& key, std::int32_t v) { scalar(key, ValueType::INT32, v); }
-  void u64(const std::string& key, std::uint64_t v) { scalar(key, ValueType::UINT64, v); }
-  void f32(const std::string& key, float v) { scalar(key, ValueType::FLOAT32, v); }
-  void str(const std::string& key, const std::string& v) {
-    std::string e;
-    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::STRING));
-    put_string(e, v);
-    set(key, e);
-  }
-  void u32_array(const std::string& key, const std::vector<std::uint32_t>& v) {
-    std::string e;
-    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::ARRAY));
-    put<std::uint32_t>(e, static_cast<std::uint32_t>(ValueType::UINT32));
-    put<std::uint64_t>(e, v.size());
-    for (auto x : v) put<std::uint32_t>(e, x);
-    set(key, e);
-  }
-  void erase(const std::string& key) {
-    std::erase_if(kv, [&](const auto& p) { return p.first == key; });
-  }
-  void tensor(const std::string& name, const torch::Tensor& t) {
-    for (auto& [n, v] : tensors)
-      if (n == name) {
-        v = t;
-        return;
-      }
-    tensors.emplace_back(name, t);
-  }
-  void erase_tensor(const std::string& name) {
-    std::erase_if(tensors, [&](const auto& p) { return p.first == name; });
-  }
-
-  void write(const fs::path& path) const {
-    std::string out = "GGUF";
-    put<std::uint32_t>(out, 3);
-    put<std::uint64_t>(out, tensors.size());
-    put<std::uint64_t>(out, kv.size());
-    for (const auto& [k, v] : kv) {
-      put_string(out, k);
-      out += v;
-    }
-    auto aligned = [](std::uint64_t n) { return (n + 31) / 32 * 32; };
-    std::uint64_t offset = 0;
-    std::string data;
-    for (const auto& [name, t] : tensors) {
-      put_string(out, name);
-      put<std::uint32_t>(out, static_cast<std::uint32_t>(t.dim()));
-      for (auto d = t.dim() - 1; d >= 0; --d) put<std::uint64_t>(out, static_cast<std::uint64_t>(t.size(d)));
-      put<std::uint32_t>(out, 0);  // F32
-      put<std::uint64_t>(out, offset);
-      auto c = t.to(torch::kFloat32).contiguous();
-      data.resize(offset);
-      data.append(reinterpret_cast<const char*>(c.data_ptr<float>()), static_cast<std::size_t>(c.numel()) * 4);
-      offset = aligned(data.size());
-    }
-    out.resize(aligned(out.size()));
-    data.resize(offset);
-    std::ofstream f(path, std::ios::binary);
-    f << out << data;
-    REQUIRE(f.good());
-  }
+  void write(const fs::path& path) const { w.write(path); }
 };
 
 // llama.cpp's converter: q/k rows of each head go from (2, pairs) to (pairs, 2).

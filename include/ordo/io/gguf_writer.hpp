@@ -108,6 +108,15 @@ class Writer {
     set(key, std::move(e));
   }
 
+  /// Removes a metadata key / a tensor (nothing when absent): a test's way to write a file that
+  /// lacks something.
+  void erase(const std::string& key) {
+    std::erase_if(kv_, [&](const auto& kv) { return kv.first == key; });
+  }
+  void erase_tensor(const std::string& name) {
+    std::erase_if(tensors_, [&](const Tensor& t) { return t.name == name; });
+  }
+
   /// A tensor of `shape` (outermost first, as torch and transformers write shapes; GGUF stores
   /// the reverse) whose fp32 values `produce` gives when the file is written.
   void add_tensor(std::string name, TensorType type, std::vector<std::uint64_t> shape, Produce produce) {
