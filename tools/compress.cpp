@@ -115,12 +115,22 @@ int main(int argc, char** argv) {
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
 
+    // What every summary says: the pipeline, its data, the base model's size and the reload check.
+    auto summary_of = [&](const std::string& notation, std::string_view chain, const std::string& stages,
+                          const torch::Tensor& probe, double diff) {
+      return nlohmann::json{{"pipeline", notation},
+                            {"chain", std::string(chain)},
+                            {"stages", stages},
+                            {"train_data", data.summary["train_data"]},
+                            {"train_loss_tokens", data.summary["train_loss_tokens"]},
+                            {"base_memory_mb", base.memory_bytes() / 1048576.0},
+                            {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
+    };
     // --format gguf: one model.gguf in `out` (an NF4 result through the Dequantize stage), loaded
     // back with ordo's GGUF reader; the logits must be equal for a dense model saved in f32 and
     // within the rounding of the type otherwise (reported).
     auto save_as_gguf = [&](auto& result, std::string_view chain, const std::string& notation,
-                            const std::string& stages, const torch::Tensor& probe, ordo::Context& ctx,
-                            const nlohmann::json& summary) {
+                            const std::string& stages, const torch::Tensor& probe, ordo::Context& ctx) {
       constexpr bool quantized = std::is_same_v<std::decay_t<decltype(result)>, ordo::QuantizedModel>;
       const ordo::DenseModel dense = [&] {
         if constexpr (quantized)
@@ -142,18 +152,13 @@ int main(int argc, char** argv) {
                                  " does not give the saved model's logits (max |difference| " + std::to_string(diff) +
                                  ")");
       const auto bytes = std::filesystem::file_size(file);
-      return nlohmann::json{{"pipeline", notation},
-                            {"chain", std::string(chain)},
-                            {"stages", stages},
-                            {"train_data", summary["train_data"]},
-                            {"train_loss_tokens", summary["train_loss_tokens"]},
-                            {"format", "gguf"},
-                            {"gguf_type", gguf_type_name},
-                            {"out", file.string()},
-                            {"file_mb", static_cast<double>(bytes) / 1048576.0},
-                            {"base_memory_mb", base.memory_bytes() / 1048576.0},
-                            {"compression", static_cast<double>(base.memory_bytes()) / static_cast<double>(bytes)},
-                            {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
+      auto summary = summary_of(notation, chain, stages, probe, diff);
+      summary["format"] = "gguf";
+      summary["gguf_type"] = gguf_type_name;
+      summary["out"] = file.string();
+      summary["file_mb"] = static_cast<double>(bytes) / 1048576.0;
+      summary["compression"] = static_cast<double>(base.memory_bytes()) / static_cast<double>(bytes);
+      return summary;
     };
     using KD = ordo::Distill<ordo::T4, ordo::A03>;
     using Q = ordo::QuantNF4;
@@ -165,7 +170,7 @@ int main(int argc, char** argv) {
       const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
       std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
       if (format == "gguf") return save_as_gguf(result, Pipe::name(), std::string(ordo::paper_notation_v<Pipe>),
-                                                  Pipe::description(), probe, context, data.summary);
+                                                  Pipe::description(), probe, context);
       if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
         saved = ordo::model::save_nf4(result, out);
         auto back = ordo::model::load_nf4(saved.dir, where);
@@ -187,18 +192,13 @@ int main(int argc, char** argv) {
         throw std::runtime_error("the model loaded back from " + saved.dir.string() +
                                  " does not give the saved model's logits (max |difference| " + std::to_string(diff) +
                                  ")");
-      return nlohmann::json{{"pipeline", std::string(ordo::paper_notation_v<Pipe>)},
-                            {"chain", std::string(Pipe::name())},
-                            {"stages", Pipe::description()},
-                            {"train_data", data.summary["train_data"]},
-                            {"train_loss_tokens", data.summary["train_loss_tokens"]},
-                            {"out", saved.dir.string()},
-                            {"file_mb", saved.size.file_bytes / 1048576.0},
-                            {"tensor_mb", saved.size.tensor_bytes / 1048576.0},
-                            {"memory_mb", saved.memory_bytes / 1048576.0},
-                            {"base_memory_mb", base.memory_bytes() / 1048576.0},
-                            {"compression", static_cast<double>(base.memory_bytes()) / saved.memory_bytes},
-                            {"reload", {{"probe_tokens", probe.size(1)}, {"max_abs_logit_difference", diff}}}};
+      auto summary = summary_of(std::string(ordo::paper_notation_v<Pipe>), Pipe::name(), Pipe::description(), probe, diff);
+      summary["out"] = saved.dir.string();
+      summary["file_mb"] = saved.size.file_bytes / 1048576.0;
+      summary["tensor_mb"] = saved.size.tensor_bytes / 1048576.0;
+      summary["memory_mb"] = saved.memory_bytes / 1048576.0;
+      summary["compression"] = static_cast<double>(base.memory_bytes()) / saved.memory_bytes;
+      return summary;
     };
     // The P stage's type from the --prune-* choices, then the pipeline by name among its ten.
     auto with_prune = [&](auto importance_tag, auto allocation_tag) {

@@ -6,11 +6,14 @@
 //              [--train-samples N] [--calibration-samples N] [--seq-len N] [--epochs N]
 //              [--eval-tokens N] [--max-cached N] [--prune-weight-share X] [--threads N]
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
-//              [--no-judge] [--no-answers] [--save-models]
+//              [--no-judge] [--no-answers] [--save-models] [--fresh] [--keep-cache] [--checkpoint-seconds S]
 //              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
 //
 // Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
-// table. Without --model it uses the embedded default (SmolLM2-135M-Instruct). Each
+// table. Killed, it resumes when run again with the same options and --out: finished
+// configurations are kept, cached stage outputs (DIR/cache/) read back, a training stage
+// continues from its last checkpoint (--checkpoint-seconds), and the figures equal an
+// uninterrupted run's (--fresh starts over instead). Without --model it uses the embedded default (SmolLM2-135M-Instruct). Each
 // configuration answers the first N prompts of resources/study_prompts.jsonl for the clarity
 // metrics (docs/metrics.md); with ORDO_JUDGE_URL set (an OpenAI-compatible endpoint) an LLM
 // judge adds G-Eval correctness and prompt alignment.
@@ -66,6 +69,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-judge", no_judge, "ignore ORDO_JUDGE_URL");
   app.add_flag("--no-answers", no_answers, "leave the generated answers out of results.json");
   app.add_flag("--save-models", save_models, "save every configuration's model into OUT/models/<name>/");
+  bool fresh = false, keep_cache = false;
+  double checkpoint_seconds = -1;
+  app.add_flag("--fresh", fresh, "discard an unfinished study in --out instead of resuming it");
+  app.add_flag("--keep-cache", keep_cache, "keep OUT/cache/ (the stage outputs later configurations reused) at the end");
+  app.add_option("--checkpoint-seconds", checkpoint_seconds,
+                 "a training checkpoint at most every so many seconds, what a kill can lose (default 120)")
+      ->check(ordo::tools::positive);
   bool paper_only = false;
   std::string recovery = "cross-entropy";
   app.add_flag("--paper-only", paper_only, "only the paper's ten configurations (no P[flap] series)");
@@ -106,6 +116,9 @@ int main(int argc, char** argv) {
     o.save_answers = !no_answers;
     o.save_models = save_models;
     o.flap_series = !paper_only;
+    o.fresh = fresh;
+    o.keep_cache = keep_cache;
+    if (checkpoint_seconds > 0) o.checkpoint_seconds = checkpoint_seconds;
     o.budget.prune_recovery_loss =
         recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
     const auto rows = ordo::study::run_paper_study(o);

@@ -9,13 +9,15 @@
 
 int main() {
   torch::manual_seed(0);
-  ordo::model::CausalLM lm(ordo::model::decoder_config{.vocab_size = 64,
-                                                       .hidden_size = 32,
-                                                       .num_layers = 2,
-                                                       .num_heads = 4,
-                                                       .num_kv_heads = 2,
-                                                       .head_dim = 8,
-                                                       .intermediate_sizes = {64, 48}});
+  ordo::model::decoder_config c;  // member by member (no -Wmissing-field-initializers)
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 8;
+  c.intermediate_sizes = {64, 48};
+  ordo::model::CausalLM lm(c);
   const auto logits = lm->forward(torch::randint(0, 64, {1, 8}, torch::kLong));
   std::printf("consumer_models: logits %lld x %lld x %lld, default model file %s\n",
               static_cast<long long>(logits.size(0)), static_cast<long long>(logits.size(1)),

@@ -19,17 +19,19 @@ namespace {
 
 // A small GQA llama (3 query heads per KV head) with random weights.
 CausalLM tiny_lm() {
-  return tiny_decoder({.vocab_size = 97,
-                       .hidden_size = 48,
-                       .num_layers = 2,
-                       .num_heads = 6,
-                       .num_kv_heads = 2,
-                       .head_dim = 8,
-                       .intermediate_sizes = {64, 40},
-                       .rms_norm_eps = 1e-5,
-                       .tie_word_embeddings = true,
-                       .max_position_embeddings = 512},
-                      11, 0.3);  // redrawn weights: sharper attention than the default init
+  // Member by member: a braced list that leaves fields out draws -Wmissing-field-initializers.
+  ordo::model::decoder_config c;
+  c.vocab_size = 97;
+  c.hidden_size = 48;
+  c.num_layers = 2;
+  c.num_heads = 6;
+  c.num_kv_heads = 2;
+  c.head_dim = 8;
+  c.intermediate_sizes = {64, 40};
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = true;
+  c.max_position_embeddings = 512;
+  return tiny_decoder(c, 11, 0.3);  // redrawn weights: sharper attention than the default init
 }
 
 torch::Tensor random_ids(std::int64_t B, std::int64_t T) {

@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import pathlib
-import subprocess
 import sys
 import tempfile
 
@@ -34,6 +33,8 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from fixture_support import run_tool  # noqa: E402
 PROBE = ("The President shall, from time to time, give to the Congress Information of the State of the Union, "
          "and recommend to their Consideration such Measures as he shall judge necessary and expedient.")
 POSITIONS = [0, 5, 11, 17, 23, 29]
@@ -42,10 +43,7 @@ POSITIONS = [0, 5, 11, 17, 23, 29]
 def export(tool, out, *flags):
     cmd = [str(tool), "--out", str(out), "--format", "gguf", "--calibration-samples", "2", "--train-samples", "2",
            "--seq-len", "16", "--corpus", str(ROOT / "data/sotu"), *flags]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed: {run.stderr}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run_tool(cmd).strip().splitlines()[-1])
 
 
 def read_with_gguf(path):

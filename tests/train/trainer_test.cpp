@@ -191,6 +191,39 @@ TEST_CASE("a resumed run equals an uninterrupted one, bit for bit") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("checkpoints by the clock survive a run that dies mid-step; none at the end when the caller keeps the result") {
+  auto data = counting(10, 5, 9);
+  const auto dir = temp_dir("clock");
+  ordo::progress_fn progress;
+  auto o = quick(3);  // 6 steps
+  auto whole = tiny_lm(4);
+  ordo::train::fine_tune(whole, data, o, progress);
+
+  o.checkpoint = dir / "run.pt";
+  o.checkpoint_seconds = 1e-9;  // due after every step
+  o.checkpoint_at_end = false;
+  struct died {};
+  ordo::progress_fn dies_at_step_4 = [](const std::string&, double, const std::string& detail) {
+    if (detail.rfind("step 4/", 0) == 0) throw died{};  // before step 4's checkpoint
+  };
+  auto first = tiny_lm(4);
+  CHECK_THROWS_AS(ordo::train::fine_tune(first, data, o, dies_at_step_4), died);
+  auto second = tiny_lm(4);
+  const auto r = ordo::train::fine_tune(second, data, o, progress);
+  CHECK(r.start_step == 3);
+  CHECK(r.finished());
+  CHECK(same_parameters(second, whole));
+  // The last checkpoint is step 5's: the sixth, the end, was not written.
+  auto third = tiny_lm(4);
+  const auto again = ordo::train::fine_tune(third, data, o, progress);
+  CHECK(again.start_step == 5);
+  CHECK(same_parameters(third, whole));
+  o.checkpoint_seconds = -1;
+  CHECK(error_of([&] { ordo::train::fine_tune(third, data, o, progress); }).find("checkpoint_seconds must be >= 0") !=
+        std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("checkpoints in a directory are named by the run: runs sharing it never meet") {
   auto data = counting(10, 5, 9);
   const auto dir = temp_dir("dir");

@@ -24,6 +24,7 @@
 
 #include <ordo/io/atomic_write.hpp>   // write_file_atomically, AtomicSink
 #include <ordo/io/ggml_types.hpp>     // TensorType, type_traits
+#include <ordo/io/gguf.hpp>           // File (copy_tokenizer's source)
 #include <ordo/io/gguf_header.hpp>    // ValueType
 #include <ordo/quant/float_bits.hpp>  // to_f16, to_bf16 (round to nearest even, as ggml)
 
@@ -235,5 +236,26 @@ class Writer {
   std::vector<std::pair<std::string, std::string>> kv_;
   std::vector<Tensor> tensors_;
 };
+
+/// Copies the tokenizer metadata of `source` (vocabulary, merges or scores, special ids and
+/// flags, chat template) into `w`, key by key.
+inline void copy_tokenizer(const File& source, Writer& w) {
+  const auto t = source.tokenizer();
+  w.set_string("tokenizer.ggml.model", std::string(t.model));
+  if (!t.pre.empty()) w.set_string("tokenizer.ggml.pre", std::string(t.pre));
+  w.set_string_array("tokenizer.ggml.tokens", std::vector<std::string>(t.tokens.begin(), t.tokens.end()));
+  if (!t.token_types.empty()) w.set_i32_array("tokenizer.ggml.token_type", t.token_types);
+  if (!t.scores.empty()) w.set_f32_array("tokenizer.ggml.scores", t.scores);
+  if (!t.merges.empty())
+    w.set_string_array("tokenizer.ggml.merges", std::vector<std::string>(t.merges.begin(), t.merges.end()));
+  if (t.bos_id) w.set_u32("tokenizer.ggml.bos_token_id", *t.bos_id);
+  if (t.eos_id) w.set_u32("tokenizer.ggml.eos_token_id", *t.eos_id);
+  if (t.unknown_id) w.set_u32("tokenizer.ggml.unknown_token_id", *t.unknown_id);
+  if (t.padding_id) w.set_u32("tokenizer.ggml.padding_token_id", *t.padding_id);
+  if (t.add_bos) w.set_bool("tokenizer.ggml.add_bos_token", *t.add_bos);
+  if (t.add_eos) w.set_bool("tokenizer.ggml.add_eos_token", *t.add_eos);
+  if (t.add_space_prefix) w.set_bool("tokenizer.ggml.add_space_prefix", *t.add_space_prefix);
+  if (!t.chat_template.empty()) w.set_string("tokenizer.chat_template", std::string(t.chat_template));
+}
 
 }  // namespace ordo::io::gguf

@@ -52,27 +52,6 @@ inline std::uint32_t file_type(io::gguf::TensorType type) {
   }
 }
 
-// The tokenizer metadata of the GGUF `source`, copied key by key.
-inline void copy_tokenizer(const std::filesystem::path& source, io::gguf::Writer& w) {
-  const io::gguf::File file(source);
-  const auto t = file.tokenizer();
-  w.set_string("tokenizer.ggml.model", std::string(t.model));
-  if (!t.pre.empty()) w.set_string("tokenizer.ggml.pre", std::string(t.pre));
-  w.set_string_array("tokenizer.ggml.tokens", std::vector<std::string>(t.tokens.begin(), t.tokens.end()));
-  if (!t.token_types.empty()) w.set_i32_array("tokenizer.ggml.token_type", t.token_types);
-  if (!t.scores.empty()) w.set_f32_array("tokenizer.ggml.scores", t.scores);
-  if (!t.merges.empty())
-    w.set_string_array("tokenizer.ggml.merges", std::vector<std::string>(t.merges.begin(), t.merges.end()));
-  if (t.bos_id) w.set_u32("tokenizer.ggml.bos_token_id", *t.bos_id);
-  if (t.eos_id) w.set_u32("tokenizer.ggml.eos_token_id", *t.eos_id);
-  if (t.unknown_id) w.set_u32("tokenizer.ggml.unknown_token_id", *t.unknown_id);
-  if (t.padding_id) w.set_u32("tokenizer.ggml.padding_token_id", *t.padding_id);
-  if (t.add_bos) w.set_bool("tokenizer.ggml.add_bos_token", *t.add_bos);
-  if (t.add_eos) w.set_bool("tokenizer.ggml.add_eos_token", *t.add_eos);
-  if (t.add_space_prefix) w.set_bool("tokenizer.ggml.add_space_prefix", *t.add_space_prefix);
-  if (!t.chat_template.empty()) w.set_string("tokenizer.chat_template", std::string(t.chat_template));
-}
-
 }  // namespace detail::gguf_export
 
 /// Writes `m` as the GGUF file `file` with its 2-D weights in `type` (F32, F16, BF16 or Q8_0;
@@ -124,7 +103,7 @@ inline SavedGguf save_gguf(const DenseModel& m, const std::filesystem::path& fil
   w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
   w.set_f32(p + "rope.freq_base", static_cast<float>(c.rope_theta));
   w.set_u32(p + "vocab_size", static_cast<std::uint32_t>(c.vocab_size));
-  detail::gguf_export::copy_tokenizer(vocab_source, w);
+  io::gguf::copy_tokenizer(io::gguf::File(vocab_source), w);
 
   auto& lm = const_cast<CausalLM&>(m.lm());
   for (const auto& param : lm->named_parameters()) {

@@ -18,6 +18,7 @@
 #include <algorithm>   // std::sort
 #include <chrono>      // std::chrono
 #include <cstdio>      // std::fprintf
+#include <cstdlib>     // std::getenv
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ifstream
 #include <map>         // std::map
@@ -48,6 +49,7 @@
 #include <ordo/stages/prune.hpp>           // apply(Prune)
 #include <ordo/stages/quantize.hpp>        // apply(QuantNF4), apply(Dequantize)
 #include <ordo/paper/clarity.hpp>          // clarity_evaluator
+#include <ordo/paper/resume.hpp>           // study_store
 #include <ordo/study/executor.hpp>         // execute
 #include <ordo/paper/report.hpp>           // result_row, write_reports
 
@@ -125,6 +127,13 @@ struct study_options {
   /// (ordo::importance::flap, bias compensation, the same 30 % in every layer): "P[flap]", ...
   /// (docs/pruning.md says why FLAP).
   bool flap_series = true;
+  /// Resuming (paper/resume.hpp): a study killed in out_dir continues where it stopped when run
+  /// again with the same options; `fresh` discards such an unfinished study instead.
+  bool fresh = false;
+  /// Keep out_dir/cache/ (stage outputs) when the study ends.
+  bool keep_cache = false;
+  /// A training checkpoint at most every so many seconds (the work a kill can lose).
+  double checkpoint_seconds = 120;
 };
 
 /// `quick`: the 2-core CPU preset on the embedded default model (about 20 minutes); `paper`:
@@ -190,6 +199,10 @@ struct study_progress {
     seconds_of_prefix[std::string(e.prefix)] = s;
     std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
                  e.planned, std::string(e.prefix).c_str(), s, elapsed());
+  }
+  void on_pipeline_skipped(const pipeline_event& e) {
+    std::fprintf(stderr, "%s[%zu/%zu] %s: finished by an earlier run, kept\n", tty ? "\r\033[K" : "", e.index, e.total,
+                 std::string(e.pipeline).c_str());
   }
   /// Inside a stage: a line rewritten on a terminal, elsewhere a line every 5 seconds.
   void progress(const std::string& what, double fraction, const std::string& detail) {
@@ -388,6 +401,101 @@ inline std::vector<Example> chat_eval_examples(const DenseModel& base, const std
   return data::chat_examples(chats, base.tokenizer(), *base.chat_template(), o);
 }
 
+namespace detail {
+
+// What identifies an input file or directory for a resumed run: its path, and each file's size
+// and modification time (a model replaced in place is another model).
+inline nlohmann::json file_identity(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return nullptr;
+  std::error_code ec;
+  auto stamp = [&](const fs::path& p) {
+    const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+    return nlohmann::json::array({fs::file_size(p, ec), static_cast<long long>(t)});
+  };
+  nlohmann::json j = {{"path", fs::absolute(path, ec).lexically_normal().string()}};
+  if (fs::is_regular_file(path, ec)) {
+    j["file"] = stamp(path);
+  } else if (fs::is_directory(path, ec)) {
+    nlohmann::json files = nlohmann::json::object();
+    for (const auto& e : fs::directory_iterator(path, ec))
+      if (e.is_regular_file()) files[e.path().filename().string()] = stamp(e.path());
+    j["files"] = files;
+  }
+  return j;
+}
+
+// The options that decide a study's figures: a run resumes only a study with the same ones.
+// (Not among them: --threads, --max-cached, where reports go, progress.)
+inline nlohmann::json resume_fingerprint(const study_options& o, const data_sources& sources) {
+  const auto& b = o.budget;
+  const char* judge_url = o.judge ? std::getenv("ORDO_JUDGE_URL") : nullptr;
+  return {{"model", file_identity(model::existing_model_path(o.model))},
+          {"preset", o.preset},
+          {"corpus", sources.corpus.string()},
+          {"chats", sources.chats.string()},
+          {"train_data", std::string(name(sources.train))},
+          {"chat_loss", std::string(name(sources.chat_loss))},
+          {"eval_documents", sources.eval_documents},
+          {"eval_chats", sources.eval_chats},
+          {"budget",
+           {{"calibration_samples", b.calibration_samples},
+            {"train_samples", b.train_samples},
+            {"sequence_length", b.sequence_length},
+            {"epochs", b.epochs},
+            {"batch_size", b.batch_size},
+            {"grad_accumulation", b.grad_accumulation},
+            {"prune_learning_rate", b.prune_learning_rate},
+            {"distill_learning_rate", b.distill_learning_rate},
+            {"weight_decay", b.weight_decay},
+            {"warmup_fraction", b.warmup_fraction},
+            {"max_grad_norm", b.max_grad_norm},
+            {"prune_recovery", b.prune_recovery},
+            {"prune_recovery_loss", b.prune_recovery_loss == recovery_loss::distillation ? "distillation" : "cross_entropy"},
+            {"prune_weight_share", b.prune_weight_share}}},
+          {"eval_tokens", o.eval_tokens},
+          {"eval_chat_tokens", o.eval_chat_tokens},
+          {"eval_context", o.eval_context},
+          {"eval_stride", o.eval_stride},
+          {"seed", o.seed},
+          {"device", model::device_name(o.where.device)},
+          {"dtype", model::torch_dtype_name(o.where.dtype)},
+          {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
+          {"teacher", file_identity(o.teacher)},
+          {"clarity_prompts", o.clarity.prompts},
+          {"clarity_max_new_tokens", o.clarity.max_new_tokens},
+          {"prompts", file_identity(o.prompts.empty() ? default_clarity_prompts() : o.prompts)},
+          {"minilm", o.minilm.string()},
+          {"judge", judge_url ? std::string(judge_url) : std::string()},
+          {"save_answers", o.save_answers},
+          {"save_models", o.save_models},
+          {"flap_series", o.flap_series}};
+}
+
+// The study's observer: progress lines, and the store's journal of finished stages.
+struct journaled_progress {
+  study_progress& progress;
+  study_store& store;
+  void on_pipeline_start(const pipeline_event& e) { progress.on_pipeline_start(e); }
+  void on_pipeline_skipped(const pipeline_event& e) { progress.on_pipeline_skipped(e); }
+  void on_stage_start(const stage_event& e) {
+    progress.on_stage_start(e);
+    if (!e.trains) return;
+    for (const auto& f : std::filesystem::directory_iterator(store.train_dir()))
+      if (f.path().extension() == ".ckpt") {
+        std::fprintf(stderr, "%s  a training checkpoint of the interrupted run is in %s: the stage that wrote it resumes from it\n",
+                     progress.tty ? "\r\033[K" : "", store.train_dir().string().c_str());
+        break;
+      }
+  }
+  void on_stage_end(const stage_event& e) {
+    progress.on_stage_end(e);
+    store.record_stage(std::string(e.prefix), std::chrono::duration<double>(e.elapsed).count());
+  }
+};
+
+}  // namespace detail
+
 /// Runs the study and writes its reports into options.out_dir; returns the rows in the paper's
 /// table order.
 inline std::vector<result_row> run_paper_study(const study_options& o) {
@@ -396,13 +504,41 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   study_progress progress;
-  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
-               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
-  const DenseModel base = DenseModel::load(o.model, o.where);
+
+  using P = Prune<30>;
+  using P_flap = Prune<30, importance::flap>;
+  using KD = Distill<T4, A03>;
+  using Q = QuantNF4;
+  constexpr auto ten = paper_configurations<P, KD, Q>();
+  // The same orderings pruned with FLAP: the seven that hold a P (Base, KD, Q are shared).
+  constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), [](auto t) {
+    return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
+  });
+  const std::size_t configurations = o.flap_series ? decltype(plan_of(boost::hana::concat(ten, flap_seven)))::count
+                                                   : decltype(plan_of(ten))::count;
 
   // The chat corpus is read only when something uses it: training on chats or a chat perplexity.
   auto sources = o.data;
   if (o.eval_chat_tokens == 0 && sources.train != train_data::chat) sources.chats.clear();
+
+  // A study killed in out_dir resumes (paper/resume.hpp), before anything is loaded.
+  study_store store(o.out_dir, o.where, {.keep_cache = o.keep_cache});
+  if (store.begin(detail::resume_fingerprint(o, sources), o.fresh, {{"threads", o.threads}})) {
+    std::string kept;
+    for (const auto& [name, row] : store.rows()) kept += (kept.empty() ? "" : ", ") + row.paper_name;
+    const auto cached = store.cached();
+    std::fprintf(stderr, "ordo-study: resumed the unfinished study in %s (run %d): %zu of %zu configurations finished earlier are kept%s%s; %zu cached stage outputs\n",
+                 o.out_dir.string().c_str(), store.runs(), store.rows().size(), configurations,
+                 kept.empty() ? "" : " (", kept.empty() ? "" : (kept + ")").c_str(), cached.size());
+    if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != o.threads)
+      std::fprintf(stderr, "ordo-study: the first run used %s threads, this one %d: figures may differ from an uninterrupted run's in the last digits (--threads %s gives the same)\n",
+                   first["threads"].dump().c_str(), o.threads, first["threads"].dump().c_str());
+  }
+  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
+               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
+  const DenseModel base = DenseModel::load(o.model, o.where);
+  store.use_base(base);
+
   auto data = prepare_data(base, sources, o.budget, o.seed);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
@@ -410,6 +546,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
       o.eval_chat_tokens > 0 ? chat_eval_examples(base, data.eval_conversations, o.eval_context) : std::vector<Example>{};
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = default_train_dtype(o.where.device);
+  context.work_dir = store.train_dir();  // training checkpoints, for a run killed mid-stage
+  context.checkpoint_seconds = o.checkpoint_seconds;
+  context.checkpoint_at_end = false;  // the stage's output goes to the executor's cache instead
   context.progress = [&](const std::string& what, double f, const std::string& detail) {
     progress.progress(what, f, detail);
   };
@@ -439,16 +578,6 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   chat_pp.batch_size = o.budget.batch_size;
   chat_pp.max_tokens = o.eval_chat_tokens;
 
-  std::vector<result_row> rows;
-  using P = Prune<30>;
-  using P_flap = Prune<30, importance::flap>;
-  using KD = Distill<T4, A03>;
-  using Q = QuantNF4;
-  constexpr auto ten = paper_configurations<P, KD, Q>();
-  // The same orderings pruned with FLAP: the seven that hold a P (Base, KD, Q are shared).
-  constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), [](auto t) {
-    return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
-  });
   auto sink = [&](auto t, const auto& model) {
         using Pipe = typename decltype(t)::type;
         result_row r;
@@ -510,15 +639,18 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
           std::snprintf(buf, sizeof buf, ", clarity %.3f (%.1f s)", q.clarity, q.seconds);
           quality = buf;
         }
-        rows.push_back(std::move(r));
+        store.record(r);  // a later run skips this configuration
         std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s%s, %.1f s\n",
-                     progress.tty ? "\r\033[K" : "", rows.back().paper_name.c_str(), rows.back().size_mb, ppl.ppl,
-                     static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), rows.back().eval_seconds);
+                     progress.tty ? "\r\033[K" : "", r.paper_name.c_str(), r.size_mb, ppl.ppl,
+                     static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), r.eval_seconds);
   };
+  detail::journaled_progress observer{progress, store};
   const auto figures = o.flap_series
                            ? execute(boost::hana::concat(ten, flap_seven), base, context, sink,
-                                     options{o.max_cached_models}, progress)
-                           : execute(ten, base, context, sink, options{o.max_cached_models}, progress);
+                                     options{o.max_cached_models}, observer, store)
+                           : execute(ten, base, context, sink, options{o.max_cached_models}, observer, store);
+  std::vector<result_row> rows;  // this run's and the earlier runs'
+  for (const auto& [name, r] : store.rows()) rows.push_back(r);
   const auto one_by_one = o.flap_series ? decltype(plan_of(boost::hana::concat(ten, flap_seven)))::unshared.applications
                                         : decltype(plan_of(ten))::unshared.applications;
 
@@ -529,10 +661,13 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
     std::stringstream parts(r.configuration);
     for (std::string s; std::getline(parts, s, '-');) {
       prefix += (prefix.empty() ? "" : "-") + s;
-      r.stage_seconds += progress.seconds_of_prefix[prefix];
+      const auto it = store.stage_seconds().find(prefix);
+      if (it != store.stage_seconds().end()) r.stage_seconds += it->second;
     }
   }
-  const double base_mb = rows.front().size_mb;  // base runs first (plan order)
+  const auto base_row = std::find_if(rows.begin(), rows.end(), [](const result_row& r) { return r.configuration == "base"; });
+  if (base_row == rows.end()) throw std::logic_error("run_paper_study: no row for the base model");
+  const double base_mb = base_row->size_mb;
   for (auto& r : rows) r.compression_ratio = base_mb / r.size_mb;
   std::sort(rows.begin(), rows.end(), [](const result_row& a, const result_row& b) {
     return detail::table_rank(a.paper_name, a.importance) < detail::table_rank(b.paper_name, b.importance);
@@ -572,10 +707,14 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"prune_recovery_loss", o.budget.prune_recovery_loss == recovery_loss::distillation
                                                      ? "distillation"
                                                      : "cross_entropy"},
-                         {"wall_seconds", progress.elapsed()}};
+                         {"wall_seconds", progress.elapsed()},
+                         {"runs", store.runs()},
+                         {"configurations_from_earlier_runs", figures.skipped},
+                         {"stage_outputs_read_from_cache", figures.loaded}};
   for (auto& [k, v] : data.summary.items()) meta[k] = v;
   write_reports(o.out_dir, rows, meta,
                 "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
+  store.finish();  // the study is complete: a run in out_dir starts afresh from now on
   return rows;
 }
 

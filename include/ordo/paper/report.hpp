@@ -6,6 +6,9 @@
 #include <cmath>        // std::log10, std::isfinite
 #include <cstdio>       // std::snprintf
 #include <filesystem>   // std::filesystem::path
+#include <iterator>     // std::begin, std::end
+#include <limits>       // std::numeric_limits
+#include <stdexcept>    // std::invalid_argument
 #include <optional>     // std::optional
 #include <span>         // std::span
 #include <string>       // std::string
@@ -139,6 +142,60 @@ inline nlohmann::json to_json(const result_row& r) {
   return j;
 }
 
+/// The row `to_json` wrote (a key it does not know goes back into `extra`); throws
+/// std::invalid_argument naming the first missing or mistyped key.
+inline result_row row_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw std::invalid_argument("a result row must be a JSON object");
+  result_row r;
+  auto need = [&](const char* k) -> const nlohmann::json& {
+    if (!j.contains(k)) throw std::invalid_argument(std::string("a result row lacks '") + k + "'");
+    return j[k];
+  };
+  auto number = [&](const char* k) {
+    const auto& v = need(k);
+    if (!v.is_number()) throw std::invalid_argument(std::string("a result row's '") + k + "' is not a number");
+    return v.get<double>();
+  };
+  auto text = [&](const char* k) {
+    const auto& v = need(k);
+    if (!v.is_string()) throw std::invalid_argument(std::string("a result row's '") + k + "' is not a string");
+    return v.get<std::string>();
+  };
+  auto maybe = [&](const char* k, std::optional<double>& out) {
+    if (!j.contains(k)) return;
+    const auto& v = j[k];
+    if (v.is_null()) out = std::numeric_limits<double>::quiet_NaN();  // to_json writes a NaN as null
+    else if (v.is_number()) out = v.get<double>();
+    else throw std::invalid_argument(std::string("a result row's '") + k + "' is not a number");
+  };
+  r.configuration = text("configuration");
+  r.paper_name = text("paper_name");
+  r.importance = text("importance");
+  r.size_mb = number("size_mb");
+  r.perplexity = number("perplexity");
+  r.nll = number("nll");
+  const auto& tokens = need("eval_tokens");
+  if (!tokens.is_number_integer()) throw std::invalid_argument("a result row's 'eval_tokens' is not an integer");
+  r.eval_tokens = tokens.get<std::int64_t>();
+  r.compression_ratio = number("compression_ratio");
+  r.stage_seconds = number("stage_seconds");
+  r.eval_seconds = number("eval_seconds");
+  maybe("chat_perplexity", r.chat_perplexity);
+  maybe("clarity", r.clarity);
+  maybe("fluency", r.fluency);
+  maybe("coherence", r.coherence);
+  maybe("readability", r.readability);
+  maybe("geval_correctness", r.geval_correctness);
+  maybe("prompt_alignment", r.prompt_alignment);
+  static const char* known[] = {"configuration", "paper_name",      "importance",  "size_mb",   "perplexity",
+                                "nll",           "eval_tokens",     "compression_ratio", "stage_seconds",
+                                "eval_seconds",  "chat_perplexity", "clarity",     "fluency",   "coherence",
+                                "readability",   "geval_correctness", "prompt_alignment"};
+  for (const auto& [k, v] : j.items())
+    if (std::find(std::begin(known), std::end(known), k) == std::end(known)) r.extra[k] = v;
+  return r;
+}
+
 /// One row per configuration; the metric columns are always present (empty when not measured).
 inline std::string csv(std::span<const result_row> rows) {
   std::string out =
@@ -158,10 +215,113 @@ inline std::string csv(std::span<const result_row> rows) {
   return out;
 }
 
-/// A scatter plot of size (x, MB) against perplexity (y, log scale), each point labelled; one
-/// colour per series (result_row::importance) with a legend when there is more than one.
+namespace detail::plot {
+
+/// An axis-aligned rectangle in SVG coordinates (y grows downwards).
+struct box {
+  double x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  bool overlaps(const box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
+  bool inside(const box& o) const { return x0 >= o.x0 && x1 <= o.x1 && y0 >= o.y0 && y1 <= o.y1; }
+};
+
+/// Characters of UTF-8 text (continuation bytes not counted).
+inline std::size_t characters(std::string_view s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+/// A generous width of `s` in a sans-serif font of `size` px: 0.64 em a character, wider than
+/// DejaVu Sans' digits (0.636 em) and Liberation Sans' capitals on average.
+inline double text_width(std::string_view s, double size) { return 0.64 * size * static_cast<double>(characters(s)); }
+
+/// The box of text drawn at (x, baseline y) with `anchor` "start", "middle" or "end".
+inline box text_box(double x, double y, std::string_view text, double size, std::string_view anchor) {
+  const double w = text_width(text, size);
+  const double left = anchor == "end" ? x - w : anchor == "middle" ? x - w / 2 : x;
+  return {left, y - 0.8 * size, left + w, y + 0.25 * size};
+}
+
+/// Round steps (1, 2 or 5 times a power of ten) covering [lo, hi] with about `target` intervals.
+inline std::vector<double> linear_ticks(double lo, double hi, int target = 5) {
+  const double raw = (hi - lo) / target;
+  const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+  const double norm = raw / magnitude;
+  const double step = (norm < 1.5 ? 1.0 : norm < 3.0 ? 2.0 : norm < 7.0 ? 5.0 : 10.0) * magnitude;
+  std::vector<double> ticks;
+  for (double t = std::floor(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+  if (ticks.back() < hi - step * 1e-9) ticks.push_back(ticks.back() + step);
+  return ticks;
+}
+
+/// Round values (1, 2, 5 per decade, denser for a narrow range; round linear steps for a very
+/// narrow one) within [10^lo, 10^hi].
+inline std::vector<double> log_ticks(double lo, double hi) {
+  static const std::vector<std::vector<double>> sets = {
+      {1}, {1, 2, 5}, {1, 1.5, 2, 3, 5, 7}, {1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9}};
+  std::vector<double> ticks;
+  for (const auto& mantissas : sets) {
+    if (mantissas.size() == 1 && hi - lo < 3) continue;  // decades only for a wide range
+    ticks.clear();
+    for (double d = std::floor(lo); d <= std::ceil(hi); d += 1)
+      for (double m : mantissas) {
+        const double v = m * std::pow(10.0, d);
+        if (std::log10(v) >= lo - 1e-12 && std::log10(v) <= hi + 1e-12) ticks.push_back(v);
+      }
+    if (ticks.size() >= 4) break;
+  }
+  if (ticks.size() < 3) {  // a range narrower than 1 to 1.2: round linear steps within it
+    ticks.clear();
+    for (double v : linear_ticks(std::pow(10.0, lo), std::pow(10.0, hi), 4))
+      if (v > 0 && std::log10(v) >= lo - 1e-12 && std::log10(v) <= hi + 1e-12) ticks.push_back(v);
+  }
+  return ticks;
+}
+
+/// A tick value as people write it: 150, 2.5, 0.02, 20000.
+inline std::string tick_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+/// A figure with four significant digits: 41.99, 665.8, 1216, 12345.
+inline std::string figure_text(double v) {
+  if (!std::isfinite(v)) return "nan";
+  char buf[32];
+  if (std::fabs(v) >= 1000) std::snprintf(buf, sizeof buf, "%.0f", v);
+  else std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+/// The marker of series k: a circle, a square, a triangle, a diamond, then again.
+inline std::string marker(std::size_t k, double cx, double cy, const std::string& colour) {
+  const std::string fill = "\" fill=\"" + colour + "\"/>\n";
+  switch (k % 4) {
+    case 0: return "<circle cx=\"" + fixed(cx, 1) + "\" cy=\"" + fixed(cy, 1) + "\" r=\"5" + fill;
+    case 1:
+      return "<rect x=\"" + fixed(cx - 4.5, 1) + "\" y=\"" + fixed(cy - 4.5, 1) + "\" width=\"9\" height=\"9" + fill;
+    case 2:
+      return "<polygon points=\"" + fixed(cx, 1) + "," + fixed(cy - 6, 1) + " " + fixed(cx + 5.5, 1) + "," +
+             fixed(cy + 4, 1) + " " + fixed(cx - 5.5, 1) + "," + fixed(cy + 4, 1) + fill;
+    default:
+      return "<polygon points=\"" + fixed(cx, 1) + "," + fixed(cy - 6, 1) + " " + fixed(cx + 6, 1) + "," + fixed(cy, 1) +
+             " " + fixed(cx, 1) + "," + fixed(cy + 6, 1) + " " + fixed(cx - 6, 1) + "," + fixed(cy, 1) + fill;
+  }
+}
+
+}  // namespace detail::plot
+
+/// A scatter plot of size (x, MB) against perplexity (y, log scale) with round ticks; each point
+/// labelled with its name and perplexity, labels placed where they overlap no other label, point
+/// or the legend (moved away along a leader line when a cluster needs it); one colour and marker
+/// shape per series (result_row::importance) with a legend above the plot when there is more than
+/// one. Text sizes are estimated generously (detail::plot::text_width); the tests render the file
+/// with a real SVG renderer.
 inline std::string svg_plot(std::span<const result_row> rows, std::string_view title) {
-  const double W = 760, H = 480, left = 80, right = 30, top = 50, bottom = 60;
+  namespace pl = detail::plot;
+  using detail::fixed;
+  const double W = 800, H = 520, left = 80, right = 30, top = 72, bottom = 60, font = 12;
   std::vector<double> xs, ys;
   for (const auto& r : rows) {
     xs.push_back(r.size_mb);
@@ -177,54 +337,115 @@ inline std::string svg_plot(std::span<const result_row> rows, std::string_view t
     const double pad = (hi - lo) * pad_fraction;
     return std::pair{lo - pad, hi + pad};
   };
-  const auto [x0, x1] = span_of(xs, 0.08);
+  const auto [xlo, xhi] = span_of(xs, 0.1);
+  const auto x_ticks = pl::linear_ticks(xlo, xhi);
+  const double x0 = x_ticks.front(), x1 = x_ticks.back();  // the axis ends on ticks
   const auto [y0, y1] = span_of(ys, 0.12);
+  const auto y_ticks = pl::log_ticks(y0, y1);
   auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (W - left - right); };
   auto py = [&](double y) { return H - bottom - (y - y0) / (y1 - y0) * (H - top - bottom); };
-  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + detail::fixed(W, 0) + "\" height=\"" +
-                  detail::fixed(H, 0) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + fixed(W, 0) + "\" height=\"" + fixed(H, 0) +
+                  "\" viewBox=\"0 0 " + fixed(W, 0) + " " + fixed(H, 0) +
+                  "\" font-family=\"DejaVu Sans, Liberation Sans, Arial, sans-serif\" font-size=\"" + fixed(font, 0) +
+                  "\">\n";
   s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s += "<text x=\"" + detail::fixed(W / 2, 0) + "\" y=\"28\" text-anchor=\"middle\" font-size=\"15\">" +
+  s += "<text x=\"" + fixed(W / 2, 0) + "\" y=\"26\" text-anchor=\"middle\" font-size=\"15\">" +
        detail::xml_escape(title) + "</text>\n";
-  s += "<line x1=\"" + detail::fixed(left, 0) + "\" y1=\"" + detail::fixed(H - bottom, 0) + "\" x2=\"" +
-       detail::fixed(W - right, 0) + "\" y2=\"" + detail::fixed(H - bottom, 0) + "\" stroke=\"black\"/>\n";
-  s += "<line x1=\"" + detail::fixed(left, 0) + "\" y1=\"" + detail::fixed(top, 0) + "\" x2=\"" +
-       detail::fixed(left, 0) + "\" y2=\"" + detail::fixed(H - bottom, 0) + "\" stroke=\"black\"/>\n";
-  for (int i = 0; i <= 4; ++i) {  // axis ticks
-    const double x = x0 + (x1 - x0) * i / 4, y = y0 + (y1 - y0) * i / 4;
-    s += "<text x=\"" + detail::fixed(px(x), 1) + "\" y=\"" + detail::fixed(H - bottom + 18, 0) +
-         "\" text-anchor=\"middle\">" + detail::fixed(x, 1) + "</text>\n";
-    s += "<text x=\"" + detail::fixed(left - 8, 0) + "\" y=\"" + detail::fixed(py(y) + 4, 1) +
-         "\" text-anchor=\"end\">" + detail::fixed(std::pow(10.0, y), 2) + "</text>\n";
+  // Grid, axes, ticks.
+  for (double t : x_ticks) {
+    const double x = px(t);
+    s += "<line x1=\"" + fixed(x, 1) + "\" y1=\"" + fixed(top, 0) + "\" x2=\"" + fixed(x, 1) + "\" y2=\"" +
+         fixed(H - bottom, 0) + "\" stroke=\"#e5e5e5\"/>\n";
+    s += "<text x=\"" + fixed(x, 1) + "\" y=\"" + fixed(H - bottom + 18, 0) + "\" text-anchor=\"middle\">" +
+         pl::tick_text(t) + "</text>\n";
   }
-  s += "<text x=\"" + detail::fixed((left + W - right) / 2, 0) + "\" y=\"" + detail::fixed(H - 18, 0) +
+  for (double t : y_ticks) {
+    const double y = py(std::log10(t));
+    s += "<line x1=\"" + fixed(left, 0) + "\" y1=\"" + fixed(y, 1) + "\" x2=\"" + fixed(W - right, 0) + "\" y2=\"" +
+         fixed(y, 1) + "\" stroke=\"#e5e5e5\"/>\n";
+    s += "<text x=\"" + fixed(left - 8, 0) + "\" y=\"" + fixed(y + 4, 1) + "\" text-anchor=\"end\">" +
+         pl::tick_text(t) + "</text>\n";
+  }
+  s += "<line x1=\"" + fixed(left, 0) + "\" y1=\"" + fixed(H - bottom, 0) + "\" x2=\"" + fixed(W - right, 0) +
+       "\" y2=\"" + fixed(H - bottom, 0) + "\" stroke=\"black\"/>\n";
+  s += "<line x1=\"" + fixed(left, 0) + "\" y1=\"" + fixed(top, 0) + "\" x2=\"" + fixed(left, 0) + "\" y2=\"" +
+       fixed(H - bottom, 0) + "\" stroke=\"black\"/>\n";
+  s += "<text x=\"" + fixed((left + W - right) / 2, 0) + "\" y=\"" + fixed(H - 18, 0) +
        "\" text-anchor=\"middle\">model size (MB)</text>\n";
-  s += "<text x=\"18\" y=\"" + detail::fixed((top + H - bottom) / 2, 0) +
-       "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " + detail::fixed((top + H - bottom) / 2, 0) +
-       ")\">perplexity (log scale)</text>\n";
+  s += "<text x=\"20\" y=\"" + fixed((top + H - bottom) / 2, 0) + "\" text-anchor=\"middle\" transform=\"rotate(-90 20 " +
+       fixed((top + H - bottom) / 2, 0) + ")\">perplexity (log scale)</text>\n";
+
+  // Series: a colour and a marker each; a legend in the band between the title and the plot.
   std::vector<std::string> series;
   for (const auto& r : rows)
     if (std::find(series.begin(), series.end(), r.importance) == series.end()) series.push_back(r.importance);
   static constexpr const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"};
-  auto colour_of = [&](const std::string& name) {
-    const auto at = static_cast<std::size_t>(std::find(series.begin(), series.end(), name) - series.begin());
-    return colours[at % 5];
+  auto series_of = [&](const std::string& name) {
+    return static_cast<std::size_t>(std::find(series.begin(), series.end(), name) - series.begin());
   };
-  if (series.size() > 1)
+  if (series.size() > 1) {
+    double lx = left + 10;
     for (std::size_t k = 0; k < series.size(); ++k) {
-      const double ly = top + 14.0 * static_cast<double>(k);
-      s += "<circle cx=\"" + detail::fixed(W - right - 150, 0) + "\" cy=\"" + detail::fixed(ly, 0) +
-           "\" r=\"5\" fill=\"" + colour_of(series[k]) + "\"/>\n";
-      s += "<text x=\"" + detail::fixed(W - right - 140, 0) + "\" y=\"" + detail::fixed(ly + 4, 0) + "\">" +
-           (series[k] == "paper" ? std::string("paper's score") : detail::xml_escape(series[k]) + " score") +
-           "</text>\n";
+      const std::string text = series[k] == "paper" ? std::string("paper's score") : series[k] + " score";
+      s += pl::marker(k, lx, 48, colours[k % 5]);
+      s += "<text x=\"" + fixed(lx + 10, 0) + "\" y=\"52\">" + detail::xml_escape(text) + "</text>\n";
+      lx += 10 + pl::text_width(text, font) + 24;
     }
+  }
+
+  // Points, then labels: each at the first place, nearest first, that stays in the plot and
+  // overlaps no label or point placed before.
+  const pl::box area{left + 1, top, W - right, H - bottom - 1};
+  std::vector<pl::box> taken;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const double cx = px(xs[i]), cy = py(ys[i]);
-    s += "<circle cx=\"" + detail::fixed(cx, 1) + "\" cy=\"" + detail::fixed(cy, 1) + "\" r=\"5\" fill=\"" +
-         colour_of(rows[i].importance) + "\"/>\n";
-    s += "<text x=\"" + detail::fixed(cx + 8, 1) + "\" y=\"" + detail::fixed(cy - 6 + 13.0 * (i % 2), 1) + "\">" +
-         detail::xml_escape(rows[i].paper_name) + " (" + detail::fixed(rows[i].perplexity, 2) + ")</text>\n";
+    taken.push_back({cx - 6, cy - 6, cx + 6, cy + 6});
+    s += pl::marker(series_of(rows[i].importance), cx, cy, colours[series_of(rows[i].importance) % 5]);
+  }
+  std::vector<std::size_t> order(rows.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ys[a] > ys[b]; });
+  for (std::size_t i : order) {
+    const double cx = px(xs[i]), cy = py(ys[i]);
+    const std::string text = rows[i].paper_name + " (" + pl::figure_text(rows[i].perplexity) + ")";
+    struct candidate {
+      double x, y;
+      const char* anchor;
+      bool leader;
+    };
+    std::vector<candidate> candidates = {{cx + 9, cy + 4, "start", false},
+                                         {cx - 9, cy + 4, "end", false},
+                                         {cx, cy - 10, "middle", false},
+                                         {cx, cy + 19, "middle", false}};
+    // Labels are placed top down: those above are taken, so below comes first (leaders then
+    // do not cross).
+    for (int ring = 1; ring <= 16; ++ring)
+      for (double dy : {15.0 * ring, -15.0 * ring})
+        for (double dx : {22.0, -22.0, 60.0, -60.0})
+          candidates.push_back({cx + dx, cy + 4 + dy, dx > 0 ? "start" : "end", true});
+    std::optional<candidate> chosen;
+    pl::box chosen_box;
+    for (const auto& c : candidates) {
+      const auto b = pl::text_box(c.x, c.y, text, font, c.anchor);
+      const pl::box padded{b.x0 - 2, b.y0 - 1, b.x1 + 2, b.y1 + 1};
+      if (!padded.inside(area)) continue;
+      if (std::any_of(taken.begin(), taken.end(), [&](const pl::box& t) { return t.overlaps(padded); })) continue;
+      chosen = c;
+      chosen_box = padded;
+      break;
+    }
+    if (!chosen) {  // nowhere free: beside the point, as before
+      chosen = candidates.front();
+      chosen_box = pl::text_box(chosen->x, chosen->y, text, font, chosen->anchor);
+    }
+    taken.push_back(chosen_box);
+    if (chosen->leader) {
+      const double lx = std::string_view(chosen->anchor) == "start" ? chosen->x - 2 : chosen->x + 2;
+      s += "<line x1=\"" + fixed(cx, 1) + "\" y1=\"" + fixed(cy, 1) + "\" x2=\"" + fixed(lx, 1) + "\" y2=\"" +
+           fixed(chosen->y - 4, 1) + "\" stroke=\"#999999\" stroke-width=\"0.8\"/>\n";
+    }
+    s += "<text x=\"" + fixed(chosen->x, 1) + "\" y=\"" + fixed(chosen->y, 1) + "\" text-anchor=\"" +
+         chosen->anchor + "\">" + detail::xml_escape(text) + "</text>\n";
   }
   s += "</svg>\n";
   return s;

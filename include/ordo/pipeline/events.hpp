@@ -5,6 +5,7 @@
 //   void on_stage_end(const ordo::stage_event&);     // `elapsed` is set
 //   void on_pipeline_start(const ordo::pipeline_event&);   // the study executor only
 //   void on_pipeline_end(const ordo::pipeline_event&);
+//   void on_pipeline_skipped(const ordo::pipeline_event&); // finished by an earlier run (study store)
 #pragma once
 
 #include <chrono>       // std::chrono::nanoseconds, steady_clock
@@ -42,6 +43,11 @@ void notify_pipeline_start(Observer& observer, const pipeline_event& event) {
 template <class Observer>
 void notify_pipeline_end(Observer& observer, const pipeline_event& event) {
   if constexpr (requires { observer.on_pipeline_end(event); }) observer.on_pipeline_end(event);
+}
+
+template <class Observer>
+void notify_pipeline_skipped(Observer& observer, const pipeline_event& event) {
+  if constexpr (requires { observer.on_pipeline_skipped(event); }) observer.on_pipeline_skipped(event);
 }
 
 template <class Observer>

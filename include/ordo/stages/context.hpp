@@ -28,6 +28,11 @@ struct Context {
   std::uint64_t seed = 0;
   torch::ScalarType train_dtype = torch::kFloat32;  // bf16 pays on CPUs with AVX-512 BF16
   std::filesystem::path work_dir;                   // checkpoints of long stages ("" : none)
+  /// With work_dir: a training checkpoint at most every so many seconds (0: at the end only),
+  /// and whether the end of a training run writes one (a caller that keeps the stage's result
+  /// itself, as the study does, needs none).
+  double checkpoint_seconds = 0;
+  bool checkpoint_at_end = true;
   progress_fn progress;
 
   void report(const std::string& what, double fraction, const std::string& detail = {}) const {

@@ -604,6 +604,8 @@ inline train::TrainOptions recovery_options(const Context& context, const std::s
   o.label = what + " recovery";
   o.compute_dtype = context.train_dtype;
   if (!context.work_dir.empty()) o.checkpoint_dir = context.work_dir;
+  o.checkpoint_seconds = context.checkpoint_seconds;
+  o.checkpoint_at_end = context.checkpoint_at_end;
   return o;
 }
 

@@ -17,12 +17,28 @@
 //
 // Memory: besides the caller's base model and the cache, at most two models are alive at a
 // time (the stage's input, when not cached, and its output).
+//
+// A store (optional, last argument) makes a run that was killed resumable: the executor asks it
+// whether a pipeline was finished by an earlier run (then it neither computes nor reports it),
+// offers it every model it keeps in its cache (so that the next run can read it instead of
+// computing it again) and tells it when such a model is needed no more. Members:
+//
+//   bool finished(const ordo::pipeline_event&);           // true: skip this pipeline
+//   template <class M> std::optional<M> load(const ordo::study::prefix_key&);  // called as
+//                                                         //   store.template load<M>(key)
+//   template <class M> void save(const ordo::study::prefix_key&, const M&);
+//   void drop(const ordo::study::prefix_key&);            // the prefix's last use has passed
+//
+// The results stay those of an uninterrupted run as long as the store gives back the models it
+// was given, bit for bit.
 #pragma once
 
 #include <chrono>    // std::chrono::steady_clock
 #include <cstddef>   // std::size_t
-#include <optional>  // std::optional
-#include <tuple>     // std::tuple
+#include <optional>     // std::optional
+#include <string_view>  // std::string_view
+#include <tuple>        // std::tuple
+#include <type_traits>  // std::integral_constant
 #include <utility>   // std::index_sequence, std::move
 
 #include <boost/hana/type.hpp>    // hana::type_c
@@ -41,10 +57,33 @@ struct options {
   std::size_t max_cached_models = unbounded;
 };
 
-/// What a run did, measured (equal to plan<...>::schedule(bound) for deterministic stages).
+/// What a run did, measured (equal to plan<...>::schedule(bound) for deterministic stages and
+/// no store).
 struct run_figures : schedule_figures {
-  std::size_t pipelines = 0;
+  std::size_t pipelines = 0;  ///< pipelines computed and given to the sink
+  std::size_t skipped = 0;    ///< pipelines the store had seen finished
+  std::size_t loaded = 0;     ///< stage outputs read from the store instead of computed
   std::chrono::nanoseconds elapsed{};
+};
+
+/// A node of the plan's trie as the store sees it: `index` is the node's number in the plan
+/// (plan<...>::prefixes; stable for a given set of pipelines) and `name` its chain ("P-KD").
+/// Names alone may repeat (Prune<30> and Prune<50> are both "P"); index and name together do not.
+struct prefix_key {
+  std::size_t index = 0;
+  std::string_view name;
+};
+
+/// The store of a run that is not to be resumed.
+struct no_store {
+  bool finished(const pipeline_event&) const { return false; }
+  template <class M>
+  std::optional<M> load(const prefix_key&) const {
+    return std::nullopt;
+  }
+  template <class M>
+  void save(const prefix_key&, const M&) const {}
+  void drop(const prefix_key&) const {}
 };
 
 namespace detail {
@@ -76,11 +115,11 @@ class model_ref {
   std::optional<M> owned_;
 };
 
-template <class Pipelines, class Model, class Context, class Observer>
+template <class Pipelines, class Model, class Context, class Observer, class Store>
 class trie_runner;
 
-template <class... Pipelines, class Model, class Context, class Observer>
-class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
+template <class... Pipelines, class Model, class Context, class Observer, class Store>
+class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   using plan_type = plan<Pipelines...>;
   using pipelines = type_list<Pipelines...>;
   static constexpr auto& table = plan_type::prefixes;
@@ -95,15 +134,14 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
   using cache_type = decltype(make_cache(std::make_index_sequence<table.size>{}));
 
  public:
-  trie_runner(const Model& base, Context& context, Observer& observer, options opts)
-      : base_(base), context_(context), observer_(observer), options_(opts) {}
+  trie_runner(const Model& base, Context& context, Observer& observer, Store& store, options opts)
+      : base_(base), context_(context), observer_(observer), store_(store), options_(opts) {}
 
   template <class Sink>
   run_figures run(Sink& sink) {
     const auto started = std::chrono::steady_clock::now();
     planned_ = plan_type::schedule(options_.max_cached_models).applications;
     run_positions(sink, std::make_index_sequence<plan_type::count>{});
-    figures_.pipelines = plan_type::count;
     figures_.elapsed = std::chrono::steady_clock::now() - started;
     return figures_;
   }
@@ -119,13 +157,25 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
     constexpr std::size_t c = plan_type::order[Pos];
     using pipe = at_t<c, pipelines>;
     const pipeline_event event{pipeline_name_v<pipe>, Pos + 1, plan_type::count};
+    if (store_.finished(event)) {
+      ++figures_.skipped;
+      ordo::detail::notify_pipeline_skipped(observer_, event);
+      evict(Pos, std::make_index_sequence<table.size>{});
+      return;
+    }
     ordo::detail::notify_pipeline_start(observer_, event);
     {
       auto model = materialize<c, plan_type::lengths[c], pipe>(Pos);
       sink(boost::hana::type_c<pipe>, model.get());
     }
+    ++figures_.pipelines;
     evict(Pos, std::make_index_sequence<table.size>{});
     ordo::detail::notify_pipeline_end(observer_, event);
+  }
+
+  template <std::size_t P>
+  static prefix_key key() {
+    return {P, pipeline_name_v<ordo::meta::rebind_t<prefix_stages<P>, Pipeline>>};
   }
 
   // The model of pipeline C after its first D stages.
@@ -138,6 +188,10 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
       using result_model = prefix_model<p>;
       auto& slot = std::get<p>(cache_);
       if (slot) return model_ref<result_model>(&*slot);
+      if (auto stored = store_.template load<result_model>(key<p>())) {
+        ++figures_.loaded;
+        return keep<p>(position, std::move(*stored), /*offer_to_store=*/false);
+      }
 
       using S = at_t<D - 1, pipeline_stages_t<Pipe>>;
       stage_event event{pipeline_name_v<Pipe>,
@@ -155,30 +209,43 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer> {
         if (S::trains) ++figures_.training_applications;
         return ordo::detail::observed(observer_, event, [&] { return apply_stage(S{}, input.get(), context_); });
       }();  // the input, if owned, is released here
-      if (table.last_use[p] > position && held_ < options_.max_cached_models) {
-        slot.emplace(std::move(next));
-        ++held_;
-        if (held_ > figures_.peak_cached) figures_.peak_cached = held_;
-        return model_ref<result_model>(&*slot);
-      }
-      return model_ref<result_model>(std::move(next));
+      return keep<p>(position, std::move(next), /*offer_to_store=*/true);
     }
+  }
+
+  // Caches the model of prefix P when a later pipeline needs it and there is room (offering it
+  // to the store then), else hands it over.
+  template <std::size_t P, class M>
+  model_ref<M> keep(std::size_t position, M&& model, bool offer_to_store) {
+    auto& slot = std::get<P>(cache_);
+    if (table.last_use[P] > position && held_ < options_.max_cached_models) {
+      slot.emplace(std::move(model));
+      ++held_;
+      if (held_ > figures_.peak_cached) figures_.peak_cached = held_;
+      if (offer_to_store) store_.save(key<P>(), *slot);
+      return model_ref<M>(&*slot);
+    }
+    return model_ref<M>(std::move(model));
   }
 
   template <std::size_t... P>
   void evict(std::size_t position, std::index_sequence<P...>) {
-    auto drop = [&](auto& slot, std::size_t last_use) {
-      if (slot && last_use == position) {
+    auto drop = [&]<std::size_t I>(std::integral_constant<std::size_t, I>) {
+      if (table.last_use[I] != position) return;
+      auto& slot = std::get<I>(cache_);
+      if (slot) {
         slot.reset();
         --held_;
       }
+      store_.drop(key<I>());
     };
-    (drop(std::get<P>(cache_), table.last_use[P]), ...);
+    (drop(std::integral_constant<std::size_t, P>{}), ...);
   }
 
   const Model& base_;
   Context& context_;
   Observer& observer_;
+  Store& store_;
   options options_;
   cache_type cache_{};
   std::size_t held_ = 0;
@@ -196,14 +263,22 @@ auto to_type_list(const Pipelines& pipelines) {
 
 /// Runs every pipeline of `pipelines` (a hana tuple of hana::type<Pipeline<...>>, e.g. from
 /// ordo::paper_configurations) on `base`, calling sink(hana::type<Pipe>{}, const Result&) once
-/// per pipeline in plan order. Returns the measured figures.
+/// per pipeline in plan order, except those `store` says an earlier run finished. Returns the
+/// measured figures.
+template <class Pipelines, class Model, class Context, class Sink, class Observer, class Store>
+run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink, options opts,
+                    Observer& observer, Store& store) {
+  using list = typename decltype(detail::to_type_list(pipelines))::type;
+  static_assert(!plan<list>::has_duplicates, "ordo::study::execute: the same pipeline appears twice in the set");
+  detail::trie_runner<list, Model, Context, Observer, Store> runner(base, context, observer, store, opts);
+  return runner.run(sink);
+}
+
 template <class Pipelines, class Model, class Context, class Sink, class Observer>
 run_figures execute(const Pipelines& pipelines, const Model& base, Context& context, Sink&& sink, options opts,
                     Observer& observer) {
-  using list = typename decltype(detail::to_type_list(pipelines))::type;
-  static_assert(!plan<list>::has_duplicates, "ordo::study::execute: the same pipeline appears twice in the set");
-  detail::trie_runner<list, Model, Context, Observer> runner(base, context, observer, opts);
-  return runner.run(sink);
+  no_store none;
+  return execute(pipelines, base, context, sink, opts, observer, none);
 }
 
 template <class Pipelines, class Model, class Context, class Sink>

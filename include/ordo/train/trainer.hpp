@@ -16,7 +16,8 @@
 // (data/split.hpp), nothing else is random, so two runs with the same inputs and thread count
 // give the same parameters bit for bit. A checkpoint (parameters, AdamW state, step, LibTorch's
 // CPU generator state and a fingerprint of the run) is written atomically (temporary file,
-// fsync, rename) every `checkpoint_every` steps, when the run stops early and at the end; a run
+// fsync, rename) every `checkpoint_every` steps or `checkpoint_seconds` seconds, when the run
+// stops early and at the end (unless `checkpoint_at_end` is false); a run
 // given the same checkpoint path resumes from it, and a resumed run equals an uninterrupted one
 // bit for bit (tests/train). A checkpoint of another run (other data, sizes or options) is an
 // error, never silently used.
@@ -77,6 +78,10 @@ struct TrainOptions {
   /// options and starting weights), so runs sharing a work directory never meet.
   std::filesystem::path checkpoint_dir;
   std::int64_t checkpoint_every = 0;  ///< optimizer steps between checkpoints (0: end only)
+  /// > 0: also a checkpoint after the first step that ends at least so many seconds after the
+  /// last one (or the start), for runs whose steps differ in length.
+  double checkpoint_seconds = 0;
+  bool checkpoint_at_end = true;  ///< false: the caller keeps the result; no final checkpoint
   std::int64_t stop_after = 0;        ///< stop this run after so many steps (0: run to the end)
   std::string label = "train";        ///< names the run in progress lines and errors
   /// Precision of the forward and loss: kFloat32, or kBFloat16 (mixed precision: fp32 master
@@ -100,6 +105,7 @@ inline void validate(const TrainOptions& o) {
   if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) fail("AdamW betas must lie within [0, 1)");
   if (!(o.epsilon > 0)) fail("epsilon must be positive");
   if (o.checkpoint_every < 0 || o.stop_after < 0) fail("checkpoint_every and stop_after must be >= 0");
+  if (!(o.checkpoint_seconds >= 0) || !finite(o.checkpoint_seconds)) fail("checkpoint_seconds must be >= 0 and finite");
   if (o.compute_dtype != torch::kFloat32 && o.compute_dtype != torch::kBFloat16)
     fail(std::string("compute_dtype must be float32 or bfloat16 (got ") + c10::toString(o.compute_dtype) + ")");
 }
@@ -334,6 +340,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
   lm->train();
   const auto device = lm->device();  // batches go where the model is
   const auto t0 = std::chrono::steady_clock::now();
+  auto last_checkpoint = t0;
   std::int64_t epoch_of_order = -1;
   std::vector<std::size_t> order;
   for (std::int64_t step = r.start_step; step < r.total_steps; ++step) {
@@ -412,9 +419,15 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     if (progress) progress(o.label, static_cast<double>(r.end_step) / static_cast<double>(r.total_steps), line.str());
 
     const bool stopping = o.stop_after > 0 && done >= o.stop_after;
-    if (!checkpoint.empty() &&
-        ((o.checkpoint_every > 0 && r.end_step % o.checkpoint_every == 0) || r.end_step == r.total_steps || stopping))
+    const auto now = std::chrono::steady_clock::now();
+    const bool due = (o.checkpoint_every > 0 && r.end_step % o.checkpoint_every == 0) ||
+                     (o.checkpoint_seconds > 0 &&
+                      std::chrono::duration<double>(now - last_checkpoint).count() >= o.checkpoint_seconds);
+    const bool final_step = r.end_step == r.total_steps;
+    if (!checkpoint.empty() && (final_step ? o.checkpoint_at_end : due || stopping)) {
       detail::save_checkpoint(checkpoint, lm, optimizer, r.end_step, fp);
+      last_checkpoint = std::chrono::steady_clock::now();
+    }
     if (stopping) break;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
