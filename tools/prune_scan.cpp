@@ -180,13 +180,13 @@ int main(int argc, char** argv) {
       fs::create_directories(out_dir);
       const std::string title = "Perplexity change when one layer loses " + std::to_string(ratio * 100).substr(0, 4) +
                                 " % of its FFN neurons (" + std::string(ordo::prune::name(per_layer_kind)) + ")";
-      ordo::study::detail::write_text(
+      ordo::io::write_text(
           out_dir / "sensitivity.svg",
           ordo::study::svg_bars(values, names, title, "layer", "perplexity change", std::nullopt, L > 20 ? 2 : 1));
     }
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     fs::create_directories(out_dir);
-    ordo::study::detail::write_text(out_dir / "scan.json", report.dump(2) + "\n");
+    ordo::io::write_text(out_dir / "scan.json", report.dump(2) + "\n");
     std::printf("%s\n", report.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-prune-scan: %s\n", e.what());

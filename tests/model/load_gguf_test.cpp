@@ -293,3 +293,63 @@ TEST_CASE("corrupt GGUF metadata is refused, naming the file and the key") {
   // the unmodified model loads (the cases above fail for their corruption alone)
   CHECK(load_error(tiny_llama().g, path) == "(no error)");
 }
+
+TEST_CASE("RoPE scaling in GGUF: Llama 3's rope_freqs.weight and linear metadata become the config's scaling") {
+  temp_dir dir;
+  const auto path = dir.path / "rope.gguf";
+  {  // Llama 3's divisors, as llama.cpp's converter stores them: [1, 8] for these two frequencies.
+    tiny_llama m;
+    m.g.f32("llama.rope.freq_base", 5e6f);  // the second wavelength (14050) beyond 8192 positions
+    m.g.tensor("rope_freqs.weight", torch::tensor({1.0f, 8.0f}));
+    m.g.write(path);
+    auto lm = ordo::model::load_gguf(path);
+    const auto& r = lm->config().rope;
+    CHECK(r.type == "llama3");
+    CHECK(r.factor == 8.0);
+    CHECK(lm->config().to_json()["rope_scaling"]["rope_type"] == "llama3");  // save_hf keeps it
+    CHECK(ordo::model::detail::rope_frequency_factors(lm->config()) == std::vector<float>{1.0f, 8.0f});
+  }
+  {  // Linear scaling.
+    tiny_llama m;
+    m.g.str("llama.rope.scaling.type", "linear");
+    m.g.f32("llama.rope.scaling.factor", 4.0f);
+    m.g.write(path);
+    auto lm = ordo::model::load_gguf(path);
+    CHECK(lm->config().rope.type == "linear");
+    CHECK(lm->config().rope.factor == 4.0);
+  }
+  {  // What ordo does not read is refused, naming the key or tensor.
+    tiny_llama m;
+    m.g.str("llama.rope.scaling.type", "yarn");
+    CHECK(load_error(m.g, path).find("'llama.rope.scaling.type' is 'yarn': only linear RoPE scaling is read") !=
+          std::string::npos);
+    tiny_llama n;
+    n.g.tensor("rope_freqs.weight", torch::tensor({1.0f, 3.7f}));
+    CHECK(load_error(n.g, path).find("'rope_freqs.weight' matches no Llama 3 RoPE scaling") != std::string::npos);
+    tiny_llama o;
+    o.g.tensor("rope_freqs.weight", torch::tensor({1.0f, 8.0f, 8.0f}));
+    CHECK(load_error(o.g, path).find("'rope_freqs.weight' has 3 values, not head width / 2 = 2") != std::string::npos);
+  }
+  // The published settings come back from their divisors (head width 64 and 128, theta 500000).
+  for (const double factor : {8.0, 32.0}) {
+    ordo::model::decoder_config c;
+    c.head_dim = 128;
+    c.rope_theta = 500000;
+    c.rope.type = "llama3";
+    c.rope.factor = factor;
+    c.rope.low_freq_factor = 1;
+    c.rope.high_freq_factor = 4;
+    c.rope.original_max_position_embeddings = 8192;
+    const auto stored = ordo::model::detail::rope_frequency_factors(c);
+    const auto back = ordo::model::detail::rope_scaling_from_factors(c, stored);
+    REQUIRE(back);
+    CHECK(back->type == "llama3");
+    CHECK(back->factor == factor);
+    CHECK(back->original_max_position_embeddings == 8192);
+    CHECK(ordo::model::detail::rope_frequency_factors([&] {
+            auto t = c;
+            t.rope = *back;
+            return t;
+          }()) == stored);
+  }
+}

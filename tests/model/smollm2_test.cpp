@@ -90,6 +90,28 @@ TEST_CASE("SmolLM2 saved as GGUF: exact in F32, transformers' logits, F16 and Q8
   }
   MESSAGE("max |ordo - transformers| over the recorded top-20 logits of the F32 export: " << err);
   CHECK(err < 1e-3);
+  // llama.cpp, loading the same F32 export and the one made from an ordo output directory (whose
+  // tokenizer.json became GGUF metadata), gave the logits of fixtures/gguf_llama_cpp.json
+  // (make_llama_cpp_fixture.py, KV cache in F32): the same ids, the same top tokens, the same
+  // values but for float rounding.
+  std::ifstream lin(fs::path(ORDO_MODEL_FIXTURES) / "gguf_llama_cpp.json");
+  const auto lc = nlohmann::json::parse(lin);
+  CHECK(lc["ids"].get<std::vector<std::int64_t>>() == want_ids);
+  for (const char* run : {"f32", "from_hf_dir_f32"}) {
+    CAPTURE(run);
+    CHECK(lc["llama_cpp"][run]["tokens_equal_ordo"].get<bool>());
+    double llama_err = 0;
+    for (const auto& row : lc["llama_cpp"][run]["top"]) {
+      const auto pos = row["position"].get<std::int64_t>();
+      const auto top_ids = row["ids"].get<std::vector<std::int64_t>>();
+      const auto values = row["logits"].get<std::vector<double>>();
+      CHECK(f32[pos].argmax().item<std::int64_t>() == top_ids.front());
+      for (std::size_t k = 0; k < top_ids.size(); ++k)
+        llama_err = std::max(llama_err, std::abs(f32[pos][top_ids[k]].item<double>() - values[k]));
+    }
+    MESSAGE("max |ordo - llama.cpp| over its top-20 logits of the " << std::string(run) << " export: " << llama_err);
+    CHECK(llama_err < 1e-3);
+  }
   for (const char* type : {"f16", "q8_0"}) {
     const double diff = (logits_of(type) - f32).abs().max().item<double>();
     const double theirs = fx[std::string("transformers_") + type]["max_abs_logit_difference_to_f32"].get<double>();

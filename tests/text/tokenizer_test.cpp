@@ -529,3 +529,27 @@ TEST_CASE("the default model's GGUF saved as tokenizer files: Hugging Face's ids
         hf["chat_rendered"].get<std::string>());
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("tokenizer.json as a GGUF vocabulary (GGUF export): the same ids, the pre-tokenizer llama.cpp names") {
+  const std::map<std::string, std::string> expected_pre = {
+      {"smollm2", "smollm"}, {"llama3", "llama-bpe"}, {"qwen2", "qwen2"}};
+  for (const auto& [family, pre] : expected_pre) {
+    CAPTURE(family);
+    const auto& f = all_cases()[family];
+    const auto tok = family == "smollm2" ? smollm2() : ordo::Tokenizer::from_file(fixtures / f["tokenizer"].get<std::string>());
+    const auto v = tok.gguf_vocabulary();
+    CHECK(v.model == "gpt2");
+    CHECK(v.pre == pre);
+    CHECK(v.tokens.size() == tok.vocab_size());
+    CHECK(*v.add_bos == (family == "llama3"));  // Llama 3's post-processor adds BOS
+    if (tok.bos_id()) CHECK(v.bos_id == tok.bos_id());
+    if (family == "llama3") CHECK(v.bos_id == f["bos_id"].get<ordo::TokenId>());
+    const auto back = ordo::Tokenizer::from_vocabulary(v);
+    check_cases(back, f, /*gguf_path=*/true);
+    for (const auto& a : tok.added_tokens())
+      CHECK(v.token_types[static_cast<std::size_t>(a.id)] == (a.special ? 3 : 4));
+  }
+  // SentencePiece-style (Llama 2): not written, and the message says why.
+  const auto llama2 = ordo::Tokenizer::from_file(fixtures / "llama2_tokenizer.json");
+  CHECK_THROWS_WITH_AS(llama2.gguf_vocabulary(), doctest::Contains("not byte-level"), ordo::TokenizerError);
+}

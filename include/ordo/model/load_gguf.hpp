@@ -93,6 +93,50 @@ inline torch::Tensor unpermute_rope_rows(const torch::Tensor& w, std::int64_t he
   return w.reshape(split).transpose(1, 2).reshape(shape).contiguous();
 }
 
+// llama.cpp keeps Llama 3's RoPE scaling as the tensor rope_freqs.weight: per frequency, the
+// divisor of the unscaled inverse frequency. These are the divisors of `c`'s scaling.
+inline std::vector<float> rope_frequency_factors(const decoder_config& c) {
+  decoder_config plain = c;
+  plain.rope = rope_scaling{};
+  const auto base = rope_inverse_frequencies(plain).to(torch::kFloat64);
+  const auto scaled = rope_inverse_frequencies(c).to(torch::kFloat64);
+  const auto f = (base / scaled).to(torch::kFloat32).contiguous();
+  return {f.data_ptr<float>(), f.data_ptr<float>() + f.numel()};
+}
+
+// The Llama 3 scaling whose divisors are `stored` (rope_freqs.weight): searched among the
+// published settings (Llama 3.1: factor 8, 3.2: 32; low 1, high 4, 8192 original positions) and
+// their neighbours; the default scaling when every divisor is 1; nullopt when nothing fits.
+inline std::optional<rope_scaling> rope_scaling_from_factors(const decoder_config& c, const std::vector<float>& stored) {
+  if (std::all_of(stored.begin(), stored.end(), [](float f) { return std::fabs(f - 1.0f) < 1e-6f; }))
+    return rope_scaling{};
+  std::vector<double> factors = {8, 32, 16, 4, 2, 64, 40};
+  factors.insert(factors.begin(), *std::max_element(stored.begin(), stored.end()));
+  auto matches = [&](const rope_scaling& r) {
+    decoder_config t = c;
+    t.rope = r;
+    const auto f = rope_frequency_factors(t);
+    if (f.size() != stored.size()) return false;
+    for (std::size_t i = 0; i < f.size(); ++i)
+      if (std::fabs(f[i] - stored[i]) > 1e-5f * std::max(1.0f, std::fabs(stored[i]))) return false;
+    return true;
+  };
+  for (double factor : factors)
+    for (std::int64_t old : {8192, 4096, 2048, 16384, 32768, 65536, 131072})
+      for (double low : {1.0, 2.0, 0.5})
+        for (double high : {4.0, 2.0, 8.0}) {
+          if (!(high > low)) continue;
+          rope_scaling r;
+          r.type = "llama3";
+          r.factor = factor;
+          r.low_freq_factor = low;
+          r.high_freq_factor = high;
+          r.original_max_position_embeddings = old;
+          if (matches(r)) return r;
+        }
+  return std::nullopt;
+}
+
 }  // namespace detail
 
 /// The decoder config a GGUF file describes. Every count and size is range-checked before
@@ -215,8 +259,31 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   c.mlp_bias = file.find_tensor("blk.0.ffn_down.bias") != nullptr;  // e.g. FLAP's bias compensation
   if (c.mlp_bias && arch != "llama") fail("tensor 'blk.0.ffn_down.bias': MLP biases are read for llama only");
   c.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
-  if (file.find_tensor("rope_freqs.weight"))
-    fail("tensor 'rope_freqs.weight' (Llama 3.1 RoPE scaling stored as factors) is not supported yet");
+  // RoPE scaling: linear in the metadata, Llama 3's as rope_freqs.weight (llama.cpp's converter).
+  if (const auto* type = file.find(p + "rope.scaling.type")) {
+    const std::string t(type->get<std::string_view>());
+    if (t == "linear") {
+      c.rope.type = "linear";
+      c.rope.factor = positive(p + "rope.scaling.factor", 1.0);
+    } else if (t != "none") {
+      fail("metadata key " + quoted(p + "rope.scaling.type") + " is '" + t + "': only linear RoPE scaling is read");
+    }
+  } else if (file.find(p + "rope.scale_linear")) {
+    c.rope.type = "linear";
+    c.rope.factor = positive(p + "rope.scale_linear", 1.0);
+  }
+  if (const auto* t = file.find_tensor("rope_freqs.weight")) {
+    if (c.rope.type != "default") fail("tensor 'rope_freqs.weight' and linear RoPE scaling at once");
+    const auto stored = file.dequantize(*t);
+    if (static_cast<std::int64_t>(stored.size()) != c.head_dim / 2)
+      fail("tensor 'rope_freqs.weight' has " + std::to_string(stored.size()) + " values, not head width / 2 = " +
+           std::to_string(c.head_dim / 2));
+    for (float f : stored)
+      if (!(f > 0) || !std::isfinite(f)) fail("tensor 'rope_freqs.weight' holds a value that is not positive and finite");
+    const auto r = detail::rope_scaling_from_factors(c, stored);
+    if (!r) fail("tensor 'rope_freqs.weight' matches no Llama 3 RoPE scaling ordo knows");
+    c.rope = *r;
+  }
   auto token_id = [&](const std::string& key) -> std::optional<std::int64_t> {
     const auto* v = file.find(key);
     if (!v) return std::nullopt;
@@ -229,6 +296,13 @@ inline decoder_config gguf_config(const io::gguf::File& file) {
   c.bos_token_id = token_id("tokenizer.ggml.bos_token_id");
   c.eos_token_id = token_id("tokenizer.ggml.eos_token_id");
   nlohmann::json hf = {{"model_type", arch}, {"rope_theta", c.rope_theta}};
+  if (c.rope.type == "linear") hf["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope.factor}};
+  if (c.rope.type == "llama3")
+    hf["rope_scaling"] = {{"rope_type", "llama3"},
+                          {"factor", c.rope.factor},
+                          {"low_freq_factor", c.rope.low_freq_factor},
+                          {"high_freq_factor", c.rope.high_freq_factor},
+                          {"original_max_position_embeddings", c.rope.original_max_position_embeddings}};
   c.original = hf;
   c.validate(file.path());
   return c;
@@ -244,6 +318,7 @@ inline CausalLM load_gguf(const std::filesystem::path& path, const placement& wh
   std::set<std::string> loaded;
   torch::NoGradGuard no_grad;
   for (const auto& t : file.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;  // the RoPE scaling, read into the config
     const std::string name = detail::hf_name(t.name);
     if (name.empty())
       throw std::invalid_argument(file.path() + ": tensor '" + t.name + "' is not part of a " + config.model_type +

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>  // nlohmann::json
 
-#include <ordo/io/atomic_write.hpp>  // write_file_atomically
+#include <ordo/io/atomic_directory.hpp>  // write_text (atomic)
 
 namespace ordo::study {
 
@@ -70,11 +70,6 @@ inline std::string xml_escape(std::string_view s) {
     }
   }
   return out;
-}
-
-inline void write_text(const std::filesystem::path& path, const std::string& text) {
-  io::write_file_atomically(
-      path, [&](io::AtomicSink& sink) { sink.write(std::as_bytes(std::span<const char>(text.data(), text.size()))); });
 }
 
 }  // namespace detail
@@ -509,10 +504,10 @@ inline void write_reports(const std::filesystem::path& dir, std::span<const resu
   std::filesystem::create_directories(dir);
   nlohmann::json j = {{"meta", meta}, {"results", nlohmann::json::array()}};
   for (const auto& r : rows) j["results"].push_back(to_json(r));
-  detail::write_text(dir / "results.json", j.dump(2) + "\n");
-  detail::write_text(dir / "results.csv", csv(rows));
-  detail::write_text(dir / "results.md", markdown_table(rows));
-  detail::write_text(dir / "size_vs_perplexity.svg", svg_plot(rows, title));
+  io::write_text(dir / "results.json", j.dump(2) + "\n");
+  io::write_text(dir / "results.csv", csv(rows));
+  io::write_text(dir / "results.md", markdown_table(rows));
+  io::write_text(dir / "size_vs_perplexity.svg", svg_plot(rows, title));
 }
 
 }  // namespace ordo::study

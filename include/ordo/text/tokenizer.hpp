@@ -161,6 +161,14 @@ class Tokenizer {
   /// same tokenizer as from_vocabulary(v) (same ids for every text, same decoding), which
   /// Hugging Face `tokenizers` loads. Throws TokenizerError, naming `source`, as from_vocabulary.
   static nlohmann::json hf_tokenizer_json(const BpeVocabulary& v, const std::string& source = "GGUF tokenizer metadata");
+  /// This tokenizer as a GGUF vocabulary (tokenizer.ggml.*), for writing GGUF files of models
+  /// whose tokenizer came from tokenizer.json: tokens by id ("[PAD<id>]", unused, for an id
+  /// without one), token types (added special tokens control, other added tokens user-defined), merges in rank order, the special ids, add_bos /
+  /// add_eos from the post-processor, and tokenizer.ggml.pre: the first of llama.cpp's names ordo
+  /// knows whose pre-tokenizer gives this tokenizer's ids on a set of probe texts (words,
+  /// contractions, digits, whitespace runs, punctuation, code, non-Latin scripts, emoji, special
+  /// tokens). Byte-level BPE only; otherwise, or when no name fits, TokenizerError says why.
+  BpeVocabulary gguf_vocabulary() const;
   /// The tokenizer_config.json that goes with it (tokenizer class, BOS/EOS/PAD/UNK spellings,
   /// add_bos_token/add_eos_token, the added tokens, `model_max_length`, and the chat template
   /// when one is given).

@@ -1,6 +1,7 @@
 // ordo/text/detail/bpe.hpp — the merge step of BPE: ranked merges of adjacent symbols.
 #pragma once
 
+#include <algorithm>      // std::sort
 #include <cstddef>        // std::size_t
 #include <cstdint>        // std::int32_t, std::uint32_t, std::uint64_t
 #include <functional>     // std::greater
@@ -20,6 +21,19 @@ class BpeMerges {
   /// A later merge of the same pair replaces an earlier one, as in Hugging Face's table.
   void add(std::int32_t left, std::int32_t right, std::int32_t rank, std::int32_t merged) {
     table_[key(left, right)] = {rank, merged};
+  }
+
+  /// Every merge as (left, right) ids, highest priority (lowest rank) first.
+  std::vector<std::pair<std::int32_t, std::int32_t>> ranked() const {
+    std::vector<std::pair<std::int32_t, std::uint64_t>> by_rank;
+    by_rank.reserve(table_.size());
+    for (const auto& [k, v] : table_) by_rank.emplace_back(v.first, k);
+    std::sort(by_rank.begin(), by_rank.end());
+    std::vector<std::pair<std::int32_t, std::int32_t>> out;
+    out.reserve(by_rank.size());
+    for (const auto& [rank, k] : by_rank)
+      out.emplace_back(static_cast<std::int32_t>(k >> 32), static_cast<std::int32_t>(k & 0xFFFFFFFFu));
+    return out;
   }
 
   /// Merges `symbols` as Hugging Face's Word::merge_all does: always the lowest-ranked pair

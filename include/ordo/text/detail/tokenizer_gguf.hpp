@@ -339,4 +339,89 @@ inline nlohmann::json Tokenizer::hf_tokenizer_config(const BpeVocabulary& v, std
   return j;
 }
 
+
+namespace detail {
+
+// Texts on which a GGUF vocabulary's pre-tokenizer must give the ids of the tokenizer it was made
+// from: where the pre-tokenizer families differ (digit runs, contractions, case, whitespace runs
+// and newlines, punctuation, code, scripts without spaces, emoji).
+inline const std::vector<std::string_view>& pre_tokenizer_probes() {
+  static const std::vector<std::string_view> probes = {
+      "Hello, world! It's 2024: 12345 apples cost $3.14159, or 1,000,000 in all.",
+      "I'm sure you'll see we'd THEY'RE it's IT'S don't Don't",
+      "  leading spaces\n\n\ttabs\t\tand   runs   of    spaces   \n  \n",
+      "def f(x):\n    return x**2 + 0x1F  # comment\n\nif __name__ == \"__main__\":\n\tprint(f(3))",
+      "Gr\xC3\xBC\xC3\x9F" "e aus M\xC3\xBCnchen, \xC3\xA7" "a va? \xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 \xE4\xB8\x96\xE7\x95\x8C\xE4\xBD\xA0\xE5\xA5\xBD\xE3\x80\x82\xE6\x9D\xB1\xE4\xBA\xAC 2023\xE5\xB9\xB4",
+      "emoji \xF0\x9F\x99\x82\xF0\x9F\x9A\x80 and symbols \xE2\x80\x94 \xE2\x80\xA6 \xC2\xA9 \xE2\x82\xAC" "5 100%!!! ???",
+      "a1b22c333d4444 7x 12:30 3/4 v2.0.1 x=-5 #hash @user https://example.com/a?b=c&d=e",
+      "\n", " ", "   ", "a", "A  B", "end with space ", "'s 's 'S", "line\r\nbreak"};
+  return probes;
+}
+
+}  // namespace detail
+
+inline BpeVocabulary Tokenizer::gguf_vocabulary() const {
+  if (!byte_level_)
+    fail("GGUF export writes byte-level BPE vocabularies (\"gpt2\"); this tokenizer is not byte-level (a "
+         "SentencePiece-style one would need llama.cpp's scores)");
+  BpeVocabulary v;
+  v.model = "gpt2";
+  v.tokens.reserve(tokens_.size());
+  v.token_types.assign(tokens_.size(), 1);
+  for (std::size_t i = 0; i < tokens_.size(); ++i) {
+    if (present_[i]) {
+      v.tokens.push_back(tokens_[i]);
+    } else {  // an id without a token: a placeholder of type unused, as llama.cpp's converter writes
+      v.tokens.push_back("[PAD" + std::to_string(i) + "]");
+      v.token_types[i] = 5;
+    }
+  }
+  for (const auto& a : added_) v.token_types[static_cast<std::size_t>(a.id)] = a.special ? 3 : 4;
+  const auto merges = merges_.ranked();
+  v.merges.reserve(merges.size());
+  for (const auto& [left, right] : merges)
+    v.merges.push_back(tokens_[static_cast<std::size_t>(left)] + " " + tokens_[static_cast<std::size_t>(right)]);
+  v.bos_id = bos_id_;
+  v.eos_id = eos_id_;
+  v.unk_id = unk_id_;
+  v.pad_id = pad_id_;
+  // The post-processor: at most BOS before and EOS after, as GGUF's flags express (a
+  // tokenizer.json alone names no BOS: the token its post-processor puts first is it).
+  if (!v.bos_id && prefix_ids_.size() == 1) v.bos_id = prefix_ids_[0];
+  if (!v.eos_id && suffix_ids_.size() == 1) v.eos_id = suffix_ids_[0];
+  const bool bos_prefix = prefix_ids_.size() == 1 && prefix_ids_[0] == *v.bos_id;
+  const bool eos_suffix = suffix_ids_.size() == 1 && suffix_ids_[0] == *v.eos_id;
+  if ((!prefix_ids_.empty() && !bos_prefix) || (!suffix_ids_.empty() && !eos_suffix))
+    fail("the post-processor adds tokens other than BOS before and EOS after the text; GGUF cannot say so");
+  v.add_bos = bos_prefix;
+  v.add_eos = eos_suffix;
+
+  // The pre-tokenizer: the first family that gives the same ids on every probe.
+  std::string tried;
+  for (const std::string_view pre : {"smollm", "llama-bpe", "qwen2", "gpt2"}) {
+    v.pre = std::string(pre);
+    tried += (tried.empty() ? "" : ", ") + v.pre;
+    std::optional<Tokenizer> candidate;
+    try {
+      candidate = from_vocabulary(v, source_ + " as GGUF (pre " + v.pre + ")");
+    } catch (const TokenizerError&) {
+      continue;
+    }
+    if (candidate->ignore_merges_ != ignore_merges_) continue;
+    bool same = true;
+    for (const auto text : detail::pre_tokenizer_probes()) {
+      if (candidate->encode(text) != encode(text)) {
+        same = false;
+        break;
+      }
+    }
+    std::string specials;
+    for (const auto& a : added_) specials += a.content + " x" + a.content;
+    if (same && !specials.empty() && candidate->encode(specials) != encode(specials)) same = false;
+    if (same) return v;
+  }
+  fail("no GGUF pre-tokenizer name gives this tokenizer's ids (tried " + tried +
+       "); GGUF export needs one llama.cpp knows");
+}
+
 }  // namespace ordo
