@@ -61,6 +61,18 @@ if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
   set_target_properties(ordo_models PROPERTIES EXPORT_NAME models)
   add_library(ordo::models ALIAS ordo_models)
   set(ORDO_HAVE_MODELS ON)
+  # Data parallelism on CPUs (ordo/train/distributed.hpp) needs c10d's Gloo backend: compiled
+  # into Debian's LibTorch, whose headers need Gloo's (libgloo-dev). PyPI's wheel ships no Gloo
+  # headers; there ordo's process groups are unavailable (a clear error when WORLD_SIZE > 1).
+  find_path(ORDO_GLOO_INCLUDE_DIR gloo/config.h)
+  if(ORDO_GLOO_INCLUDE_DIR AND TORCH_INSTALL_PREFIX MATCHES "^/usr/?$")
+    target_compile_definitions(ordo_models INTERFACE ORDO_WITH_GLOO=1)
+    set(ORDO_HAVE_GLOO ON)
+    message(STATUS "ordo: c10d Gloo backend available: data-parallel training across processes")
+  else()
+    set(ORDO_HAVE_GLOO OFF)
+    message(STATUS "ordo: no c10d Gloo headers for this LibTorch; data parallelism across processes is off")
+  endif()
 else()
   set(ORDO_HAVE_MODELS OFF)
   if(ORDO_HAVE_TORCH)

@@ -53,6 +53,7 @@
 #include <ordo/model/decoder.hpp>       // CausalLM
 #include <ordo/model/torch_compat.hpp>  // compat::set_autocast_enabled, set_autocast_dtype
 #include <ordo/data/example.hpp>        // Example
+#include <ordo/train/distributed.hpp>   // dist::group
 #include <ordo/train/progress.hpp>      // progress_fn
 #include <ordo/train/schedule.hpp>      // Schedule, Decay
 
@@ -84,6 +85,11 @@ struct TrainOptions {
   bool checkpoint_at_end = true;  ///< false: the caller keeps the result; no final checkpoint
   std::int64_t stop_after = 0;        ///< stop this run after so many steps (0: run to the end)
   std::string label = "train";        ///< names the run in progress lines and errors
+  /// Data parallelism (distributed.hpp): with a group of N ranks, each rank runs its share of
+  /// every micro-batch (the examples at positions rank, rank + N, ...), the scored-token count
+  /// and the gradients are summed over the ranks, so every rank takes the step one process
+  /// takes on the whole batch; rank 0 alone writes checkpoints. nullptr: one process.
+  std::shared_ptr<dist::group> group;
   /// Precision of the forward and loss: kFloat32, or kBFloat16 (mixed precision: fp32 master
   /// weights, bf16 matmuls under CPU autocast; pays on CPUs with AVX-512 BF16 or AMX).
   torch::ScalarType compute_dtype = torch::kFloat32;
@@ -324,6 +330,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
                                             .eps(o.epsilon)
                                             .weight_decay(o.weight_decay));
   const auto fp = detail::fingerprint(examples, o, lm);
+  if (o.group) o.group->require_same("training run (data, options, starting weights)", fp);
   r.checkpoint = o.checkpoint;
   if (r.checkpoint.empty() && !o.checkpoint_dir.empty()) {
     std::uint64_t h = 1469598103934665603ull;
@@ -360,13 +367,16 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     const auto first = k * o.grad_accumulation, last = std::min(micro_per_epoch, first + o.grad_accumulation);
     std::vector<data::Batch> window;
     std::int64_t scored = 0;
+    const int ranks = o.group ? o.group->size() : 1, rank = o.group ? o.group->rank() : 0;
     for (auto m = first; m < last; ++m) {
       std::vector<Example> part;
       for (auto i = m * o.batch_size; i < std::min(n, (m + 1) * o.batch_size); ++i)
-        part.push_back(examples[order[static_cast<std::size_t>(i)]]);
+        if ((i - m * o.batch_size) % ranks == rank) part.push_back(examples[order[static_cast<std::size_t>(i)]]);
+      if (part.empty()) continue;  // a batch smaller than the group: this rank has no share
       window.push_back(data::to_device(data::collate(part, o.pad_id), device));
       scored += window.back().scored_tokens;
     }
+    if (o.group) scored = static_cast<std::int64_t>(o.group->all_reduce_sum({static_cast<double>(scored)})[0]);
     clear_gradients(params);
     double step_loss = 0;
     if (scored > 0) {
@@ -380,6 +390,20 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
         l.backward();
         step_loss += l.item<double>();
         r.tokens += b.real_tokens;
+      }
+      if (o.group) {  // the whole batch's gradient and loss on every rank
+        torch::NoGradGuard no_grad;
+        std::vector<torch::Tensor> grads;
+        for (auto& p : params) {
+          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+          grads.push_back(p.grad());
+        }
+        std::vector<torch::Tensor> on_host;
+        for (const auto& g : grads) on_host.push_back(g.to(torch::kCPU, torch::kFloat32));
+        o.group->all_reduce_sum(on_host);
+        for (std::size_t i = 0; i < grads.size(); ++i)
+          if (!on_host[i].is_same(grads[i])) grads[i].copy_(on_host[i]);
+        step_loss = o.group->all_reduce_sum({step_loss})[0];
       }
       // Guard: a non-finite loss or gradient leaves the parameters as they are.
       std::vector<torch::Tensor> norms;  // the global L2 norm, as clip_grad_norm_ computes it
@@ -424,7 +448,8 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
                      (o.checkpoint_seconds > 0 &&
                       std::chrono::duration<double>(now - last_checkpoint).count() >= o.checkpoint_seconds);
     const bool final_step = r.end_step == r.total_steps;
-    if (!checkpoint.empty() && (final_step ? o.checkpoint_at_end : due || stopping)) {
+    const bool writer = !o.group || o.group->rank() == 0;  // one writer
+    if (writer && !checkpoint.empty() && (final_step ? o.checkpoint_at_end : due || stopping)) {
       detail::save_checkpoint(checkpoint, lm, optimizer, r.end_step, fp);
       last_checkpoint = std::chrono::steady_clock::now();
     }

@@ -1,0 +1,194 @@
+// ordo/train/distributed.hpp — data parallelism across processes over LibTorch's own engine
+// (c10d): a process group joined from torchrun's environment, and the collectives the trainer
+// needs.
+//
+//   auto group = ordo::dist::group::from_environment();  // nullptr: one process (no WORLD_SIZE)
+//   options.group = group;                                // TrainOptions: each rank its share
+//
+// Rendezvous: RANK, WORLD_SIZE, MASTER_ADDR (default 127.0.0.1), MASTER_PORT (default 29500), as
+// torchrun sets them (also LOCAL_RANK, unused on CPUs); rank 0 hosts the TCPStore. Tensors on the
+// CPU travel by Gloo (compiled into Debian's LibTorch; its headers come with libgloo-dev). Every
+// collective is bounded by the group's timeout (ORDO_DIST_TIMEOUT seconds, default 120): a rank
+// that died or stopped answering makes the others fail with an error, never wait forever.
+#pragma once
+
+#include <chrono>     // std::chrono
+#include <cstdint>    // std::uint64_t
+#include <cstdlib>    // std::getenv
+#include <memory>     // std::shared_ptr
+#include <stdexcept>  // std::runtime_error
+#include <string>     // std::string
+#include <vector>     // std::vector
+
+#include <torch/torch.h>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(ORDO_WITH_GLOO)
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO  // ProcessGroupGloo.hpp declares its class only under this macro
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+
+namespace ordo::dist {
+
+/// A process failed to join, or a collective failed or timed out.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Whether this build can run process groups (c10d's Gloo backend for CPU tensors).
+constexpr bool available() {
+#if defined(ORDO_WITH_GLOO)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// Where to meet and how long to wait: from torchrun's variables (environment()).
+struct rendezvous {
+  int rank = 0;
+  int world_size = 1;
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 29500;
+  std::chrono::milliseconds timeout{120000};
+
+  /// The variables as torchrun sets them; world_size 1 when WORLD_SIZE is unset. Malformed or
+  /// inconsistent values are an error naming the variable.
+  static rendezvous environment() {
+    rendezvous r;
+    auto number = [](const char* name, long long lo, long long hi, long long fallback) {
+      const char* v = std::getenv(name);
+      if (!v || !*v) return fallback;
+      char* end = nullptr;
+      const long long x = std::strtoll(v, &end, 10);
+      if (*end != '\0' || x < lo || x > hi)
+        throw error(std::string(name) + "=" + v + ": must be an integer within [" + std::to_string(lo) + ", " +
+                    std::to_string(hi) + "]");
+      return x;
+    };
+    r.world_size = static_cast<int>(number("WORLD_SIZE", 1, 65536, 1));
+    r.rank = static_cast<int>(number("RANK", 0, r.world_size - 1, 0));
+    if (r.world_size > 1 && !std::getenv("RANK")) throw error("WORLD_SIZE is " + std::to_string(r.world_size) + " but RANK is not set");
+    if (const char* a = std::getenv("MASTER_ADDR"); a && *a) r.address = a;
+    r.port = static_cast<std::uint16_t>(number("MASTER_PORT", 1, 65535, 29500));
+    r.timeout = std::chrono::milliseconds(number("ORDO_DIST_TIMEOUT", 1, 86400, 120) * 1000);
+    return r;
+  }
+};
+
+/// A c10d process group of `size()` ranks, this process being `rank()`.
+class group {
+ public:
+  /// Joins the group the environment describes; nullptr when WORLD_SIZE is unset or 1.
+  static std::shared_ptr<group> from_environment() {
+    const auto r = rendezvous::environment();
+    if (r.world_size <= 1) return nullptr;
+    return std::make_shared<group>(r);
+  }
+
+  explicit group(const rendezvous& r) : rank_(r.rank), size_(r.world_size), timeout_(r.timeout) {
+#if defined(ORDO_WITH_GLOO)
+    const std::string where = r.address + ":" + std::to_string(r.port);
+    try {
+      c10d::TCPStoreOptions so;
+      so.port = r.port;
+      so.isServer = r.rank == 0;
+      so.numWorkers = static_cast<std::size_t>(r.world_size);
+      so.waitWorkers = true;
+      so.timeout = r.timeout;
+      store_ = c10::make_intrusive<c10d::TCPStore>(r.address, so);
+      auto o = c10d::ProcessGroupGloo::Options::create();
+      o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(r.address));
+      o->timeout = r.timeout;
+      pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, r.rank, r.world_size, o);
+    } catch (const std::exception& e) {
+      throw error("rank " + std::to_string(r.rank) + " of " + std::to_string(r.world_size) +
+                  ": cannot join the process group at " + where + " within " +
+                  std::to_string(r.timeout.count() / 1000) + " s (" + first_line(e.what()) + ")");
+    }
+#else
+    throw error("WORLD_SIZE is " + std::to_string(r.world_size) +
+                ", but this build of ordo has no process groups: its LibTorch comes without c10d's Gloo headers "
+                "(Debian's LibTorch with libgloo-dev has them)");
+#endif
+  }
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
+  /// Sums `tensors` (CPU, fp32) over the ranks, in place, in buckets of about `bucket_bytes`.
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors, std::size_t bucket_bytes = std::size_t{32} << 20) {
+    std::size_t begin = 0;
+    while (begin < tensors.size()) {
+      std::size_t end = begin, bytes = 0;
+      while (end < tensors.size() && (end == begin || bytes + tensor_bytes(tensors[end]) <= bucket_bytes))
+        bytes += tensor_bytes(tensors[end++]);
+      std::vector<torch::Tensor> flat_parts;
+      for (std::size_t i = begin; i < end; ++i) flat_parts.push_back(tensors[i].reshape({-1}));
+      std::vector<torch::Tensor> bucket{torch::cat(flat_parts)};
+      run("all-reduce", [&] { return pg_->allreduce(bucket); });
+      std::int64_t at = 0;
+      for (std::size_t i = begin; i < end; ++i) {
+        const auto n = tensors[i].numel();
+        tensors[i].copy_(bucket[0].slice(0, at, at + n).view_as(tensors[i]));
+        at += n;
+      }
+      begin = end;
+    }
+  }
+
+  /// The sum of `values` over the ranks (fp64).
+  std::vector<double> all_reduce_sum(const std::vector<double>& values) {
+    std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
+    run("all-reduce", [&] { return pg_->allreduce(t); });
+    return {t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel()};
+  }
+
+  /// Every rank must give the same `value` (e.g. a fingerprint of its data and options): a
+  /// mismatch is an error on every rank, naming the first rank that differs from rank 0.
+  void require_same(const std::string& what, const std::string& value) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : value) h = (h ^ c) * 1099511628211ull;
+    std::vector<torch::Tensor> mine{torch::tensor({static_cast<std::int64_t>(h)}, torch::kLong)};
+    std::vector<std::vector<torch::Tensor>> all(1);
+    for (int i = 0; i < size_; ++i) all[0].push_back(torch::empty({1}, torch::kLong));
+    run("all-gather", [&] { return pg_->allgather(all, mine); });
+    for (int i = 1; i < size_; ++i)
+      if (all[0][static_cast<std::size_t>(i)].item<std::int64_t>() != all[0][0].item<std::int64_t>())
+        throw error("rank " + std::to_string(i) + "'s " + what + " differs from rank 0's: the ranks were started "
+                    "with different arguments, models or data");
+  }
+
+  /// Waits for every rank.
+  void barrier() {
+    run("barrier", [&] { return pg_->barrier(); });
+  }
+
+ private:
+  static std::size_t tensor_bytes(const torch::Tensor& t) { return static_cast<std::size_t>(t.numel()) * t.element_size(); }
+  static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+  template <class Op>
+  void run(const char* what, Op&& op) {
+    try {
+      auto work = op();
+      work->wait(timeout_);
+    } catch (const std::exception& e) {
+      throw error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": the " + what +
+                  " failed or timed out after " + std::to_string(timeout_.count() / 1000) +
+                  " s (another rank died or stopped answering?): " + first_line(e.what()));
+    }
+  }
+
+  int rank_ = 0, size_ = 1;
+  std::chrono::milliseconds timeout_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+};
+
+}  // namespace ordo::dist
