@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
     const auto teacher_device = device.teacher();
     const auto sources = data_options.resolve();
     ordo::tools::check_output_dir(out);
+    // Launched like torchrun (RANK, WORLD_SIZE, ...): every rank computes its share of each
+    // stage; rank 0 alone saves (docs/distributed.md).
+    const auto group = ordo::dist::group::from_environment();
+    const bool writer = !group || group->rank() == 0;
     options.threads = ordo::tools::resolve_threads(options.threads);
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
@@ -119,6 +123,7 @@ int main(int argc, char** argv) {
     }();
     auto data = ordo::study::prepare_data(base, sources, options.budget, options.seed);
     auto& context = data.context;
+    context.group = group;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
     context.train_dtype = ordo::study::default_train_dtype(where.device);
     ordo::study::study_progress progress;
@@ -179,6 +184,10 @@ int main(int argc, char** argv) {
     auto run_one = [&](auto t) {
       using Pipe = typename decltype(t)::type;
       auto result = Pipe::run(base, context, progress);
+      if (!writer) {  // the model is rank 0's to save; wait until it has (an hour at most)
+        group->barrier(std::chrono::hours(1));
+        return nlohmann::json{{"rank", group->rank()}};
+      }
       ordo::model::SavedCheckpoint saved;
       torch::Tensor reloaded_logits;
       const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
@@ -243,6 +252,12 @@ int main(int argc, char** argv) {
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
     summary["train_samples"] = context.train.size();
+    if (!writer) {
+      std::fprintf(stderr, "ordo-compress: rank %d of %d done; rank 0 saved the model\n", group->rank(), group->size());
+      return 0;
+    }
+    if (group) group->barrier(std::chrono::hours(1));  // the others wait for the saved model
+    summary["world_size"] = group ? group->size() : 1;
     std::printf("%s\n", summary.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-compress: %s\n", e.what());

@@ -91,6 +91,10 @@ int main(int argc, char** argv) {
   ordo::tools::one_line_errors(app, "ordo-study");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (ordo::dist::rendezvous::environment().world_size > 1)
+      throw std::invalid_argument(
+          "WORLD_SIZE > 1: ordo-study does not run data-parallel yet (ordo-compress does; docs/distributed.md); run it "
+          "as one process");
     auto o = ordo::study::preset(preset);
     o.where = device.resolve();  // before any work
     o.teacher_device = device.teacher();

@@ -34,6 +34,10 @@ struct Context {
   double checkpoint_seconds = 0;
   bool checkpoint_at_end = true;
   progress_fn progress;
+  /// Data parallelism (train/distributed.hpp): with a group, the training stages take each rank's
+  /// share of every batch and pruning's calibration reduces its statistics over the ranks, so
+  /// every rank computes the model one process computes. nullptr: one process.
+  std::shared_ptr<dist::group> group;
 
   void report(const std::string& what, double fraction, const std::string& detail = {}) const {
     if (progress) progress(what, fraction, detail);

@@ -111,6 +111,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   options.checkpoint_dir = context.work_dir;  // "" : no checkpoints
   options.checkpoint_seconds = context.checkpoint_seconds;
   options.checkpoint_at_end = context.checkpoint_at_end;
+  options.group = context.group;
   if (context.train.empty()) throw std::invalid_argument(who + ": Context::train holds no examples to distill on");
 
   const auto n = std::min<std::int64_t>(context.budget.train_samples, static_cast<std::int64_t>(context.train.size()));

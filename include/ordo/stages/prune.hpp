@@ -308,7 +308,10 @@ inline std::vector<torch::Tensor> taylor_scores(model::CausalLM& lm, const std::
   const bool was_training = lm->is_training();
   lm->eval();
   const auto device = lm->model->embed_tokens->weight.device();
+  const std::size_t ranks = context.group ? static_cast<std::size_t>(context.group->size()) : 1;
+  const std::size_t rank = context.group ? static_cast<std::size_t>(context.group->rank()) : 0;
   for (std::size_t b = 0; b < batches.size(); ++b) {
+    if (b % ranks != rank) continue;  // this rank's batches; the gradients are summed below
     auto ids = batches[b].ids.to(device), mask = batches[b].mask.to(device);
     auto labels = ids.masked_fill(mask == 0, data::ignore_index);
     auto loss = train::token_cross_entropy_sum(lm->forward(ids, mask), labels);
@@ -319,6 +322,19 @@ inline std::vector<torch::Tensor> taylor_scores(model::CausalLM& lm, const std::
                    "taylor: " + std::to_string(b + 1) + "/" + std::to_string(batches.size()) + " batches");
   }
   lm->train(was_training);
+  if (context.group) {
+    std::vector<torch::Tensor> grads;
+    for (std::size_t i = 0; i < layers; ++i)
+      for (auto* l : {&mlp(i).gate_proj, &mlp(i).up_proj, &mlp(i).down_proj}) {
+        auto& w = (*l)->weight;
+        if (!w.grad().defined()) w.mutable_grad() = torch::zeros_like(w);  // a rank without batches
+        grads.push_back(w.grad().cpu());
+      }
+    context.group->all_reduce_sum(grads);
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < layers; ++i)
+      for (auto* l : {&mlp(i).gate_proj, &mlp(i).up_proj, &mlp(i).down_proj}) (*l)->weight.mutable_grad().copy_(grads[k++]);
+  }
   std::vector<torch::Tensor> out;
   for (std::size_t i = 0; i < layers; ++i) {
     auto term = [](const torch::Tensor& w) { return (w.detach() * w.grad()).to(torch::kFloat64).abs(); };
@@ -350,13 +366,28 @@ inline std::vector<layer_importance> importance(const model::CausalLM& model, co
   for (std::size_t i = 0; i < layers; ++i) stats.emplace_back(lm->config().intermediate_sizes.at(i), device);
   double tokens = 0;
   std::size_t seen = 0;
+  // With a group, each rank passes the batches at positions rank, rank + N, ... (the same
+  // batches one process makes) and the sums are reduced below.
+  const std::size_t ranks = context.group ? static_cast<std::size_t>(context.group->size()) : 1;
+  const std::size_t rank = context.group ? static_cast<std::size_t>(context.group->rank()) : 0;
   for (const auto& b : batches) {
+    if (static_cast<std::size_t>(&b - batches.data()) % ranks != rank) continue;
     detail::forward_collecting(lm, b.ids.to(device), b.mask.to(device), stats);
     tokens += static_cast<double>(b.mask.sum().item<std::int64_t>());
     seen += static_cast<std::size_t>(b.ids.size(0));
     const double share = options.importance == importance_kind::taylor ? 0.45 : 0.9;
     context.report(what, share * static_cast<double>(&b - batches.data() + 1) / static_cast<double>(batches.size()),
                    "importance: " + std::to_string(seen) + " calibration examples");
+  }
+  if (context.group) {  // the sums over every rank's batches: what one process sums
+    std::vector<torch::Tensor> sums;
+    for (auto& st : stats)
+      for (auto* t : {&st.gate_abs, &st.x_sum, &st.x_sq, &st.seq_mean_sq}) sums.push_back(t->cpu());
+    context.group->all_reduce_sum(sums);
+    std::size_t k = 0;
+    for (auto& st : stats)
+      for (auto* t : {&st.gate_abs, &st.x_sum, &st.x_sq, &st.seq_mean_sq}) *t = sums[k++].to(device);
+    tokens = context.group->all_reduce_sum({tokens})[0];
   }
   std::vector<torch::Tensor> taylor;
   if (options.importance == importance_kind::taylor) taylor = detail::taylor_scores(lm, batches, context, what);
@@ -606,6 +637,7 @@ inline train::TrainOptions recovery_options(const Context& context, const std::s
   if (!context.work_dir.empty()) o.checkpoint_dir = context.work_dir;
   o.checkpoint_seconds = context.checkpoint_seconds;
   o.checkpoint_at_end = context.checkpoint_at_end;
+  o.group = context.group;
   return o;
 }
 

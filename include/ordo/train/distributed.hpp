@@ -164,9 +164,12 @@ class group {
                     "with different arguments, models or data");
   }
 
-  /// Waits for every rank.
-  void barrier() {
-    run("barrier", [&] { return pg_->barrier(); });
+  /// Waits for every rank, at most `timeout` (default: the group's).
+  void barrier(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    const auto limit = timeout.count() > 0 ? timeout : timeout_;
+    c10d::BarrierOptions o;
+    o.timeout = limit;
+    run("barrier", [&] { return pg_->barrier(o); }, limit);
   }
 
  private:
@@ -174,13 +177,14 @@ class group {
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
   template <class Op>
-  void run(const char* what, Op&& op) {
+  void run(const char* what, Op&& op, std::chrono::milliseconds limit = std::chrono::milliseconds(0)) {
+    if (limit.count() == 0) limit = timeout_;
     try {
       auto work = op();
-      work->wait(timeout_);
+      work->wait(limit);
     } catch (const std::exception& e) {
       throw error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": the " + what +
-                  " failed or timed out after " + std::to_string(timeout_.count() / 1000) +
+                  " failed or timed out after " + std::to_string(limit.count() / 1000) +
                   " s (another rank died or stopped answering?): " + first_line(e.what()));
     }
   }
