@@ -521,7 +521,12 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   auto sources = o.data;
   if (o.eval_chat_tokens == 0 && sources.train != train_data::chat) sources.chats.clear();
 
-  // A study killed in out_dir resumes (paper/resume.hpp), before anything is loaded.
+  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
+               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
+  const DenseModel base = DenseModel::load(o.model, o.where);
+  auto data = prepare_data(base, sources, o.budget, o.seed);
+  // A study killed in out_dir resumes (paper/resume.hpp). Its state is opened once the model
+  // and the data have loaded, so a bad model or corpus leaves nothing in out_dir.
   study_store store(o.out_dir, o.where, {.keep_cache = o.keep_cache});
   if (store.begin(detail::resume_fingerprint(o, sources), o.fresh, {{"threads", o.threads}})) {
     std::string kept;
@@ -534,12 +539,8 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
       std::fprintf(stderr, "ordo-study: the first run used %s threads, this one %d: figures may differ from an uninterrupted run's in the last digits (--threads %s gives the same)\n",
                    first["threads"].dump().c_str(), o.threads, first["threads"].dump().c_str());
   }
-  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
-               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
-  const DenseModel base = DenseModel::load(o.model, o.where);
   store.use_base(base);
 
-  auto data = prepare_data(base, sources, o.budget, o.seed);
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;
   const auto eval_chats =
