@@ -8,7 +8,7 @@
 //                 [--teacher PATH]
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
 //                 [--prune-recovery cross-entropy|distillation] [--format hf|gguf] [--gguf-type f32|f16|bf16|q8_0]
-//                 [--gguf-ffn padded|per-layer]
+//                 [--gguf-ffn padded|per-layer] [--dist-timeout S]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
@@ -42,6 +42,7 @@
 #include "checks.hpp"
 #include "data_options.hpp"
 #include "device_options.hpp"
+#include "dist_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-compress: run one compression pipeline and save the model"};
@@ -91,6 +92,8 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
+  ordo::tools::dist_flags dist;
+  dist.add_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/false);
   ordo::tools::one_line_errors(app, "ordo-compress");
@@ -107,7 +110,7 @@ int main(int argc, char** argv) {
     ordo::tools::check_output_dir(out);
     // Launched like torchrun (RANK, WORLD_SIZE, ...): every rank computes its share of each
     // stage; rank 0 alone saves (docs/distributed.md).
-    const auto group = ordo::dist::group::from_environment();
+    const auto group = dist.join();
     const bool writer = !group || group->rank() == 0;
     options.threads = ordo::tools::resolve_threads(options.threads);
     at::set_num_threads(options.threads);

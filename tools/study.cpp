@@ -8,6 +8,10 @@
 //              [--prompts FILE] [--clarity-prompts N] [--max-new-tokens N] [--minilm DIR]
 //              [--no-judge] [--no-answers] [--save-models] [--fresh] [--keep-cache] [--checkpoint-seconds S]
 //              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
+//              [--dist-timeout S]
+//
+// Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), the ranks share the
+// training, calibration and evaluation of every configuration; rank 0 writes the reports.
 //
 // Writes DIR/results.json, results.csv, results.md and size_vs_perplexity.svg, and prints the
 // table. Killed, it resumes when run again with the same options and --out: finished
@@ -27,6 +31,7 @@
 #include "checks.hpp"
 #include "data_options.hpp"
 #include "device_options.hpp"
+#include "dist_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"ordo-study: the compression-ordering study on one base model"};
@@ -88,13 +93,11 @@ int main(int argc, char** argv) {
   device.add_teacher_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/true);
+  ordo::tools::dist_flags dist;
+  dist.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-study");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (ordo::dist::rendezvous::environment().world_size > 1)
-      throw std::invalid_argument(
-          "WORLD_SIZE > 1: ordo-study does not run data-parallel yet (ordo-compress does; docs/distributed.md); run it "
-          "as one process");
     auto o = ordo::study::preset(preset);
     o.where = device.resolve();  // before any work
     o.teacher_device = device.teacher();
@@ -125,7 +128,15 @@ int main(int argc, char** argv) {
     if (checkpoint_seconds > 0) o.checkpoint_seconds = checkpoint_seconds;
     o.budget.prune_recovery_loss =
         recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
+    // Launched like torchrun (RANK, WORLD_SIZE, ...): the ranks share every stage and every
+    // evaluation; rank 0 writes --out and prints the table (docs/distributed.md).
+    o.group = dist.join();
     const auto rows = ordo::study::run_paper_study(o);
+    if (o.group && o.group->rank() != 0) {
+      std::fprintf(stderr, "ordo-study: rank %d of %d done; rank 0 wrote the reports\n", o.group->rank(),
+                   o.group->size());
+      return 0;
+    }
     std::printf("\n%s\nReports in %s: results.json, results.csv, results.md, size_vs_perplexity.svg\n",
                 ordo::study::markdown_table(rows).c_str(), out.c_str());
   } catch (const std::exception& e) {

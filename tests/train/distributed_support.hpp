@@ -3,9 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include <ordo/data/example.hpp>
+#include <ordo/eval/perplexity.hpp>
+#include <ordo/eval/shard.hpp>
 #include <ordo/train/trainer.hpp>
 
 #include "../tiny_decoder.hpp"
@@ -41,6 +45,25 @@ inline ordo::train::TrainOptions options() {
   o.seed = 11;
   o.label = "dp";
   return o;
+}
+
+// Perplexities of the untrained model, of a text (sliding windows) and of the examples (in
+// batches of 3), as exact bit patterns ("%a"), sharded among `among`'s ranks.
+inline std::string sharded_figures(const ordo::eval::shard& among) {
+  auto lm = model();
+  lm->eval();
+  std::vector<std::int64_t> text;
+  for (int t = 0; t < 203; ++t) text.push_back((t * 7 + t / 5) % 48);
+  ordo::eval::perplexity_options po;
+  po.context = 24;
+  po.stride = 10;
+  const auto a = ordo::eval::perplexity(lm, text, po, {}, among);
+  const auto examples = data();
+  const auto b = ordo::eval::perplexity(lm, examples, ordo::eval::example_perplexity_options{.batch_size = 3}, {}, among);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%a %lld %a %lld", a.nll, static_cast<long long>(a.tokens), b.nll,
+                static_cast<long long>(b.tokens));
+  return buf;
 }
 
 }  // namespace dist_test

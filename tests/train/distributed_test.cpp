@@ -1,5 +1,6 @@
 // Data parallelism across processes (ordo/train/distributed.hpp): two ranks on loopback, each
-// a distributed_worker process, take the steps one process takes on the whole batch; ranks with
+// a distributed_worker process, take the steps one process takes on the whole batch and share
+// an evaluation that equals one process's to the last bit; ranks with
 // other data stop at once; a rank alone, waiting for one that never comes, gives up within its
 // timeout. Every process is bounded in time: a hang fails the test, it never stalls CI.
 #include <doctest/doctest.h>
@@ -144,6 +145,13 @@ TEST_CASE("two ranks on loopback take the steps one process takes on the whole b
                                                           << ")");
   CHECK(moved > 1e-3);    // the run trained
   CHECK(worst < 1e-5);    // fp32 sums in another order (padding, reduction), nothing more
+
+  // Evaluation sharded over the two ranks gives one process's figures to the last bit.
+  const auto sharded = slurp(s.dir / "params.pt.eval");
+  const auto alone = dist_test::sharded_figures({});
+  MESSAGE("perplexity figures (nll, tokens; text then examples): 2 ranks " << sharded << ", 1 process " << alone);
+  CHECK(sharded == alone);
+  CHECK(slurp(s.dir / "params.pt.gather") == "a\nbbbb\n");  // every rank's string, by rank
 }
 
 TEST_CASE("ranks started with other data stop at once, naming the rank") {

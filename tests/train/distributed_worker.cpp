@@ -1,8 +1,11 @@
 // distributed_worker OUT [SHIFT]: one rank of a data-parallel fine-tune (the process group from
 // torchrun's variables); rank 0 saves the parameters to OUT. SHIFT changes this rank's data.
+// Then the ranks share the evaluation of the untrained model (rank 0 writes its figures to
+// OUT.eval) and gather one string each (OUT.gather).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,15 @@ int main(int argc, char** argv) {
       std::vector<torch::Tensor> params;
       for (const auto& p : lm->parameters()) params.push_back(p.detach().clone());
       torch::save(params, argv[1]);
+    }
+    if (group) {
+      const auto figures = dist_test::sharded_figures(group->shard());
+      const auto all = group->all_gather(std::string(static_cast<std::size_t>(group->rank()) * 3 + 1, 'a' + group->rank()));
+      if (group->rank() == 0) {
+        std::ofstream(std::string(argv[1]) + ".eval") << figures;
+        std::ofstream out(std::string(argv[1]) + ".gather");
+        for (const auto& s : all) out << s << "\n";
+      }
     }
     std::printf("rank %d of %d done\n", group ? group->rank() : 0, group ? group->size() : 1);
   } catch (const std::exception& e) {

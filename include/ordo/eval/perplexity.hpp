@@ -13,6 +13,11 @@
 // conversation, say), and only its labelled tokens count (labels[t] != -100, t > 0: the
 // assistant's replies of a chat encoded with data::Scoring::assistant), token-weighted over all
 // the examples.
+//
+// Data-parallel (eval/shard.hpp): given a shard, each rank scores its share of the windows (or
+// batches), dealt out round-robin, and every rank returns the figures of the whole text, equal
+// to one process's to the last bit (each window is one forward pass wherever it runs, and the
+// windows' sums are added in window order).
 #pragma once
 
 #include <cmath>       // std::exp
@@ -27,6 +32,7 @@
 
 #include <ordo/data/batch.hpp>     // batches, ignore_index
 #include <ordo/data/example.hpp>   // Example
+#include <ordo/eval/shard.hpp>    // shard
 #include <ordo/model/decoder.hpp>  // CausalLM
 
 namespace ordo::eval {
@@ -68,44 +74,57 @@ inline perplexity_result perplexity_of(double nll_sum, std::int64_t scored) {
 
 inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::int64_t>& ids,
                                     const perplexity_options& o,
-                                    const std::function<void(std::int64_t, std::int64_t)>& progress = {}) {
+                                    const std::function<void(std::int64_t, std::int64_t)>& progress = {},
+                                    const shard& among = {}) {
   if (o.context < 2) throw std::invalid_argument("ordo::eval::perplexity: context must be at least 2");
   if (o.protocol == perplexity_protocol::sliding && (o.stride < 1 || o.stride > o.context))
     throw std::invalid_argument("ordo::eval::perplexity: stride must be within [1, context]");
   if (ids.size() < 2) throw std::invalid_argument("ordo::eval::perplexity: the text has fewer than 2 tokens");
-  torch::NoGradGuard no_grad;
-  const auto all = torch::tensor(ids, torch::kLong).to(lm->device());
   const auto n = static_cast<std::int64_t>(ids.size());
-  double nll_sum = 0;
-  std::int64_t scored = 0;
   const std::int64_t budget = o.max_tokens > 0 ? o.max_tokens : n;
-  const std::int64_t total = std::min<std::int64_t>(budget, o.protocol == perplexity_protocol::sliding ? n - 1 : n);
 
-  // Scores targets [from, to) of the window [begin, end): token t is predicted at t - 1.
-  auto score = [&](std::int64_t begin, std::int64_t end, std::int64_t from, std::int64_t to) {
-    to = std::min(to, from + (budget - scored));
-    if (to <= from) return;
-    auto logits = lm->forward(all.slice(0, begin, end).unsqueeze(0))[0];  // [len, vocab]
-    auto logp = torch::log_softmax(logits.slice(0, from - 1 - begin, to - 1 - begin), -1);
-    auto targets = all.slice(0, from, to);
-    nll_sum -= logp.gather(1, targets.unsqueeze(1)).sum().item<double>();
-    scored += to - from;
-    if (progress) progress(scored, total);
+  // The windows: score targets [from, to) of the tokens [begin, end); token t is predicted at t - 1.
+  struct window {
+    std::int64_t begin, end, from, to;
   };
-
+  std::vector<window> windows;
+  std::int64_t total = 0;
+  auto add = [&](std::int64_t begin, std::int64_t end, std::int64_t from, std::int64_t to) {
+    to = std::min(to, from + (budget - total));
+    if (to <= from) return;
+    windows.push_back({begin, end, from, to});
+    total += to - from;
+  };
   if (o.protocol == perplexity_protocol::sliding) {
     std::int64_t done = 1;  // targets [1, done) are scored
-    for (std::int64_t begin = 0; done < n && scored < budget; begin += o.stride) {
+    for (std::int64_t begin = 0; done < n && total < budget; begin += o.stride) {
       const std::int64_t end = std::min(begin + o.context, n);
-      score(begin, end, std::max(done, begin + 1), end);
+      add(begin, end, std::max(done, begin + 1), end);
       done = end;
     }
   } else {
-    for (std::int64_t begin = 0; begin + o.context <= n && scored < budget; begin += o.context)
-      score(begin, begin + o.context, begin + o.context / 2, begin + o.context);
-    if (scored == 0) throw std::invalid_argument("ordo::eval::perplexity: the text is shorter than one context");
+    for (std::int64_t begin = 0; begin + o.context <= n && total < budget; begin += o.context)
+      add(begin, begin + o.context, begin + o.context / 2, begin + o.context);
+    if (windows.empty()) throw std::invalid_argument("ordo::eval::perplexity: the text is shorter than one context");
   }
-  return detail::perplexity_of(nll_sum, scored);
+
+  torch::NoGradGuard no_grad;
+  const auto all = torch::tensor(ids, torch::kLong).to(lm->device());
+  std::vector<double> nll(windows.size(), 0.0);  // per window: the sum of its targets' NLL
+  std::int64_t scored = 0;                       // by this rank
+  for (std::size_t i = 0; i < windows.size(); ++i) {
+    if (!among.mine(i)) continue;
+    const auto& w = windows[i];
+    auto logits = lm->forward(all.slice(0, w.begin, w.end).unsqueeze(0))[0];  // [len, vocab]
+    auto logp = torch::log_softmax(logits.slice(0, w.from - 1 - w.begin, w.to - 1 - w.begin), -1);
+    nll[i] = -logp.gather(1, all.slice(0, w.from, w.to).unsqueeze(1)).sum().item<double>();
+    scored += w.to - w.from;
+    if (progress) progress(scored * among.size, total);
+  }
+  among.reduce(nll);
+  double nll_sum = 0;
+  for (const double v : nll) nll_sum += v;
+  return detail::perplexity_of(nll_sum, total);
 }
 
 struct example_perplexity_options {
@@ -118,7 +137,8 @@ struct example_perplexity_options {
 /// one cut short). `progress(done, total)` is called after each batch with scored-token counts.
 inline perplexity_result perplexity(model::CausalLM& lm, std::span<const Example> examples,
                                     const example_perplexity_options& o,
-                                    const std::function<void(std::int64_t, std::int64_t)>& progress = {}) {
+                                    const std::function<void(std::int64_t, std::int64_t)>& progress = {},
+                                    const shard& among = {}) {
   if (o.batch_size < 1) throw std::invalid_argument("ordo::eval::perplexity: batch_size must be at least 1");
   if (o.max_tokens < 0) throw std::invalid_argument("ordo::eval::perplexity: max_tokens must not be negative");
   // The examples that fit the budget, the last one's labels past the budget cleared.
@@ -139,22 +159,28 @@ inline perplexity_result perplexity(model::CausalLM& lm, std::span<const Example
   }
   if (total == 0) throw std::invalid_argument("ordo::eval::perplexity: the examples score no token");
   torch::NoGradGuard no_grad;
-  double nll_sum = 0;
-  std::int64_t scored = 0;
+  const auto batches = data::batches(kept, o.batch_size);
+  std::vector<double> nll(batches.size(), 0.0);  // per batch: the sum of its targets' NLL
+  std::int64_t scored = 0, everyone = 0;         // by this rank, by all
+  for (const auto& b : batches) everyone += b.scored_tokens;
   // Right padding needs no attention mask: causal attention never lets a real token see the
   // padding after it.
-  for (const auto& b : data::batches(kept, o.batch_size)) {
-    if (b.scored_tokens == 0) continue;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    const auto& b = batches[i];
+    if (b.scored_tokens == 0 || !among.mine(i)) continue;
     const auto logits = lm->forward(b.ids);  // [B, T, vocab], fp32
     const auto V = logits.size(-1);
     const auto labels = b.labels.slice(1, 1).reshape({-1}).to(logits.device());
     const auto scored_at = labels != data::ignore_index;  // the rows that predict a target
     const auto logp = torch::log_softmax(logits.slice(1, 0, logits.size(1) - 1).reshape({-1, V}).index({scored_at}), -1);
-    nll_sum -= logp.gather(1, labels.index({scored_at}).unsqueeze(1)).sum().item<double>();
+    nll[i] = -logp.gather(1, labels.index({scored_at}).unsqueeze(1)).sum().item<double>();
     scored += b.scored_tokens;
-    if (progress) progress(scored, total);
+    if (progress) progress(scored * among.size, total);
   }
-  return detail::perplexity_of(nll_sum, scored);
+  among.reduce(nll);
+  double nll_sum = 0;
+  for (const double v : nll) nll_sum += v;
+  return detail::perplexity_of(nll_sum, everyone);
 }
 
 }  // namespace ordo::eval

@@ -23,6 +23,9 @@ struct generation_options {
   double top_p = 0.9;
   std::uint64_t seed = 0;
   std::vector<std::int64_t> stop_ids;  // generation ends after producing one of these
+  /// generate_batch: left-pad the prompts to at least this many tokens, so that a part of a
+  /// batch computes what the whole batch would (a data-parallel share of prompts).
+  std::int64_t pad_to = 0;
 };
 
 /// What generation produced: the new token ids (a final stop id included) and why it ended.
@@ -100,7 +103,8 @@ inline std::vector<generation_result> generate_batch(CausalLM& lm,
     longest = std::max(longest, prompts[b].size());
     results[b].prompt_tokens = static_cast<std::int64_t>(prompts[b].size());
   }
-  const auto B = static_cast<std::int64_t>(prompts.size()), P = static_cast<std::int64_t>(longest);
+  const auto B = static_cast<std::int64_t>(prompts.size());
+  const auto P = std::max(static_cast<std::int64_t>(longest), o.pad_to);
   auto ids = torch::full({B, P}, pad_id, torch::kLong);
   auto mask = torch::zeros({B, P}, torch::kLong);
   for (std::int64_t b = 0; b < B; ++b) {

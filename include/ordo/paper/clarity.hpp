@@ -30,6 +30,7 @@
 #include <cstdint>     // std::int64_t
 #include <filesystem>  // std::filesystem::path
 #include <fstream>     // std::ifstream
+#include <limits>      // std::numeric_limits
 #include <optional>    // std::optional
 #include <stdexcept>   // std::runtime_error
 #include <string>      // std::string
@@ -42,6 +43,7 @@
 #include <ordo/eval/judge.hpp>               // JudgeClient
 #include <ordo/eval/readability.hpp>         // count_text, flesch_reading_ease
 #include <ordo/eval/sentence_embedding.hpp>  // SentenceEncoder
+#include <ordo/eval/shard.hpp>               // shard
 #include <ordo/model/generate.hpp>           // generate_batch
 #include <ordo/model/dense_model.hpp>        // DenseModel
 #include <ordo/model/quantized_model.hpp>    // QuantizedModel
@@ -106,6 +108,46 @@ struct answer_scores {
   std::optional<double> correctness, prompt_alignment;  ///< with a judge
 };
 
+namespace detail {
+
+// Every field of an answer's scores, exactly (finite doubles round-trip through nlohmann's
+// shortest representation; NaN travels as null): how ranks hand their answers to each other.
+inline nlohmann::json exact_json(const answer_scores& s) {
+  auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  nlohmann::json j = {{"prompt", s.prompt},           {"answer", s.answer},
+                      {"tokens", s.tokens},           {"flesch", num(s.flesch)},
+                      {"readability", num(s.readability)}, {"perplexity", num(s.perplexity)},
+                      {"fluency", num(s.fluency)},    {"fluency_eq3", num(s.fluency_eq3)},
+                      {"coherence_cosine", num(s.coherence_cosine)}, {"coherence", num(s.coherence)},
+                      {"clarity", num(s.clarity)}};
+  if (s.correctness) j["correctness"] = *s.correctness;
+  if (s.prompt_alignment) j["prompt_alignment"] = *s.prompt_alignment;
+  return j;
+}
+
+inline answer_scores answer_from_exact_json(const nlohmann::json& j) {
+  auto num = [&](const char* k) {
+    return j.at(k).is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at(k).get<double>();
+  };
+  answer_scores s;
+  s.prompt = j.at("prompt").get<std::string>();
+  s.answer = j.at("answer").get<std::string>();
+  s.tokens = j.at("tokens").get<std::int64_t>();
+  s.flesch = num("flesch");
+  s.readability = num("readability");
+  s.perplexity = num("perplexity");
+  s.fluency = num("fluency");
+  s.fluency_eq3 = num("fluency_eq3");
+  s.coherence_cosine = num("coherence_cosine");
+  s.coherence = num("coherence");
+  s.clarity = num("clarity");
+  if (j.contains("correctness")) s.correctness = j["correctness"].get<double>();
+  if (j.contains("prompt_alignment")) s.prompt_alignment = j["prompt_alignment"].get<double>();
+  return s;
+}
+
+}  // namespace detail
+
 /// Means over the answers.
 struct clarity_figures {
   std::vector<answer_scores> answers;
@@ -169,9 +211,11 @@ class clarity_evaluator {
   bool enabled() const { return !prompts_.empty(); }
   std::size_t prompt_count() const { return prompts_.size(); }
 
-  /// Generates the answers of `model` and scores them.
+  /// Generates the answers of `model` and scores them. With a shard of N ranks, each rank
+  /// answers and scores its block of the prompts (left-padded to the longest of all, so that
+  /// its rows compute what the whole batch would) and every rank returns the figures of all.
   template <class Model>
-  clarity_figures evaluate(const Model& model) {
+  clarity_figures evaluate(const Model& model, const eval::shard& among = {}) {
     const auto start = std::chrono::steady_clock::now();
     clarity_figures f;
     if (prompts_.empty()) return f;
@@ -188,9 +232,15 @@ class clarity_evaluator {
       }
       inputs.emplace_back(ids.begin(), ids.end());
     }
+    std::size_t longest = 0;
+    for (const auto& in : inputs) longest = std::max(longest, in.size());
+    const auto [first, last] = among.block(inputs.size());
+    inputs = std::vector<std::vector<std::int64_t>>(inputs.begin() + static_cast<std::ptrdiff_t>(first),
+                                                    inputs.begin() + static_cast<std::ptrdiff_t>(last));
     model::generation_options g;
     g.greedy = true;
     g.max_new_tokens = options_.max_new_tokens;
+    g.pad_to = static_cast<std::int64_t>(longest);
     std::vector<TokenId> stops;
     if (auto eos = tok.eos_id()) stops.push_back(*eos);
     for (const char* t : {"<|im_end|>", "<|eot_id|>", "<|endoftext|>"})
@@ -200,11 +250,12 @@ class clarity_evaluator {
     const auto generated = model::generate_batch(lm, inputs, g, pad);
 
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    for (std::size_t i = 0; i < prompts_.size(); ++i) {
+    for (std::size_t i = first; i < last; ++i) {
       answer_scores s;
       s.prompt = prompts_[i].prompt;
-      std::vector<TokenId> ids(generated[i].tokens.begin(), generated[i].tokens.end());
-      if (generated[i].stopped && !ids.empty()) ids.pop_back();  // the stop token
+      const auto& made = generated[i - first];
+      std::vector<TokenId> ids(made.tokens.begin(), made.tokens.end());
+      if (made.stopped && !ids.empty()) ids.pop_back();  // the stop token
       s.tokens = static_cast<std::int64_t>(ids.size());
       s.answer = tok.decode(ids, /*skip_special=*/true);
       const auto counts = eval::count_text(s.answer);
@@ -234,6 +285,16 @@ class clarity_evaluator {
         s.prompt_alignment = j.prompt_alignment.value;
       }
       f.answers.push_back(std::move(s));
+    }
+    if (among.size > 1) {  // every rank's block, in rank order: the answers in prompt order
+      auto mine = nlohmann::json::array();
+      for (const auto& a : f.answers) mine.push_back(detail::exact_json(a));
+      f.answers.clear();
+      for (const auto& block : among.all(mine.dump()))
+        for (const auto& a : nlohmann::json::parse(block)) f.answers.push_back(detail::answer_from_exact_json(a));
+      if (f.answers.size() != prompts_.size())
+        throw std::logic_error("ordo::study::clarity: the ranks returned " + std::to_string(f.answers.size()) +
+                               " answers for " + std::to_string(prompts_.size()) + " prompts");
     }
     auto mean = [&](auto member, bool skip_nan) {
       double sum = 0;

@@ -38,6 +38,7 @@
 #include <ordo/data/examples.hpp>          // text_examples, encode_chat
 #include <ordo/data/split.hpp>             // permutation
 #include <ordo/eval/perplexity.hpp>        // perplexity
+#include <ordo/eval/shard.hpp>             // shard
 #include <ordo/io/progress.hpp>            // ProgressLine
 #include <ordo/model/checkpoint.hpp>       // save_hf, save_nf4
 #include <ordo/pipeline.hpp>               // paper_configurations, paper_notation_v
@@ -52,6 +53,7 @@
 #include <ordo/paper/resume.hpp>           // study_store
 #include <ordo/study/executor.hpp>         // execute
 #include <ordo/paper/report.hpp>           // result_row, write_reports
+#include <ordo/train/distributed.hpp>      // dist::group
 
 namespace ordo::study {
 
@@ -132,6 +134,11 @@ struct study_options {
   bool fresh = false;
   /// Keep out_dir/cache/ (stage outputs) when the study ends.
   bool keep_cache = false;
+  /// Data parallelism (train/distributed.hpp; nullptr: one process): every rank trains on its
+  /// share of each batch, calibrates on its share, scores its share of the perplexity windows and
+  /// answers its share of the clarity prompts; rank 0 alone writes out_dir (which every rank
+  /// must see) and reports, the others return the same rows and print nothing.
+  std::shared_ptr<dist::group> group;
   /// A training checkpoint at most every so many seconds (the work a kill can lose).
   double checkpoint_seconds = 120;
 };
@@ -182,31 +189,36 @@ inline study_options preset(const std::string& name) {
 ///   auto result = Pipe::run(base, context, progress);
 struct study_progress {
   bool tty = isatty(fileno(stderr));
+  bool quiet = false;  ///< print nothing (the ranks of a data-parallel study other than 0)
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::map<std::string, double> seconds_of_prefix;  // by chain, e.g. "P-KD"
   std::string current;
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
   void on_pipeline_start(const pipeline_event& e) {
+    if (quiet) return;
     std::fprintf(stderr, "%s[%zu/%zu] %s\n", tty ? "\r\033[K" : "", e.index, e.total, std::string(e.pipeline).c_str());
   }
   void on_stage_start(const stage_event& e) {
     current = std::string(e.prefix);
+    if (quiet) return;
     std::fprintf(stderr, "%s  stage %zu/%zu: %s ...%s", tty ? "\r\033[K" : "", e.sequence, e.planned, current.c_str(),
                  tty ? "" : "\n");
   }
   void on_stage_end(const stage_event& e) {
     const double s = std::chrono::duration<double>(e.elapsed).count();
     seconds_of_prefix[std::string(e.prefix)] = s;
+    if (quiet) return;
     std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
                  e.planned, std::string(e.prefix).c_str(), s, elapsed());
   }
   void on_pipeline_skipped(const pipeline_event& e) {
+    if (quiet) return;
     std::fprintf(stderr, "%s[%zu/%zu] %s: finished by an earlier run, kept\n", tty ? "\r\033[K" : "", e.index, e.total,
                  std::string(e.pipeline).c_str());
   }
   /// Inside a stage: a line rewritten on a terminal, elsewhere a line every 5 seconds.
   void progress(const std::string& what, double fraction, const std::string& detail) {
-    line.update(what, fraction, detail);
+    if (!quiet) line.update(what, fraction, detail);
   }
   io::ProgressLine line;
 };
@@ -480,7 +492,7 @@ struct journaled_progress {
   void on_pipeline_skipped(const pipeline_event& e) { progress.on_pipeline_skipped(e); }
   void on_stage_start(const stage_event& e) {
     progress.on_stage_start(e);
-    if (!e.trains) return;
+    if (!e.trains || progress.quiet) return;
     for (const auto& f : std::filesystem::directory_iterator(store.train_dir()))
       if (f.path().extension() == ".ckpt") {
         std::fprintf(stderr, "%s  a training checkpoint of the interrupted run is in %s: the stage that wrote it resumes from it\n",
@@ -503,7 +515,10 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   if (o.teacher_device) model::require_device(*o.teacher_device);
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
+  const bool writer = !o.group || o.group->rank() == 0;  // rank 0 reports and writes
+  const auto among = o.group ? o.group->shard() : eval::shard{};
   study_progress progress;
+  progress.quiet = !writer;
 
   using P = Prune<30>;
   using P_flap = Prune<30, importance::flap>;
@@ -521,14 +536,18 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   auto sources = o.data;
   if (o.eval_chat_tokens == 0 && sources.train != train_data::chat) sources.chats.clear();
 
-  std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)\n", o.preset.c_str(),
-               model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str());
+  if (writer)
+    std::fprintf(stderr, "ordo-study: preset %s, loading the model onto %s (%s)%s\n", o.preset.c_str(),
+                 model::device_name(o.where.device).c_str(), model::torch_dtype_name(o.where.dtype).c_str(),
+                 o.group ? (", rank 0 of " + std::to_string(o.group->size())).c_str() : "");
   const DenseModel base = DenseModel::load(o.model, o.where);
   auto data = prepare_data(base, sources, o.budget, o.seed);
   // A study killed in out_dir resumes (paper/resume.hpp). Its state is opened once the model
   // and the data have loaded, so a bad model or corpus leaves nothing in out_dir.
-  study_store store(o.out_dir, o.where, {.keep_cache = o.keep_cache});
-  if (store.begin(detail::resume_fingerprint(o, sources), o.fresh, {{"threads", o.threads}})) {
+  study_store store(o.out_dir, o.where, {.keep_cache = o.keep_cache, .group = o.group});
+  const int world_size = o.group ? o.group->size() : 1;
+  if (store.begin(detail::resume_fingerprint(o, sources), o.fresh, {{"threads", o.threads}, {"world_size", world_size}}) &&
+      writer) {
     std::string kept;
     for (const auto& [name, row] : store.rows()) kept += (kept.empty() ? "" : ", ") + row.paper_name;
     const auto cached = store.cached();
@@ -538,6 +557,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
     if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != o.threads)
       std::fprintf(stderr, "ordo-study: the first run used %s threads, this one %d: figures may differ from an uninterrupted run's in the last digits (--threads %s gives the same)\n",
                    first["threads"].dump().c_str(), o.threads, first["threads"].dump().c_str());
+    if (const auto& first = store.first_conditions(); first.value("world_size", 1) != world_size)
+      std::fprintf(stderr, "ordo-study: the first run had %d ranks, this one %d: the figures of training stages may differ from an uninterrupted run's in the last digits\n",
+                   first.value("world_size", 1), world_size);
   }
   store.use_base(base);
 
@@ -547,6 +569,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
       o.eval_chat_tokens > 0 ? chat_eval_examples(base, data.eval_conversations, o.eval_context) : std::vector<Example>{};
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = default_train_dtype(o.where.device);
+  context.group = o.group;
   context.work_dir = store.train_dir();  // training checkpoints, for a run killed mid-stage
   context.checkpoint_seconds = o.checkpoint_seconds;
   context.checkpoint_at_end = false;  // the stage's output goes to the executor's cache instead
@@ -564,7 +587,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
       encoder = eval::SentenceEncoder::load(o.minilm);
     } catch (const std::exception& e) {
       coherence_note = std::string("unavailable (") + e.what() + "); clarity averages fluency and readability";
-      std::fprintf(stderr, "ordo-study: no coherence metric: %s\n", e.what());
+      if (writer) std::fprintf(stderr, "ordo-study: no coherence metric: %s\n", e.what());
     }
     if (o.judge) judge = eval::JudgeClient::from_env();
   }
@@ -594,13 +617,13 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                               std::to_string(done) + "/" + std::to_string(total) + " tokens");
           };
         };
-        const auto ppl = eval::perplexity(lm, eval_ids, pp, scored("perplexity on held-out text"));
+        const auto ppl = eval::perplexity(lm, eval_ids, pp, scored("perplexity on held-out text"), among);
         r.perplexity = ppl.ppl;
         r.nll = ppl.nll;
         r.eval_tokens = ppl.tokens;
         std::string chat_text;
         if (!eval_chats.empty()) {
-          const auto chat = eval::perplexity(lm, eval_chats, chat_pp, scored("perplexity on held-out chats"));
+          const auto chat = eval::perplexity(lm, eval_chats, chat_pp, scored("perplexity on held-out chats"), among);
           r.chat_perplexity = chat.ppl;
           r.extra["chat_eval_tokens"] = chat.tokens;
           char buf[96];
@@ -608,7 +631,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
           chat_text = buf;
         }
         r.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        if (o.save_models) {
+        if (o.save_models && writer) {
           const auto dir = o.out_dir / "models" / r.paper_name;
           std::filesystem::create_directories(dir.parent_path());
           model::SavedCheckpoint saved;
@@ -623,7 +646,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
         std::string quality;
         if (clarity.enabled()) {
           progress.progress("answers", 0.0, std::to_string(clarity.prompt_count()) + " prompts");
-          const auto q = clarity.evaluate(model);
+          const auto q = clarity.evaluate(model, among);
           r.clarity = q.clarity;
           r.fluency = q.fluency;
           if (encoder) r.coherence = q.coherence;
@@ -641,7 +664,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
           quality = buf;
         }
         store.record(r);  // a later run skips this configuration
-        std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s%s, %.1f s\n",
+        if (writer) std::fprintf(stderr, "%s  %-12s size %.1f MB, perplexity %.3f (%lld tokens)%s%s, %.1f s\n",
                      progress.tty ? "\r\033[K" : "", r.paper_name.c_str(), r.size_mb, ppl.ppl,
                      static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), r.eval_seconds);
   };
@@ -690,6 +713,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"prune_recovery", o.budget.prune_recovery},
                          {"seed", o.seed},
                          {"threads", o.threads},
+                         {"world_size", world_size},
                          {"device", model::device_name(o.where.device)},
                          {"dtype", model::torch_dtype_name(o.where.dtype)},
                          {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
@@ -713,8 +737,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"configurations_from_earlier_runs", figures.skipped},
                          {"stage_outputs_read_from_cache", figures.loaded}};
   for (auto& [k, v] : data.summary.items()) meta[k] = v;
-  write_reports(o.out_dir, rows, meta,
-                "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
+  if (writer)
+    write_reports(o.out_dir, rows, meta,
+                  "ordo study (" + o.preset + "): size vs perplexity, " + base.source().filename().string());
   store.finish();  // the study is complete: a run in out_dir starts afresh from now on
   return rows;
 }

@@ -18,6 +18,11 @@
 // Every file is written atomically (temporary, fsync, rename), so a kill at any moment leaves
 // either the old or the new file. The cache holds at most the executor's in-memory bound of
 // models (study_options::max_cached_models) plus one training checkpoint.
+//
+// Data-parallel (store_options::group): rank 0 alone locks and writes OUT; the other ranks read
+// its state once it has opened it (OUT must be a directory every rank sees: one machine, or a
+// shared filesystem; checked at begin), and take a cached model when rank 0 does, reading the
+// same directory.
 #pragma once
 
 #include <fcntl.h>     // open
@@ -29,6 +34,7 @@
 #include <filesystem>   // std::filesystem
 #include <fstream>      // std::ifstream
 #include <map>          // std::map
+#include <memory>       // std::shared_ptr
 #include <optional>     // std::optional
 #include <sstream>      // std::stringstream
 #include <stdexcept>    // std::runtime_error
@@ -46,11 +52,14 @@
 #include <ordo/paper/report.hpp>           // result_row, to_json, row_from_json
 #include <ordo/pipeline/events.hpp>        // pipeline_event
 #include <ordo/study/executor.hpp>         // prefix_key
+#include <ordo/train/distributed.hpp>      // dist::group
 
 namespace ordo::study {
 
 struct store_options {
   bool keep_cache = false;  ///< leave OUT/cache/ in place when the study ends
+  /// The ranks of a data-parallel study (nullptr: one process); rank 0 writes.
+  std::shared_ptr<dist::group> group;
 };
 
 /// The study's store (see the executor's store members) and its journal of finished rows.
@@ -75,6 +84,23 @@ class study_store {
   /// the figures, never their meaning) are recorded by the first run, see first_conditions().
   /// Returns true when it resumes.
   bool begin(const nlohmann::json& fingerprint, bool fresh, const nlohmann::json& conditions = {}) {
+    auto* group = options_.group.get();
+    if (writer()) open_state(fingerprint, fresh, conditions);
+    if (group) {
+      group->barrier();  // rank 0 has opened the state
+      if (!writer()) follow_state();
+      group->require_same("view of " + state_dir().string(), state_digest(),
+                          "--out must be one directory that every rank sees (one machine, or a shared filesystem), "
+                          "and the ranks must be started with the same options");
+    }
+    return resumed_;
+  }
+
+  /// Whether this process writes OUT (one process, or rank 0).
+  bool writer() const { return !options_.group || options_.group->rank() == 0; }
+
+ private:
+  void open_state(const nlohmann::json& fingerprint, bool fresh, const nlohmann::json& conditions) {
     namespace fs = std::filesystem;
     fs::create_directories(state_dir());
     lock();
@@ -123,8 +149,42 @@ class study_store {
         stage_seconds_[k] = v.get<double>();
       }
     }
-    return resumed_;
   }
+
+  // A rank other than 0: what rank 0 opened, read only.
+  void follow_state() {
+    namespace fs = std::filesystem;
+    const auto run = state_dir() / "run.json";
+    if (!fs::exists(run)) return;  // the digest check reports it
+    const auto recorded = read_json(run);
+    runs_ = recorded.value("runs", 1);
+    resumed_ = runs_ > 1;
+    first_conditions_ = recorded.value("conditions", nlohmann::json());
+    for (const auto& e : fs::directory_iterator(state_dir() / "rows"))
+      if (e.path().extension() == ".json") rows_[e.path().stem().string()] = row_from_file(e.path());
+    if (const auto stages = state_dir() / "stages.json"; fs::exists(stages)) {
+      const auto seconds = read_json(stages);  // held: items() refers to it
+      for (const auto& [k, v] : seconds.items()) stage_seconds_[k] = v.get<double>();
+    }
+  }
+
+  // What every rank must see alike: the run's record, the finished rows, the cached models.
+  std::string state_digest() const {
+    namespace fs = std::filesystem;
+    std::string d;
+    const auto run = state_dir() / "run.json";
+    if (fs::exists(run)) {
+      std::ifstream in(run);
+      std::stringstream s;
+      s << in.rdbuf();
+      d = s.str();
+    }
+    for (const auto& [name, row] : rows_) d += "\nrow " + name;
+    for (const auto& c : cached()) d += "\ncached " + c;
+    return d;
+  }
+
+ public:
 
   /// The base model: cached models are given its tokenizer, chat template and source back.
   void use_base(const DenseModel& base) { base_ = &base; }
@@ -152,23 +212,31 @@ class study_store {
   template <class M>
   std::optional<M> load(const prefix_key& k) {
     const auto dir = model_dir(k);
-    if (!std::filesystem::exists(dir / "config.json")) return std::nullopt;
+    bool stored = writer() && std::filesystem::exists(dir / "config.json");
+    if (options_.group)  // rank 0 decides; the others read the same directory
+      stored = options_.group->all_reduce_sum(std::vector<double>{stored ? 1.0 : 0.0})[0] > 0;
+    if (!stored) return std::nullopt;
     if (!base_) throw std::logic_error("study_store::load: use_base was not called");
-    if constexpr (std::is_same_v<M, QuantizedModel>) {
-      auto q = model::load_nf4(dir, where_);
-      QuantizedModel m(q.lm(), base_->shared_tokenizer(), base_->chat_template(), base_->source());
-      m.blocksize = q.blocksize;
-      m.double_quantization = q.double_quantization;
-      return m;
-    } else {
-      static_assert(std::is_same_v<M, DenseModel>, "study_store: DenseModel or QuantizedModel");
-      auto d = DenseModel::load(dir, where_);
-      return DenseModel(d.lm(), base_->shared_tokenizer(), base_->chat_template(), base_->source());
-    }
+    auto loaded = [&]() -> M {
+      if constexpr (std::is_same_v<M, QuantizedModel>) {
+        auto q = model::load_nf4(dir, where_);
+        QuantizedModel m(q.lm(), base_->shared_tokenizer(), base_->chat_template(), base_->source());
+        m.blocksize = q.blocksize;
+        m.double_quantization = q.double_quantization;
+        return m;
+      } else {
+        static_assert(std::is_same_v<M, DenseModel>, "study_store: DenseModel or QuantizedModel");
+        auto d = DenseModel::load(dir, where_);
+        return DenseModel(d.lm(), base_->shared_tokenizer(), base_->chat_template(), base_->source());
+      }
+    }();
+    if (options_.group) options_.group->barrier();  // every rank has read it before rank 0 may drop it
+    return loaded;
   }
 
   template <class M>
   void save(const prefix_key& k, const M& m) {
+    if (!writer()) return;
     if constexpr (std::is_same_v<M, QuantizedModel>)
       model::save_nf4(m, model_dir(k));
     else
@@ -176,19 +244,20 @@ class study_store {
   }
 
   void drop(const prefix_key& k) {
-    if (!options_.keep_cache) std::filesystem::remove_all(model_dir(k));
+    if (writer() && !options_.keep_cache) std::filesystem::remove_all(model_dir(k));
   }
 
   // --- the journal ------------------------------------------------------------------------
   /// Records a finished configuration (atomically): a later run skips it.
   void record(const result_row& r) {
-    io::write_text(state_dir() / "rows" / (r.configuration + ".json"), to_json(r).dump() + "\n");
+    if (writer()) io::write_text(state_dir() / "rows" / (r.configuration + ".json"), to_json(r).dump() + "\n");
     rows_[r.configuration] = r;
   }
   /// Records the duration of a finished stage application and clears the training checkpoints
   /// (the stage's output is the executor's now).
   void record_stage(const std::string& chain, double seconds) {
     stage_seconds_[chain] = seconds;
+    if (!writer()) return;
     io::write_text(state_dir() / "stages.json", nlohmann::json(stage_seconds_).dump(2) + "\n");
     std::filesystem::remove_all(train_dir());
     std::filesystem::create_directories(train_dir());
@@ -197,6 +266,8 @@ class study_store {
   /// The study is complete and its reports written: removes the state and, unless keep_cache,
   /// the cache (a run in this OUT starts afresh from now on).
   void finish() {
+    if (options_.group) options_.group->barrier();
+    if (!writer()) return;
     if (!options_.keep_cache) std::filesystem::remove_all(cache_dir());
     std::filesystem::remove_all(state_dir());  // the lock file too: this process still holds it
   }

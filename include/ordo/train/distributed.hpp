@@ -12,15 +12,19 @@
 // that died or stopped answering makes the others fail with an error, never wait forever.
 #pragma once
 
+#include <algorithm>  // std::max, std::copy
 #include <chrono>     // std::chrono
 #include <cstdint>    // std::uint64_t
 #include <cstdlib>    // std::getenv
 #include <memory>     // std::shared_ptr
+#include <optional>   // std::optional
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
 #include <vector>     // std::vector
 
 #include <torch/torch.h>
+
+#include <ordo/eval/shard.hpp>  // eval::shard
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -84,8 +88,10 @@ struct rendezvous {
 class group {
  public:
   /// Joins the group the environment describes; nullptr when WORLD_SIZE is unset or 1.
-  static std::shared_ptr<group> from_environment() {
-    const auto r = rendezvous::environment();
+  /// `timeout` (e.g. a tool's --dist-timeout) replaces ORDO_DIST_TIMEOUT when given.
+  static std::shared_ptr<group> from_environment(std::optional<std::chrono::seconds> timeout = std::nullopt) {
+    auto r = rendezvous::environment();
+    if (timeout) r.timeout = *timeout;
     if (r.world_size <= 1) return nullptr;
     return std::make_shared<group>(r);
   }
@@ -149,9 +155,41 @@ class group {
     return {t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel()};
   }
 
+  /// Every rank's `value`, by rank, on every rank.
+  std::vector<std::string> all_gather(const std::string& value) {
+    std::vector<torch::Tensor> length{torch::tensor({static_cast<std::int64_t>(value.size())}, torch::kLong)};
+    std::vector<std::vector<torch::Tensor>> lengths(1);
+    for (int i = 0; i < size_; ++i) lengths[0].push_back(torch::empty({1}, torch::kLong));
+    run("all-gather", [&] { return pg_->allgather(lengths, length); });
+    std::int64_t longest = 1;
+    for (const auto& l : lengths[0]) longest = std::max(longest, l.item<std::int64_t>());
+    std::vector<torch::Tensor> mine{torch::zeros({longest}, torch::kUInt8)};
+    std::copy(value.begin(), value.end(), reinterpret_cast<char*>(mine[0].data_ptr<std::uint8_t>()));
+    std::vector<std::vector<torch::Tensor>> all(1);
+    for (int i = 0; i < size_; ++i) all[0].push_back(torch::empty({longest}, torch::kUInt8));
+    run("all-gather", [&] { return pg_->allgather(all, mine); });
+    std::vector<std::string> out;
+    for (int i = 0; i < size_; ++i) {
+      const auto* bytes = reinterpret_cast<const char*>(all[0][static_cast<std::size_t>(i)].data_ptr<std::uint8_t>());
+      out.emplace_back(bytes, static_cast<std::size_t>(lengths[0][static_cast<std::size_t>(i)].item<std::int64_t>()));
+    }
+    return out;
+  }
+
+  /// This rank's share of an evaluation (eval/shard.hpp); the group must outlive it.
+  eval::shard shard() {
+    eval::shard s;
+    s.rank = rank_;
+    s.size = size_;
+    s.sum = [this](std::vector<double>& v) { v = all_reduce_sum(v); };
+    s.gather = [this](const std::string& v) { return all_gather(v); };
+    return s;
+  }
+
   /// Every rank must give the same `value` (e.g. a fingerprint of its data and options): a
   /// mismatch is an error on every rank, naming the first rank that differs from rank 0.
-  void require_same(const std::string& what, const std::string& value) {
+  void require_same(const std::string& what, const std::string& value,
+                    const std::string& meaning = "the ranks were started with different arguments, models or data") {
     std::uint64_t h = 1469598103934665603ull;
     for (unsigned char c : value) h = (h ^ c) * 1099511628211ull;
     std::vector<torch::Tensor> mine{torch::tensor({static_cast<std::int64_t>(h)}, torch::kLong)};
@@ -160,8 +198,7 @@ class group {
     run("all-gather", [&] { return pg_->allgather(all, mine); });
     for (int i = 1; i < size_; ++i)
       if (all[0][static_cast<std::size_t>(i)].item<std::int64_t>() != all[0][0].item<std::int64_t>())
-        throw error("rank " + std::to_string(i) + "'s " + what + " differs from rank 0's: the ranks were started "
-                    "with different arguments, models or data");
+        throw error("rank " + std::to_string(i) + "'s " + what + " differs from rank 0's: " + meaning);
   }
 
   /// Waits for every rank, at most `timeout` (default: the group's).

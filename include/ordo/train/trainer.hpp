@@ -342,6 +342,10 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
   const auto& checkpoint = r.checkpoint;
   if (!checkpoint.empty() && std::filesystem::exists(checkpoint))
     r.start_step = detail::load_checkpoint(checkpoint, lm, optimizer, fp);
+  if (o.group)  // every rank resumes from the same step, or none does
+    o.group->require_same("resumed step", std::to_string(r.start_step),
+                          "the ranks must see the same checkpoint " + checkpoint.string() +
+                              " (one machine, or a shared filesystem)");
   r.end_step = r.start_step;
 
   lm->train();
