@@ -33,6 +33,8 @@
 #include <ordo/stages/distill.hpp>
 #include <ordo/train/trainer.hpp>
 
+#include "flops.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -56,41 +58,6 @@ double peak_host_gib() {  // VmHWM: the resident set's high-water mark
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);
-}
-
-void synchronize(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize(d.index());
-}
-
-/// FLOP/s of an n x n x n matmul in `dtype` on `device`, the best of a few.
-double matmul_rate(const torch::Device& device, torch::ScalarType dtype) {
-  torch::NoGradGuard no_grad;
-  const std::int64_t n = device.is_cuda() ? 8192 : 1536;
-  auto a = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype));
-  auto b = torch::randn({n, n}, torch::TensorOptions().device(device).dtype(dtype));
-  auto c = torch::matmul(a, b);
-  synchronize(device);
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    c = torch::matmul(a, b);
-    synchronize(device);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return 2.0 * static_cast<double>(n) * n * n / best;
-}
-
-/// Matmul FLOPs of one forward pass over `tokens` tokens of length `seq`: 2 x (the linear
-/// weights and the LM head) per token, plus the attention scores and the weighted values.
-double forward_flops(const ordo::model::decoder_config& c, double tokens, double seq) {
-  double linear = 0;
-  const double h = static_cast<double>(c.hidden_size), hd = static_cast<double>(c.head_dim);
-  const double q = static_cast<double>(c.num_heads) * hd, kv = static_cast<double>(c.num_kv_heads) * hd;
-  for (std::int64_t l = 0; l < c.num_layers; ++l)
-    linear += h * (q + 2 * kv) + q * h + 3.0 * h * static_cast<double>(c.intermediate_sizes.at(l));
-  linear += h * static_cast<double>(c.vocab_size);                             // LM head
-  const double attention = static_cast<double>(c.num_layers) * 2.0 * q * seq;  // QK^T and PV per token
-  return 2.0 * tokens * (linear + attention / 2.0);
 }
 
 }  // namespace
@@ -158,7 +125,7 @@ int main(int argc, char** argv) {
       return ordo::distill::loss_terms(lm->forward(b.ids, b.attention_mask), target, b.labels, 4.0, 0.3).loss;
     };
     auto progress = [&](const std::string&, double, const std::string&) {
-      synchronize(where.device);
+      bench::synchronize(where.device);
       const auto now = std::chrono::steady_clock::now();
       step_seconds.push_back(std::chrono::duration<double>(now - last).count());
       last = now;
@@ -173,9 +140,9 @@ int main(int argc, char** argv) {
     const double step = timed / static_cast<double>(step_seconds.size() - 1);
     const double step_tokens = static_cast<double>(batch * seq_len);
     // student: forward + backward (2x forward); teacher: forward
-    const double flops = 3.0 * forward_flops(student_config, step_tokens, static_cast<double>(seq_len)) +
-                         forward_flops(teacher_config, step_tokens, static_cast<double>(seq_len));
-    const double rate = matmul_rate(where.device, train_dtype);
+    const double flops = 3.0 * bench::forward_flops(student_config, step_tokens, static_cast<double>(seq_len)) +
+                         bench::forward_flops(teacher_config, step_tokens, static_cast<double>(seq_len));
+    const double rate = bench::square_gemm_rate(train_dtype, where.device);
     double device_peak_gib = 0;
 #ifdef ORDO_BENCH_CUDA_STATS
     if (where.device.is_cuda())

@@ -13,6 +13,11 @@
 // gradients, student forward and backward, the guard, clipping and AdamW; the first step warms
 // up and is not timed. Without a Python with torch + transformers + gguf, the PyTorch figures
 // are null.
+//
+// gemm_fraction: the step's model FLOPs per second (3 x the student's forward matmul FLOPs for
+// its forward and backward, plus the teacher's forward) over the GEMM rate of this machine
+// measured in the same run on the model's own linear shapes at the step's rows, in the step's
+// compute dtype (benchmarks/flops.hpp): how close the step comes to the matmuls it is made of.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,7 +33,10 @@
 
 #include <ordo/model/language_model.hpp>  // default_model_path
 #include <ordo/pipeline.hpp>
+#include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
 #include <ordo/stages/distill.hpp>
+
+#include "flops.hpp"
 
 namespace {
 
@@ -121,6 +129,10 @@ int main(int argc, char** argv) {
     step_seconds.push_back(stamps[i] - stamps[i - 1]);
   }
   const double ordo_tps = static_cast<double>(batch * seq * steps) / timed;
+  const double step_tokens = static_cast<double>(batch * seq);
+  const double model_flops = 4.0 * bench::forward_flops(base.config(), step_tokens, static_cast<double>(seq));
+  const double gemm_rate = bench::model_gemm_rate(base.config(), batch * seq, ctx.train_dtype, torch::kCPU);
+  const double achieved = model_flops * static_cast<double>(steps) / timed;
 
   auto py = run_python(python + " " + script + " --model " + model_path + " --batch " + std::to_string(batch) +
                        " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
@@ -135,6 +147,12 @@ int main(int argc, char** argv) {
   out["dtype"] = dtype;
   out["ordo_step_seconds"] = step_seconds;
   out["ordo_tokens_per_s"] = ordo_tps;
+  out["libtorch"] = std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor);
+  out["model_gflops_per_step"] = model_flops / 1e9;
+  out["model_gflops_per_s"] = achieved / 1e9;
+  out["gemm_gflops_per_s"] = gemm_rate / 1e9;
+  out["gemm_fraction"] = achieved / gemm_rate;
+  out["goals"] = {{"ordo_over_pytorch", 1.5}, {"gemm_fraction", 0.6}};
   out["pytorch"] = py.is_null() ? nlohmann::json("unavailable: " + python + " " + script) : py;
   out["pytorch_tokens_per_s"] = py.is_null() ? nlohmann::json(nullptr) : py["tokens_per_s"];
   out["ordo_over_pytorch"] =

@@ -2,9 +2,9 @@
 # The whole study on two local ranks (torchrun's variables on loopback) reports what one process
 # reports (issue 16): the configurations without a training stage (Base, Q) to the last digit,
 # answers included (evaluation sharded exactly); the others within what fp32 reduction order in
-# training explains. Then a two-rank study killed midway resumes on two ranks and ends with the
-# same figures. On a random-weight model with the default model's tokenizer (make_tiny_gguf).
-# Every process is bounded in time.
+# training explains. Ranks that see different --out directories stop, saying so. A two-rank
+# study killed midway resumes on two ranks and ends with the same figures. On a random-weight
+# model with the default model's tokenizer (make_tiny_gguf). Every process is bounded in time.
 #
 #   ranks_test.sh ORDO_STUDY MAKE_TINY_GGUF SOURCE.gguf CORPUS_DIR CHATS WORK_DIR
 set -euo pipefail
@@ -82,7 +82,24 @@ EOF
 }
 compare "$work/one" "$work/two" || fail "two ranks differ from one process"
 
-# 3. Two ranks killed midway, then resumed on two ranks: the same figures as the whole two-rank run.
+# 3. Ranks that do not see one --out (as on machines without a shared filesystem) stop at once.
+port=$(free_port)
+pids=()
+for r in 0 1; do
+  RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    timeout -s KILL 120 "$study" "${args[@]}" --out "$work/apart-$r" > "$work/apart-rank$r.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do
+  if wait "$p"; then fail "ranks with different --out directories ran"; fi
+done
+for r in 0 1; do
+  grep -q "rank 1's view of .*/state differs from rank 0's: --out must be one directory that every rank sees" \
+    "$work/apart-rank$r.log" || { cat "$work/apart-rank$r.log"; fail "rank $r: no message about --out"; }
+done
+echo "ranks_test: ranks that see different --out directories stop, saying so"
+
+# 4. Two ranks killed midway, then resumed on two ranks: the same figures as the whole two-rank run.
 d=$(( two_ms * 45 / 100 ))
 two_ranks resumed "$(printf '%d.%03d' $((d / 1000)) $((d % 1000)))"
 echo "ranks_test: two ranks killed after $d ms (exit $(cat "$work/resumed.status"))"
