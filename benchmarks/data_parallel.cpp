@@ -1,7 +1,9 @@
 // KD steps on the default model in one process with T threads against N processes of T / N
 // threads each (ordo's data parallelism over c10d/Gloo on loopback), measured in the same run:
 // tokens/s of the global batch, the scaling efficiency, and the time of the all-reduce one step
-// makes (the parameters' gradients, in the trainer's buckets). Prints one JSON line.
+// makes (the parameters' gradients, in the trainer's buckets); and the N ranks again with the
+// gradients reduced after the backward passes instead of during the last one (`overlap_gain`).
+// Prints one JSON line.
 //
 //   ordo-bench-data-parallel [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 3] [--threads 2]
 //                            [--ranks 2]
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
   try {
     if (const char* report = std::getenv("ORDO_BENCH_REPORT")) {  // a rank
       auto group = ordo::dist::group::from_environment();
+      if (const char* when = std::getenv("ORDO_BENCH_REDUCE"); when && std::string(when) == "after")
+        group->set_overlap(false);
       torch::set_num_threads(std::max(1, threads / group->size()));
       const auto m = kd_steps(model_path, batch, seq, steps, group);
       if (group->rank() == 0)
@@ -146,35 +150,44 @@ int main(int argc, char** argv) {
     torch::set_num_threads(threads);
     const auto one = kd_steps(model_path, batch, seq, steps, nullptr);
 
-    const auto report = std::filesystem::temp_directory_path() / ("ordo-bench-dp-" + std::to_string(::getpid()) + ".json");
-    const auto port = free_port();
-    std::vector<pid_t> pids;
-    for (int r = 0; r < ranks; ++r) {
-      std::vector<std::string> env;
-      for (char** e = environ; *e; ++e) env.emplace_back(*e);
-      env.push_back("RANK=" + std::to_string(r));
-      env.push_back("WORLD_SIZE=" + std::to_string(ranks));
-      env.push_back("MASTER_ADDR=127.0.0.1");
-      env.push_back("MASTER_PORT=" + std::to_string(port));
-      env.push_back("ORDO_BENCH_REPORT=" + report.string());
-      std::vector<char*> envp;
-      for (auto& v : env) envp.push_back(v.data());
-      envp.push_back(nullptr);
-      pid_t pid;
-      if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0)
-        throw std::runtime_error("cannot start rank " + std::to_string(r));
-      pids.push_back(pid);
-    }
-    bool ok = true;
-    for (auto pid : pids) {
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    }
-    if (!ok) throw std::runtime_error("a rank failed");
-    std::ifstream in(report);
-    const auto two = nlohmann::json::parse(in);
-    std::filesystem::remove(report);
+    // N ranks of this program (ORDO_BENCH_REPORT makes a process a rank), the gradients
+    // reduced during the last backward pass of each step (`during`) or after it; rank 0's figures.
+    auto with_ranks = [&](const char* when) {
+      const auto report =
+          std::filesystem::temp_directory_path() / ("ordo-bench-dp-" + std::to_string(::getpid()) + ".json");
+      const auto port = free_port();
+      std::vector<pid_t> pids;
+      for (int r = 0; r < ranks; ++r) {
+        std::vector<std::string> env;
+        for (char** e = environ; *e; ++e) env.emplace_back(*e);
+        env.push_back("RANK=" + std::to_string(r));
+        env.push_back("WORLD_SIZE=" + std::to_string(ranks));
+        env.push_back("MASTER_ADDR=127.0.0.1");
+        env.push_back("MASTER_PORT=" + std::to_string(port));
+        env.push_back("ORDO_BENCH_REPORT=" + report.string());
+        env.push_back(std::string("ORDO_BENCH_REDUCE=") + when);
+        std::vector<char*> envp;
+        for (auto& v : env) envp.push_back(v.data());
+        envp.push_back(nullptr);
+        pid_t pid;
+        if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0)
+          throw std::runtime_error("cannot start rank " + std::to_string(r));
+        pids.push_back(pid);
+      }
+      bool ok = true;
+      for (auto pid : pids) {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      }
+      if (!ok) throw std::runtime_error("a rank failed");
+      std::ifstream in(report);
+      auto figures = nlohmann::json::parse(in);
+      std::filesystem::remove(report);
+      return figures;
+    };
+    const auto two = with_ranks("during");
+    const auto after = with_ranks("after");
 
     nlohmann::json out;
     out["benchmark"] = "data_parallel_kd_step";
@@ -187,7 +200,11 @@ int main(int argc, char** argv) {
                     {"threads_each", std::max(1, threads / ranks)},
                     {"tokens_per_s", two["tokens_per_s"]},
                     {"step_seconds", two["step_seconds"]},
-                    {"allreduce_seconds_per_step", two["allreduce_seconds_per_step"]}};
+                    {"allreduce_seconds_per_step", two["allreduce_seconds_per_step"]},
+                    {"reduced", "during the last backward pass"}};
+    out["ranks_reducing_after_backward"] = {{"tokens_per_s", after["tokens_per_s"]},
+                                            {"step_seconds", after["step_seconds"]}};
+    out["overlap_gain"] = two["tokens_per_s"].get<double>() / after["tokens_per_s"].get<double>();
     out["scaling_efficiency"] = two["tokens_per_s"].get<double>() / one.tokens_per_s;
     out["allreduce_share_of_step"] =
         two["allreduce_seconds_per_step"].get<double>() * two["tokens_per_s"].get<double>() /

@@ -1,5 +1,6 @@
 // Data parallelism across processes (ordo/train/distributed.hpp): two ranks on loopback, each
-// a distributed_worker process, take the steps one process takes on the whole batch and share
+// a distributed_worker process, take the steps one process takes on the whole batch (the
+// gradients reduced during or after the backward pass alike, bit for bit) and share
 // an evaluation that equals one process's to the last bit; ranks with
 // other data stop at once; a rank alone, waiting for one that never comes, gives up within its
 // timeout. Every process is bounded in time: a hang fails the test, it never stalls CI.
@@ -56,7 +57,7 @@ struct worker {
 
 // Starts distributed_worker as `rank` of `world` with its output in `log`.
 worker start(int rank, int world, std::uint16_t port, const fs::path& out, const fs::path& log, int shift = 0,
-             int timeout_s = 30) {
+             int timeout_s = 30, bool overlap = true) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string v = *e;
@@ -74,7 +75,8 @@ worker start(int rank, int world, std::uint16_t port, const fs::path& out, const
   for (auto& v : env) envp.push_back(v.data());
   envp.push_back(nullptr);
   std::string program = ORDO_DIST_WORKER, out_arg = out.string(), shift_arg = std::to_string(shift);
-  std::vector<char*> argv{program.data(), out_arg.data(), shift_arg.data(), nullptr};
+  std::string when = overlap ? "during" : "after";
+  std::vector<char*> argv{program.data(), out_arg.data(), shift_arg.data(), when.data(), nullptr};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -152,6 +154,20 @@ TEST_CASE("two ranks on loopback take the steps one process takes on the whole b
   MESSAGE("perplexity figures (nll, tokens; text then examples): 2 ranks " << sharded << ", 1 process " << alone);
   CHECK(sharded == alone);
   CHECK(slurp(s.dir / "params.pt.gather") == "a\nbbbb\n");  // every rank's string, by rank
+
+  // The gradients reduced during the last backward pass of each step (the default, above) or
+  // after the backward passes: the same sums, so the same weights bit for bit.
+  const auto port2 = free_port();
+  auto a0 = start(0, 2, port2, s.dir / "after.pt", s.dir / "after0.log", 0, 30, /*overlap=*/false);
+  auto a1 = start(1, 2, port2, s.dir / "unused-after.pt", s.dir / "after1.log", 0, 30, /*overlap=*/false);
+  const int f0 = finish(a0, deadline), f1 = finish(a1, deadline);
+  INFO("after, rank 0: " << slurp(a0.log));
+  REQUIRE(f0 == 0);
+  REQUIRE(f1 == 0);
+  std::vector<torch::Tensor> after;
+  torch::load(after, (s.dir / "after.pt").string());
+  REQUIRE(after.size() == two_ranks.size());
+  for (std::size_t i = 0; i < after.size(); ++i) CHECK(torch::equal(after[i], two_ranks[i]));
 }
 
 TEST_CASE("ranks started with other data stop at once, naming the rank") {

@@ -1,5 +1,6 @@
-// distributed_worker OUT [SHIFT]: one rank of a data-parallel fine-tune (the process group from
-// torchrun's variables); rank 0 saves the parameters to OUT. SHIFT changes this rank's data.
+// distributed_worker OUT [SHIFT] [after]: one rank of a data-parallel fine-tune (the process group from
+// torchrun's variables); rank 0 saves the parameters to OUT. SHIFT changes this rank's data;
+// "after" reduces the gradients after the backward passes instead of during the last one.
 // Then the ranks share the evaluation of the untrained model (rank 0 writes its figures to
 // OUT.eval) and gather one string each (OUT.gather).
 #include <cstdio>
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   try {
     at::set_num_threads(1);
     auto group = ordo::dist::group::from_environment();
+    // "during" with buckets of 4 KB: several go out while the backward pass runs.
+    if (group && argc > 3) group->set_overlap(std::string(argv[3]) != "after", 4096);
     auto lm = dist_test::model();
     auto o = dist_test::options();
     o.group = group;

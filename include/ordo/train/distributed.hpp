@@ -16,10 +16,12 @@
 #include <chrono>     // std::chrono
 #include <cstdint>    // std::uint64_t
 #include <cstdlib>    // std::getenv
+#include <functional> // std::function
 #include <memory>     // std::shared_ptr
 #include <optional>   // std::optional
 #include <stdexcept>  // std::runtime_error
 #include <string>     // std::string
+#include <utility>    // std::forward, std::move
 #include <vector>     // std::vector
 
 #include <torch/torch.h>
@@ -86,6 +88,10 @@ struct rendezvous {
 
 /// A c10d process group of `size()` ranks, this process being `rank()`.
 class group {
+  // What a collective returns: c10d's Work handle (its type's name differs between LibTorch 1.x
+  // and 2.x).
+  using work_ptr = decltype(std::declval<c10d::ProcessGroup&>().barrier(std::declval<const c10d::BarrierOptions&>()));
+
  public:
   /// Joins the group the environment describes; nullptr when WORLD_SIZE is unset or 1.
   /// `timeout` (e.g. a tool's --dist-timeout) replaces ORDO_DIST_TIMEOUT when given.
@@ -126,6 +132,25 @@ class group {
   int rank() const { return rank_; }
   int size() const { return size_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
+
+  /// Whether the trainer all-reduces the gradients of a step's last backward pass while that
+  /// pass still runs (default), in buckets of about `bucket_bytes`, or after it; the sums are
+  /// the same either way.
+  bool overlap() const { return overlap_; }
+  std::size_t overlap_bucket_bytes() const { return overlap_bucket_bytes_; }
+  void set_overlap(bool on, std::size_t bucket_bytes = std::size_t{16} << 20) {
+    overlap_ = on;
+    overlap_bucket_bytes_ = std::max<std::size_t>(bucket_bytes, 1);
+  }
+
+  /// Starts summing `flat` (one CPU fp32 tensor) over the ranks and returns at once; Gloo works
+  /// on it in its own threads. Call the returned function to wait for the sum (in place); leave
+  /// `flat` alone until then.
+  std::function<void()> all_reduce_sum_async(torch::Tensor flat) {
+    auto tensors = std::make_shared<std::vector<torch::Tensor>>(std::vector<torch::Tensor>{std::move(flat)});
+    auto work = start("all-reduce", [&] { return pg_->allreduce(*tensors); });
+    return [this, work, tensors]() mutable { finish("all-reduce", work, timeout_); };
+  }
 
   /// Sums `tensors` (CPU, fp32) over the ranks, in place, in buckets of about `bucket_bytes`.
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, std::size_t bucket_bytes = std::size_t{32} << 20) {
@@ -213,20 +238,39 @@ class group {
   static std::size_t tensor_bytes(const torch::Tensor& t) { return static_cast<std::size_t>(t.numel()) * t.element_size(); }
   static std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+  error failure(const char* what, std::chrono::milliseconds limit, const std::exception& e) const {
+    return error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": the " + what +
+                 " failed or timed out after " + std::to_string(limit.count() / 1000) +
+                 " s (another rank died or stopped answering?): " + first_line(e.what()));
+  }
+
   template <class Op>
-  void run(const char* what, Op&& op, std::chrono::milliseconds limit = std::chrono::milliseconds(0)) {
-    if (limit.count() == 0) limit = timeout_;
+  work_ptr start(const char* what, Op&& op) {
     try {
-      auto work = op();
-      work->wait(limit);
+      return op();
     } catch (const std::exception& e) {
-      throw error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": the " + what +
-                  " failed or timed out after " + std::to_string(limit.count() / 1000) +
-                  " s (another rank died or stopped answering?): " + first_line(e.what()));
+      throw failure(what, timeout_, e);
     }
   }
 
+  void finish(const char* what, work_ptr& work, std::chrono::milliseconds limit) {
+    try {
+      work->wait(limit);
+    } catch (const std::exception& e) {
+      throw failure(what, limit, e);
+    }
+  }
+
+  template <class Op>
+  void run(const char* what, Op&& op, std::chrono::milliseconds limit = std::chrono::milliseconds(0)) {
+    if (limit.count() == 0) limit = timeout_;
+    auto work = start(what, std::forward<Op>(op));
+    finish(what, work, limit);
+  }
+
   int rank_ = 0, size_ = 1;
+  bool overlap_ = true;
+  std::size_t overlap_bucket_bytes_ = std::size_t{16} << 20;
   std::chrono::milliseconds timeout_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> pg_;

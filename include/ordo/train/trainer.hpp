@@ -29,6 +29,7 @@
 // stream, the norms and the losses stay fp32 (see docs/training.md).
 #pragma once
 
+#include <algorithm>   // std::fill, std::min
 #include <chrono>      // std::chrono::steady_clock
 #include <cmath>       // std::isfinite, std::llround
 #include <cstdint>     // std::int64_t, std::uint64_t
@@ -38,6 +39,7 @@
 #include <iomanip>     // std::setprecision
 #include <mutex>       // std::lock_guard
 #include <numeric>     // std::iota
+#include <optional>    // std::optional
 #include <sstream>     // std::ostringstream
 #include <stdexcept>   // std::invalid_argument, std::runtime_error
 #include <string>      // std::string
@@ -290,6 +292,97 @@ inline std::int64_t load_checkpoint(const std::filesystem::path& path, model::Ca
   return step.toInt();
 }
 
+// The gradients of a step's last backward pass, all-reduced while that pass runs: each
+// parameter's hook sees its gradient as it will be once accumulated (what the step's earlier
+// micro-batches left in .grad plus this pass's part: the same sum AccumulateGrad then makes),
+// copies it into the current bucket, and every ~bucket_bytes the bucket goes to the group
+// asynchronously (Gloo reduces it in its own threads while the backward pass goes on). finish()
+// sends the parameters no hook saw (no gradient in this pass), in parameter order, waits for
+// every bucket and writes the sums into .grad. Every rank must arm it for the same pass: the
+// hooks fire in the autograd engine's order, the same on every rank for the same model, so the
+// buckets match.
+class overlapped_gradients {
+ public:
+  overlapped_gradients(std::vector<torch::Tensor>& params, dist::group& group, std::size_t bucket_bytes)
+      : params_(params), group_(group), bucket_bytes_(bucket_bytes), seen_(params.size(), false) {
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      hooks_.push_back(params_[i].register_hook([this, i](const torch::Tensor& g) {
+        if (!armed_) return;
+        torch::NoGradGuard no_grad;
+        const auto& p = params_[i];
+        take(i, p.grad().defined() ? p.grad() + g : g);
+      }));
+  }
+  overlapped_gradients(const overlapped_gradients&) = delete;
+  overlapped_gradients& operator=(const overlapped_gradients&) = delete;
+  ~overlapped_gradients() {
+    for (std::size_t i = 0; i < hooks_.size(); ++i) params_[i].remove_hook(hooks_[i]);
+  }
+
+  /// The next backward pass is the step's last: reduce its gradients as they come.
+  void arm() { armed_ = true; }
+
+  /// After that pass: the summed gradients in .grad.
+  void finish() {
+    armed_ = false;
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < params_.size(); ++i)
+      if (!seen_[i]) take(i, params_[i].grad().defined() ? params_[i].grad() : torch::zeros_like(params_[i]));
+    launch();
+    for (auto& b : sent_) {
+      b.wait();
+      std::int64_t at = 0;
+      for (const auto i : b.index) {
+        auto& p = params_[i];
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        const auto n = p.numel();
+        p.grad().copy_(b.flat.slice(0, at, at + n).view_as(p));
+        at += n;
+      }
+    }
+    sent_.clear();
+    std::fill(seen_.begin(), seen_.end(), false);
+  }
+
+ private:
+  struct bucket {
+    torch::Tensor flat;
+    std::vector<std::size_t> index;
+    std::function<void()> wait;
+  };
+
+  void take(std::size_t i, const torch::Tensor& full) {
+    seen_[i] = true;
+    parts_.push_back(full.to(torch::kCPU, torch::kFloat32).reshape({-1}));
+    index_.push_back(i);
+    bytes_ += static_cast<std::size_t>(full.numel()) * sizeof(float);
+    if (bytes_ >= bucket_bytes_) launch();
+  }
+
+  void launch() {
+    if (parts_.empty()) return;
+    bucket b;
+    b.flat = torch::cat(parts_);
+    b.index = std::move(index_);
+    b.wait = group_.all_reduce_sum_async(b.flat);
+    sent_.push_back(std::move(b));
+    parts_.clear();
+    index_.clear();
+    bytes_ = 0;
+  }
+
+  std::vector<torch::Tensor>& params_;
+  dist::group& group_;
+  std::size_t bucket_bytes_;
+  std::vector<bool> seen_;
+  std::vector<unsigned> hooks_;
+  bool armed_ = false;
+  std::vector<torch::Tensor> parts_;
+  std::vector<std::size_t> index_;
+  std::size_t bytes_ = 0;
+  std::vector<bucket> sent_;
+};
+
 }  // namespace detail
 
 /// Trains `lm` in place on `examples` (validated against its vocabulary) with `loss`.
@@ -350,6 +443,9 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
 
   lm->train();
   const auto device = lm->device();  // batches go where the model is
+  // Gradients reduced during the last backward pass of each step (removed at the end).
+  std::optional<detail::overlapped_gradients> overlapped;
+  if (o.group && o.group->overlap()) overlapped.emplace(params, *o.group, o.group->overlap_bucket_bytes());
   const auto t0 = std::chrono::steady_clock::now();
   auto last_checkpoint = t0;
   std::int64_t epoch_of_order = -1;
@@ -370,6 +466,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
     const auto k = step % steps_per_epoch;
     const auto first = k * o.grad_accumulation, last = std::min(micro_per_epoch, first + o.grad_accumulation);
     std::vector<data::Batch> window;
+    bool has_final = false;  // the window holds this rank's share of the step's last micro-batch
     std::int64_t scored = 0;
     const int ranks = o.group ? o.group->size() : 1, rank = o.group ? o.group->rank() : 0;
     for (auto m = first; m < last; ++m) {
@@ -377,25 +474,39 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
       for (auto i = m * o.batch_size; i < std::min(n, (m + 1) * o.batch_size); ++i)
         if ((i - m * o.batch_size) % ranks == rank) part.push_back(examples[order[static_cast<std::size_t>(i)]]);
       if (part.empty()) continue;  // a batch smaller than the group: this rank has no share
+      has_final = m + 1 == last;
       window.push_back(data::to_device(data::collate(part, o.pad_id), device));
       scored += window.back().scored_tokens;
     }
-    if (o.group) scored = static_cast<std::int64_t>(o.group->all_reduce_sum({static_cast<double>(scored)})[0]);
+    // Whether this rank's last micro-batch of the step runs a backward pass; with every rank's
+    // yes, its gradients are reduced while that pass runs (detail::overlapped_gradients).
+    const bool last_backward = !window.empty() && window.back().scored_tokens > 0 && has_final;
+    bool overlap = false;
+    if (o.group) {
+      const auto sums = o.group->all_reduce_sum({static_cast<double>(scored), last_backward ? 1.0 : 0.0});
+      scored = static_cast<std::int64_t>(sums[0]);
+      overlap = overlapped.has_value() && static_cast<int>(sums[1]) == ranks;
+    }
     clear_gradients(params);
     double step_loss = 0;
     if (scored > 0) {
-      for (const auto& b : window) {
+      for (std::size_t w = 0; w < window.size(); ++w) {
+        const auto& b = window[w];
         if (b.scored_tokens == 0) continue;
         torch::Tensor l;
         {
           AutocastGuard mixed(o.compute_dtype, device.type());
           l = upcast(loss(lm, b)) / static_cast<double>(scored);
         }
+        if (overlap && w + 1 == window.size()) overlapped->arm();
         l.backward();
         step_loss += l.item<double>();
         r.tokens += b.real_tokens;
       }
-      if (o.group) {  // the whole batch's gradient and loss on every rank
+      if (overlap) {
+        overlapped->finish();
+        step_loss = o.group->all_reduce_sum({step_loss})[0];
+      } else if (o.group) {  // the whole batch's gradient and loss on every rank
         torch::NoGradGuard no_grad;
         std::vector<torch::Tensor> grads;
         for (auto& p : params) {
