@@ -219,6 +219,21 @@ TEST_CASE("the environment: torchrun's variables, checked") {
   CHECK(r.world_size == 2);
   CHECK(r.port == 29501);
   CHECK(r.address == "127.0.0.1");
-  for (const char* k : {"WORLD_SIZE", "RANK", "MASTER_PORT"}) ::unsetenv(k);
+  CHECK(r.local_world_size == 2);  // LOCAL_WORLD_SIZE unset: every rank on this machine
+  ::setenv("LOCAL_WORLD_SIZE", "3", 1);
+  CHECK_THROWS_WITH_AS(ordo::dist::rendezvous::environment(), "LOCAL_WORLD_SIZE=3: must be an integer within [1, 2]",
+                       ordo::dist::error);
+  ::setenv("LOCAL_WORLD_SIZE", "1", 1);
+  CHECK(ordo::dist::rendezvous::environment().local_world_size == 1);
+  for (const char* k : {"WORLD_SIZE", "RANK", "MASTER_PORT", "LOCAL_WORLD_SIZE"}) ::unsetenv(k);
   CHECK(ordo::dist::group::from_environment() == nullptr);  // one process: nothing changes
+}
+
+TEST_CASE("gradients reduced during the backward pass only where a core is free for it") {
+  using g = ordo::dist::group;
+  CHECK_FALSE(g::core_to_spare(2, 2, 1));  // 2 cores, 2 ranks x 1 thread: reducing competes
+  CHECK_FALSE(g::core_to_spare(2, 1, 2));
+  CHECK(g::core_to_spare(4, 2, 1));
+  CHECK(g::core_to_spare(16, 2, 7));
+  CHECK_FALSE(g::core_to_spare(16, 2, 8));
 }
