@@ -89,12 +89,12 @@ inline std::size_t part_syllables(std::string_view part) {
   if (ends_with(lower, "n't") && lower.size() > 3) {
     const auto stem = std::string_view(lower).substr(0, lower.size() - 3);
     if (stem_ends_in_consonant_sound(stem) && stem.back() != 'n') extra = 1;  // "did|n't", not "don't"
-    text.resize(text.size() - 3);
+    text.erase(text.size() - 3);
   } else if ((ends_with(lower, "'ll") || ends_with(lower, "'ve") || ends_with(lower, "'d")) && lower.size() > 2) {
     const std::size_t cut = lower[lower.size() - 2] == '\'' ? 2 : 3;
     if (stem_ends_in_consonant_sound(std::string_view(lower).substr(0, lower.size() - cut)))
       extra = 1;  // "it|'ll", "would|'ve", "that|'d"
-    text.resize(text.size() - cut);
+    text.erase(text.size() - cut);
   } else if ((ends_with(lower, "'re") || ends_with(lower, "'s") || ends_with(lower, "'m")) && lower.size() > 2) {
     const std::size_t cut = lower[lower.size() - 2] == '\'' ? 2 : 3;
     const auto stem = std::string_view(lower).substr(0, lower.size() - cut);
@@ -102,7 +102,7 @@ inline std::size_t part_syllables(std::string_view part) {
         (in(stem.back(), "sxz") || ends_with(stem, "ch") || ends_with(stem, "sh") || ends_with(stem, "ce") ||
          ends_with(stem, "ge")))
       extra = 1;  // "James|'s", "church|'s"
-    text.resize(text.size() - cut);
+    text.erase(text.size() - cut);
   }
 
   // Runs of letters and numbers; other characters separate them.
