@@ -31,6 +31,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <ordo/io/cpu.hpp>                 // blas_core
 #include <ordo/model/language_model.hpp>  // default_model_path
 #include <ordo/pipeline.hpp>
 #include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
@@ -148,6 +149,7 @@ int main(int argc, char** argv) {
   out["ordo_step_seconds"] = step_seconds;
   out["ordo_tokens_per_s"] = ordo_tps;
   out["libtorch"] = std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor);
+  out["blas_core"] = ordo::io::blas_core();  // OpenBLAS's kernels ("" under MKL)
   out["model_gflops_per_step"] = model_flops / 1e9;
   out["model_gflops_per_s"] = achieved / 1e9;
   out["gemm_gflops_per_s"] = gemm_rate / 1e9;

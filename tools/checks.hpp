@@ -5,6 +5,7 @@
 //   ordo::tools::add_threads(app, n)      --threads, 0 (default): the CPUs left idle by others
 //   ordo::tools::check_output_dir(out)    an output directory that can be made and written
 //   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
+//   ordo::tools::warn_if_slow_blas("ordo-study")     OpenBLAS on kernels older than the CPU
 #pragma once
 
 #include <unistd.h>  // getpid
@@ -12,6 +13,7 @@
 #include <cmath>       // std::isfinite
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ofstream
+#include <iostream>    // std::cerr
 #include <stdexcept>   // std::invalid_argument
 #include <string>      // std::string
 
@@ -59,6 +61,12 @@ inline CLI::Option* add_threads(CLI::App& app, int& threads) {
 
 /// The thread count to use for a --threads value (0: idle_cpus()).
 inline int resolve_threads(int threads) { return threads > 0 ? threads : ordo::io::idle_cpus(); }
+
+/// "ordo-study: warning: OpenBLAS runs its generic Prescott kernels ..." on stderr when the
+/// process's OpenBLAS fell back to kernels older than the CPU (ordo::io::slow_blas_warning).
+inline void warn_if_slow_blas(const std::string& program) {
+  if (const auto w = ordo::io::slow_blas_warning()) std::cerr << program << ": warning: " << *w << "\n";
+}
 
 /// Fails unless `out` can become an output directory: not empty, not an existing file, and the
 /// nearest existing directory on its path writable (probed with a file that is removed again).

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
       if (const auto bad = ordo::detail::utf8::first_invalid(*value))
         throw std::invalid_argument(std::string(flag) + " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
     at::set_num_threads(ordo::tools::resolve_threads(threads));
+    ordo::tools::warn_if_slow_blas("ordo-generate");
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     std::string text = prompt;
     if (!raw) {

@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
     const auto where = device.resolve();  // before any work
     const auto text = ordo::data::read_text_file(text_path);  // a regular UTF-8 file of bounded size
     at::set_num_threads(ordo::tools::resolve_threads(threads));
+    ordo::tools::warn_if_slow_blas("ordo-perplexity");
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     const auto ids32 = model.tokenizer.encode(text.text);
     if (ids32.size() < 2)

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
     ordo::tools::check_output_dir(out_dir);
 
     options.threads = ordo::tools::resolve_threads(options.threads);
+    ordo::tools::warn_if_slow_blas("ordo-prune-scan");
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();

@@ -2,9 +2,11 @@
 // idle (Linux: sched_getaffinity and /proc/stat). Torch-free. ordo's tools take their default
 // thread count from idle_cpus(): an OpenMP thread on a CPU another process keeps busy waits for
 // its time slice at every parallel region, which on a 2-CPU machine made generation 10-20 times
-// slower than one thread (docs/errors.md, "Threads").
+// slower than one thread (docs/errors.md, "Threads"). Also which kernels the process's OpenBLAS
+// chose (blas_core()), and a warning when it fell back to generic ones (slow_blas_warning()).
 #pragma once
 
+#include <dlfcn.h>  // dlsym, RTLD_DEFAULT
 #include <sched.h>  // sched_getaffinity, CPU_COUNT
 
 #include <chrono>   // std::chrono::milliseconds
@@ -12,6 +14,7 @@
 #include <cstdlib>  // std::atoi
 #include <fstream>  // std::ifstream
 #include <map>      // std::map
+#include <optional> // std::optional
 #include <sstream>  // std::istringstream
 #include <string>   // std::string
 #include <thread>   // std::this_thread::sleep_for
@@ -77,6 +80,38 @@ inline int idle_cpus(std::chrono::milliseconds sample = std::chrono::millisecond
   }
   if (idle < 1) idle = 1;
   return idle < usable ? idle : usable;
+}
+
+/// The kernel family of the OpenBLAS this process runs on ("Haswell", "SkylakeX", "Prescott",
+/// ...; OPENBLAS_CORETYPE chooses it), or "" when the process has no OpenBLAS (LibTorch with MKL,
+/// or no LibTorch). Looked up at run time: nothing links against OpenBLAS for it.
+inline std::string blas_core() {
+  using corename_fn = char* (*)();
+  const auto f = reinterpret_cast<corename_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = f ? f() : nullptr;
+  return name ? std::string(name) : std::string();
+}
+
+/// The warning for OpenBLAS on its generic "Prescott" kernels on a CPU with AVX2 or AVX-512
+/// (an OpenBLAS older than the CPU, e.g. Debian 12's 0.3.21 on Sapphire or Emerald Rapids):
+/// matrix products then run ~4x slower and their sums depend on the thread count. nullopt when
+/// the kernels fit the CPU.
+inline std::optional<std::string> slow_blas_warning(const std::string& core, bool avx2, bool avx512) {
+  std::string lower;
+  for (const char c : core) lower.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+  if (lower != "prescott" || !(avx2 || avx512)) return std::nullopt;
+  return std::string("OpenBLAS runs its generic Prescott kernels on this ") + (avx512 ? "AVX-512" : "AVX2") +
+         " CPU (it does not know the model): matrix products are ~4x slower and their sums depend on the thread "
+         "count; set OPENBLAS_CORETYPE=" + (avx512 ? "SkylakeX" : "Haswell") + " (./ordo does)";
+}
+
+/// slow_blas_warning() for this process and CPU.
+inline std::optional<std::string> slow_blas_warning() {
+#if defined(__x86_64__) || defined(__i386__)
+  return slow_blas_warning(blas_core(), __builtin_cpu_supports("avx2"), __builtin_cpu_supports("avx512f"));
+#else
+  return std::nullopt;
+#endif
 }
 
 }  // namespace ordo::io
