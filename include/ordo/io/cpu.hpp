@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>  // dlsym, RTLD_DEFAULT
 #include <sched.h>  // sched_getaffinity, CPU_COUNT
+#include <strings.h>  // strcasecmp
 
 #include <chrono>   // std::chrono::milliseconds
 #include <cstdint>  // std::uint64_t
@@ -97,9 +98,7 @@ inline std::string blas_core() {
 /// matrix products then run ~4x slower and their sums depend on the thread count. nullopt when
 /// the kernels fit the CPU.
 inline std::optional<std::string> slow_blas_warning(const std::string& core, bool avx2, bool avx512) {
-  std::string lower;
-  for (const char c : core) lower.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
-  if (lower != "prescott" || !(avx2 || avx512)) return std::nullopt;
+  if (strcasecmp(core.c_str(), "prescott") != 0 || !(avx2 || avx512)) return std::nullopt;
   return std::string("OpenBLAS runs its generic Prescott kernels on this ") + (avx512 ? "AVX-512" : "AVX2") +
          " CPU (it does not know the model): matrix products are ~4x slower and their sums depend on the thread "
          "count; set OPENBLAS_CORETYPE=" + (avx512 ? "SkylakeX" : "Haswell") + " (./ordo does)";
