@@ -59,13 +59,17 @@ function(ordo_add_output_test name)
   set_tests_properties(${name} PROPERTIES SKIP_REGULAR_EXPRESSION "ORDO-SKIPPED: ")
 endfunction()
 
-# ordo_add_failure_test(<test-name> COMMAND <cmd...> EXPECT <regex> [NOT_CREATED <path>])
-# Passes when the command fails (exit status != 0) with one line on stderr matching EXPECT and
-# without creating NOT_CREATED.
+# ordo_add_failure_test(<test-name> COMMAND <cmd...> EXPECT <regex> [NOT_CREATED <path>]
+#                       [EXIT <status>])
+# Passes when the command exits with status EXIT (default 1, what docs/errors.md promises) with
+# one line on stderr matching EXPECT and without creating NOT_CREATED.
 function(ordo_add_failure_test name)
-  cmake_parse_arguments(arg "" "EXPECT;NOT_CREATED" "COMMAND" ${ARGN})
+  cmake_parse_arguments(arg "" "EXPECT;NOT_CREATED;EXIT" "COMMAND" ${ARGN})
+  if(NOT DEFINED arg_EXIT)
+    set(arg_EXIT 1)
+  endif()
   list(JOIN arg_COMMAND "|" cmd)
   add_test(NAME ${name}
     COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${cmd}" "-DEXPECT=${arg_EXPECT}" "-DNOT_CREATED=${arg_NOT_CREATED}"
-      -P ${PROJECT_SOURCE_DIR}/cmake/ordo_check_failure.cmake)
+      "-DEXIT=${arg_EXIT}" -P ${PROJECT_SOURCE_DIR}/cmake/ordo_check_failure.cmake)
 endfunction()

@@ -1,7 +1,7 @@
-# cmake -DCOMMAND=prog|arg... -DEXPECT=regex [-DNOT_CREATED=path] -P ordo_check_failure.cmake
-# Passes when the command exits with a status other than 0 (and was not killed by a signal), its
-# standard error is exactly one line matching EXPECT, and NOT_CREATED does not exist afterwards
-# (a tool that fails early writes nothing). The warning a tool gives on a machine whose OpenBLAS
+# cmake -DCOMMAND=prog|arg... -DEXPECT=regex [-DNOT_CREATED=path] [-DEXIT=status] -P ordo_check_failure.cmake
+# Passes when the command exits with status EXIT (without EXIT: any status other than 0; a command
+# killed by a signal never passes), its standard error is exactly one line matching EXPECT, and
+# NOT_CREATED does not exist afterwards (a tool that fails early writes nothing). The warning a tool gives on a machine whose OpenBLAS
 # runs generic kernels ("ordo-x: warning: OpenBLAS runs ...", before the work) is not counted.
 string(REPLACE "|" ";" command "${COMMAND}")
 if(DEFINED NOT_CREATED AND NOT NOT_CREATED STREQUAL "")
@@ -14,6 +14,9 @@ if(rc EQUAL 0)
 endif()
 if(NOT rc MATCHES "^[0-9]+$")
   message(FATAL_ERROR "the command did not exit normally: ${rc}")
+endif()
+if(DEFINED EXIT AND NOT EXIT STREQUAL "" AND NOT rc EQUAL EXIT)
+  message(FATAL_ERROR "the command exited with status ${rc}; expected ${EXIT}")
 endif()
 string(REGEX REPLACE "(^|\n)[a-z-]+: warning: OpenBLAS runs [^\n]*\n" "\\1" err "${err}")
 string(REGEX REPLACE "\n$" "" line "${err}")

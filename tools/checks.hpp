@@ -13,6 +13,7 @@
 #include <cmath>       // std::isfinite
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ofstream
+#include <optional>    // std::optional
 #include <iostream>    // std::cerr
 #include <stdexcept>   // std::invalid_argument
 #include <string>      // std::string
@@ -98,6 +99,19 @@ inline void one_line_errors(CLI::App& app, const std::string& tool) {
   app.failure_message([tool](const CLI::App*, const CLI::Error& e) {
     return tool + ": " + e.what() + " (--help lists the options)\n";
   });
+}
+
+/// Parses the command line. Returns the status the tool must exit with when it should stop here:
+/// 0 after --help, 1 after an error (printed by one_line_errors' message), as for the tools' other
+/// errors; CLI11's own codes (105 for a failed validator, 106 for an unknown option...) would
+/// make "exit status 1" depend on which check caught the mistake.
+[[nodiscard]] inline std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  }
 }
 
 }  // namespace ordo::tools

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/false);
   ordo::tools::one_line_errors(app, "ordo-compress");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   options.budget.prune_recovery = !no_recovery;
   options.budget.prune_recovery_loss =
       recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;

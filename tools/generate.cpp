@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-generate");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
 
   try {
     const auto where = device.resolve();  // before any work

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-perplexity");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   options.protocol =
       protocol == "halves" ? ordo::eval::perplexity_protocol::halves : ordo::eval::perplexity_protocol::sliding;
   try {

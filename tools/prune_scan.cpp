@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/false);
   ordo::tools::one_line_errors(app, "ordo-prune-scan");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   namespace fs = std::filesystem;
   try {
     // Everything checked before any work.

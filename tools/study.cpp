@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
   ordo::tools::dist_flags dist;
   dist.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-study");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   try {
     auto o = ordo::study::preset(preset);
     o.where = device.resolve();  // before any work

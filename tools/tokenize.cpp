@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-special-tokens", no_special, "never add BOS/EOS");
   app.add_flag("--split-special", split_special, "spell special tokens written in the text as ordinary text");
   ordo::tools::one_line_errors(app, "ordo-tokenize");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   try {
     if (save->count()) {
       ordo::tools::check_output_dir(save_dir, "--save-tokenizer");
