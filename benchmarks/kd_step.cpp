@@ -5,7 +5,10 @@
 //
 //   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
 //                      [--dtype float32|bfloat16] [--python /work/venv/py/bin/python]
-//                      [--script benchmarks/kd_step.py] [--profile TRACE.json]
+//                      [--script benchmarks/kd_step.py] [--profile TRACE.json] [--vocab-chunk N]
+//
+// --vocab-chunk N: ordo's loss over the vocabulary fused, N rows at a time
+// (Context::vocab_loss_chunk, train/vocab_loss.hpp; float32); 0 (default): the unfused loss.
 //
 // --dtype bfloat16: mixed precision on both sides: fp32 master weights, forward and loss under
 // CPU autocast in bf16 (ordo: Context::train_dtype; PyTorch: torch.autocast("cpu", bfloat16)).
@@ -71,6 +74,7 @@ int main(int argc, char** argv) {
       std::cout << "ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]\n"
                    "                   [--dtype float32|bfloat16] [--python PATH] [--script kd_step.py]\n"
                    "                   [--profile TRACE.json]  (LibTorch operators of ordo's run, chrome://tracing)\n"
+                   "                   [--vocab-chunk N]  (ordo's vocabulary loss fused, N rows at a time; 0: unfused)\n"
                    "--threads defaults to the number of hardware threads.\n";
       return 0;
     }
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
   ordo::Context ctx;
   ctx.teacher = std::make_shared<ordo::DenseModel>(base);
   ctx.train_dtype = dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
+  ctx.vocab_loss_chunk = std::stoll(arg(argc, argv, "vocab-chunk", "0"));
   std::mt19937_64 rng(0);
   const auto vocab = base.config().vocab_size;
   for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
@@ -146,6 +151,7 @@ int main(int argc, char** argv) {
   out["timed_steps"] = steps;
   out["threads"] = threads;
   out["dtype"] = dtype;
+  out["vocab_loss_chunk"] = ctx.vocab_loss_chunk;
   out["ordo_step_seconds"] = step_seconds;
   out["ordo_tokens_per_s"] = ordo_tps;
   out["libtorch"] = std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor);

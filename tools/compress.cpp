@@ -8,7 +8,8 @@
 //                 [--teacher PATH]
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
 //                 [--prune-recovery cross-entropy|distillation] [--format hf|gguf] [--gguf-type f32|f16|bf16|q8_0]
-//                 [--gguf-ffn padded|per-layer] [--dist-timeout S]
+//                 [--gguf-ffn padded|per-layer] [--dist-timeout S] [--dist-overlap auto|on|off]
+//                 [--vocab-loss-chunk N]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
@@ -88,6 +89,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
+  std::int64_t vocab_loss_chunk = 0;
+  app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
+                 "KD: the loss over the vocabulary fused, N rows at a time (float32 training; last digits differ); "
+                 "0: unfused")
+      ->check(ordo::tools::non_negative)
+      ->capture_default_str();
   ordo::tools::add_threads(app, options.threads);
   ordo::tools::device_flags device;
   device.add_to(app);
@@ -130,6 +137,7 @@ int main(int argc, char** argv) {
     context.group = group;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
     context.train_dtype = ordo::study::default_train_dtype(where.device);
+    context.vocab_loss_chunk = vocab_loss_chunk;
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
 
@@ -251,6 +259,7 @@ int main(int argc, char** argv) {
     summary["prune_importance"] = importance;
     summary["prune_allocation"] = allocation;
     summary["prune_recovery"] = no_recovery ? "none" : recovery;
+    summary["vocab_loss_chunk"] = vocab_loss_chunk;
     summary["device"] = ordo::model::device_name(where.device);
     summary["dtype"] = ordo::model::torch_dtype_name(where.dtype);
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

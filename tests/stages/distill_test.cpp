@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include <ordo/pipeline.hpp>
 #include <ordo/stages/distill.hpp>
@@ -233,4 +234,88 @@ TEST_CASE("invalid run-time inputs are clear errors") {
   ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2), smol_again));
   ctx.budget.epochs = 1;
   CHECK_NOTHROW(ordo::apply_stage(kd, student, ctx));
+}
+
+namespace {
+
+// The unfused loss and the fused one on the same batch: loss, CE, KL, and every gradient.
+void check_fused_equals_unfused(bool tied, std::int64_t teacher_vocab, std::int64_t chunk) {
+  auto config = tiny_config(40, 40);
+  config.tie_word_embeddings = tied;
+  auto student = tiny_decoder(config, 11, 0.5);  // far from uniform: large logits, peaked softmaxes
+  auto tc = tiny_config(teacher_vocab, 40);
+  auto teacher = tiny_decoder(tc, 12, 0.5);
+  auto b = ordo::data::collate(sequences(6));
+  torch::Tensor target;
+  {
+    torch::NoGradGuard no_grad;
+    target = teacher->forward(b.ids, b.attention_mask);
+  }
+  const double T = 4.0, alpha = 0.3;
+  auto reference = ordo::distill::loss_terms(student->forward(b.ids, b.attention_mask), target, b.labels, T, alpha);
+  reference.loss.backward();
+  std::map<std::string, torch::Tensor> grads;
+  for (const auto& p : student->named_parameters()) {
+    grads[p.key()] = p.value().grad().clone();
+    p.value().mutable_grad() = torch::Tensor();
+  }
+  const auto h = student->hidden(b.ids, b.attention_mask);
+  const auto scored = b.labels.slice(1, 1) != ordo::data::ignore_index;
+  auto fused = ordo::train::chunked_kd_loss(h.slice(1, 0, h.size(1) - 1).index({scored}), student->head_weight(),
+                                            target.slice(1, 0, target.size(1) - 1).index({scored}),
+                                            b.labels.slice(1, 1).index({scored}), T, alpha, chunk);
+  fused.loss.backward();
+  const auto rel = [](const torch::Tensor& a, const torch::Tensor& r) {
+    return (a - r).abs().max().item<double>() / std::max(1e-30, r.abs().max().item<double>());
+  };
+  CHECK(rel(fused.loss, reference.loss) < 1e-5);
+  CHECK(rel(fused.ce, reference.ce) < 1e-5);
+  CHECK(rel(fused.kl, reference.kl) < 1e-5);
+  double worst = 0;
+  for (const auto& p : student->named_parameters()) {
+    REQUIRE(p.value().grad().defined());
+    worst = std::max(worst, rel(p.value().grad(), grads[p.key()]));
+  }
+  MESSAGE("tied " << tied << ", teacher vocab " << teacher_vocab << ", chunk " << chunk << ": loss "
+                  << reference.loss.item<double>() << ", worst gradient difference (relative) " << worst);
+  CHECK(worst < 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("the fused, chunked vocabulary loss gives the unfused loss and its gradients") {
+  check_fused_equals_unfused(true, 40, 7);     // tied head, chunks that do not divide the rows
+  check_fused_equals_unfused(false, 48, 1000);  // separate head, one chunk, a larger teacher vocabulary
+  check_fused_equals_unfused(false, 33, 1);     // a smaller teacher vocabulary: KL over its 33 entries
+}
+
+TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss does; what it cannot do is an error") {
+  auto base = dense(tiny_lm(1));
+  ordo::Context ctx;
+  ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
+  ctx.train = sequences(8);
+  ctx.budget.train_samples = 8;
+  ctx.budget.epochs = 2;
+  ctx.budget.batch_size = 4;
+  ctx.budget.distill_learning_rate = 1e-3;
+  auto unfused = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  ctx.vocab_loss_chunk = 5;
+  auto fused = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  double moved = 0, apart = 0;
+  auto pu = unfused.lm()->named_parameters();
+  auto p0 = base.lm()->named_parameters();
+  for (const auto& p : fused.lm()->named_parameters()) {
+    moved = std::max(moved, (pu[p.key()] - p0[p.key()]).abs().max().item<double>());
+    apart = std::max(apart, (p.value() - pu[p.key()]).abs().max().item<double>());
+  }
+  MESSAGE("weights moved up to " << moved << "; fused and unfused apart by up to " << apart);
+  CHECK(moved > 1e-4);
+  CHECK(apart < 1e-2 * moved);  // AdamW divides by sqrt(v): last-digit gradient differences grow where v is tiny
+  ctx.train_dtype = torch::kBFloat16;
+  CHECK(error_of([&] { ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx); }) ==
+        "ordo::Distill<T=4, alpha=0.3>: the fused vocabulary loss (Context::vocab_loss_chunk) trains in float32 only");
+  ctx.train_dtype = torch::kFloat32;
+  ctx.vocab_loss_chunk = -1;
+  CHECK(error_of([&] { ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx); }) ==
+        "ordo::Distill<T=4, alpha=0.3>: Context::vocab_loss_chunk must be >= 0");
 }

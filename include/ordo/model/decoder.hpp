@@ -457,9 +457,31 @@ class CausalLMImpl : public torch::nn::Module {
 
   /// input_ids [B, T] (int64); attention_mask [B, past + T] of 1 (real) / 0 (padding), or
   /// undefined for no padding; cache: extended in place when given. Positions count from the
-  /// cache length.
+  /// cache length. Logits [B, T, vocab] in fp32: head(hidden(...)).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         kv_cache* cache = nullptr) {
+    return head(hidden(input_ids, attention_mask, cache));
+  }
+
+  /// The LM head on final hidden states [..., hidden]: logits [..., vocab] in fp32.
+  torch::Tensor head(const torch::Tensor& x) {
+    if (lm_head) return lm_head(x).to(torch::kFloat32);  // dense or NF4
+    const auto& w = model->embed_tokens->weight;
+    if (auto y = detail::single_row_product(x, w); y.defined()) return y;
+    return torch::matmul(x, w.t()).to(torch::kFloat32);
+  }
+
+  /// The head's dense weight [vocab, hidden] (the embeddings' when tied); undefined when the head
+  /// is NF4.
+  torch::Tensor head_weight() const {
+    if (!lm_head) return model->embed_tokens->weight;
+    return lm_head->quantized() ? torch::Tensor() : lm_head->weight;
+  }
+
+  /// The final hidden states [B, T, hidden] (after the last norm), in the model's dtype: what
+  /// head() turns into logits. Arguments as forward's.
+  torch::Tensor hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                       kv_cache* cache = nullptr) {
     TORCH_CHECK(input_ids.dim() == 2, "ordo::model::CausalLM: input_ids must be [batch, tokens]");
     const auto B = input_ids.size(0), T = input_ids.size(1);
     const std::int64_t past = cache ? cache->length() : 0;
@@ -490,11 +512,7 @@ class CausalLMImpl : public torch::nn::Module {
       auto layer = model->layers->ptr<DecoderLayerImpl>(i);
       x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr);
     }
-    x = model->norm(x);
-    if (lm_head) return lm_head(x).to(torch::kFloat32);  // dense or NF4
-    const auto& w = model->embed_tokens->weight;
-    if (auto y = detail::single_row_product(x, w); y.defined()) return y;
-    return torch::matmul(x, w.t()).to(torch::kFloat32);
+    return model->norm(x);
   }
 
   Linear lm_head{nullptr};  // null when tied to the embeddings

@@ -27,6 +27,10 @@ struct Context {
   Budget budget;
   std::uint64_t seed = 0;
   torch::ScalarType train_dtype = torch::kFloat32;  // bf16 pays on CPUs with AVX-512 BF16
+  /// > 0: distillation computes its loss over the vocabulary fused, this many rows at a time
+  /// (train/vocab_loss.hpp; float32 training with a dense head; the last digits differ from the
+  /// default, unfused loss). 0: the unfused loss.
+  std::int64_t vocab_loss_chunk = 0;
   std::filesystem::path work_dir;                   // checkpoints of long stages ("" : none)
   /// With work_dir: a training checkpoint at most every so many seconds (0: at the end only),
   /// and whether the end of a training run writes one (a caller that keeps the stage's result

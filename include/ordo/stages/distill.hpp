@@ -32,6 +32,7 @@
 #include <ordo/model/dense_model.hpp>      // DenseModel
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
 #include <ordo/train/trainer.hpp>          // train, TrainOptions, token_cross_entropy_sum
+#include <ordo/train/vocab_loss.hpp>       // chunked_kd_loss
 
 namespace ordo {
 
@@ -128,13 +129,25 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   auto teacher_lm = const_cast<DenseModel&>(teacher).lm();  // a handle: the teacher itself, frozen
   teacher_lm->eval();
   const double T = S::temperature, alpha = S::alpha;
+  const auto chunk = context.vocab_loss_chunk;
+  if (chunk < 0) throw std::invalid_argument(who + ": Context::vocab_loss_chunk must be >= 0");
+  if (chunk > 0 && context.train_dtype != torch::kFloat32)
+    throw std::invalid_argument(who + ": the fused vocabulary loss (Context::vocab_loss_chunk) trains in float32 only");
+  if (chunk > 0 && (!student->head_weight().defined() || student->head_weight().scalar_type() != torch::kFloat32))
+    throw std::invalid_argument(who + ": the fused vocabulary loss (Context::vocab_loss_chunk) needs a float32 dense head");
   auto loss = [&](model::CausalLM& lm, const data::Batch& b) {
     torch::Tensor target;
     {
       torch::NoGradGuard no_grad;
       target = teacher_lm->forward(b.ids, b.attention_mask);
     }
-    return distill::loss_terms(lm->forward(b.ids, b.attention_mask), target, b.labels, T, alpha).loss;
+    if (chunk == 0) return distill::loss_terms(lm->forward(b.ids, b.attention_mask), target, b.labels, T, alpha).loss;
+    const auto h = lm->hidden(b.ids, b.attention_mask);
+    const auto scored = b.labels.slice(1, 1) != data::ignore_index;  // [B, S-1]
+    const auto rows = h.slice(1, 0, h.size(1) - 1).index({scored.to(h.device())});
+    const auto q = target.slice(1, 0, target.size(1) - 1).index({scored.to(target.device())}).to(h.device());
+    const auto y = b.labels.slice(1, 1).index({scored}).to(h.device());
+    return train::chunked_kd_loss(rows, lm->head_weight(), q, y, T, alpha, chunk).loss;
   };
   train::train(student, examples, loss, options, context.progress);
   student->eval();
