@@ -27,6 +27,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <ordo/io/cpu.hpp>  // retain_freed_memory
 #include <ordo/model/config.hpp>
 #include <ordo/model/decoder.hpp>
 #include <ordo/model/device.hpp>
@@ -63,6 +64,7 @@ double peak_host_gib() {  // VmHWM: the resident set's high-water mark
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool retains = ordo::io::retain_freed_memory();  // as the tools do
   CLI::App app{"ordo-bench-scale: KD steps on random-weight models of published shapes"};
   std::string shape, teacher_shape, device_text = "cpu", dtype_text = "float32";
   int steps = 3, threads = 2;
@@ -151,7 +153,8 @@ int main(int argc, char** argv) {
               c10::cuda::CUDACachingAllocator::getDeviceStats(where.device.index()).allocated_bytes[0].peak) /
           (1024.0 * 1024.0 * 1024.0);
 #endif
-    nlohmann::json out = {{"shape", shape},
+    nlohmann::json out = {{"malloc_retains_freed", retains},
+                          {"shape", shape},
                           {"teacher_shape", teacher_shape.empty() ? shape : teacher_shape},
                           {"student_params", student_params},
                           {"teacher_params", teacher_params},

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <ordo/io/cpu.hpp>  // retain_freed_memory
 #include <ordo/model/language_model.hpp>
 
 namespace {
@@ -41,6 +42,7 @@ nlohmann::json run_python(const std::string& python, const std::string& model, i
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool retains = ordo::io::retain_freed_memory();  // as the tools do
   CLI::App app{"ordo-bench-decoder: prefill and decode speed against transformers"};
   std::string model_path, python = std::getenv("ORDO_BENCH_PYTHON") ? std::getenv("ORDO_BENCH_PYTHON") : "";
   int prompt = 256, decode = 64, threads = 2;
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
       {"prompt_tokens", prompt},
       {"decode_tokens", decode},
       {"threads", threads},
+      {"malloc_retains_freed", retains},
       {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
   if (!python.empty()) {
     auto py = run_python(python, m.source.string(), prompt, decode, threads);

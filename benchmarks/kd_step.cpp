@@ -34,7 +34,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
-#include <ordo/io/cpu.hpp>                 // blas_core
+#include <ordo/io/cpu.hpp>                 // blas_core, retain_freed_memory
 #include <ordo/model/language_model.hpp>  // default_model_path
 #include <ordo/pipeline.hpp>
 #include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
@@ -50,25 +50,32 @@ std::string arg(int argc, char** argv, const std::string& name, const std::strin
   return fallback;
 }
 
+// Runs the Python side; its JSON line, or a string saying why there is none (the script's last line
+// of output, e.g. the exception that stopped it).
 nlohmann::json run_python(const std::string& command) {
-  std::FILE* pipe = ::popen((command + " 2>/dev/null").c_str(), "r");
-  if (!pipe) return nullptr;
+  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return "cannot start: " + command;
   std::string out;
   char buf[4096];
   while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-  if (::pclose(pipe) != 0) return nullptr;
+  const int status = ::pclose(pipe);
   const auto at = out.rfind("{\"impl\"");
-  if (at == std::string::npos) return nullptr;
-  try {
-    return nlohmann::json::parse(out.substr(at));
-  } catch (...) {
-    return nullptr;
+  if (status == 0 && at != std::string::npos) {
+    try {
+      return nlohmann::json::parse(out.substr(at, out.find('\n', at) - at));
+    } catch (const std::exception& e) {
+      return std::string("unreadable JSON from ") + command + ": " + e.what();
+    }
   }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  const auto line = out.rfind('\n');
+  return "failed (" + command + "): " + (line == std::string::npos ? out : out.substr(line + 1));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool retains = ordo::io::retain_freed_memory();  // as the tools do
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       std::cout << "ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]\n"
@@ -156,15 +163,17 @@ int main(int argc, char** argv) {
   out["ordo_tokens_per_s"] = ordo_tps;
   out["libtorch"] = std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor);
   out["blas_core"] = ordo::io::blas_core();  // OpenBLAS's kernels ("" under MKL)
+  out["malloc_retains_freed"] = retains;     // false: a MALLOC_* variable (or not glibc)
   out["model_gflops_per_step"] = model_flops / 1e9;
   out["model_gflops_per_s"] = achieved / 1e9;
   out["gemm_gflops_per_s"] = gemm_rate / 1e9;
   out["gemm_fraction"] = achieved / gemm_rate;
   out["goals"] = {{"ordo_over_pytorch", 1.5}, {"gemm_fraction", 0.6}};
-  out["pytorch"] = py.is_null() ? nlohmann::json("unavailable: " + python + " " + script) : py;
-  out["pytorch_tokens_per_s"] = py.is_null() ? nlohmann::json(nullptr) : py["tokens_per_s"];
+  const bool have_py = py.is_object();
+  out["pytorch"] = py;
+  out["pytorch_tokens_per_s"] = have_py ? py["tokens_per_s"] : nlohmann::json(nullptr);
   out["ordo_over_pytorch"] =
-      py.is_null() ? nlohmann::json(nullptr) : nlohmann::json(ordo_tps / py["tokens_per_s"].get<double>());
+      have_py ? nlohmann::json(ordo_tps / py["tokens_per_s"].get<double>()) : nlohmann::json(nullptr);
   std::cout << out.dump() << std::endl;
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <ordo/io/cpu.hpp>  // retain_freed_memory
 #include <ordo/paper/paper_study.hpp>  // prepare_data, execute, the stages
 
 namespace {
@@ -54,6 +55,7 @@ struct stage_recorder {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool retains = ordo::io::retain_freed_memory();  // as the tools do
   namespace study = ordo::study;
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
   out["benchmark"] = "study_sharing";
   out["model"] = model_path;
   out["threads"] = threads;
+  out["malloc_retains_freed"] = retains;
   out["order"] = order;
   out["budget"] = {{"calibration_samples", ctx.calibration.size()},
                    {"train_samples", budget.train_samples},

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
     const bool writer = !group || group->rank() == 0;
     options.threads = ordo::tools::resolve_threads(options.threads);
     ordo::tools::warn_if_slow_blas("ordo-compress");
+    ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     at::set_num_threads(options.threads);
     torch::manual_seed(options.seed);
     const auto started = std::chrono::steady_clock::now();

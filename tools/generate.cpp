@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
         throw std::invalid_argument(std::string(flag) + " is not valid UTF-8 (byte " + std::to_string(*bad) + ")");
     at::set_num_threads(ordo::tools::resolve_threads(threads));
     ordo::tools::warn_if_slow_blas("ordo-generate");
+    ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     std::string text = prompt;
     if (!raw) {

@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
     const auto text = ordo::data::read_text_file(text_path);  // a regular UTF-8 file of bounded size
     at::set_num_threads(ordo::tools::resolve_threads(threads));
     ordo::tools::warn_if_slow_blas("ordo-perplexity");
+    ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     const auto ids32 = model.tokenizer.encode(text.text);
     if (ids32.size() < 2)

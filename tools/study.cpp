@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
     o.out_dir = out;
     o.threads = ordo::tools::resolve_threads(threads);
     ordo::tools::warn_if_slow_blas("ordo-study");
+    ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     o.data = data_options.resolve();
     ordo::tools::check_output_dir(o.out_dir);
     if (train > 0) o.budget.train_samples = train;

@@ -1,8 +1,15 @@
 // The CPUs a tool may use, and the warning for OpenBLAS on kernels older than the CPU
-// (ordo/io/cpu.hpp).
+// (ordo/io/cpu.hpp), and malloc keeping freed memory.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <string>
+
+#if defined(__GLIBC__)
+#include <malloc.h>  // mallinfo2
+#endif
 
 #include <ordo/io/cpu.hpp>
 
@@ -34,3 +41,45 @@ TEST_CASE("a process without OpenBLAS has no BLAS core name") {
   CHECK(ordo::io::blas_core().empty());
   CHECK_FALSE(ordo::io::slow_blas_warning());
 }
+
+TEST_CASE("a malloc variable the user set wins over retain_freed_memory") {
+  using ordo::io::user_malloc_setting;
+  std::map<std::string, std::string> env;
+  const auto lookup = [&](const char* name) -> const char* {
+    const auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  CHECK_FALSE(user_malloc_setting(lookup));
+  env["MALLOC_ARENA_MAX"] = "2";  // not about unmapping: ignored
+  CHECK_FALSE(user_malloc_setting(lookup));
+  env["MALLOC_MMAP_THRESHOLD_"] = "65536";
+  CHECK(user_malloc_setting(lookup) == std::string("MALLOC_MMAP_THRESHOLD_"));
+  env["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0";
+  CHECK(user_malloc_setting(lookup) == std::string("GLIBC_TUNABLES"));
+}
+
+#if defined(__GLIBC__)
+namespace {
+// Number of blocks malloc serves from their own mmap while a 64 MiB block is held.
+std::size_t mapped_blocks_holding_64_mib() {
+  constexpr std::size_t size = std::size_t{64} << 20;
+  char* volatile p = static_cast<char*>(std::malloc(size));
+  REQUIRE(p != nullptr);
+  std::memset(p, 1, 4096);
+  const std::size_t blocks = mallinfo2().hblks;
+  std::free(p);
+  return blocks;
+}
+}  // namespace
+
+TEST_CASE("retain_freed_memory: large blocks come from the heap, not from mmap") {
+  if (ordo::io::user_malloc_setting([](const char* n) { return std::getenv(n); })) {
+    CHECK_FALSE(ordo::io::retain_freed_memory());
+    return;  // the user's malloc settings hold; nothing else to check
+  }
+  const std::size_t before = mapped_blocks_holding_64_mib();
+  CHECK(before >= 1);  // glibc's default: above 32 MiB always its own mapping
+  REQUIRE(ordo::io::retain_freed_memory());
+  CHECK(mapped_blocks_holding_64_mib() == before - 1);
+}
+#endif

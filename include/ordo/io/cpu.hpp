@@ -4,15 +4,18 @@
 // its time slice at every parallel region, which on a 2-CPU machine made generation 10-20 times
 // slower than one thread (docs/errors.md, "Threads"). Also which kernels the process's OpenBLAS
 // chose (blas_core()), and a warning when it fell back to generic ones (slow_blas_warning()).
+// And retain_freed_memory(): glibc's malloc keeps freed blocks for reuse instead of unmapping them.
 #pragma once
 
 #include <dlfcn.h>  // dlsym, RTLD_DEFAULT
+#include <malloc.h>  // mallopt, M_MMAP_MAX, M_TRIM_THRESHOLD (glibc)
 #include <sched.h>  // sched_getaffinity, CPU_COUNT
 #include <strings.h>  // strcasecmp
 
 #include <chrono>   // std::chrono::milliseconds
+#include <climits>  // INT_MAX
 #include <cstdint>  // std::uint64_t
-#include <cstdlib>  // std::atoi
+#include <cstdlib>  // std::atoi, std::getenv
 #include <fstream>  // std::ifstream
 #include <map>      // std::map
 #include <optional> // std::optional
@@ -110,6 +113,33 @@ inline std::optional<std::string> slow_blas_warning() {
   return slow_blas_warning(blas_core(), __builtin_cpu_supports("avx2"), __builtin_cpu_supports("avx512f"));
 #else
   return std::nullopt;
+#endif
+}
+
+/// The first of glibc's malloc variables that is set in the environment (`getenv`: std::getenv,
+/// or a stand-in for tests): a user who tuned malloc keeps their setting.
+template <class Getenv>
+std::optional<std::string> user_malloc_setting(Getenv getenv) {
+  for (const char* name : {"GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                           "MALLOC_TOP_PAD_"})
+    if (getenv(name) != nullptr) return std::string(name);
+  return std::nullopt;
+}
+
+/// Makes glibc's malloc keep freed memory for the next allocation instead of unmapping it. By
+/// default glibc serves every block above 32 MiB from its own mmap and unmaps it when freed, so
+/// each training step's large tensors (a chunk of logits, the optimizer's temporaries, the
+/// embedding's gradient) arrive as fresh pages that the kernel zeroes and faults in one by one: a
+/// third of a KD step's CPU time here was spent in the kernel (docs/training.md). With mmap off
+/// and the heap trimmed only above 2 GiB of free space at its top, steps reuse the same pages.
+/// Numerics are untouched. Does nothing (returns false) when the user set a malloc variable
+/// (user_malloc_setting) or the C library is not glibc; true when the settings took effect.
+inline bool retain_freed_memory() {
+#if defined(__GLIBC__)
+  if (user_malloc_setting([](const char* n) { return std::getenv(n); })) return false;
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
 #endif
 }
 
