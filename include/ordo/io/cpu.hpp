@@ -133,7 +133,8 @@ std::optional<std::string> user_malloc_setting(Getenv getenv) {
 /// third of a KD step's CPU time here was spent in the kernel (docs/training.md). With mmap off
 /// and the heap trimmed only above 2 GiB of free space at its top, steps reuse the same pages.
 /// Numerics are untouched. Does nothing (returns false) when the user set a malloc variable
-/// (user_malloc_setting) or the C library is not glibc; true when the settings took effect.
+/// (user_malloc_setting), the C library is not glibc, or malloc is not glibc's own (a sanitizer's
+/// or a preloaded allocator, which refuses mallopt); true when the settings took effect.
 inline bool retain_freed_memory() {
 #if defined(__GLIBC__)
   if (user_malloc_setting([](const char* n) { return std::getenv(n); })) return false;
