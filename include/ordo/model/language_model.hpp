@@ -6,6 +6,7 @@
 #include <optional>    // std::optional
 #include <stdexcept>   // std::runtime_error
 #include <string>      // std::string
+#include <string_view> // std::string_view
 #include <vector>      // std::vector
 
 #include <torch/torch.h>
@@ -36,12 +37,14 @@ struct LanguageModel {
   }
 };
 
-/// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
-/// empty. A missing default model is an error that says how to install it.
-/// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
-inline LanguageModel load_language_model(std::filesystem::path path = {}, const placement& where = {}) {
-  namespace fs = std::filesystem;
-  path = existing_model_path(std::move(path));
+/// The tokenizer and chat template of the model at `path` (an HF directory with tokenizer.json,
+/// or a .gguf file), without its weights.
+struct TextInterface {
+  Tokenizer tokenizer;
+  std::optional<ChatTemplate> chat;  // absent when the checkpoint carries no known template
+};
+
+inline TextInterface load_text_interface(const std::filesystem::path& path) {
   // The chat template, when the checkpoint has one ordo can render (none: raw prompts only).
   auto chat_of = [](const Tokenizer& t, std::string_view jinja) -> std::optional<ChatTemplate> {
     if (jinja.empty()) return std::nullopt;
@@ -50,18 +53,28 @@ inline LanguageModel load_language_model(std::filesystem::path path = {}, const 
     };
     return ChatTemplate::try_from_jinja(jinja, text(t.bos_id(), "<|begin_of_text|>"), text(t.eos_id(), "</s>"));
   };
-  if (fs::is_directory(path)) {
-    require_model_directory(path);
+  if (std::filesystem::is_directory(path)) {
     auto tokenizer = Tokenizer::from_directory(path);
     auto jinja = read_chat_template(path);
     auto chat = chat_of(tokenizer, jinja ? *jinja : std::string());
-    return LanguageModel{load_hf(path, where), std::move(tokenizer), std::move(chat), path};
+    return {std::move(tokenizer), std::move(chat)};
   }
   io::gguf::File file(path);
   const auto meta = file.tokenizer();
   auto tokenizer = Tokenizer::from_gguf_metadata(meta, path.string());
   auto chat = chat_of(tokenizer, meta.chat_template);
-  return LanguageModel{load_gguf(path, where), std::move(tokenizer), std::move(chat), path};
+  return {std::move(tokenizer), std::move(chat)};
+}
+
+/// The model at `path` (a .gguf file or an HF directory), or the default model when `path` is
+/// empty. A missing default model is an error that says how to install it.
+/// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
+inline LanguageModel load_language_model(std::filesystem::path path = {}, const placement& where = {}) {
+  path = existing_model_path(std::move(path));
+  if (std::filesystem::is_directory(path)) require_model_directory(path);
+  auto text = load_text_interface(path);
+  auto lm = std::filesystem::is_directory(path) ? load_hf(path, where) : load_gguf(path, where);
+  return LanguageModel{lm, std::move(text.tokenizer), std::move(text.chat), path};
 }
 
 }  // namespace ordo::model

@@ -38,7 +38,10 @@ inline LanguageModel load_for_inference(const std::filesystem::path& path,
   if (!has_tokenizer && tokenizer_from.empty())
     throw std::runtime_error(path.string() + " has no tokenizer.json; pass --tokenizer with the model it was " +
                              "compressed from (e.g. the embedded default's .gguf)");
-  auto donor = ordo::model::load_language_model(has_tokenizer ? path : tokenizer_from);
+  // Only the donor's tokenizer and chat template are read, never its weights.
+  const auto donor_path = has_tokenizer ? path : ordo::model::existing_model_path(tokenizer_from);
+  if (fs::is_directory(donor_path)) require_model_directory(donor_path);
+  auto donor = ordo::model::load_text_interface(donor_path);
   ordo::model::CausalLM lm = quantized ? ordo::model::load_nf4(path, where).lm() : ordo::model::load_hf(path, where);
   return ordo::model::LanguageModel{lm, std::move(donor.tokenizer), std::move(donor.chat), path};
 }
