@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """The Python side of ordo-bench-decoder: transformers' prefill and batch-1 decode speed on the
-same GGUF model (dequantized to fp32), same prompt length, same threads; and, when llama_cpp
-(PyPI llama-cpp-python) is importable, llama.cpp's on the same file as it is (quantized
-matrix products), under the key "llama_cpp". Prints one JSON line.
+model ordo decoded (a GGUF dequantized to fp32; an NF4 directory in bitsandbytes' format through
+bitsandbytes, when it imports), same prompt, same threads; and, when llama_cpp (PyPI
+llama-cpp-python) is importable, llama.cpp's on a GGUF as it is (quantized matrix products):
+MODEL itself when it is a .gguf, else --llama-cpp-model. Each figure is the best of --repeat
+timed runs. Prints one JSON line; a side that cannot run says why under its key.
 
-    python benchmarks/decoder_speed.py MODEL.gguf PROMPT_TOKENS DECODE_TOKENS THREADS
+    python benchmarks/decoder_speed.py MODEL PROMPT_TOKENS DECODE_TOKENS THREADS
+                                       [--repeat 3] [--llama-cpp-model FILE.gguf]
 """
+import argparse
 import json
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -16,34 +19,56 @@ import numpy as np
 import torch
 import transformers
 
-path = pathlib.Path(sys.argv[1]).resolve()
-prompt_tokens, decode_tokens, threads = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+parser = argparse.ArgumentParser()
+parser.add_argument("model")
+parser.add_argument("prompt_tokens", type=int)
+parser.add_argument("decode_tokens", type=int)
+parser.add_argument("threads", type=int)
+parser.add_argument("--repeat", type=int, default=3)
+parser.add_argument("--llama-cpp-model", default="")
+args = parser.parse_args()
+path = pathlib.Path(args.model).resolve()
+prompt_tokens, decode_tokens, threads = args.prompt_tokens, args.decode_tokens, args.threads
 torch.set_num_threads(threads)
-model = transformers.AutoModelForCausalLM.from_pretrained(
-    path.parent, gguf_file=path.name, torch_dtype=torch.float32).eval()
 ids = (torch.arange(prompt_tokens) * 7919 % 40000 + 100).unsqueeze(0)
-with torch.no_grad():
-    model(input_ids=ids[:, :16])  # warm-up
-    t0 = time.perf_counter()
-    out = model(input_ids=ids, use_cache=True)
-    prefill = time.perf_counter() - t0
-    past = out.past_key_values
-    token = out.logits[:, -1:].argmax(-1)
-    t0 = time.perf_counter()
-    for _ in range(decode_tokens):
-        out = model(input_ids=token, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        token = out.logits[:, -1:].argmax(-1)
-    decode = time.perf_counter() - t0
-result = {"prefill_tokens_per_s": prompt_tokens / prefill, "decode_tokens_per_s": decode_tokens / decode,
-          "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def llama_cpp_speed(tokens):
-    """llama.cpp's prefill of `tokens` in one batch and greedy batch-1 decode, in tokens/s."""
+def transformers_speed():
+    """transformers' best prefill and greedy batch-1 decode over the runs, in tokens/s."""
+    if path.is_dir():  # an HF directory; NF4 ones load through bitsandbytes
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                                  dtype=torch.float32)
+    model.eval()
+    prefill = decode = float("inf")
+    with torch.no_grad():
+        model(input_ids=ids[:, :16])  # warm-up
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            out = model(input_ids=ids, use_cache=True)
+            prefill = min(prefill, time.perf_counter() - t0)
+            past = out.past_key_values
+            token = out.logits[:, -1:].argmax(-1)
+            t0 = time.perf_counter()
+            for _ in range(decode_tokens):
+                out = model(input_ids=token, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                token = out.logits[:, -1:].argmax(-1)
+            decode = min(decode, time.perf_counter() - t0)
+    result = {"prefill_tokens_per_s": prompt_tokens / prefill, "decode_tokens_per_s": decode_tokens / decode,
+              "torch": torch.__version__, "transformers": transformers.__version__}
+    if getattr(model.config, "quantization_config", None) is not None:
+        import bitsandbytes
+        result["bitsandbytes"] = bitsandbytes.__version__
+    return result
+
+
+def llama_cpp_speed(gguf, tokens):
+    """llama.cpp's best prefill of `tokens` in one batch and greedy batch-1 decode, in tokens/s."""
     import llama_cpp
     n = len(tokens)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=n + decode_tokens + 16, n_batch=max(n, 16), n_ubatch=max(n, 16),
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n + decode_tokens + 16, n_batch=max(n, 16), n_ubatch=max(n, 16),
                           n_threads=threads, n_threads_batch=threads, verbose=False)
     n_vocab = llm.n_vocab()
 
@@ -51,24 +76,38 @@ def llama_cpp_speed(tokens):
         return int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(n_vocab,))))
 
     llm.eval(tokens[:16])  # warm-up
-    llm.reset()
-    t0 = time.perf_counter()
-    llm.eval(tokens)
-    cpp_prefill = time.perf_counter() - t0
-    token = next_token()
-    t0 = time.perf_counter()
-    for _ in range(decode_tokens):
-        llm.eval([token])
+    prefill = decode = float("inf")
+    for _ in range(args.repeat):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(tokens)
+        prefill = min(prefill, time.perf_counter() - t0)
         token = next_token()
-    cpp_decode = time.perf_counter() - t0
-    return {"prefill_tokens_per_s": n / cpp_prefill, "decode_tokens_per_s": decode_tokens / cpp_decode,
+        t0 = time.perf_counter()
+        for _ in range(decode_tokens):
+            llm.eval([token])
+            token = next_token()
+        decode = min(decode, time.perf_counter() - t0)
+    return {"model": str(gguf), "prefill_tokens_per_s": n / prefill, "decode_tokens_per_s": decode_tokens / decode,
             "llama_cpp_python": llama_cpp.__version__, "threads": threads}
 
 
+def why(error):
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+try:
+    result = transformers_speed()
+except Exception as error:  # e.g. bitsandbytes missing for an NF4 directory
+    result = {"error": why(error)}
 try:
     import llama_cpp  # noqa: F401
 except ImportError:
     pass
 else:
-    result["llama_cpp"] = llama_cpp_speed(ids[0].tolist())
+    gguf = path if path.suffix == ".gguf" else pathlib.Path(args.llama_cpp_model)
+    try:
+        result["llama_cpp"] = llama_cpp_speed(gguf, ids[0].tolist())
+    except Exception as error:
+        result["llama_cpp"] = {"error": why(error)}
 print(json.dumps(result))

@@ -11,6 +11,7 @@
 #include <ordo/model/decoder.hpp>
 #include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
 #include <ordo/model/generate.hpp>
+#include <ordo/model/transform.hpp>  // quantize_linears, clone
 
 namespace fs = std::filesystem;
 using ordo::model::CausalLM;
@@ -76,6 +77,64 @@ TEST_CASE("a KV cache gives the logits of the full forward") {
     CHECK(cache.length() == ids.size(1));
     CHECK((torch::cat(parts, 1) - full).abs().max().item<double>() < 1e-4);
   }
+}
+
+TEST_CASE("one-token decoding steps (the batch-1 CPU path) equal the general forward, dense and NF4") {
+  // The general path runs when a mask is given; the one-token path when none is (fp32, CPU, no
+  // gradients). Both start from the same prefill and decode the same tokens.
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    for (const bool nf4 : {false, true}) {
+      CAPTURE(name);
+      CAPTURE(nf4);
+      auto lm = ordo::model::load_hf(fixtures / name);
+      if (nf4) REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
+      auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+      torch::NoGradGuard no_grad;
+      ordo::model::kv_cache fast, general;
+      auto prompt = ids.slice(1, 0, 4);
+      lm->forward(prompt, {}, &fast);
+      lm->forward(prompt, {}, &general);
+      double worst = 0.0, scale = 0.0;
+      for (int64_t t = 4; t < ids.size(1); ++t) {
+        auto token = ids.slice(1, t, t + 1);
+        auto a = lm->forward(token, {}, &fast);
+        auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+        worst = std::max(worst, (a - b).abs().max().item<double>());
+        scale = std::max(scale, b.abs().max().item<double>());
+      }
+      MESSAGE((std::string(name) + (nf4 ? " nf4" : " dense")) << ": max |logit difference| " << worst << " of logits up to " << scale);
+      CHECK(scale > 0.1);
+      CHECK(worst <= 2e-6 * std::max(1.0, scale));
+      CHECK(fast.length() == ids.size(1));
+      CHECK((fast.keys[1] - general.keys[1]).abs().max().item<double>() < 1e-5);
+      CHECK((fast.values[0] - general.values[0]).abs().max().item<double>() < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("a copied KV cache decodes on its own: the in-place appends never write into the other copy") {
+  auto lm = ordo::model::load_hf(fixtures / "llama3");
+  auto ids = read_expected(fixtures / "llama3").ids.slice(0, 0, 1);
+  torch::NoGradGuard no_grad;
+  ordo::model::kv_cache cache;
+  lm->forward(ids.slice(1, 0, 3), {}, &cache);
+  lm->forward(ids.slice(1, 3, 4), {}, &cache);  // the cache now grows in place
+  auto branch = cache;                           // two continuations of one prefix
+  auto x = lm->forward(ids.slice(1, 4, 5), {}, &cache);
+  auto y = lm->forward(ids.slice(1, 5, 6), {}, &branch);  // another token at the same position
+  auto x_again = lm->forward(ids.slice(1, 4, 5), {}, &branch);  // branch: ..., 5, 4
+  ordo::model::kv_cache fresh;
+  auto want_y = lm->forward(torch::cat({ids.slice(1, 0, 4), ids.slice(1, 5, 6)}, 1), {}, &fresh).select(1, -1);
+  CHECK((y.select(1, -1) - want_y).abs().max().item<double>() < 1e-4);
+  auto want_x = lm->forward(ids.slice(1, 0, 5)).select(1, -1);
+  CHECK((x.select(1, -1) - want_x).abs().max().item<double>() < 1e-4);
+  // a multi-token forward after one-token steps, then one-token steps again
+  auto more = lm->forward(ids.slice(1, 5, 8), {}, &cache);
+  auto next = lm->forward(ids.slice(1, 8, 9), {}, &cache);
+  auto full = lm->forward(ids.slice(1, 0, 9));
+  CHECK((more - full.slice(1, 5, 8)).abs().max().item<double>() < 1e-4);
+  CHECK((next.select(1, -1) - full.select(1, -1)).abs().max().item<double>() < 1e-4);
+  CHECK(x_again.size(1) == 1);
 }
 
 TEST_CASE("bf16 weights give logits close to fp32") {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <stdexcept>
@@ -273,6 +274,39 @@ TEST_CASE("GEMV: y = W x against a double-precision product of the dequantized w
   const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = 64}, false);
   std::vector<float> x(64, 1.0f), y(64);
   CHECK_THROWS_AS(nf4::gemv(q, 32, 64, x.data(), y.data()), std::invalid_argument);
+}
+
+TEST_CASE("a range runner splits the work its own way: GEMV and dequantize give the threads' values") {
+  const unsigned rows = 300, cols = 512;
+  const std::vector<float> w = normal_values(std::size_t{rows} * cols, 0.1f, 11);
+  const std::vector<float> x = normal_values(cols, 1.0f, 12);
+  const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = 64}, true);
+  std::size_t calls = 0, covered = 0;
+  nf4::Options by_runner{.blocksize = 64};
+  // ranges of at most `grain` items, run last first, as a thread pool might
+  by_runner.runner = [&](std::size_t count, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
+    ++calls;
+    for (std::size_t end = count; end > 0;) {
+      const std::size_t begin = end > grain ? end - grain : 0;
+      f(begin, end);
+      covered += end - begin;
+      end = begin;
+    }
+  };
+  for (nf4::Isa isa : isas()) {
+    by_runner.isa = isa;
+    std::vector<float> y(rows, nan_v), want(rows, nan_v);
+    nf4::gemv(q, rows, cols, x.data(), y.data(), by_runner);
+    nf4::gemv(q, rows, cols, x.data(), want.data(), {.threads = 3, .isa = isa});
+    CHECK(std::memcmp(y.data(), want.data(), rows * sizeof(float)) == 0);
+  }
+  CHECK(calls == isas().size());
+  CHECK(covered == rows * isas().size());
+  std::vector<float> d1(std::size_t{rows} * cols), d2(d1.size());
+  const auto scales = nf4::block_scales(q);
+  nf4::dequantize_blocks(q.packed.data(), scales.data(), d1.size(), d1.data(), by_runner);
+  nf4::dequantize_blocks(q.packed.data(), scales.data(), d2.size(), d2.data(), {.blocksize = 64, .threads = 2});
+  CHECK(std::memcmp(d1.data(), d2.data(), d1.size() * sizeof(float)) == 0);
 }
 
 TEST_CASE("options: invalid blocksizes are rejected with the function's name") {

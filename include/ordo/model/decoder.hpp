@@ -18,6 +18,8 @@
 #include <utility>    // std::pair
 #include <cmath>      // std::sqrt, M_PI
 #include <cstdint>    // std::int64_t
+#include <cstring>    // std::memcpy
+#include <functional> // std::function
 #include <optional>   // std::optional
 #include <sstream>    // std::ostringstream
 #include <string>     // std::string
@@ -39,9 +41,17 @@
 namespace ordo::model {
 
 /// Keys and values of past positions, per layer: [batch, kv_heads, past, head_dim].
+/// Batch-1 decoding on the CPU appends in place: keys[i] and values[i] are then the first `past`
+/// positions of key_store[i] / value_store[i] [1, kv_heads, capacity, head_dim], which grow by
+/// doubling (amortized O(1) per token instead of copying the whole cache every step). A copied
+/// kv_cache shares the stores until one of the copies decodes: that one takes stores of its own
+/// (the shared `owner` tells).
 struct kv_cache {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
+  std::vector<torch::Tensor> key_store;
+  std::vector<torch::Tensor> value_store;
+  std::shared_ptr<const int> owner;
   std::int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
 };
 
@@ -143,6 +153,22 @@ struct build_options : placement {
   build_options(placement p, bool draw) : placement(p), random(draw) {}
 };
 
+namespace detail {
+
+/// NF4 kernel options that split the work over LibTorch's intra-op threads (at::parallel_for:
+/// at::get_num_threads() of them, already running) rather than starting std::threads per call.
+inline quant::nf4::Options nf4_options(std::size_t blocksize) {
+  quant::nf4::Options o;
+  o.blocksize = blocksize;
+  o.runner = [](std::size_t count, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
+    at::parallel_for(0, static_cast<std::int64_t>(count), static_cast<std::int64_t>(grain),
+                     [&](std::int64_t b, std::int64_t e) { f(static_cast<std::size_t>(b), static_cast<std::size_t>(e)); });
+  };
+  return o;
+}
+
+}  // namespace detail
+
 /// NF4 weights of a linear layer [out, in], as bitsandbytes stores them, with the per-block
 /// scales rebuilt once (double quantization is undone at load, not per call).
 struct nf4_weight {
@@ -157,10 +183,8 @@ struct nf4_weight {
     const auto first = static_cast<std::size_t>(r0 * in_features);
     auto out = torch::empty({r1 - r0, in_features}, torch::kFloat32);
     TORCH_CHECK(first % q.blocksize == 0, "ordo: NF4 row tiles must start on a block");
-    quant::nf4::Options o;
-    o.blocksize = q.blocksize;
     quant::nf4::dequantize_blocks(q.packed.data() + first / 2, scales.data() + first / q.blocksize, n,
-                                  out.data_ptr<float>(), o);
+                                  out.data_ptr<float>(), detail::nf4_options(q.blocksize));
     return out;
   }
   torch::Tensor dequantize() const { return dequantize_rows(0, out_features); }
@@ -274,9 +298,7 @@ class LinearImpl : public torch::nn::Module {
       }
     } else if (rows == 1 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0) {
       y = torch::empty({1, out_features}, torch::kFloat32);  // batch 1: fused NF4 GEMV
-      quant::nf4::Options o;
-      o.blocksize = nf4->q.blocksize;
-      o.threads = static_cast<unsigned>(at::get_num_threads());
+      const auto o = detail::nf4_options(nf4->q.blocksize);
       quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
                        static_cast<std::size_t>(in_features), flat.data_ptr<float>(), y.data_ptr<float>(), o);
     } else {  // dequantize a tile of rows at a time, bounding the dense copy
@@ -484,6 +506,8 @@ class CausalLMImpl : public torch::nn::Module {
                        kv_cache* cache = nullptr) {
     TORCH_CHECK(input_ids.dim() == 2, "ordo::model::CausalLM: input_ids must be [batch, tokens]");
     const auto B = input_ids.size(0), T = input_ids.size(1);
+    if (B == 1 && T == 1 && cache && !attention_mask.defined() && one_token_step_applies())
+      return hidden_one_token(input_ids, *cache);
     const std::int64_t past = cache ? cache->length() : 0;
     auto x = model->embed_tokens(input_ids.to(device()));  // ids may come from the host
     const auto dtype = x.scalar_type();
@@ -519,6 +543,190 @@ class CausalLMImpl : public torch::nn::Module {
   DecoderBody model{nullptr};
 
  private:
+  /// Batch-1 decoding of one token with a cache, fp32 on the CPU, without gradients: the step
+  /// that dominates generation, where a LibTorch operator per small vector costs more than the
+  /// arithmetic. hidden_one_token runs it with few operators: norms, RoPE, SiLU and residuals
+  /// as loops over the row, the linears as one GEMV each (BLAS for dense weights, ordo's NF4
+  /// GEMV for quantized ones: the values forward() gives), attention as two batched products over
+  /// the cache, and keys and values appended in place. Results equal the general path's up to
+  /// fp32 rounding (model.decoder compares them).
+  bool one_token_step_applies() const {
+    return !torch::GradMode::is_enabled() && device().is_cpu() && dtype() == torch::kFloat32 &&
+           !compat::autocast_enabled(torch::kCPU);
+  }
+
+  /// y [out] = W x + b for one fp32 row x [in] (contiguous), into a new tensor.
+  static torch::Tensor linear_row(LinearImpl& l, const torch::Tensor& x) {
+    torch::Tensor y;
+    if (l.quantized() && l.in_features % static_cast<std::int64_t>(l.nf4->q.blocksize) == 0) {
+      y = torch::empty({l.out_features}, torch::kFloat32);
+      quant::nf4::gemv(l.nf4->q.packed.data(), l.nf4->scales.data(), static_cast<std::size_t>(l.out_features),
+                       static_cast<std::size_t>(l.in_features), x.data_ptr<float>(), y.data_ptr<float>(),
+                       detail::nf4_options(l.nf4->q.blocksize));
+      if (l.bias.defined()) y.add_(l.bias);
+      return y;
+    }
+    return l.forward(x.view({1, l.in_features})).view({l.out_features}).contiguous();
+  }
+
+  /// out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], as RMSNormImpl computes it in fp32.
+  static void rms_norm_row(const float* x, const float* w, float* out, std::int64_t n, double eps) {
+    float sum = 0.0f;
+    for (std::int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
+    const float r = 1.0f / std::sqrt(sum / static_cast<float>(n) + static_cast<float>(eps));
+    for (std::int64_t i = 0; i < n; ++i) out[i] = w[i] * (x[i] * r);
+  }
+
+  /// Rotates each head of `v` [heads, D] in place: v * cos + rotate_half(v) * sin, with cos/sin
+  /// [D / 2] (the two halves share them).
+  static void rope_rows(float* v, std::int64_t heads, std::int64_t D, const float* cos, const float* sin) {
+    const auto half = D / 2;
+    for (std::int64_t h = 0; h < heads; ++h) {
+      float* r = v + h * D;
+      for (std::int64_t i = 0; i < half; ++i) {
+        const float a = r[i], b = r[i + half];
+        r[i] = a * cos[i] - b * sin[i];
+        r[i + half] = b * cos[i] + a * sin[i];
+      }
+    }
+  }
+
+  /// Appends row [kv_heads * D] at position `past` of a layer's cache, in place when `view` is
+  /// the start of `store` and the store has room; `view` becomes the cache's
+  /// [1, kv_heads, past + 1, D]. Returns the store's data, whose rows of KV head g start at
+  /// g * capacity * D.
+  static const float* append_row(torch::Tensor& view, torch::Tensor& store, const float* row, std::int64_t kv_heads,
+                                 std::int64_t D, std::int64_t past) {
+    const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
+                          view.size(2) == past && store.size(2) > past;
+    if (!in_place) {
+      auto grown = torch::empty({1, kv_heads, std::max<std::int64_t>(2 * (past + 1), 64), D}, torch::kFloat32);
+      if (past > 0) grown.narrow(2, 0, past).copy_(view);
+      store = grown;
+    }
+    const auto capacity = store.size(2);
+    float* data = store.data_ptr<float>();
+    for (std::int64_t g = 0; g < kv_heads; ++g)
+      std::copy(row + g * D, row + (g + 1) * D, data + (g * capacity + past) * D);
+    view = store.narrow(2, 0, past + 1);
+    return data;
+  }
+
+  /// Attention of one query position: for each KV head g, its `groups` query heads q [heads, D]
+  /// score the S cached keys (scale * q.k), softmax over them, and sum the values: out [heads, D].
+  /// Keys and values are rows of the stores (capacity rows per KV head). The products run on
+  /// 8-float vectors; the softmax is LibTorch's.
+  static torch::Tensor attend_one(const float* q, const float* keys, const float* values, std::int64_t capacity,
+                                  std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t D,
+                                  float scale) {
+    // 4-float vectors (SSE, the x86-64 baseline), two accumulators per dot product.
+    using f4 = float __attribute__((vector_size(16)));
+    const auto load = [](f4& v, const float* p) { std::memcpy(&v, p, sizeof v); };
+    const std::int64_t groups = heads / kv_heads, vec = D - D % 8;
+    auto scores = torch::empty({heads, S}, torch::kFloat32);
+    float* sp = scores.data_ptr<float>();
+    auto out = torch::zeros({heads, D}, torch::kFloat32);
+    float* op = out.data_ptr<float>();
+    const std::int64_t grain = std::max<std::int64_t>(1, (1 << 15) / std::max<std::int64_t>(1, S * D * groups));
+    at::parallel_for(0, kv_heads, grain, [&](std::int64_t g0, std::int64_t g1) {
+      for (std::int64_t g = g0; g < g1; ++g) {
+        const float* K = keys + g * capacity * D;
+        for (std::int64_t s = 0; s < S; ++s) {
+          const float* k = K + s * D;
+          for (std::int64_t j = 0; j < groups; ++j) {
+            const float* qh = q + (g * groups + j) * D;
+            f4 a0 = {}, a1 = {}, x0, x1, y0, y1;
+            std::int64_t d = 0;
+            for (; d < vec; d += 8) {
+              load(x0, qh + d), load(y0, k + d), load(x1, qh + d + 4), load(y1, k + d + 4);
+              a0 += x0 * y0;
+              a1 += x1 * y1;
+            }
+            const f4 a = a0 + a1;
+            float dot = (a[0] + a[1]) + (a[2] + a[3]);
+            for (; d < D; ++d) dot += qh[d] * k[d];
+            sp[(g * groups + j) * S + s] = dot * scale;
+          }
+        }
+      }
+    });
+    const auto probs = torch::softmax(scores, -1);
+    const float* pp = probs.data_ptr<float>();
+    at::parallel_for(0, kv_heads, grain, [&](std::int64_t g0, std::int64_t g1) {
+      for (std::int64_t g = g0; g < g1; ++g) {
+        const float* V = values + g * capacity * D;
+        for (std::int64_t j = 0; j < groups; ++j) {
+          const std::int64_t h = g * groups + j;
+          float* o = op + h * D;
+          for (std::int64_t s = 0; s < S; ++s) {
+            const float p = pp[h * S + s];
+            const float* v = V + s * D;
+            std::int64_t d = 0;
+            for (; d + 4 <= D; d += 4) {
+              f4 acc, x;
+              load(acc, o + d), load(x, v + d);
+              acc += p * x;
+              std::memcpy(o + d, &acc, sizeof acc);
+            }
+            for (; d < D; ++d) o[d] += p * v[d];
+          }
+        }
+      }
+    });
+    return out.view({heads * D});
+  }
+
+  torch::Tensor hidden_one_token(const torch::Tensor& input_ids, kv_cache& cache) {
+    const auto& c = config_;
+    const auto layers = static_cast<std::size_t>(c.num_layers);
+    if (cache.keys.empty()) {
+      cache.keys.resize(layers);
+      cache.values.resize(layers);
+    }
+    if (!cache.owner || cache.owner.use_count() > 1) {  // new, or shared with a copy: stores of its own
+      cache.owner = std::make_shared<const int>(0);
+      cache.key_store.assign(layers, torch::Tensor());
+      cache.value_store.assign(layers, torch::Tensor());
+    }
+    const std::int64_t past = cache.length(), H = c.hidden_size, D = c.head_dim, heads = c.num_heads,
+                       kv_heads = c.num_kv_heads;
+    const auto id = input_ids.reshape({1}).item<std::int64_t>();
+    TORCH_CHECK(id >= 0 && id < c.vocab_size, "ordo::model::CausalLM: token id ", id, " is outside the vocabulary");
+    auto x = model->embed_tokens->weight[id].clone();
+    // RoPE at position `past`, as the general path forms it: angle = position * inverse frequency.
+    auto angle = inv_freq_ * static_cast<float>(past);
+    const auto cos = angle.cos(), sin = angle.sin();
+    const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+    auto h = torch::empty({H}, torch::kFloat32);
+    float* xp = x.data_ptr<float>();
+    for (std::size_t i = 0; i < layers; ++i) {
+      auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
+      auto& attn = *layer.self_attn;
+      rms_norm_row(xp, layer.input_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H, c.rms_norm_eps);
+      auto q = linear_row(*attn.q_proj, h), k = linear_row(*attn.k_proj, h), v = linear_row(*attn.v_proj, h);
+      rope_rows(q.data_ptr<float>(), heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
+      rope_rows(k.data_ptr<float>(), kv_heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
+      const float* keys = append_row(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), kv_heads, D, past);
+      const float* values =
+          append_row(cache.values[i], cache.value_store[i], v.data_ptr<float>(), kv_heads, D, past);
+      TORCH_CHECK(cache.key_store[i].size(2) == cache.value_store[i].size(2), "ordo: KV stores out of step");
+      auto o = attend_one(q.data_ptr<float>(), keys, values, cache.key_store[i].size(2), past + 1, heads, kv_heads, D,
+                          scale);
+      auto a = linear_row(*attn.o_proj, o);
+      x.add_(a);
+      rms_norm_row(xp, layer.post_attention_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H,
+                   c.rms_norm_eps);
+      auto& mlp = *layer.mlp;
+      auto g = linear_row(*mlp.gate_proj, h), u = linear_row(*mlp.up_proj, h);
+      float* gp = g.data_ptr<float>();
+      const float* up = u.data_ptr<float>();
+      for (std::int64_t j = 0, n = g.numel(); j < n; ++j) gp[j] = gp[j] / (1.0f + std::exp(-gp[j])) * up[j];
+      x.add_(linear_row(*mlp.down_proj, g));
+    }
+    rms_norm_row(xp, model->norm->weight.data_ptr<float>(), h.data_ptr<float>(), H, c.rms_norm_eps);
+    return h.view({1, 1, H});
+  }
+
   decoder_config config_;
   torch::Tensor inv_freq_;
 };

@@ -26,10 +26,15 @@ enum class Isa { automatic, portable, avx2, avx512 };
 /// True when this CPU can run the AVX2 path (AVX2, FMA and F16C).
 inline bool cpu_has_avx2() noexcept {
 #if ORDO_NF4_HAVE_X86
-  __builtin_cpu_init();
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  // Asked once: CPUID is slow (in a virtual machine it traps to the hypervisor), and the kernels
+  // ask on every call.
+  static const bool has = [] {
+    __builtin_cpu_init();
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  }();
+  return has;
 #else
   return false;
 #endif
@@ -38,7 +43,8 @@ inline bool cpu_has_avx2() noexcept {
 /// True when this CPU can run the AVX-512 path (AVX-512F, and everything the AVX2 path needs).
 inline bool cpu_has_avx512() noexcept {
 #if ORDO_NF4_HAVE_X86
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f");
+  return has;
 #else
   return false;
 #endif

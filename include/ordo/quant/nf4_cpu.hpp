@@ -20,6 +20,7 @@
 #include <cmath>        // std::fabs
 #include <cstddef>      // std::size_t
 #include <cstdint>      // std::uint8_t
+#include <functional>   // std::function, std::cref
 #include <span>         // std::span
 #include <stdexcept>    // std::invalid_argument
 #include <string>       // std::string, std::to_string
@@ -40,14 +41,32 @@ namespace ordo::quant::nf4 {
 using quant::bf16;
 using quant::f16;
 
+/// Runs f(begin, end) over [0, count) in contiguous ranges of at least `grain` items, on threads
+/// of the caller's choosing (e.g. LibTorch's at::parallel_for, whose threads are already awake).
+using range_runner = std::function<void(std::size_t count, std::size_t grain,
+                                        const std::function<void(std::size_t, std::size_t)>& f)>;
+
 struct Options {
   std::size_t blocksize = 64;  ///< 32, 64, 128, 256, 512, 1024, 2048 or 4096
   ZeroBlocks zero_blocks = ZeroBlocks::zero_code;
   unsigned threads = 0;  ///< 0: std::thread::hardware_concurrency()
   Isa isa = Isa::automatic;
+  /// When set, the kernels split their work through it instead of starting `threads` std::threads
+  /// per call (which costs tens of microseconds: too much for the small GEMVs of batch-1 decoding).
+  range_runner runner = nullptr;
 };
 
 namespace detail {
+
+/// parallel_for on opt.runner when there is one, else on up to opt.threads std::threads.
+template <class F>
+void parallel_for(std::size_t count, std::size_t grain, const Options& opt, const F& f) {
+  if (opt.runner) {
+    if (count != 0) opt.runner(count, grain, std::function<void(std::size_t, std::size_t)>(std::cref(f)));
+    return;
+  }
+  parallel_for(count, grain, opt.threads, f);
+}
 
 inline void check_blocksize(std::size_t blocksize, const char* where) {
   if (!is_valid_blocksize(blocksize))
@@ -73,7 +92,7 @@ void quantize_blocks(const T* x, std::size_t n, std::uint8_t* packed, float* abs
   const std::size_t blocks = block_count(n, bs);
   const Isa isa = resolve_isa(opt.isa);
   detail::parallel_for(
-      blocks, std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
+      blocks, std::max<std::size_t>(1, detail::elements_per_thread / bs), opt,
       [&](std::size_t b0, std::size_t b1) {
         for (std::size_t b = b0; b < b1; ++b) {
           const std::size_t begin = b * bs, len = std::min(bs, n - begin);
@@ -105,7 +124,7 @@ void dequantize_blocks(const std::uint8_t* packed, const float* absmax, std::siz
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::dequantize_blocks");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
-  detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs), opt.threads,
+  detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs), opt,
                        [&](std::size_t b0, std::size_t b1) {
                          for (std::size_t b = b0; b < b1; ++b) {
                            const std::size_t begin = b * bs, len = std::min(bs, n - begin);
@@ -173,7 +192,7 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
   const Isa isa = resolve_isa(opt.isa);
   const std::size_t grain = std::max<std::size_t>(1, detail::elements_per_thread / std::max<std::size_t>(cols, 1));
   if (cols % bs != 0) {
-    detail::parallel_for(rows, grain, opt.threads, [&](std::size_t r0, std::size_t r1) {
+    detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
       for (std::size_t r = r0; r < r1; ++r) {
         float acc = 0.0f;
         for (std::size_t k = 0; k < cols; ++k) {
@@ -191,7 +210,7 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
                                      : isa == Isa::avx512 ? detail::gemv_x_order_avx512(x, cols)
                                                           : std::vector<float>();
 #endif
-  detail::parallel_for(rows, grain, opt.threads, [&](std::size_t r0, std::size_t r1) {
+  detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
     if (isa == Isa::avx512) {
       detail::gemv_rows_avx512(w, absmax, cols, bs, x_order.data(), y, r0, r1);
