@@ -50,12 +50,21 @@ find_package(CLI11 QUIET)
 # LibTorch and PCRE2 itself). In the build tree it also defines ORDO_SOURCE_DIR, where the
 # default model, the sentence encoder and the study prompts are found; an installed ordo finds
 # them through ORDO_DEFAULT_MODEL, ORDO_MINILM_DIR, or paths given to the programs.
+set(ORDO_HAVE_OPENMP OFF)
 if(ORDO_HAVE_TORCH AND nlohmann_json_FOUND AND TARGET PkgConfig::PCRE2)
   add_library(ordo_models INTERFACE)
   target_link_libraries(ordo_models INTERFACE ordo ${TORCH_LIBRARIES}
                         nlohmann_json::nlohmann_json PkgConfig::PCRE2)
   if(ORDO_TORCH_LINK_OPTIONS)
     target_link_options(ordo_models INTERFACE ${ORDO_TORCH_LINK_OPTIONS})
+  endif()
+  # LibTorch's at::parallel_for is inline, and with an OpenMP LibTorch (Debian's and PyPI's both
+  # use libgomp) it runs in parallel only in units compiled with OpenMP: without it, ordo's own
+  # parallel loops (the NF4 GEMV and attention of batch-1 decoding) ran on one thread.
+  find_package(OpenMP QUIET)
+  if(OpenMP_CXX_FOUND)
+    target_link_libraries(ordo_models INTERFACE OpenMP::OpenMP_CXX)
+    set(ORDO_HAVE_OPENMP ON)
   endif()
   target_compile_definitions(ordo_models INTERFACE $<BUILD_INTERFACE:ORDO_SOURCE_DIR="${PROJECT_SOURCE_DIR}">)
   set_target_properties(ordo_models PROPERTIES EXPORT_NAME models)
