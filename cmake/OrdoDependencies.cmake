@@ -22,6 +22,22 @@ if(NOT ORDO_TORCH STREQUAL "OFF")
   if(Torch_FOUND)
     set(ORDO_HAVE_TORCH ON)
     message(STATUS "ordo: LibTorch ${Torch_VERSION} found; building the LibTorch layers")
+    # TorchConfig finds libc10 with find_library, which searches the system's directories before
+    # its own hint: on a machine that also has a system LibTorch (Debian's libtorch-dev), a build
+    # against PyPI's wheel linked the system's libc10 beside the wheel's libtorch (two c10s in one
+    # process). Each library of TORCH_LIBRARIES found outside TORCH_INSTALL_PREFIX is taken from
+    # the prefix's lib/ when it has one of that name.
+    set(ordo_torch_libraries)
+    foreach(lib IN LISTS TORCH_LIBRARIES)
+      string(FIND "${lib}" "${TORCH_INSTALL_PREFIX}/" at)
+      get_filename_component(name "${lib}" NAME)
+      if(IS_ABSOLUTE "${lib}" AND NOT at EQUAL 0 AND EXISTS "${TORCH_INSTALL_PREFIX}/lib/${name}")
+        message(STATUS "ordo: ${lib} is not this LibTorch's; using ${TORCH_INSTALL_PREFIX}/lib/${name}")
+        set(lib "${TORCH_INSTALL_PREFIX}/lib/${name}")
+      endif()
+      list(APPEND ordo_torch_libraries "${lib}")
+    endforeach()
+    set(TORCH_LIBRARIES ${ordo_torch_libraries})
     # PyPI's wheel: libtorch_cuda finds its CUDA libraries (NCCL, cuDNN, ...) in site-packages/nvidia
     # through its RPATH at run time; the linker must look there too, or it takes an older copy
     # from the system (e.g. /usr/local/cuda/lib/libnccl.so.2) and fails on missing symbols.
