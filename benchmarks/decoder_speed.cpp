@@ -29,6 +29,8 @@
 #include <ordo/model/torch_compat.hpp>        // torch_major, torch_minor
 #include <ordo/model/transform.hpp>           // for_each_decoder_linear, model_bytes
 
+#include "../tools/checks.hpp"  // positive, one_line_errors, parse_command_line
+
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -63,18 +65,26 @@ int main(int argc, char** argv) {
                  "a .gguf file, HF directory or NF4 directory (what a chain ending in Q saves; default: the embedded model)");
   app.add_option("--llama-cpp-model", llama_cpp_model,
                  "the GGUF llama.cpp decodes when --model is not one (default: the embedded model)");
-  app.add_option("--prompt-tokens", prompt)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--decode-tokens", decode)->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads)->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--prompt-tokens", prompt)->capture_default_str()->check(ordo::tools::positive);
+  app.add_option("--decode-tokens", decode)->capture_default_str()->check(ordo::tools::positive);
+  app.add_option("--threads", threads)->capture_default_str()->check(ordo::tools::positive);
   app.add_option("--repeat", repeat, "timed runs of prefill and decode; each figure is the best run")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(ordo::tools::positive);
   app.add_option("--python", python, "a Python with torch and transformers, for the comparison");
   std::string profile;
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
-  CLI11_PARSE(app, argc, argv);
+  ordo::tools::one_line_errors(app, "ordo-bench-decoder");
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   at::set_num_threads(threads);
-  auto m = ordo::model::load_for_inference(ordo::model::existing_model_path(model_path));
+  std::optional<ordo::model::LanguageModel> loaded;
+  try {
+    loaded.emplace(ordo::model::load_for_inference(ordo::model::existing_model_path(model_path)));
+  } catch (const std::exception& e) {  // a missing or unreadable model: one line, status 1
+    std::fprintf(stderr, "ordo-bench-decoder: %s\n", e.what());
+    return 1;
+  }
+  auto& m = *loaded;
   auto lm = m.lm;
   bool nf4 = false;
   ordo::model::for_each_decoder_linear(lm, [&](const std::string&, ordo::model::Linear& l) { nf4 |= l->quantized(); });

@@ -276,6 +276,17 @@ class LinearImpl : public torch::nn::Module {
 
   bool quantized() const { return nf4 != nullptr; }
 
+  /// Whether one fp32 row can go through ordo's NF4 GEMV: the weight is NF4 and its blocks do not
+  /// straddle rows (in_features a multiple of the blocksize; otherwise tiles are dequantized).
+  bool nf4_gemv_applies() const {
+    return nf4 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0;
+  }
+  /// y [out_features] = W x for one fp32 row x [in_features], no bias (nf4_gemv_applies()).
+  void nf4_gemv(const float* x, float* y) const {
+    quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
+                     static_cast<std::size_t>(in_features), x, y, detail::nf4_options(nf4->q.blocksize));
+  }
+
   torch::Tensor forward(const torch::Tensor& x) {
     if (!nf4) {
       if (auto y = detail::single_row_product(x, weight); y.defined()) return bias.defined() ? y + bias : y;
@@ -296,11 +307,9 @@ class LinearImpl : public torch::nn::Module {
               torch::matmul(flat, nf4->dequantize_rows_on(x.device(), r, std::min(r + tile, out_features)).t()));
         y = torch::cat(parts, 1);
       }
-    } else if (rows == 1 && in_features % static_cast<std::int64_t>(nf4->q.blocksize) == 0) {
+    } else if (rows == 1 && nf4_gemv_applies()) {
       y = torch::empty({1, out_features}, torch::kFloat32);  // batch 1: fused NF4 GEMV
-      const auto o = detail::nf4_options(nf4->q.blocksize);
-      quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
-                       static_cast<std::size_t>(in_features), flat.data_ptr<float>(), y.data_ptr<float>(), o);
+      nf4_gemv(flat.data_ptr<float>(), y.data_ptr<float>());
     } else {  // dequantize a tile of rows at a time, bounding the dense copy
       const std::int64_t tile = std::max<std::int64_t>(1, (1 << 20) / in_features);
       std::vector<torch::Tensor> parts;
@@ -547,8 +556,8 @@ class CausalLMImpl : public torch::nn::Module {
   /// that dominates generation, where a LibTorch operator per small vector costs more than the
   /// arithmetic. hidden_one_token runs it with few operators: norms, RoPE, SiLU and residuals
   /// as loops over the row, the linears as one GEMV each (BLAS for dense weights, ordo's NF4
-  /// GEMV for quantized ones: the values forward() gives), attention as two batched products over
-  /// the cache, and keys and values appended in place. Results equal the general path's up to
+  /// GEMV for quantized ones: the values forward() gives), attention as loops over the cached
+  /// keys and values with LibTorch's softmax, and keys and values appended in place. Results equal the general path's up to
   /// fp32 rounding (model.decoder compares them).
   bool one_token_step_applies() const {
     return !torch::GradMode::is_enabled() && device().is_cpu() && dtype() == torch::kFloat32 &&
@@ -557,16 +566,11 @@ class CausalLMImpl : public torch::nn::Module {
 
   /// y [out] = W x + b for one fp32 row x [in] (contiguous), into a new tensor.
   static torch::Tensor linear_row(LinearImpl& l, const torch::Tensor& x) {
-    torch::Tensor y;
-    if (l.quantized() && l.in_features % static_cast<std::int64_t>(l.nf4->q.blocksize) == 0) {
-      y = torch::empty({l.out_features}, torch::kFloat32);
-      quant::nf4::gemv(l.nf4->q.packed.data(), l.nf4->scales.data(), static_cast<std::size_t>(l.out_features),
-                       static_cast<std::size_t>(l.in_features), x.data_ptr<float>(), y.data_ptr<float>(),
-                       detail::nf4_options(l.nf4->q.blocksize));
-      if (l.bias.defined()) y.add_(l.bias);
-      return y;
-    }
-    return l.forward(x.view({1, l.in_features})).view({l.out_features}).contiguous();
+    if (!l.nf4_gemv_applies()) return l.forward(x.view({1, l.in_features})).view({l.out_features}).contiguous();
+    auto y = torch::empty({l.out_features}, torch::kFloat32);
+    l.nf4_gemv(x.data_ptr<float>(), y.data_ptr<float>());
+    if (l.bias.defined()) y.add_(l.bias);
+    return y;
   }
 
   /// out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], as RMSNormImpl computes it in fp32.
@@ -615,7 +619,7 @@ class CausalLMImpl : public torch::nn::Module {
   /// Attention of one query position: for each KV head g, its `groups` query heads q [heads, D]
   /// score the S cached keys (scale * q.k), softmax over them, and sum the values: out [heads, D].
   /// Keys and values are rows of the stores (capacity rows per KV head). The products run on
-  /// 8-float vectors; the softmax is LibTorch's.
+  /// 4-float vectors; the softmax is LibTorch's.
   static torch::Tensor attend_one(const float* q, const float* keys, const float* values, std::int64_t capacity,
                                   std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t D,
                                   float scale) {

@@ -38,7 +38,7 @@ struct LanguageModel {
 };
 
 /// The tokenizer and chat template of the model at `path` (an HF directory with tokenizer.json,
-/// or a .gguf file), without its weights.
+/// or a .gguf file), without its weights. A directory must hold a model (require_model_directory).
 struct TextInterface {
   Tokenizer tokenizer;
   std::optional<ChatTemplate> chat;  // absent when the checkpoint carries no known template
@@ -54,6 +54,7 @@ inline TextInterface load_text_interface(const std::filesystem::path& path) {
     return ChatTemplate::try_from_jinja(jinja, text(t.bos_id(), "<|begin_of_text|>"), text(t.eos_id(), "</s>"));
   };
   if (std::filesystem::is_directory(path)) {
+    require_model_directory(path);
     auto tokenizer = Tokenizer::from_directory(path);
     auto jinja = read_chat_template(path);
     auto chat = chat_of(tokenizer, jinja ? *jinja : std::string());
@@ -71,7 +72,6 @@ inline TextInterface load_text_interface(const std::filesystem::path& path) {
 /// Parameters are made on `where.device` in `where.dtype` (float32 on the CPU by default).
 inline LanguageModel load_language_model(std::filesystem::path path = {}, const placement& where = {}) {
   path = existing_model_path(std::move(path));
-  if (std::filesystem::is_directory(path)) require_model_directory(path);
   auto text = load_text_interface(path);
   auto lm = std::filesystem::is_directory(path) ? load_hf(path, where) : load_gguf(path, where);
   return LanguageModel{lm, std::move(text.tokenizer), std::move(text.chat), path};

@@ -39,9 +39,8 @@ inline LanguageModel load_for_inference(const std::filesystem::path& path,
     throw std::runtime_error(path.string() + " has no tokenizer.json; pass --tokenizer with the model it was " +
                              "compressed from (e.g. the embedded default's .gguf)");
   // Only the donor's tokenizer and chat template are read, never its weights.
-  const auto donor_path = has_tokenizer ? path : ordo::model::existing_model_path(tokenizer_from);
-  if (fs::is_directory(donor_path)) require_model_directory(donor_path);
-  auto donor = ordo::model::load_text_interface(donor_path);
+  auto donor =
+      ordo::model::load_text_interface(has_tokenizer ? path : ordo::model::existing_model_path(tokenizer_from));
   ordo::model::CausalLM lm = quantized ? ordo::model::load_nf4(path, where).lm() : ordo::model::load_hf(path, where);
   return ordo::model::LanguageModel{lm, std::move(donor.tokenizer), std::move(donor.chat), path};
 }
