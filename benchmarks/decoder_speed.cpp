@@ -29,7 +29,8 @@
 #include <ordo/model/torch_compat.hpp>        // torch_major, torch_minor
 #include <ordo/model/transform.hpp>           // for_each_decoder_linear, model_bytes
 
-#include "../tools/checks.hpp"  // positive, one_line_errors, parse_command_line
+#include "../tools/checks.hpp"          // positive, one_line_errors, parse_command_line
+#include "../tools/device_options.hpp"  // --device, --dtype
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -37,11 +38,12 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 }
 
 nlohmann::json run_python(const std::string& python, const std::string& model, const std::string& llama_cpp_model,
-                          int prompt, int decode, int threads, int repeat) {
+                          int prompt, int decode, int threads, int repeat, const std::string& device,
+                          const std::string& dtype) {
   const std::string cmd = python + " " + std::string(ORDO_SOURCE_DIR) + "/benchmarks/decoder_speed.py '" + model +
                           "' " + std::to_string(prompt) + " " + std::to_string(decode) + " " + std::to_string(threads) +
                           " --repeat " + std::to_string(repeat) + " --llama-cpp-model '" + llama_cpp_model +
-                          "' 2>/dev/null";
+                          "' --device " + device + " --dtype " + dtype + " 2>/dev/null";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
   if (!pipe) return nullptr;
   std::string out;
@@ -74,12 +76,21 @@ int main(int argc, char** argv) {
   app.add_option("--python", python, "a Python with torch and transformers, for the comparison");
   std::string profile;
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
+  ordo::tools::device_flags where_flags;
+  where_flags.add_to(app);
   ordo::tools::one_line_errors(app, "ordo-bench-decoder");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   at::set_num_threads(threads);
+  ordo::model::placement where;
+  try {
+    where = where_flags.resolve();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ordo-bench-decoder: %s\n", e.what());
+    return 1;
+  }
   std::optional<ordo::model::LanguageModel> loaded;
   try {
-    loaded.emplace(ordo::model::load_for_inference(ordo::model::existing_model_path(model_path)));
+    loaded.emplace(ordo::model::load_for_inference(ordo::model::existing_model_path(model_path), {}, where));
   } catch (const std::exception& e) {  // a missing or unreadable model: one line, status 1
     std::fprintf(stderr, "ordo-bench-decoder: %s\n", e.what());
     return 1;
@@ -93,21 +104,25 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   auto ids = (torch::arange(prompt, torch::kLong) * 7919).remainder(40000) + 100;
   ids = ids.unsqueeze(0);
-  lm->forward(ids.slice(1, 0, 16));  // warm-up
+  // Timings end with the result on the host: on a GPU, that waits for the queued kernels.
+  const auto finished = [](const torch::Tensor& t) { (void)t.to(torch::kCPU); };
+  finished(lm->forward(ids.slice(1, 0, 16)));  // warm-up (on a device: NF4 bytes copied there)
   double prefill = 1e30, decoding = 1e30;
   std::optional<torch::autograd::profiler::RecordProfile> record;
   for (int run = 0; run < repeat; ++run) {
     ordo::model::kv_cache cache;
     auto t0 = std::chrono::steady_clock::now();
     auto logits = lm->forward(ids, {}, &cache);
-    prefill = std::min(prefill, seconds_since(t0));
     auto token = logits.select(1, -1).argmax(-1, true);
+    finished(token);
+    prefill = std::min(prefill, seconds_since(t0));
     if (!profile.empty() && run + 1 == repeat) record.emplace(profile);  // the last run's decode steps
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < decode; ++i) {
       logits = lm->forward(token, {}, &cache);
       token = logits.select(1, -1).argmax(-1, true);
     }
+    finished(token);
     decoding = std::min(decoding, seconds_since(t0));
   }
   record.reset();
@@ -119,13 +134,16 @@ int main(int argc, char** argv) {
       {"prompt_tokens", prompt},
       {"decode_tokens", decode},
       {"threads", threads},
+      {"device", ordo::model::device_name(where.device)},
+      {"dtype", ordo::model::torch_dtype_name(where.dtype)},
       {"repeat", repeat},
       {"libtorch", std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor)},
       {"blas_core", ordo::io::blas_core()},
       {"malloc_retains_freed", retains},
       {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
   if (!python.empty()) {
-    auto py = run_python(python, m.source.string(), llama_cpp_model, prompt, decode, threads, repeat);
+    auto py = run_python(python, m.source.string(), llama_cpp_model, prompt, decode, threads, repeat,
+                         ordo::model::device_name(where.device), ordo::model::torch_dtype_name(where.dtype));
     if (py.is_object() && py.contains("llama_cpp")) {
       const auto cpp = py["llama_cpp"];
       py.erase("llama_cpp");

@@ -4,10 +4,11 @@ model ordo decoded (a GGUF dequantized to fp32; an NF4 directory in bitsandbytes
 bitsandbytes, when it imports), same prompt, same threads; and, when llama_cpp (PyPI
 llama-cpp-python) is importable, llama.cpp's on a GGUF as it is (quantized matrix products):
 MODEL itself when it is a .gguf, else --llama-cpp-model. Each figure is the best of --repeat
-timed runs. Prints one JSON line; a side that cannot run says why under its key.
+timed runs. Prints one JSON line; a side that cannot run says why under its key. --device and
+--dtype place transformers' model (llama.cpp runs on the CPU); GPU timings wait for the device.
 
     python benchmarks/decoder_speed.py MODEL PROMPT_TOKENS DECODE_TOKENS THREADS
-                                       [--repeat 3] [--llama-cpp-model FILE.gguf]
+                                       [--repeat 3] [--llama-cpp-model FILE.gguf] [--device cuda] [--dtype bfloat16]
 """
 import argparse
 import json
@@ -26,38 +27,52 @@ parser.add_argument("decode_tokens", type=int)
 parser.add_argument("threads", type=int)
 parser.add_argument("--repeat", type=int, default=3)
 parser.add_argument("--llama-cpp-model", default="")
+parser.add_argument("--device", default="cpu", help="where transformers runs: cpu, cuda or cuda:N")
+parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="the dtype of the dense parameters")
 args = parser.parse_args()
 path = pathlib.Path(args.model).resolve()
 prompt_tokens, decode_tokens, threads = args.prompt_tokens, args.decode_tokens, args.threads
 torch.set_num_threads(threads)
-ids = (torch.arange(prompt_tokens) * 7919 % 40000 + 100).unsqueeze(0)
+device = torch.device(args.device)
+dtype = getattr(torch, args.dtype)
+ids = (torch.arange(prompt_tokens) * 7919 % 40000 + 100).unsqueeze(0).to(device)
+
+
+def finished(t):
+    """The value on the host: on a GPU this waits for the queued kernels."""
+    return t.cpu()
 
 
 def transformers_speed():
     """transformers' best prefill and greedy batch-1 decode over the runs, in tokens/s."""
     if path.is_dir():  # an HF directory; NF4 ones load through bitsandbytes
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        placed = {} if device.type == "cpu" else {"device_map": device}  # bitsandbytes quantizes there
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placed)
     else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                                  dtype=torch.float32)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        model.to(device)
     model.eval()
     prefill = decode = float("inf")
     with torch.no_grad():
-        model(input_ids=ids[:, :16])  # warm-up
+        finished(model(input_ids=ids[:, :16]).logits)  # warm-up
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             out = model(input_ids=ids, use_cache=True)
-            prefill = min(prefill, time.perf_counter() - t0)
             past = out.past_key_values
             token = out.logits[:, -1:].argmax(-1)
+            finished(token)
+            prefill = min(prefill, time.perf_counter() - t0)
             t0 = time.perf_counter()
             for _ in range(decode_tokens):
                 out = model(input_ids=token, past_key_values=past, use_cache=True)
                 past = out.past_key_values
                 token = out.logits[:, -1:].argmax(-1)
+            finished(token)
             decode = min(decode, time.perf_counter() - t0)
     result = {"prefill_tokens_per_s": prompt_tokens / prefill, "decode_tokens_per_s": decode_tokens / decode,
-              "torch": torch.__version__, "transformers": transformers.__version__}
+              "torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
+              "dtype": args.dtype}
     if getattr(model.config, "quantization_config", None) is not None:
         import bitsandbytes
         result["bitsandbytes"] = bitsandbytes.__version__

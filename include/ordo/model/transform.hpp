@@ -70,11 +70,13 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
   for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
     if (l->quantized()) return;
     auto w = std::make_shared<nf4_weight>();
-    auto dense = l->weight.detach().to(torch::kCPU, torch::kFloat32).contiguous();  // quantized on the host
-    quant::nf4::Options o;
-    o.blocksize = blocksize;
-    w->q = quant::nf4::quantize(
-        std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())), o, double_quant);
+    if (auto on_device = detail::nf4_cuda_quantize(l->weight, blocksize, double_quant)) {
+      w->q = std::move(*on_device);  // ordo's CUDA kernels: the host path's bytes
+    } else {  // quantized on the host
+      auto dense = l->weight.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+      w->q = quant::nf4::quantize(std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())),
+                                  detail::nf4_options(blocksize), double_quant);
+    }
     w->scales = quant::nf4::block_scales(w->q);
     w->out_features = l->out_features;
     w->in_features = l->in_features;
@@ -94,7 +96,8 @@ inline void dequantize_linears(CausalLM& lm, torch::ScalarType dtype = torch::kF
   for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
     if (!l->quantized()) return;
     Linear dense(l->in_features, l->out_features, l->bias.defined(), build_options(placement(device, dtype), false));
-    dense->weight.set_data(l->nf4->dequantize().to(device, dtype));
+    dense->weight.set_data(device.is_cpu() ? l->nf4->dequantize().to(dtype)
+                                           : l->nf4->dequantize_rows_on(device, 0, l->out_features, dtype));
     if (l->bias.defined()) dense->bias.set_data(l->bias.detach().clone().to(device, dtype));
     l = dense;
   });
