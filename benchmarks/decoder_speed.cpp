@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
   ordo::tools::device_flags where_flags;
   where_flags.add_to(app);
+  where_flags.add_head_to(app);
   ordo::tools::one_line_errors(app, "ordo-bench-decoder");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   at::set_num_threads(threads);
@@ -97,6 +98,7 @@ int main(int argc, char** argv) {
   }
   auto& m = *loaded;
   auto lm = m.lm;
+  where_flags.apply_head(lm);
   bool nf4 = false;
   ordo::model::for_each_decoder_linear(lm, [&](const std::string&, ordo::model::Linear& l) { nf4 |= l->quantized(); });
   if (llama_cpp_model.empty())
@@ -130,6 +132,7 @@ int main(int argc, char** argv) {
       {"benchmark", "decoder_speed"},
       {"model", m.source.string()},
       {"nf4", nf4},
+      {"nf4_head", where_flags.nf4_head},
       {"model_mb", static_cast<double>(ordo::model::model_bytes(lm)) / (1024.0 * 1024.0)},
       {"prompt_tokens", prompt},
       {"decode_tokens", decode},

@@ -9,8 +9,14 @@ if(NOT TARGET ordo_doctest_main)
 endif()
 
 # Warnings and diagnostics for ordo's own targets (not for consumers).
+# Programs export their symbols (-rdynamic): a crash report (ordo/io/crash_report.hpp) then
+# names the functions of the call site and the stack, not only offsets.
 function(ordo_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -ftemplate-backtrace-limit=0)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "EXECUTABLE")
+    set_target_properties(${target} PROPERTIES ENABLE_EXPORTS ON)
+  endif()
 endfunction()
 
 # Include directories a stand-alone compiler call needs to see ordo and its dependencies.

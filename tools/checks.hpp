@@ -20,7 +20,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include <ordo/io/cpu.hpp>  // idle_cpus
+#include <ordo/io/cpu.hpp>           // idle_cpus
+#include <ordo/io/crash_report.hpp>  // install_crash_report
 
 namespace ordo::tools {
 
@@ -95,10 +96,15 @@ inline void check_output_dir(const std::filesystem::path& out, const std::string
 
 /// Command-line errors as one line on stderr, "<tool>: <what> (--help lists the options)", like
 /// the tools' other errors (CLI11 adds a second line by default).
+/// Also reports a fatal signal (a crash) under the tool's name with its call site and stack
+/// (ordo/io/crash_report.hpp) before the process dies of it.
 inline void one_line_errors(CLI::App& app, const std::string& tool) {
   app.failure_message([tool](const CLI::App*, const CLI::Error& e) {
     return tool + ": " + e.what() + " (--help lists the options)\n";
   });
+  static std::string crash_name;  // outlives main: the handler reads it
+  crash_name = tool;
+  io::install_crash_report(crash_name.c_str());
 }
 
 /// Parses the command line. Returns the status the tool must exit with when it should stop here:

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include <ordo/model/device.hpp>
+#include <ordo/model/transform.hpp>  // quantize_head
 
 namespace ordo::tools {
 
@@ -28,6 +29,17 @@ struct device_flags {
     app.add_option("--dtype", dtype, "float32, bfloat16 or float16: the dtype of the dense parameters")
         ->capture_default_str();
   }
+  bool nf4_head = false;
+  void add_head_to(CLI::App& app) {
+    app.add_flag("--nf4-head", nf4_head,
+                 "multiply the LM head with an NF4 copy of its weight: faster batch-1 decoding, logits "
+                 "rounded a little (docs/nf4.md)");
+  }
+  /// The NF4 head when --nf4-head was given (ordo::model::quantize_head).
+  void apply_head(model::CausalLM lm) const {
+    if (nf4_head) model::quantize_head(lm);
+  }
+
   /// The placement asked for, once checked usable (throws with a one-line message otherwise).
   model::placement resolve() const {
     const model::placement where(model::parse_device(device), model::parse_dtype(dtype));

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
+  device.add_head_to(app);
   ordo::tools::one_line_errors(app, "ordo-generate");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
 
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
     ordo::tools::warn_if_slow_blas("ordo-generate");
     ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
+    device.apply_head(model.lm);
     std::string text = prompt;
     if (!raw) {
       if (!model.chat) throw std::runtime_error(model.source.string() + " has no chat template ordo knows; use --raw");

@@ -140,6 +140,9 @@ if want decode; then
       run_step "decode_$name" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" --device cuda --repeat 3 \
         --python python3 >"$out/decode-$name.json" 2>"$out/decode-$name.log" &&
         record "decode_$name" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name.json")"
+      [ "$name" = nf4 ] && run_step "decode_${name}_head" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
+        --device cuda --nf4-head --repeat 3 >"$out/decode-$name-head.json" 2>>"$out/decode-$name.log" &&
+        record "decode_${name}_head" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name-head.json")"
       [ "$name" = gguf ] && run_step "decode_${name}_bf16" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
         --device cuda --dtype bfloat16 --repeat 3 --python python3 >"$out/decode-$name-bf16.json" 2>>"$out/decode-$name.log" &&
         record "decode_${name}_bf16" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name-bf16.json")"

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
+  device.add_head_to(app);
   ordo::tools::one_line_errors(app, "ordo-perplexity");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   options.protocol =
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
     ordo::tools::warn_if_slow_blas("ordo-perplexity");
     ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
+    device.apply_head(model.lm);
     const auto ids32 = model.tokenizer.encode(text.text);
     if (ids32.size() < 2)
       throw std::invalid_argument(text_path + ": " + std::to_string(ids32.size()) +

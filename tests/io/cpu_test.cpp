@@ -88,3 +88,76 @@ TEST_CASE("retain_freed_memory: large blocks come from the heap, not from mmap")
   CHECK(mapped_blocks_holding_64_mib() == before - 1);
 }
 #endif
+
+// ---- a fatal signal reported before the process dies (ordo/io/crash_report.hpp) ----------------
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+#define ORDO_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define ORDO_TEST_SANITIZED 1
+#endif
+#endif
+#if !defined(ORDO_TEST_SANITIZED) && defined(__linux__)
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ordo/io/crash_report.hpp>
+
+namespace {
+// The child's stderr and how it ended, after `crash` ran in it with the report installed.
+struct crashed {
+  std::string err;
+  int status = 0;
+};
+template <class F>
+crashed run_crashing(F crash) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::alarm(20);  // bounded, whatever happens
+    ordo::io::install_crash_report("crash-test");
+    crash();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  crashed out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.err.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  ::waitpid(pid, &out.status, 0);
+  return out;
+}
+using function = void (*)();
+volatile function null_function = nullptr;
+}  // namespace
+
+TEST_CASE("a fatal signal is reported with its call site, then ends the process as it would have") {
+  const auto null_call = run_crashing([] { null_function(); });  // a jump to address 0
+  CHECK(WIFSIGNALED(null_call.status));
+  CHECK(WTERMSIG(null_call.status) == SIGSEGV);
+  CHECK(null_call.err.find("crash-test: fatal signal SIGSEGV at address 0x0") == 0);
+#if defined(__x86_64__)
+  CHECK(null_call.err.find(", instruction 0x0\n  called from:\n") != std::string::npos);
+  CHECK(null_call.err.find("io.cpu") != std::string::npos);  // the call site is in this program
+#endif
+  CHECK(null_call.err.find("  stack:\n") != std::string::npos);
+
+  const auto bad_read = run_crashing([] {
+    volatile std::uintptr_t where = 16;
+    (void)*reinterpret_cast<volatile int*>(where);
+  });
+  CHECK(WIFSIGNALED(bad_read.status));
+  CHECK(WTERMSIG(bad_read.status) == SIGSEGV);
+  CHECK(bad_read.err.find("crash-test: fatal signal SIGSEGV at address 0x10, instruction 0x") == 0);
+  CHECK(bad_read.err.find("called from") == std::string::npos);  // a read, not a call through 0
+
+  const auto fine = run_crashing([] {});
+  CHECK(WIFEXITED(fine.status));
+  CHECK(WEXITSTATUS(fine.status) == 0);
+  CHECK(fine.err.empty());
+}
+#endif

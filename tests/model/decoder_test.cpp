@@ -112,6 +112,48 @@ TEST_CASE("one-token decoding steps (the batch-1 CPU path) equal the general for
   }
 }
 
+TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the head's NF4 values") {
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+    torch::NoGradGuard no_grad;
+    const auto dense_logits = lm->forward(ids);
+    const auto dense_weight = lm->head_weight().clone();
+    ordo::model::quantize_head(lm, 64);
+    REQUIRE(lm->nf4_head);
+    CHECK_FALSE(lm->nf4_head->nf4->q.nested);
+    // The head's values: the dense weight rounded to NF4, nothing else changes (embeddings kept).
+    const auto values = lm->nf4_head->nf4->dequantize();
+    const auto expected_values = torch::from_blob(
+        ordo::quant::nf4::dequantize<float>(ordo::quant::nf4::quantize(
+            std::span<const float>(dense_weight.data_ptr<float>(), static_cast<std::size_t>(dense_weight.numel())),
+            {}, false)).data(), dense_weight.sizes(), torch::kFloat32).clone();
+    CHECK(torch::equal(values, expected_values));
+    CHECK(torch::equal(lm->head_weight(), dense_weight));
+    // Logits: the final hidden states times the NF4 values, for a prompt and for one-token steps.
+    const auto h = lm->hidden(ids);
+    const auto logits = lm->forward(ids);
+    CHECK((logits - torch::matmul(h, values.t())).abs().max().item<double>() < 1e-4);
+    const double moved = (logits - dense_logits).abs().max().item<double>();
+    MESSAGE(name << ": NF4 head moves the logits by up to " << moved);
+    CHECK(moved > 0);
+    ordo::model::kv_cache fast, general;
+    lm->forward(ids.slice(1, 0, 4), {}, &fast);
+    lm->forward(ids.slice(1, 0, 4), {}, &general);
+    for (int64_t t = 4; t < ids.size(1); ++t) {
+      auto token = ids.slice(1, t, t + 1);
+      auto a = lm->forward(token, {}, &fast);  // the one-token path: the NF4 GEMV for the head
+      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+      CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
+    }
+    // A clone keeps it (the NF4 data is shared).
+    auto copy = ordo::model::clone(lm);
+    REQUIRE(copy->nf4_head);
+    CHECK(torch::equal(copy->forward(ids), logits));
+  }
+}
+
 TEST_CASE("a copied KV cache decodes on its own: the in-place appends never write into the other copy") {
   auto lm = ordo::model::load_hf(fixtures / "llama3");
   auto ids = read_expected(fixtures / "llama3").ids.slice(0, 0, 1);

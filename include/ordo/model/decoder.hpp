@@ -565,7 +565,8 @@ class CausalLMImpl : public torch::nn::Module {
 
   /// The LM head on final hidden states [..., hidden]: logits [..., vocab] in fp32.
   torch::Tensor head(const torch::Tensor& x) {
-    if (lm_head) return lm_head(x).to(torch::kFloat32);  // dense or NF4
+    if (nf4_head) return nf4_head(x).to(torch::kFloat32);  // quantize_head's opt-in NF4 copy
+    if (lm_head) return lm_head(x).to(torch::kFloat32);     // dense or NF4
     const auto& w = model->embed_tokens->weight;
     if (auto y = detail::single_row_product(x, w); y.defined()) return y;
     return torch::matmul(x, w.t()).to(torch::kFloat32);
@@ -590,8 +591,10 @@ class CausalLMImpl : public torch::nn::Module {
     auto x = model->embed_tokens(input_ids.to(device()));  // ids may come from the host
     const auto dtype = x.scalar_type();
 
-    auto positions = torch::arange(past, past + T, torch::kFloat32).to(x.device());
-    auto freqs = torch::outer(positions, inv_freq_.to(x.device()));
+    // Positions made where the model is and the inverse frequencies kept there: no host-to-device
+    // copy (which waits for the device) in each decoding step.
+    auto positions = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kFloat32).device(x.device()));
+    auto freqs = torch::outer(positions, inv_freq_on(x.device()));
     auto emb = torch::cat({freqs, freqs}, -1);
     auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
 
@@ -619,6 +622,9 @@ class CausalLMImpl : public torch::nn::Module {
 
   Linear lm_head{nullptr};  // null when tied to the embeddings
   DecoderBody model{nullptr};
+  /// Set by quantize_head (ordo/model/transform.hpp): an NF4 copy of the head's weight that
+  /// head() multiplies with instead (not a registered module: not saved, not trained).
+  Linear nf4_head{nullptr};
 
  private:
   /// Batch-1 decoding of one token with a cache, fp32 on the CPU, without gradients: the step
@@ -800,8 +806,24 @@ class CausalLMImpl : public torch::nn::Module {
     return h.view({1, 1, H});
   }
 
+  /// The RoPE inverse frequencies on `device`, copied there once (the host tensor is the master).
+  torch::Tensor inv_freq_on(const torch::Device& device) {
+    if (device.is_cpu()) return inv_freq_;
+    std::lock_guard lock(inv_freq_copies_->mutex);
+    for (const auto& [d, t] : inv_freq_copies_->copies)
+      if (d == device) return t;
+    auto t = inv_freq_.to(device);
+    inv_freq_copies_->copies.emplace_back(device, t);
+    return t;
+  }
+
   decoder_config config_;
-  torch::Tensor inv_freq_;
+  torch::Tensor inv_freq_;  // fp32 on the host
+  struct device_copies {
+    std::mutex mutex;
+    std::vector<std::pair<torch::Device, torch::Tensor>> copies;
+  };
+  std::shared_ptr<device_copies> inv_freq_copies_ = std::make_shared<device_copies>();
 };
 TORCH_MODULE(CausalLM);
 
