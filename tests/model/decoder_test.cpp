@@ -136,7 +136,7 @@ TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the
     const auto logits = lm->forward(ids);
     CHECK((logits - torch::matmul(h, values.t())).abs().max().item<double>() < 1e-4);
     const double moved = (logits - dense_logits).abs().max().item<double>();
-    MESSAGE(name << ": NF4 head moves the logits by up to " << moved);
+    MESSAGE(std::string(name) << ": NF4 head moves the logits by up to " << moved);
     CHECK(moved > 0);
     ordo::model::kv_cache fast, general;
     lm->forward(ids.slice(1, 0, 4), {}, &fast);
