@@ -19,8 +19,14 @@ arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-g
 for pkg in libboost1.74-dev nlohmann-json3-dev libcli11-dev doctest-dev libpcre2-dev libpcre2-8-0; do
   dpkg -s "$pkg" >/dev/null 2>&1 || { echo "deps-prefix: package $pkg is not installed (./ordo deps)" >&2; exit 1; }
 done
+# DIR is replaced: only when it is missing, empty, or an earlier prefix of this script (marked).
+if [ -e "$dest" ] && [ ! -f "$dest/.ordo-deps-prefix" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ]; then
+  echo "deps-prefix: $dest exists and is not a prefix this script made: not replaced" >&2
+  exit 1
+fi
 rm -rf "$dest"
 mkdir -p "$prefix"
+touch "$dest/.ordo-deps-prefix"
 
 copy() {  # copy absolute paths (files, symbolic links, directories) under $prefix, keeping their place
   local path

@@ -21,7 +21,17 @@
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 steps=build,tests,nf4,scale,decode,study
-if [ "${1:-}" = --steps ]; then steps=$2; shift 2; fi
+if [ "${1:-}" = --steps ]; then
+  [ $# -ge 2 ] || { echo "gpu-check: --steps needs a list (build,tests,nf4,scale,decode,study)" >&2; exit 2; }
+  steps=$2
+  shift 2
+  for step in ${steps//,/ }; do
+    case $step in
+      build | tests | nf4 | scale | decode | study) ;;
+      *) echo "gpu-check: unknown step \"$step\" (expected build, tests, nf4, scale, decode or study)" >&2; exit 2 ;;
+    esac
+  done
+fi
 out=${1:-${OUT:-$root/out/gpu-check}}
 mkdir -p "$out"
 build=$root/build-gpu

@@ -358,10 +358,9 @@ class LinearImpl : public torch::nn::Module {
     const auto rows = flat.size(0);
     torch::Tensor y;
     if (!x.device().is_cpu()) {
-      // On a device the NF4 bytes are kept there (copied once): one row goes through ordo's CUDA
-      // GEMV when it is built in; otherwise tiles of rows are dequantized there and multiplied.
-      // More rows: the weight dequantized there in the input's dtype (one kernel per weight on
-      // CUDA, a tile at a time with LibTorch operations elsewhere), then one matmul.
+      // On a device the NF4 bytes are kept there (copied once). One row goes through ordo's CUDA
+      // GEMV when it is built in; more rows multiply the weight dequantized there: on CUDA in the
+      // input's dtype by one kernel, elsewhere a tile of rows at a time by LibTorch operations.
       y = detail::nf4_cuda_gemv(*nf4, flat);
       if (!y.defined() && x.device().is_cuda()) {
         const auto dtype = x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat16

@@ -63,6 +63,29 @@ inline CausalLM clone(const CausalLM& source) {
   return copy;
 }
 
+namespace detail {
+
+/// The NF4 form of a dense weight [out, in]: quantized by ordo's CUDA kernels where it lies on a
+/// CUDA device (the host path's bytes), else on the host; block scales rebuilt once.
+inline std::shared_ptr<const nf4_weight> nf4_weight_of(const torch::Tensor& dense, std::size_t blocksize,
+                                                       bool double_quant) {
+  auto w = std::make_shared<nf4_weight>();
+  if (auto on_device = nf4_cuda_quantize(dense, blocksize, double_quant)) {
+    w->q = std::move(*on_device);
+  } else {
+    const auto host = dense.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    w->q = quant::nf4::quantize(std::span<const float>(host.data_ptr<float>(), static_cast<std::size_t>(host.numel())),
+                                nf4_options(blocksize), double_quant);
+  }
+  w->scales = quant::nf4::block_scales(w->q);
+  w->out_features = dense.size(0);
+  w->in_features = dense.size(1);
+  w->compute_dtype = dense.scalar_type();
+  return w;
+}
+
+}  // namespace detail
+
 /// Replaces every decoder linear by its NF4 form (bitsandbytes' rule; lm_head and embeddings
 /// stay dense as transformers does). Returns the bytes of the packed weights and statistics.
 inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool double_quant) {
@@ -70,20 +93,9 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
   std::size_t bytes = 0;
   for_each_decoder_linear(lm, [&](const std::string&, Linear& l) {
     if (l->quantized()) return;
-    auto w = std::make_shared<nf4_weight>();
-    if (auto on_device = detail::nf4_cuda_quantize(l->weight, blocksize, double_quant)) {
-      w->q = std::move(*on_device);  // ordo's CUDA kernels: the host path's bytes
-    } else {  // quantized on the host
-      auto dense = l->weight.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-      w->q = quant::nf4::quantize(std::span<const float>(dense.data_ptr<float>(), static_cast<std::size_t>(dense.numel())),
-                                  detail::nf4_options(blocksize), double_quant);
-    }
-    w->scales = quant::nf4::block_scales(w->q);
-    w->out_features = l->out_features;
-    w->in_features = l->in_features;
-    w->compute_dtype = l->weight.scalar_type();
+    auto w = detail::nf4_weight_of(l->weight, blocksize, double_quant);
     bytes += w->q.storage_bytes();
-    l = Linear(std::shared_ptr<const nf4_weight>(std::move(w)), l->bias);
+    l = Linear(std::move(w), l->bias);
   });
   for (auto& p : lm->parameters()) p.set_requires_grad(false);
   return bytes;
@@ -99,19 +111,7 @@ inline void quantize_head(CausalLM& lm, std::size_t blocksize = 64) {
   torch::NoGradGuard no_grad;
   const auto dense = lm->head_weight();
   if (!dense.defined()) throw std::invalid_argument("quantize_head: the model's head is NF4 already");
-  auto w = std::make_shared<nf4_weight>();
-  if (auto on_device = detail::nf4_cuda_quantize(dense, blocksize, /*double_quant=*/false)) {
-    w->q = std::move(*on_device);
-  } else {
-    const auto host = dense.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    w->q = quant::nf4::quantize(std::span<const float>(host.data_ptr<float>(), static_cast<std::size_t>(host.numel())),
-                                detail::nf4_options(blocksize), /*double_quant=*/false);
-  }
-  w->scales = quant::nf4::block_scales(w->q);
-  w->out_features = dense.size(0);
-  w->in_features = dense.size(1);
-  w->compute_dtype = dense.scalar_type();
-  lm->nf4_head = Linear(std::shared_ptr<const nf4_weight>(std::move(w)), torch::Tensor());
+  lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
 }
 
 /// Replaces every NF4 decoder linear by a dense one holding exactly the values the NF4 weights
