@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
       {"benchmark", "decoder_speed"},
       {"model", m.source.string()},
       {"nf4", nf4},
-      {"nf4_head", where_flags.nf4_head},
+      {"head", where_flags.nf4_head ? "nf4" : where_flags.q8_head ? "q8_0" : "dense"},
       {"model_mb", static_cast<double>(ordo::model::model_bytes(lm)) / (1024.0 * 1024.0)},
       {"prompt_tokens", prompt},
       {"decode_tokens", decode},

@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ordo/quant/nf4_cpu.hpp>
+#include <ordo/quant/q8_cpu.hpp>  // the Q8_0 GEMV beside the NF4 one
 
 namespace nf4 = ordo::quant::nf4;
 
@@ -330,6 +331,21 @@ int main(int argc, char** argv) {
     q_out.clear();
     const Figure gemv{g_med, g_best, g_bytes};
 
+    // The same GEMV on Q8_0 weights (what the tools' --q8-head multiplies with): one byte per
+    // weight and an fp16 scale per 32
+    const auto q8w = ordo::quant::q8::quantize(w.data(), rows, cols);
+    const double g8_bytes = static_cast<double>(q8w.codes.size()) + 4.0 * q8w.scales.size() + 4.0 * cols + 4.0 * rows;
+    const std::size_t g8_copies = copies_for(static_cast<std::size_t>(g8_bytes), args.working_set);
+    std::vector<std::vector<std::int8_t>> g8_w(g8_copies, q8w.codes);
+    ordo::quant::q8::Options opt8;
+    opt8.threads = opt.threads;
+    opt8.isa = opt.isa;
+    const auto [g8_med, g8_best] = time_per_copy(args.repeat, g8_copies, [&](std::size_t c) {
+      ordo::quant::q8::gemv(g8_w[c].data(), q8w.scales.data(), rows, cols, x.data(), y.data(), opt8);
+    });
+    g8_w.clear();
+    const Figure gemv8{g8_med, g8_best, g8_bytes};
+
     // dense baselines at batch 1
     const double f32_bytes = 4.0 * n + 4.0 * cols + 4.0 * rows;
     const std::size_t f_copies = copies_for(static_cast<std::size_t>(f32_bytes), args.working_set);
@@ -420,6 +436,7 @@ int main(int argc, char** argv) {
     print_figure("dequantize_f32", deq32);
     print_figure("dequantize_bf16", deq16);
     print_figure("gemv_nf4", gemv);
+    print_figure("gemv_q8_0", gemv8);
     if (have_torch) {
       print_figure("libtorch_mv_f32", torch32);
       print_figure("libtorch_linear_bf16", torch16);
@@ -436,13 +453,15 @@ int main(int argc, char** argv) {
         "                 \"gemv_speedup_over_libtorch_mv_f32\": %s, \"gemv_speedup_over_libtorch_linear_bf16\": %s,\n"
         "                 \"gemv_speedup_over_dense_loop_f32\": %s, \"gemv_speedup_over_dense_loop_bf16\": %s,\n"
         "                 \"quantize_speedup_over_bitsandbytes\": %s, \"dequantize_speedup_over_bitsandbytes\": %s,\n"
-        "                 \"gemv_speedup_over_bitsandbytes\": %s},\n",
+        "                 \"gemv_speedup_over_bitsandbytes\": %s, \"gemv_q8_0_over_copy\": %.3f,\n"
+        "                 \"gemv_q8_0_speedup_over_libtorch_mv_f32\": %s},\n",
         deq_over_copy, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps(),
         ratio(torch32.seconds_median, gemv.seconds_median).c_str(),
         ratio(torch16.seconds_median, gemv.seconds_median).c_str(),
         ratio(dense32.seconds_median, gemv.seconds_median).c_str(),
         ratio(dense16.seconds_median, gemv.seconds_median).c_str(), ratio(bnb_q, quantize.seconds_median).c_str(),
-        ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str());
+        ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str(),
+        gemv8.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv8.seconds_median).c_str());
     std::printf(
         "      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x libtorch mv f32\": %s, "
         "\"gemv >= 1.5x libtorch linear bf16\": %s, \"quantize >= 5x bitsandbytes\": %s}\n    }%s\n",

@@ -30,14 +30,20 @@ struct device_flags {
         ->capture_default_str();
   }
   bool nf4_head = false;
+  bool q8_head = false;
   void add_head_to(CLI::App& app) {
-    app.add_flag("--nf4-head", nf4_head,
-                 "multiply the LM head with an NF4 copy of its weight: faster batch-1 decoding, logits "
-                 "rounded a little (docs/nf4.md)");
+    auto* nf4 = app.add_flag("--nf4-head", nf4_head,
+                             "multiply the LM head with an NF4 copy of its weight: faster batch-1 decoding, "
+                             "logits rounded (~10 % perplexity on SmolLM2-135M; docs/nf4.md)");
+    app.add_flag("--q8-head", q8_head,
+                 "multiply the LM head with an 8-bit (GGUF Q8_0) copy of its weight: faster batch-1 "
+                 "decoding; the same values when the head was Q8_0 already (docs/nf4.md)")
+        ->excludes(nf4);
   }
-  /// The NF4 head when --nf4-head was given (ordo::model::quantize_head).
+  /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head).
   void apply_head(model::CausalLM lm) const {
-    if (nf4_head) model::quantize_head(lm);
+    if (nf4_head) model::quantize_head(lm, model::head_format::nf4);
+    if (q8_head) model::quantize_head(lm, model::head_format::q8_0);
   }
 
   /// The placement asked for, once checked usable (throws with a one-line message otherwise).

@@ -120,7 +120,7 @@ TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the
     torch::NoGradGuard no_grad;
     const auto dense_logits = lm->forward(ids);
     const auto dense_weight = lm->head_weight().clone();
-    ordo::model::quantize_head(lm, 64);
+    ordo::model::quantize_head(lm, ordo::model::head_format::nf4, 64);
     REQUIRE(lm->nf4_head);
     CHECK_FALSE(lm->nf4_head->nf4->q.nested);
     // The head's values: the dense weight rounded to NF4, nothing else changes (embeddings kept).
@@ -152,6 +152,65 @@ TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the
     REQUIRE(copy->nf4_head);
     CHECK(torch::equal(copy->forward(ids), logits));
   }
+}
+
+TEST_CASE("an 8-bit head (quantize_head q8_0) multiplies by the head's Q8_0 values, and gives a Q8_0 head back as it is") {
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+    torch::NoGradGuard no_grad;
+    const auto dense_weight = lm->head_weight().clone();
+    ordo::model::quantize_head(lm, ordo::model::head_format::nf4);
+    ordo::model::quantize_head(lm, ordo::model::head_format::q8_0);  // replaces the NF4 copy
+    CHECK(lm->nf4_head.is_empty());
+    REQUIRE(lm->q8_head);
+    // The values: GGUF's Q8_0 rule stated here, per block of 32 along a row.
+    const auto rows = dense_weight.size(0), cols = dense_weight.size(1);
+    auto expected = torch::empty_like(dense_weight);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t b = 0; b < cols / 32; ++b) {
+        auto block = dense_weight[r].slice(0, 32 * b, 32 * b + 32);
+        const float d = block.abs().max().item<float>() / 127.0f;
+        const float d16 = ordo::quant::to_float(ordo::quant::to_f16(d));
+        for (int64_t i = 0; i < 32; ++i) {
+          const float q = std::round(block[i].item<float>() * (d != 0.0f ? 1.0f / d : 0.0f));
+          CHECK(std::abs(q) <= 127.0f);
+          expected[r][32 * b + i] = q * d16;
+        }
+      }
+    const auto values = lm->q8_head->dequantize();
+    CHECK(torch::equal(values, expected));
+    CHECK(torch::equal(lm->head_weight(), dense_weight));  // the embeddings keep the dense weight
+    // Logits: the final hidden states times those values; the one-token path (ordo's Q8_0 GEMV)
+    // gives the general path's logits.
+    const auto h = lm->hidden(ids);
+    const auto logits = lm->forward(ids);
+    CHECK((logits - torch::matmul(h, values.t())).abs().max().item<double>() < 1e-5);
+    ordo::model::kv_cache fast, general;
+    lm->forward(ids.slice(1, 0, 4), {}, &fast);
+    lm->forward(ids.slice(1, 0, 4), {}, &general);
+    for (int64_t t = 4; t < ids.size(1); ++t) {
+      auto token = ids.slice(1, t, t + 1);
+      auto a = lm->forward(token, {}, &fast);
+      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+      CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
+    }
+    auto copy = ordo::model::clone(lm);
+    REQUIRE(copy->q8_head);
+    CHECK(torch::equal(copy->forward(ids), logits));
+
+    // A head whose values are Q8_0 values already (as a GGUF's Q8_0 token_embd is once loaded)
+    // comes back with the very same values: the 8-bit head changes nothing but the arithmetic.
+    auto again = ordo::model::load_hf(fixtures / name);
+    again->head_weight().copy_(values);
+    ordo::model::quantize_head(again, ordo::model::head_format::q8_0);
+    CHECK(torch::equal(again->q8_head->dequantize(), values));
+    CHECK(torch::equal(again->q8_head->codes, lm->q8_head->codes));
+    CHECK(torch::equal(again->q8_head->scales, lm->q8_head->scales));
+  }
+  CHECK_THROWS_WITH_AS(ordo::model::parse_head_format("q4"), "head format \"q4\": expected nf4 or q8_0",
+                       std::invalid_argument);
 }
 
 TEST_CASE("a copied KV cache decodes on its own: the in-place appends never write into the other copy") {

@@ -10,7 +10,6 @@
 //   w.write("model.gguf");
 #pragma once
 
-#include <cmath>        // std::fabs, std::round
 #include <cstddef>      // std::byte
 #include <cstdint>      // std::uint32_t, std::uint64_t
 #include <cstring>      // std::memcpy
@@ -27,6 +26,7 @@
 #include <ordo/io/gguf.hpp>           // File (copy_tokenizer's source)
 #include <ordo/io/gguf_header.hpp>    // ValueType
 #include <ordo/quant/float_bits.hpp>  // to_f16, to_bf16 (round to nearest even, as ggml)
+#include <ordo/quant/q8_rule.hpp>     // quantize_block (Q8_0)
 
 namespace ordo::io::gguf {
 
@@ -62,16 +62,9 @@ inline std::vector<std::byte> encode(TensorType type, std::span<const float> val
       const std::size_t blocks = values.size() / 32;
       out.resize(blocks * 34);
       for (std::size_t b = 0; b < blocks; ++b) {
-        const float* x = values.data() + 32 * b;
-        float amax = 0.0f;
-        for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put16(quant::to_f16(d).bits, 34 * b);
-        for (int i = 0; i < 32; ++i) {
-          const auto q = static_cast<std::int8_t>(std::round(x[i] * id));
-          std::memcpy(out.data() + 34 * b + 2 + static_cast<std::size_t>(i), &q, 1);
-        }
+        std::int8_t q[32];
+        put16(quant::q8::quantize_block(values.data() + 32 * b, q).bits, 34 * b);
+        std::memcpy(out.data() + 34 * b + 2, q, 32);
       }
       return out;
     }

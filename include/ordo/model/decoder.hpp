@@ -34,6 +34,7 @@
 #endif
 
 #include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
+#include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
 #include <ordo/model/device.hpp>        // placement
 #include <ordo/model/torch_compat.hpp>  // compat::autocast_enabled
@@ -168,6 +169,56 @@ inline quant::nf4::Options nf4_options(std::size_t blocksize) {
 }
 
 }  // namespace detail
+
+/// An 8-bit copy of a weight [rows, cols] by GGUF's Q8_0 rule (blocks of 32 along a row, an fp16
+/// scale each): int8 codes [rows, cols] and fp32 scales [rows, cols / 32], on the weight's
+/// device. What quantize_head(lm, head_format::q8_0) multiplies the final hidden states with.
+/// Immutable: copies of a model share it.
+struct q8_weight {
+  torch::Tensor codes, scales;
+
+  /// Q8_0 of `dense` [rows, cols] (cols a multiple of 32, finite values), kept on dense's device.
+  static std::shared_ptr<const q8_weight> of(const torch::Tensor& dense) {
+    TORCH_CHECK(dense.dim() == 2, "ordo: an 8-bit weight must be a matrix");
+    const auto host = dense.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    const auto m = quant::q8::quantize(host.data_ptr<float>(), static_cast<std::size_t>(host.size(0)),
+                                       static_cast<std::size_t>(host.size(1)));
+    auto w = std::make_shared<q8_weight>();
+    w->codes = torch::from_blob(const_cast<std::int8_t*>(m.codes.data()), {host.size(0), host.size(1)}, torch::kInt8)
+                   .to(dense.device(), /*non_blocking=*/false, /*copy=*/true);
+    w->scales = torch::from_blob(const_cast<float*>(m.scales.data()),
+                                 {host.size(0), host.size(1) / static_cast<std::int64_t>(quant::q8::block)},
+                                 torch::kFloat32)
+                    .to(dense.device(), /*non_blocking=*/false, /*copy=*/true);
+    return w;
+  }
+
+  /// The values the codes stand for, code * scale (computed in fp32), in `dtype`.
+  torch::Tensor dequantize(torch::ScalarType dtype = torch::kFloat32) const {
+    const auto rows = codes.size(0), cols = codes.size(1), per = static_cast<std::int64_t>(quant::q8::block);
+    return (codes.to(torch::kFloat32).view({rows, cols / per, per}) * scales.unsqueeze(-1)).view({rows, cols}).to(dtype);
+  }
+
+  /// x [..., cols] times the weight's transpose: [..., rows] in fp32. One fp32 row on the CPU
+  /// goes through ordo's Q8_0 GEMV (one byte per weight read); anything else multiplies the
+  /// dequantized values in x's dtype.
+  torch::Tensor forward(const torch::Tensor& x) const {
+    const auto rows = codes.size(0), cols = codes.size(1);
+    auto shape = x.sizes().vec();
+    shape.back() = rows;
+    if (x.numel() == cols && x.scalar_type() == torch::kFloat32 && x.device().is_cpu() && codes.device().is_cpu() &&
+        !x.requires_grad()) {
+      const auto row = x.reshape({cols}).contiguous();
+      auto y = torch::empty({rows}, torch::kFloat32);
+      quant::q8::Options o;
+      o.runner = detail::nf4_options(64).runner;
+      quant::q8::gemv(codes.data_ptr<std::int8_t>(), scales.data_ptr<float>(), static_cast<std::size_t>(rows),
+                      static_cast<std::size_t>(cols), row.data_ptr<float>(), y.data_ptr<float>(), o);
+      return y.view(shape);
+    }
+    return torch::matmul(x, dequantize(x.scalar_type()).t()).to(torch::kFloat32);
+  }
+};
 
 /// NF4 weights of a linear layer [out, in], as bitsandbytes stores them, with the per-block
 /// scales rebuilt once (double quantization is undone at load, not per call).
@@ -565,6 +616,7 @@ class CausalLMImpl : public torch::nn::Module {
   /// The LM head on final hidden states [..., hidden]: logits [..., vocab] in fp32.
   torch::Tensor head(const torch::Tensor& x) {
     if (nf4_head) return nf4_head(x).to(torch::kFloat32);  // quantize_head's opt-in NF4 copy
+    if (q8_head) return q8_head->forward(x);                 // or its 8-bit copy
     if (lm_head) return lm_head(x).to(torch::kFloat32);     // dense or NF4
     const auto& w = model->embed_tokens->weight;
     if (auto y = detail::single_row_product(x, w); y.defined()) return y;
@@ -621,9 +673,10 @@ class CausalLMImpl : public torch::nn::Module {
 
   Linear lm_head{nullptr};  // null when tied to the embeddings
   DecoderBody model{nullptr};
-  /// Set by quantize_head (ordo/model/transform.hpp): an NF4 copy of the head's weight that
-  /// head() multiplies with instead (not a registered module: not saved, not trained).
+  /// Set by quantize_head (ordo/model/transform.hpp): an NF4 or an 8-bit copy of the head's
+  /// weight that head() multiplies with instead (not registered modules: not saved, not trained).
   Linear nf4_head{nullptr};
+  std::shared_ptr<const q8_weight> q8_head;
 
  private:
   /// Batch-1 decoding of one token with a cache, fp32 on the CPU, without gradients: the step

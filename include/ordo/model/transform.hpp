@@ -4,6 +4,7 @@
 
 #include <functional>  // std::function
 #include <memory>      // std::make_shared
+#include <stdexcept>   // std::invalid_argument
 #include <string>      // std::string
 
 #include <torch/torch.h>
@@ -60,6 +61,7 @@ inline CausalLM clone(const CausalLM& source) {
   for (auto& p : copy->named_parameters()) p.value().set_requires_grad(from[p.key()].requires_grad());
   copy->train(src->is_training());
   if (src->nf4_head) copy->nf4_head = Linear(src->nf4_head->nf4, torch::Tensor());  // immutable: shared
+  copy->q8_head = src->q8_head;                                                        // immutable: shared
   return copy;
 }
 
@@ -101,17 +103,37 @@ inline std::size_t quantize_linears(CausalLM& lm, std::size_t blocksize, bool do
   return bytes;
 }
 
-/// Opt-in, for decoding: the LM head (the embeddings when tied) multiplies with an NF4 copy of
-/// its weight (blocksize `blocksize`, no double quantization), kept beside the dense weight,
-/// which the embeddings still use. Batch-1 decoding then reads about 0.56 bytes per head weight
-/// instead of 4 (on SmolLM2-135M the tied head is 113 MB of fp32, a quarter of a decoding step
-/// on a 2-core CPU); logits change by the NF4 rounding of the head (docs/nf4.md gives the
-/// perplexity it costs). Not saved with the model. The head must be dense.
-inline void quantize_head(CausalLM& lm, std::size_t blocksize = 64) {
+/// What quantize_head stores the head's copy in.
+enum class head_format {
+  nf4,   ///< NF4, blocks of `blocksize`, no double quantization: ~0.56 bytes per weight
+  q8_0,  ///< GGUF's Q8_0 (blocks of 32, an fp16 scale each): ~1.06 bytes per weight
+};
+
+/// The head format named `name` ("nf4" or "q8_0"); throws std::invalid_argument otherwise.
+inline head_format parse_head_format(const std::string& name) {
+  if (name == "nf4") return head_format::nf4;
+  if (name == "q8_0") return head_format::q8_0;
+  throw std::invalid_argument("head format \"" + name + "\": expected nf4 or q8_0");
+}
+
+/// Opt-in, for decoding: the LM head (the embeddings when tied) multiplies with a compact copy of
+/// its weight, kept beside the dense weight, which the embeddings still use. Batch-1 decoding then
+/// reads ~0.56 (NF4) or ~1.06 (Q8_0) bytes per head weight instead of 4 (on SmolLM2-135M the tied
+/// head is 113 MB of fp32, a quarter of a decoding step on a 2-core CPU). Logits change by the
+/// rounding of the head: NF4 costs ~10 % perplexity on SmolLM2-135M; Q8_0 gives back the very
+/// values of a head that was Q8_0 already (the default GGUF's token_embd is) and rounds others to
+/// 8 bits (docs/nf4.md gives the figures). Not saved with the model. The head must be dense; a
+/// second call replaces the first copy.
+inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, std::size_t blocksize = 64) {
   torch::NoGradGuard no_grad;
   const auto dense = lm->head_weight();
   if (!dense.defined()) throw std::invalid_argument("quantize_head: the model's head is NF4 already");
-  lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
+  lm->nf4_head = Linear(nullptr);
+  lm->q8_head = nullptr;
+  if (format == head_format::q8_0)
+    lm->q8_head = q8_weight::of(dense);
+  else
+    lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
 }
 
 /// Replaces every NF4 decoder linear by a dense one holding exactly the values the NF4 weights

@@ -1,0 +1,164 @@
+// ordo/quant/q8_cpu.hpp — 8-bit weights by GGUF's Q8_0 rule on the CPU, without LibTorch:
+// quantize a row-major matrix in blocks of 32 along each row (one scale per block), dequantize
+// it, and a batch-1 GEMV with fp32 activations (y = W x, exact products of the int8 codes and
+// fp32 x, fp32 sums). The rule is llama.cpp's reference Q8_0 (and ordo's GGUF writer uses this
+// header for it): d = max|x| / 127 rounded to fp16, codes round(x / d). A weight whose values
+// are Q8_0 values already (a GGUF's Q8_0 tensor, dequantized) comes back with the same values.
+//
+//   auto m = ordo::quant::q8::quantize(w.data(), rows, cols);   // cols a multiple of 32
+//   ordo::quant::q8::gemv(m, x.data(), y.data());                // y = W x
+//
+// The GEMV has an AVX2 (+FMA) path, chosen at run time (on AVX-512 CPUs too: reading one byte
+// per weight it is bound by memory, not by vector width), and a portable one.
+#pragma once
+
+#include <algorithm>  // std::max
+#include <cmath>      // std::isfinite
+#include <cstddef>    // std::size_t
+#include <cstdint>    // std::int8_t
+#include <stdexcept>  // std::invalid_argument
+#include <string>     // std::to_string
+#include <vector>     // std::vector
+
+#include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
+#include <ordo/quant/detail/parallel.hpp>  // parallel_for, elements_per_thread
+#include <ordo/quant/float_bits.hpp>       // to_float
+#include <ordo/quant/nf4_cpu.hpp>          // range_runner (the same threads as the NF4 kernels)
+#include <ordo/quant/q8_rule.hpp>          // block, quantize_block
+
+namespace ordo::quant::q8 {
+
+using nf4::Isa;
+using nf4::range_runner;
+
+struct Options {
+  unsigned threads = 0;  ///< 0: std::thread::hardware_concurrency()
+  Isa isa = Isa::automatic;
+  /// When set, the GEMV splits its rows through it instead of starting std::threads per call.
+  range_runner runner = nullptr;
+};
+
+/// A matrix [rows, cols] in Q8_0: codes row-major, and the scale of each block of 32 along a row
+/// (fp16 values, held as fp32 so the GEMV reads them directly).
+struct Matrix {
+  std::size_t rows = 0, cols = 0;
+  std::vector<std::int8_t> codes;  ///< rows * cols
+  std::vector<float> scales;       ///< rows * cols / 32
+
+  std::size_t bytes() const { return codes.size() + scales.size() * 2; }  ///< as stored in a GGUF
+};
+
+/// Q8_0 of w [rows, cols] (row-major fp32). cols must be a multiple of 32, every value finite and
+/// every block's scale within fp16's range (std::invalid_argument naming the row otherwise).
+inline Matrix quantize(const float* w, std::size_t rows, std::size_t cols) {
+  if (cols % block != 0)
+    throw std::invalid_argument("ordo::quant::q8::quantize: rows of " + std::to_string(cols) +
+                                " values; Q8_0 needs a multiple of 32");
+  Matrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.codes.resize(rows * cols);
+  m.scales.resize(rows * cols / block);
+  for (std::size_t b = 0; b < m.scales.size(); ++b) {
+    const float* x = w + b * block;
+    for (std::size_t i = 0; i < block; ++i)
+      if (!std::isfinite(x[i]))
+        throw std::invalid_argument("ordo::quant::q8::quantize: a non-finite value at row " +
+                                    std::to_string(b * block / cols) + ", column " +
+                                    std::to_string(b * block % cols + i));
+    m.scales[b] = quant::to_float(quantize_block(x, m.codes.data() + b * block));
+    if (!std::isfinite(m.scales[b]))
+      throw std::invalid_argument("ordo::quant::q8::quantize: values too large for Q8_0's fp16 scale at row " +
+                                  std::to_string(b * block / cols) + " (max |x| above 65504 * 127)");
+  }
+  return m;
+}
+
+/// The values m stands for: code * scale, row-major into y (rows * cols floats).
+inline void dequantize(const Matrix& m, float* y) {
+  for (std::size_t i = 0; i < m.codes.size(); ++i) y[i] = static_cast<float>(m.codes[i]) * m.scales[i / block];
+}
+
+namespace detail {
+
+/// sum over blocks of scale * (sum_k code_k * x_k) for rows [r0, r1).
+inline void gemv_rows_portable(const std::int8_t* q, const float* d, std::size_t cols, const float* x, float* y,
+                               std::size_t r0, std::size_t r1) {
+  const std::size_t nb = cols / block;
+  for (std::size_t r = r0; r < r1; ++r) {
+    float acc = 0.0f;
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::int8_t* p = q + r * cols + b * block;
+      float s = 0.0f;
+      for (std::size_t i = 0; i < block; ++i) s += static_cast<float>(p[i]) * x[b * block + i];
+      acc += d[r * nb + b] * s;
+    }
+    y[r] = acc;
+  }
+}
+
+#if ORDO_NF4_HAVE_X86
+/// 8 codes widened to fp32 (exact).
+ORDO_NF4_AVX2 inline __m256 codes8(const std::int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::int8_t* q, const float* d, std::size_t cols, const float* x,
+                                         float* y, std::size_t r0, std::size_t r1) {
+  const std::size_t nb = cols / block;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::int8_t* row = q + r * cols;
+    const float* scale = d + r * nb;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (std::size_t b = 0; b < nb; ++b) {
+      const std::int8_t* p = row + b * block;
+      const float* xb = x + b * block;
+      __m256 s0 = _mm256_mul_ps(codes8(p), _mm256_loadu_ps(xb));
+      __m256 s1 = _mm256_mul_ps(codes8(p + 8), _mm256_loadu_ps(xb + 8));
+      s0 = _mm256_fmadd_ps(codes8(p + 16), _mm256_loadu_ps(xb + 16), s0);
+      s1 = _mm256_fmadd_ps(codes8(p + 24), _mm256_loadu_ps(xb + 24), s1);
+      // Two accumulators over alternate blocks: the scale multiply-add is not one long chain.
+      if (b % 2 == 0)
+        acc0 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(scale[b]), acc0);
+      else
+        acc1 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(scale[b]), acc1);
+    }
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    y[r] = _mm_cvtss_f32(s);
+  }
+}
+#endif
+
+}  // namespace detail
+
+/// y = W x for W [rows, cols] in Q8_0 (codes row-major, one scale per 32 along a row), fp32 x
+/// [cols] and y [rows]; cols a multiple of 32. Rows are split over threads (opt).
+inline void gemv(const std::int8_t* codes, const float* scales, std::size_t rows, std::size_t cols, const float* x,
+                 float* y, const Options& opt = {}) {
+  if (cols % block != 0)
+    throw std::invalid_argument("ordo::quant::q8::gemv: rows of " + std::to_string(cols) +
+                                " values; Q8_0 needs a multiple of 32");
+  Isa isa = nf4::resolve_isa(opt.isa);
+  if (isa == Isa::avx512) isa = Isa::avx2;  // an AVX-512 CPU has AVX2; this GEMV is bound by memory
+  const auto rows_of = [&](std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+    if (isa == Isa::avx2) return detail::gemv_rows_avx2(codes, scales, cols, x, y, r0, r1);
+#endif
+    detail::gemv_rows_portable(codes, scales, cols, x, y, r0, r1);
+  };
+  const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
+  if (opt.runner) {
+    if (rows != 0) opt.runner(rows, grain, rows_of);
+    return;
+  }
+  nf4::detail::parallel_for(rows, grain, opt.threads, rows_of);
+}
+
+inline void gemv(const Matrix& m, const float* x, float* y, const Options& opt = {}) {
+  gemv(m.codes.data(), m.scales.data(), m.rows, m.cols, x, y, opt);
+}
+
+}  // namespace ordo::quant::q8
