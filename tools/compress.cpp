@@ -113,7 +113,17 @@ int main(int argc, char** argv) {
     const auto gguf_type = ordo::model::gguf_type_from_name(gguf_type_name);
     const auto gguf_ffn = gguf_ffn_name == "per-layer" ? ordo::model::gguf_ffn::per_layer : ordo::model::gguf_ffn::padded;
     const auto teacher_device = device.teacher();
-    const auto sources = data_options.resolve();
+    // Only pruning and distillation read data: a chain of Q (and D) stages alone needs no corpus
+    // (one given explicitly is still checked).
+    const bool reads_data = [&] {
+      std::string part;
+      std::stringstream parts(pipeline);
+      while (std::getline(parts, part, '-'))
+        if (part == "P" || part == "p" || part == "KD" || part == "kd") return true;
+      return false;
+    }();
+    const auto sources =
+        reads_data || !data_options.corpus.empty() ? data_options.resolve() : ordo::study::data_sources{};
     ordo::tools::check_output_dir(out);
     // Launched like torchrun (RANK, WORLD_SIZE, ...): every rank computes its share of each
     // stage; rank 0 alone saves (docs/distributed.md).
@@ -133,7 +143,8 @@ int main(int argc, char** argv) {
       return ordo::DenseModel(m.lm, std::make_shared<const ordo::Tokenizer>(std::move(m.tokenizer)), std::move(m.chat),
                               m.source);
     }();
-    auto data = ordo::study::prepare_data(base, sources, options.budget, options.seed);
+    auto data = reads_data ? ordo::study::prepare_data(base, sources, options.budget, options.seed)
+                           : ordo::study::study_data{};
     auto& context = data.context;
     context.group = group;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
@@ -203,7 +214,16 @@ int main(int argc, char** argv) {
       }
       ordo::model::SavedCheckpoint saved;
       torch::Tensor reloaded_logits;
-      const auto probe = torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
+      // The reload check's input: the first calibration sequence, or a fixed sentence when the
+      // chain read no data.
+      std::vector<std::int64_t> probe_ids;
+      if (context.calibration.empty()) {
+        for (auto id : base.tokenizer().encode("The capital of France is Paris. It lies on the Seine."))
+          probe_ids.push_back(id);
+      } else {
+        probe_ids = context.calibration.front().ids;
+      }
+      const auto probe = torch::tensor(probe_ids, torch::kLong).unsqueeze(0);
       std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
       if (format == "gguf") return save_as_gguf(result, Pipe::name(), std::string(ordo::paper_notation_v<Pipe>),
                                                   Pipe::description(), probe, context);
