@@ -17,9 +17,6 @@ import time
 
 import numpy as np
 
-import torch
-import transformers
-
 parser = argparse.ArgumentParser()
 parser.add_argument("model")
 parser.add_argument("prompt_tokens", type=int)
@@ -33,10 +30,8 @@ parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"
 args = parser.parse_args()
 path = pathlib.Path(args.model).resolve()
 prompt_tokens, decode_tokens, threads = args.prompt_tokens, args.decode_tokens, args.threads
-torch.set_num_threads(threads)
-device = torch.device(args.device)
-dtype = getattr(torch, args.dtype)
-ids = (torch.arange(prompt_tokens) * 7919 % 40000 + 100).unsqueeze(0).to(device)
+# The prompt ordo decodes too (ordo-bench-decoder): token i is 100 + 7919 i mod 40000.
+prompt = [int(t) for t in np.arange(prompt_tokens, dtype=np.int64) * 7919 % 40000 + 100]
 
 
 def finished(t):
@@ -46,6 +41,12 @@ def finished(t):
 
 def transformers_speed():
     """transformers' best prefill and greedy batch-1 decode over the runs, in tokens/s."""
+    import torch  # here, not at the top: a Python with llama_cpp alone still measures llama.cpp
+    import transformers
+    torch.set_num_threads(threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    ids = torch.tensor([prompt], dtype=torch.long).to(device)
     if path.is_dir():  # an HF directory; NF4 ones load through bitsandbytes
         placed = {} if device.type == "cpu" else {"device_map": device}  # bitsandbytes quantizes there
         model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placed)
@@ -113,7 +114,7 @@ def why(error):
 
 try:
     result = transformers_speed()
-except Exception as error:  # e.g. bitsandbytes missing for an NF4 directory
+except Exception as error:  # e.g. bitsandbytes missing for an NF4 directory, or no torch
     result = {"error": why(error)}
 try:
     import llama_cpp  # noqa: F401
@@ -122,7 +123,7 @@ except ImportError:
 else:
     gguf = path if path.suffix == ".gguf" else pathlib.Path(args.llama_cpp_model)
     try:
-        result["llama_cpp"] = llama_cpp_speed(gguf, ids[0].tolist())
+        result["llama_cpp"] = llama_cpp_speed(gguf, prompt)
     except Exception as error:
         result["llama_cpp"] = {"error": why(error)}
 print(json.dumps(result))
