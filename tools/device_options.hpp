@@ -39,11 +39,19 @@ struct device_flags {
                  "multiply the LM head with an 8-bit (GGUF Q8_0) copy of its weight: faster batch-1 "
                  "decoding; the same values when the head was Q8_0 already (docs/nf4.md)")
         ->excludes(nf4);
+    app.add_option("--nf4-gemv", nf4_gemv,
+                   "exact or int16: the arithmetic of the NF4 GEMV of batch-1 decoding on the CPU (int16: "
+                   "faster, ~1e-4 relative error; docs/nf4.md)")
+        ->check(CLI::IsMember({"exact", "int16"}))
+        ->capture_default_str();
   }
-  /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head).
+  std::string nf4_gemv = "exact";
+  /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head), and the
+  /// NF4 GEMV arithmetic of --nf4-gemv (ordo::model::set_nf4_gemv).
   void apply_head(model::CausalLM lm) const {
     if (nf4_head) model::quantize_head(lm, model::head_format::nf4);
     if (q8_head) model::quantize_head(lm, model::head_format::q8_0);
+    model::set_nf4_gemv(lm, model::parse_nf4_gemv(nf4_gemv));
   }
 
   /// The placement asked for, once checked usable (throws with a one-line message otherwise).

@@ -112,6 +112,38 @@ TEST_CASE("one-token decoding steps (the batch-1 CPU path) equal the general for
   }
 }
 
+TEST_CASE("the int16 NF4 GEMV (set_nf4_gemv) decodes within 1e-3 of the exact one; several rows are unaffected") {
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
+    ordo::model::quantize_head(lm, ordo::model::head_format::nf4);
+    auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+    torch::NoGradGuard no_grad;
+    auto fast = ordo::model::clone(lm);
+    ordo::model::set_nf4_gemv(fast, ordo::quant::nf4::Gemv::int16);
+    CHECK(fast->nf4_head->gemv_arithmetic == ordo::quant::nf4::Gemv::int16);
+    CHECK(ordo::model::clone(fast)->nf4_head->gemv_arithmetic == ordo::quant::nf4::Gemv::int16);
+    CHECK(torch::equal(fast->forward(ids), lm->forward(ids)));  // several rows: the same arithmetic
+    ordo::model::kv_cache a_cache, b_cache;
+    fast->forward(ids.slice(1, 0, 4), {}, &a_cache);
+    lm->forward(ids.slice(1, 0, 4), {}, &b_cache);
+    double worst = 0.0, scale = 0.0;
+    for (int64_t t = 4; t < ids.size(1); ++t) {
+      auto token = ids.slice(1, t, t + 1);
+      auto a = fast->forward(token, {}, &a_cache);
+      auto b = lm->forward(token, {}, &b_cache);
+      worst = std::max(worst, (a - b).abs().max().item<double>());
+      scale = std::max(scale, b.abs().max().item<double>());
+    }
+    MESSAGE(std::string(name) << ": int16 GEMV moves one-token logits by up to " << worst << " of " << scale);
+    CHECK(worst > 0.0);  // it ran
+    CHECK(worst <= 1e-3 * std::max(1.0, scale));
+  }
+  CHECK_THROWS_WITH_AS(ordo::model::parse_nf4_gemv("int8"), "NF4 GEMV arithmetic \"int8\": expected exact or int16",
+                       std::invalid_argument);
+}
+
 TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the head's NF4 values") {
   for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
     CAPTURE(name);

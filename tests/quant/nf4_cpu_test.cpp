@@ -276,6 +276,56 @@ TEST_CASE("GEMV: y = W x against a double-precision product of the dequantized w
   CHECK_THROWS_AS(nf4::gemv(q, 32, 64, x.data(), y.data()), std::invalid_argument);
 }
 
+TEST_CASE("GEMV with Gemv::int16: within 1e-4 of the exact product, the same group sums on every path") {
+  // Error bound: weights within 0.5/8192 of absmax (|value| <= absmax), activations within
+  // 0.5/32767 of their group's largest, so |y - exact| <= sum_k |absmax_k| |x_k| / 16384 +
+  // sum_k |w_k| max|x|_group / 65534, plus fp32 sums; checked against 1e-4 of sum |absmax| max|x|.
+  for (const auto& shape : {std::tuple{37u, 256u, 64u}, std::tuple{64u, 4096u, 128u}, std::tuple{5u, 96u, 32u},
+                            std::tuple{11u, 4096u, 4096u}}) {
+    const unsigned rows = std::get<0>(shape), cols = std::get<1>(shape), bs = std::get<2>(shape);
+    CAPTURE(rows);
+    CAPTURE(cols);
+    CAPTURE(bs);
+    const std::vector<float> w = normal_values(std::size_t{rows} * cols, 0.1f, rows * 5 + cols);
+    std::vector<float> x = normal_values(cols, 1.0f, cols + 1);
+    for (std::size_t k = 32; k < 64 && k < cols; ++k) x[k] = 0.0f;  // an all-zero group of activations
+    const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = bs}, false);
+    const auto wd = nf4::dequantize(q);
+    const auto scales = nf4::block_scales(q);
+    std::vector<float> first;
+    for (nf4::Isa isa : isas()) {
+      CAPTURE(static_cast<int>(isa));
+      std::vector<float> y(rows, nan_v), exact(rows, nan_v), threaded(rows, nan_v);
+      nf4::gemv(q, rows, cols, x.data(), y.data(), {.threads = 1, .isa = isa, .gemv = nf4::Gemv::int16});
+      nf4::gemv(q, rows, cols, x.data(), threaded.data(), {.threads = 4, .isa = isa, .gemv = nf4::Gemv::int16});
+      nf4::gemv(q, rows, cols, x.data(), exact.data(), {.threads = 1, .isa = isa});
+      CHECK(std::memcmp(y.data(), threaded.data(), rows * sizeof(float)) == 0);
+      bool differs = false;
+      for (unsigned r = 0; r < rows; ++r) {
+        double want = 0, bound = 0;
+        for (unsigned k = 0; k < cols; ++k) {
+          want += double(wd[std::size_t{r} * cols + k]) * x[k];
+          bound += std::fabs(double(scales[(std::size_t{r} * cols + k) / bs]) * x[k]);
+        }
+        CHECK(std::fabs(y[r] - want) <= 1e-4 * bound);
+        differs = differs || y[r] != exact[r];
+      }
+      CHECK(differs);  // the integer path ran (it rounds differently from the exact one)
+      if (first.empty()) first = y;
+      for (unsigned r = 0; r < rows; ++r)  // integer group sums: paths differ only in fp32 adds
+        CHECK(std::fabs(y[r] - first[r]) <= 1e-6 * std::fabs(first[r]) + 1e-5);
+    }
+  }
+  // A non-finite activation: the exact path runs and carries it into y, as without the option.
+  const unsigned rows = 4, cols = 64;
+  const std::vector<float> w = normal_values(rows * cols, 0.1f, 3);
+  const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = 64}, false);
+  std::vector<float> x = normal_values(cols, 1.0f, 4), y(rows, 0.0f);
+  x[5] = nan_v;
+  nf4::gemv(q, rows, cols, x.data(), y.data(), {.gemv = nf4::Gemv::int16});
+  for (float v : y) CHECK(std::isnan(v));
+}
+
 TEST_CASE("a range runner splits the work its own way: GEMV and dequantize give the threads' values") {
   const unsigned rows = 300, cols = 512;
   const std::vector<float> w = normal_values(std::size_t{rows} * cols, 0.1f, 11);

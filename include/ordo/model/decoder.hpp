@@ -396,9 +396,13 @@ class LinearImpl : public torch::nn::Module {
   }
   /// y [out_features] = W x for one fp32 row x [in_features], no bias (nf4_gemv_applies()).
   void nf4_gemv(const float* x, float* y) const {
+    auto o = detail::nf4_options(nf4->q.blocksize);
+    o.gemv = gemv_arithmetic;
     quant::nf4::gemv(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
-                     static_cast<std::size_t>(in_features), x, y, detail::nf4_options(nf4->q.blocksize));
+                     static_cast<std::size_t>(in_features), x, y, o);
   }
+  /// The CPU GEMV's arithmetic for one row (exact fp32 unless set_nf4_gemv chose int16).
+  quant::nf4::Gemv gemv_arithmetic = quant::nf4::Gemv::exact;
 
   torch::Tensor forward(const torch::Tensor& x) {
     if (!nf4) {

@@ -52,15 +52,21 @@ inline CausalLM clone(const CausalLM& source) {
   for_each_decoder_linear(src, [&](const std::string& name, Linear& l) {
     if (l->quantized()) quantized[name] = l->nf4;
   });
+  std::map<std::string, quant::nf4::Gemv> arithmetic;
+  for_each_decoder_linear(src, [&](const std::string& name, Linear& l) { arithmetic[name] = l->gemv_arithmetic; });
   for_each_decoder_linear(copy, [&](const std::string& name, Linear& l) {
     if (auto it = quantized.find(name); it != quantized.end())
       l = Linear(it->second, l->bias.defined() ? l->bias : torch::Tensor());
+    l->gemv_arithmetic = arithmetic[name];
   });
   auto from = src->named_parameters();
   for (auto& p : copy->named_parameters()) p.value().set_data(from[p.key()].detach().clone());
   for (auto& p : copy->named_parameters()) p.value().set_requires_grad(from[p.key()].requires_grad());
   copy->train(src->is_training());
-  if (src->nf4_head) copy->nf4_head = Linear(src->nf4_head->nf4, torch::Tensor());  // immutable: shared
+  if (src->nf4_head) {
+    copy->nf4_head = Linear(src->nf4_head->nf4, torch::Tensor());  // immutable: shared
+    copy->nf4_head->gemv_arithmetic = src->nf4_head->gemv_arithmetic;
+  }
   copy->q8_head = src->q8_head;                                                        // immutable: shared
   return copy;
 }
@@ -134,6 +140,24 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
     lm->q8_head = q8_weight::of(dense);
   else
     lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
+}
+
+/// The arithmetic of the CPU NF4 GEMV that multiplies one row (batch-1 decoding) in every NF4
+/// linear of `lm`, its NF4 head included: quant::nf4::Gemv::exact (fp32, the default) or, opt-in,
+/// Gemv::int16 (int16 weights and activations, exact integer sums per 32 weights; about 1e-4
+/// relative error for fewer shuffles per weight: docs/nf4.md). Several rows (prefill, perplexity,
+/// batches) are unaffected: they dequantize and multiply in fp32. A later quantize_head keeps the
+/// default; call this after it.
+inline void set_nf4_gemv(CausalLM& lm, quant::nf4::Gemv arithmetic) {
+  for_each_decoder_linear(lm, [&](const std::string&, Linear& l) { l->gemv_arithmetic = arithmetic; });
+  if (lm->nf4_head) lm->nf4_head->gemv_arithmetic = arithmetic;
+}
+
+/// The GEMV arithmetic named `name` ("exact" or "int16"); throws std::invalid_argument otherwise.
+inline quant::nf4::Gemv parse_nf4_gemv(const std::string& name) {
+  if (name == "exact") return quant::nf4::Gemv::exact;
+  if (name == "int16") return quant::nf4::Gemv::int16;
+  throw std::invalid_argument("NF4 GEMV arithmetic \"" + name + "\": expected exact or int16");
 }
 
 /// Replaces every NF4 decoder linear by a dense one holding exactly the values the NF4 weights

@@ -31,6 +31,7 @@
 #include <ordo/quant/cpu_features.hpp>         // Isa, resolve_isa, cpu_has_avx2, cpu_has_avx512, ORDO_NF4_HAVE_X86
 #include <ordo/quant/detail/nf4_avx2.hpp>      // *_avx2 block kernels, gemv_x_order_avx2, gemv_rows_avx2
 #include <ordo/quant/detail/nf4_avx512.hpp>    // *_avx512 block kernels, gemv_x_order_avx512, gemv_rows_avx512
+#include <ordo/quant/detail/nf4_int16.hpp>     // the opt-in int16 GEMV (Gemv::int16)
 #include <ordo/quant/detail/nf4_portable.hpp>  // *_portable block kernels, absmax_start
 #include <ordo/quant/detail/parallel.hpp>      // parallel_for, elements_per_thread
 #include <ordo/quant/float_bits.hpp>           // bf16, f16
@@ -46,6 +47,14 @@ using quant::f16;
 using range_runner = std::function<void(std::size_t count, std::size_t grain,
                                         const std::function<void(std::size_t, std::size_t)>& f)>;
 
+/// The arithmetic of gemv. `exact`: fp32 products of the codebook values and x, fp32 sums (the
+/// default). `int16`, opt-in: int16 weights (codebook x 8192, rounded) times x rounded to int16
+/// per group of 32, exact int32 sums per group: about 1e-4 relative error, and on AVX2 about twice
+/// the exact path's speed (detail/nf4_int16.hpp; docs/nf4.md gives its perplexity cost). It needs
+/// rows whose length is a multiple of 32 and of the blocksize and finite x; otherwise gemv takes
+/// the exact path.
+enum class Gemv { exact, int16 };
+
 struct Options {
   std::size_t blocksize = 64;  ///< 32, 64, 128, 256, 512, 1024, 2048 or 4096
   ZeroBlocks zero_blocks = ZeroBlocks::zero_code;
@@ -54,6 +63,7 @@ struct Options {
   /// When set, the kernels split their work through it instead of starting `threads` std::threads
   /// per call (which costs tens of microseconds: too much for the small GEMVs of batch-1 decoding).
   range_runner runner = nullptr;
+  Gemv gemv = Gemv::exact;  ///< gemv's arithmetic
 };
 
 namespace detail {
@@ -185,6 +195,7 @@ inline void dequantize_absmax(const std::uint8_t* codes, const float* absmax2, s
 /// y = W x for W [rows, cols] quantized row-major (flattened, blocks of opt.blocksize), fp32 x
 /// and y. Accumulates in fp32: per block, sum_k code_value * x_k, times the block's absmax.
 /// When cols is not a multiple of the blocksize, blocks straddle rows and a scalar path runs.
+/// opt.gemv = Gemv::int16 chooses the integer arithmetic instead (see Gemv).
 inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::size_t cols, const float* x,
                  float* y, const Options& opt = {}) {
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::gemv");
@@ -204,6 +215,19 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
       }
     });
     return;
+  }
+  if (opt.gemv == Gemv::int16 && cols % detail::int16_group == 0) {
+    detail::int16_activations xa;
+    const bool simd = ORDO_NF4_HAVE_X86 && isa != Isa::portable;  // AVX-512 CPUs run the AVX2 kernel
+    if (detail::quantize_activations_int16(x, cols, simd, xa)) {
+      detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+        if (simd) return detail::gemv_rows_int16_avx2(w, absmax, cols, bs, xa, y, r0, r1);
+#endif
+        detail::gemv_rows_int16_portable(w, absmax, cols, bs, xa, y, r0, r1);
+      });
+      return;
+    }
   }
 #if ORDO_NF4_HAVE_X86
   const std::vector<float> x_order = isa == Isa::avx2     ? detail::gemv_x_order_avx2(x, cols)
