@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags where_flags;
   where_flags.add_to(app);
   where_flags.add_head_to(app);
+  where_flags.add_gemv_to(app);
   ordo::tools::one_line_errors(app, "ordo-bench-decoder");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   at::set_num_threads(threads);

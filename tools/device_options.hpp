@@ -39,6 +39,10 @@ struct device_flags {
                  "multiply the LM head with an 8-bit (GGUF Q8_0) copy of its weight: faster batch-1 "
                  "decoding; the same values when the head was Q8_0 already (docs/nf4.md)")
         ->excludes(nf4);
+  }
+  /// --nf4-gemv, for the tools that decode one token at a time (it changes only one-row products:
+  /// generation, ordo-perplexity --decode).
+  void add_gemv_to(CLI::App& app) {
     app.add_option("--nf4-gemv", nf4_gemv,
                    "exact or int16: the arithmetic of the NF4 GEMV of batch-1 decoding on the CPU (int16: "
                    "faster, ~1e-4 relative error; docs/nf4.md)")

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_head_to(app);
+  device.add_gemv_to(app);
   ordo::tools::one_line_errors(app, "ordo-generate");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
 

@@ -1,6 +1,7 @@
 // ordo-perplexity: perplexity of a model on a text file (the embedded default unless --model).
 //
 //   ordo-perplexity --text FILE [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
+//                   [--decode] [--nf4-head|--q8-head] [--nf4-gemv exact|int16]
 //                   [--max-tokens N]
 //
 // The last line of output is a JSON object: {"tokens", "nll", "ppl", ...}. See
@@ -44,10 +45,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")
       ->check(ordo::tools::non_negative)
       ->capture_default_str();
+  app.add_flag("--decode", options.decode,
+               "score token by token through the KV cache, as batch-1 generation runs (where --nf4-gemv acts)");
   ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_head_to(app);
+  device.add_gemv_to(app);
   ordo::tools::one_line_errors(app, "ordo-perplexity");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   options.protocol =
@@ -86,6 +90,9 @@ int main(int argc, char** argv) {
         {"text", text_path},
         {"text_tokens", ids.size()},
         {"protocol", protocol},
+        {"decode", options.decode},
+        {"head", device.nf4_head ? "nf4" : device.q8_head ? "q8_0" : "dense"},
+        {"nf4_gemv", device.nf4_gemv},
         {"context", options.context},
         {"stride", options.protocol == ordo::eval::perplexity_protocol::sliding ? options.stride : options.context / 2},
         {"tokens", r.tokens},

@@ -113,6 +113,23 @@ TEST_CASE("one fully labelled example: the sliding protocol's figure") {
   CHECK(r.nll == doctest::Approx(sliding.nll).epsilon(1e-6));
 }
 
+TEST_CASE("decode: scoring token by token through the KV cache gives the windows' figures") {
+  const std::int64_t vocab = 53;
+  auto lm = tiny_model(vocab);
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 0; i < 90; ++i) ids.push_back((i * 17 + 3) % vocab);
+  for (const auto protocol : {ordo::eval::perplexity_protocol::sliding, ordo::eval::perplexity_protocol::halves}) {
+    CAPTURE(static_cast<int>(protocol));
+    ordo::eval::perplexity_options o{.context = 24, .stride = 10, .protocol = protocol, .max_tokens = 70};
+    const auto windows = ordo::eval::perplexity(lm, ids, o);
+    o.decode = true;
+    const auto decoded = ordo::eval::perplexity(lm, ids, o);
+    CHECK(decoded.tokens == windows.tokens);
+    CHECK(decoded.nll == doctest::Approx(windows.nll).epsilon(1e-5));
+    CHECK(decoded.nll != windows.nll);  // it ran another way (fp32 sums in another order)
+  }
+}
+
 TEST_CASE("bad arguments are errors") {
   const std::int64_t vocab = 53;
   auto lm = tiny_model(vocab);

@@ -44,6 +44,11 @@ struct perplexity_options {
   std::int64_t stride = 256;  // sliding only
   perplexity_protocol protocol = perplexity_protocol::sliding;
   std::int64_t max_tokens = 0;  // score at most this many tokens (0: all)
+  /// Score each window as batch-1 generation runs: the context before its first target as one
+  /// prefill, then one token at a time through the KV cache (on the CPU in fp32 the one-token
+  /// path, where a compact head and the NF4 GEMV's arithmetic act on every scored token). The
+  /// same windows and targets; about a token's decode time per scored token.
+  bool decode = false;
 };
 
 struct perplexity_result {
@@ -115,9 +120,22 @@ inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::
   for (std::size_t i = 0; i < windows.size(); ++i) {
     if (!among.mine(i)) continue;
     const auto& w = windows[i];
-    auto logits = lm->forward(all.slice(0, w.begin, w.end).unsqueeze(0))[0];  // [len, vocab]
-    auto logp = torch::log_softmax(logits.slice(0, w.from - 1 - w.begin, w.to - 1 - w.begin), -1);
-    nll[i] = -logp.gather(1, all.slice(0, w.from, w.to).unsqueeze(1)).sum().item<double>();
+    if (o.decode) {
+      // logits at position t predict token t + 1: a prefill through from - 1, then the tokens
+      // from .. to - 2 one at a time
+      model::kv_cache cache;
+      auto logits = lm->forward(all.slice(0, w.begin, w.from).unsqueeze(0), {}, &cache)[0][-1];
+      double sum = 0;
+      for (std::int64_t t = w.from; t < w.to; ++t) {
+        sum -= torch::log_softmax(logits, -1)[all[t].item<std::int64_t>()].item<double>();
+        if (t + 1 < w.to) logits = lm->forward(all.slice(0, t, t + 1).unsqueeze(0), {}, &cache)[0][-1];
+      }
+      nll[i] = sum;
+    } else {
+      auto logits = lm->forward(all.slice(0, w.begin, w.end).unsqueeze(0))[0];  // [len, vocab]
+      auto logp = torch::log_softmax(logits.slice(0, w.from - 1 - w.begin, w.to - 1 - w.begin), -1);
+      nll[i] = -logp.gather(1, all.slice(0, w.from, w.to).unsqueeze(1)).sum().item<double>();
+    }
     scored += w.to - w.from;
     if (progress) progress(scored * among.size, total);
   }
