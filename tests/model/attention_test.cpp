@@ -85,7 +85,7 @@ TEST_CASE("a multi-token step after a KV cache equals the full forward") {
   CHECK(max_diff(torch::cat({first, second}, 1), full) < 1e-5);
 }
 
-TEST_CASE("the logits do not depend on threads, gradient mode or inference mode") {
+TEST_CASE("the logits do not depend on gradient mode or inference mode, nor beyond fp32 rounding on threads") {
   auto lm = tiny_lm();
   auto ids = random_ids(2, 150);
   torch::Tensor one, two, with_grad, inference;
@@ -109,9 +109,14 @@ TEST_CASE("the logits do not depend on threads, gradient mode or inference mode"
     c10::InferenceMode inference_mode;
     inference = lm->forward(ids);
   }
-  CHECK(torch::equal(one, two));
-  CHECK(torch::equal(one, with_grad.detach()));
-  CHECK(torch::equal(one, inference));
+  CHECK(torch::equal(two, with_grad.detach()));
+  CHECK(torch::equal(two, inference));
+  // Across thread counts the matrix products' sums may be ordered differently: OpenBLAS's
+  // SkylakeX kernels give the same bits with 1 and 2 threads, its Haswell and Zen kernels on an
+  // AMD EPYC (Zen 3) do not (seen 2026-12-04). Rounding, not a different computation:
+  const double apart = max_diff(one, two), scale = two.abs().max().item<double>();
+  MESSAGE("1 thread against 2: max |logit difference| " << apart << " of logits up to " << scale);
+  CHECK(apart <= 1e-5 * std::max(1.0, scale));
 }
 
 TEST_CASE("gradients through causal attention equal those through the masked path") {

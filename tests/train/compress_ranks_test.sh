@@ -32,6 +32,9 @@ for pipeline in KD P; do
   grep -q '"world_size":2' "$work/two-$pipeline-rank0.log" || { cat "$work/two-$pipeline-rank0.log"; fail "no world_size"; }
   grep -q "rank 1 of 2 done; rank 0 saved the model" "$work/two-$pipeline-rank1.log" ||
     { cat "$work/two-$pipeline-rank1.log"; fail "rank 1 did not finish"; }
-  "$compare" "$work/one-$pipeline" "$work/two-$pipeline" 2e-5 || fail "$pipeline: two ranks differ from one process"
+  # fp32 sums in another order (a batch of 2 rows per rank instead of 4), grown by the training
+  # steps: measured 1.2e-7 (KD) and 5.7e-7 (P) with OpenBLAS's SkylakeX kernels, 2.1e-6 and 2.4e-5
+  # with its Haswell kernels on an AMD EPYC; another set of kept neurons would differ by ~1e-2.
+  "$compare" "$work/one-$pipeline" "$work/two-$pipeline" 1e-4 || fail "$pipeline: two ranks differ from one process"
 done
 echo "compress_ranks_test: KD and P on two ranks equal one process"
