@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
       {"benchmark", "decoder_speed"},
       {"model", m.source.string()},
       {"nf4", nf4},
-      {"head", where_flags.nf4_head ? "nf4" : where_flags.q8_head ? "q8_0" : "dense"},
+      {"head", where_flags.head_name()},
       {"nf4_gemv", where_flags.nf4_gemv},
       {"model_mb", static_cast<double>(ordo::model::model_bytes(lm)) / (1024.0 * 1024.0)},
       {"prompt_tokens", prompt},

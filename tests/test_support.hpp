@@ -6,8 +6,10 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 /// The message of the exception f throws, or "(no error)" when it throws none.
 inline std::string error_of(const std::function<void()>& f) {
@@ -45,4 +47,13 @@ inline std::filesystem::path corpus_dir(const char* env, const char* name) {
 inline void skip_unless_installed(const std::filesystem::path& path, std::string_view what, std::string_view how) {
   if (!std::filesystem::exists(path))
     skip_test(std::string(what) + " is not installed at " + path.string() + " (" + std::string(how) + ")");
+}
+
+/// n values drawn from N(0, scale^2) by a generator seeded with `seed` (test weights and inputs).
+inline std::vector<float> normal_values(std::size_t n, float scale, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
 }

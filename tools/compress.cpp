@@ -29,7 +29,9 @@
 #include <filesystem>
 #include <string_view>
 #include <cstdio>
+#include <algorithm>  // std::ranges::any_of
 #include <sstream>
+#include <vector>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -115,13 +117,14 @@ int main(int argc, char** argv) {
     const auto teacher_device = device.teacher();
     // Only pruning and distillation read data: a chain of Q (and D) stages alone needs no corpus
     // (one given explicitly is still checked).
-    const bool reads_data = [&] {
+    std::vector<std::string> stage_names;  // "P-KD-Q" -> P, KD, Q
+    {
       std::string part;
       std::stringstream parts(pipeline);
-      while (std::getline(parts, part, '-'))
-        if (part == "P" || part == "p" || part == "KD" || part == "kd") return true;
-      return false;
-    }();
+      while (std::getline(parts, part, '-')) stage_names.push_back(part);
+    }
+    const bool reads_data = std::ranges::any_of(
+        stage_names, [](const std::string& n) { return n == "P" || n == "p" || n == "KD" || n == "kd"; });
     const auto sources =
         reads_data || !data_options.corpus.empty() ? data_options.resolve() : ordo::study::data_sources{};
     ordo::tools::check_output_dir(out);
@@ -216,14 +219,11 @@ int main(int argc, char** argv) {
       torch::Tensor reloaded_logits;
       // The reload check's input: the first calibration sequence, or a fixed sentence when the
       // chain read no data.
-      std::vector<std::int64_t> probe_ids;
-      if (context.calibration.empty()) {
-        for (auto id : base.tokenizer().encode("The capital of France is Paris. It lies on the Seine."))
-          probe_ids.push_back(id);
-      } else {
-        probe_ids = context.calibration.front().ids;
-      }
-      const auto probe = torch::tensor(probe_ids, torch::kLong).unsqueeze(0);
+      const auto probe =
+          context.calibration.empty()
+              ? torch::tensor(base.tokenizer().encode("The capital of France is Paris. It lies on the Seine."),
+                              torch::kInt).to(torch::kLong).unsqueeze(0)
+              : torch::tensor(context.calibration.front().ids, torch::kLong).unsqueeze(0);
       std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
       if (format == "gguf") return save_as_gguf(result, Pipe::name(), std::string(ordo::paper_notation_v<Pipe>),
                                                   Pipe::description(), probe, context);
@@ -260,9 +260,8 @@ int main(int argc, char** argv) {
     auto with_prune = [&](auto importance_tag, auto allocation_tag) {
       using P = ordo::Prune<30, typename decltype(importance_tag)::type, typename decltype(allocation_tag)::type>;
       // "P-KD-Q" names the P[flap]-KD-Q of these ten: each P of the name becomes P's symbol.
-      std::string name, part;
-      std::stringstream parts(pipeline);
-      while (std::getline(parts, part, '-'))
+      std::string name;
+      for (const auto& part : stage_names)
         name += (name.empty() ? "" : "-") + (part == "P" || part == "p" ? std::string(P::symbol) : part);
       return ordo::with_pipeline(name, ordo::paper_configurations<P, KD, Q>(), run_one);
     };

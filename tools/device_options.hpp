@@ -50,6 +50,8 @@ struct device_flags {
         ->capture_default_str();
   }
   std::string nf4_gemv = "exact";
+  /// The head the flags chose, as the tools' JSON says it: "nf4", "q8_0" or "dense".
+  const char* head_name() const { return nf4_head ? "nf4" : q8_head ? "q8_0" : "dense"; }
   /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head), and the
   /// NF4 GEMV arithmetic of --nf4-gemv (ordo::model::set_nf4_gemv).
   void apply_head(model::CausalLM lm) const {

@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
         {"text_tokens", ids.size()},
         {"protocol", protocol},
         {"decode", options.decode},
-        {"head", device.nf4_head ? "nf4" : device.q8_head ? "q8_0" : "dense"},
+        {"head", device.head_name()},
         {"nf4_gemv", device.nf4_gemv},
         {"context", options.context},
         {"stride", options.protocol == ordo::eval::perplexity_protocol::sliding ? options.stride : options.context / 2},

@@ -36,6 +36,22 @@ double max_error_on_real_tokens(const torch::Tensor& got, const torch::Tensor& w
   return (got - want).abs().masked_select(real).max().item<double>();
 }
 
+
+// From a 4-token prefill, one-token steps without a mask (the batch-1 path: GEMVs for the
+// linears and the head) give the general path's logits (the same tokens with an all-ones mask)
+// within fp32 rounding.
+void check_one_token_steps(ordo::model::CausalLM& lm, const torch::Tensor& ids) {
+  ordo::model::kv_cache fast, general;
+  lm->forward(ids.slice(1, 0, 4), {}, &fast);
+  lm->forward(ids.slice(1, 0, 4), {}, &general);
+  for (int64_t t = 4; t < ids.size(1); ++t) {
+    auto token = ids.slice(1, t, t + 1);
+    auto a = lm->forward(token, {}, &fast);
+    auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+    CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("logits equal transformers' within 1e-4 in fp32") {
@@ -170,15 +186,7 @@ TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the
     const double moved = (logits - dense_logits).abs().max().item<double>();
     MESSAGE(std::string(name) << ": NF4 head moves the logits by up to " << moved);
     CHECK(moved > 0);
-    ordo::model::kv_cache fast, general;
-    lm->forward(ids.slice(1, 0, 4), {}, &fast);
-    lm->forward(ids.slice(1, 0, 4), {}, &general);
-    for (int64_t t = 4; t < ids.size(1); ++t) {
-      auto token = ids.slice(1, t, t + 1);
-      auto a = lm->forward(token, {}, &fast);  // the one-token path: the NF4 GEMV for the head
-      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
-      CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
-    }
+    check_one_token_steps(lm, ids);  // the one-token path: the NF4 GEMV for the head
     // A clone keeps it (the NF4 data is shared).
     auto copy = ordo::model::clone(lm);
     REQUIRE(copy->nf4_head);
@@ -219,15 +227,7 @@ TEST_CASE("an 8-bit head (quantize_head q8_0) multiplies by the head's Q8_0 valu
     const auto h = lm->hidden(ids);
     const auto logits = lm->forward(ids);
     CHECK((logits - torch::matmul(h, values.t())).abs().max().item<double>() < 1e-5);
-    ordo::model::kv_cache fast, general;
-    lm->forward(ids.slice(1, 0, 4), {}, &fast);
-    lm->forward(ids.slice(1, 0, 4), {}, &general);
-    for (int64_t t = 4; t < ids.size(1); ++t) {
-      auto token = ids.slice(1, t, t + 1);
-      auto a = lm->forward(token, {}, &fast);
-      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
-      CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
-    }
+    check_one_token_steps(lm, ids);  // the one-token path: the Q8_0 GEMV for the head
     auto copy = ordo::model::clone(lm);
     REQUIRE(copy->q8_head);
     CHECK(torch::equal(copy->forward(ids), logits));

@@ -16,6 +16,8 @@
 
 #include <ordo/quant/nf4_cpu.hpp>
 
+#include "../test_support.hpp"  // normal_values
+
 namespace nf4 = ordo::quant::nf4;
 using nf4::bf16;
 using nf4::f16;
@@ -24,14 +26,6 @@ namespace {
 
 constexpr float nan_v = std::numeric_limits<float>::quiet_NaN();
 constexpr float inf_v = std::numeric_limits<float>::infinity();
-
-std::vector<float> normal_values(std::size_t n, float scale, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 template <class T>
 std::vector<T> convert(const std::vector<float>& v) {

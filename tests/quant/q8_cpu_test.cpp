@@ -13,17 +13,11 @@
 
 #include <ordo/quant/q8_cpu.hpp>
 
+#include "../test_support.hpp"  // normal_values
+
 namespace q8 = ordo::quant::q8;
 
 namespace {
-
-std::vector<float> normal_values(std::size_t n, float scale, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 std::vector<q8::Isa> paths() {
   std::vector<q8::Isa> p{q8::Isa::portable};

@@ -48,16 +48,12 @@ inline CausalLM clone(const CausalLM& source) {
   CausalLM copy(source->config(), build_options(placement(source->device(), source->dtype()), /*draw=*/false));
   auto& src = const_cast<CausalLM&>(source);
   // First give the copy the same storage kinds, then copy every dense tensor by name.
-  std::map<std::string, std::shared_ptr<const nf4_weight>> quantized;
-  for_each_decoder_linear(src, [&](const std::string& name, Linear& l) {
-    if (l->quantized()) quantized[name] = l->nf4;
-  });
-  std::map<std::string, quant::nf4::Gemv> arithmetic;
-  for_each_decoder_linear(src, [&](const std::string& name, Linear& l) { arithmetic[name] = l->gemv_arithmetic; });
+  std::map<std::string, Linear> linears;
+  for_each_decoder_linear(src, [&](const std::string& name, Linear& l) { linears.emplace(name, l); });
   for_each_decoder_linear(copy, [&](const std::string& name, Linear& l) {
-    if (auto it = quantized.find(name); it != quantized.end())
-      l = Linear(it->second, l->bias.defined() ? l->bias : torch::Tensor());
-    l->gemv_arithmetic = arithmetic[name];
+    const Linear& from = linears.at(name);
+    if (from->quantized()) l = Linear(from->nf4, l->bias.defined() ? l->bias : torch::Tensor());
+    l->gemv_arithmetic = from->gemv_arithmetic;
   });
   auto from = src->named_parameters();
   for (auto& p : copy->named_parameters()) p.value().set_data(from[p.key()].detach().clone());

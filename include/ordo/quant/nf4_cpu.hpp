@@ -68,9 +68,14 @@ struct Options {
 
 namespace detail {
 
-/// parallel_for on opt.runner when there is one, else on up to opt.threads std::threads.
-template <class F>
-void parallel_for(std::size_t count, std::size_t grain, const Options& opt, const F& f) {
+/// parallel_for on opt.runner when there is one, else on up to opt.threads std::threads (Opt:
+/// Options, or any options with those two members, as q8::Options).
+template <class Opt, class F>
+  requires requires(const Opt& o) {
+    o.runner;
+    o.threads;
+  }
+void parallel_for(std::size_t count, std::size_t grain, const Opt& opt, const F& f) {
   if (opt.runner) {
     if (count != 0) opt.runner(count, grain, std::function<void(std::size_t, std::size_t)>(std::cref(f)));
     return;

@@ -21,9 +21,9 @@
 #include <vector>     // std::vector
 
 #include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
-#include <ordo/quant/detail/parallel.hpp>  // parallel_for, elements_per_thread
+#include <ordo/quant/detail/parallel.hpp>  // elements_per_thread
 #include <ordo/quant/float_bits.hpp>       // to_float
-#include <ordo/quant/nf4_cpu.hpp>          // range_runner (the same threads as the NF4 kernels)
+#include <ordo/quant/nf4_cpu.hpp>          // range_runner, parallel_for on a runner or threads, hsum
 #include <ordo/quant/q8_rule.hpp>          // block, quantize_block
 
 namespace ordo::quant::q8 {
@@ -123,11 +123,7 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::int8_t* q, const float* d, s
       else
         acc1 = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(scale[b]), acc1);
     }
-    const __m256 acc = _mm256_add_ps(acc0, acc1);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    y[r] = _mm_cvtss_f32(s);
+    y[r] = nf4::detail::hsum(_mm256_add_ps(acc0, acc1));
   }
 }
 #endif
@@ -150,11 +146,7 @@ inline void gemv(const std::int8_t* codes, const float* scales, std::size_t rows
     detail::gemv_rows_portable(codes, scales, cols, x, y, r0, r1);
   };
   const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
-  if (opt.runner) {
-    if (rows != 0) opt.runner(rows, grain, rows_of);
-    return;
-  }
-  nf4::detail::parallel_for(rows, grain, opt.threads, rows_of);
+  nf4::detail::parallel_for(rows, grain, opt, rows_of);
 }
 
 inline void gemv(const Matrix& m, const float* x, float* y, const Options& opt = {}) {

@@ -15,8 +15,9 @@
 #include <cstdint>  // std::int16_t, std::int32_t, std::uint8_t
 #include <vector>   // std::vector
 
-#include <ordo/quant/cpu_features.hpp>  // ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
-#include <ordo/quant/nf4_codebook.hpp>  // codebook, high_code, low_code
+#include <ordo/quant/cpu_features.hpp>       // ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
+#include <ordo/quant/detail/nf4_avx2.hpp>  // hsum
+#include <ordo/quant/nf4_codebook.hpp>       // codebook, high_code, low_code
 
 namespace ordo::quant::nf4::detail {
 
@@ -134,11 +135,7 @@ ORDO_NF4_AVX2 inline void gemv_rows_int16_avx2(const std::uint8_t* w, const floa
           acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), s, acc1);
       }
     }
-    const __m256 acc = _mm256_add_ps(acc0, acc1);
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
-    y[r] = _mm_cvtss_f32(t);
+    y[r] = hsum(_mm256_add_ps(acc0, acc1));
   }
 }
 #endif
