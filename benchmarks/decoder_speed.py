@@ -74,9 +74,13 @@ def transformers_speed():
     result = {"prefill_tokens_per_s": prompt_tokens / prefill, "decode_tokens_per_s": decode_tokens / decode,
               "torch": torch.__version__, "transformers": transformers.__version__, "device": str(device),
               "dtype": args.dtype}
-    if getattr(model.config, "quantization_config", None) is not None:
-        import bitsandbytes
-        result["bitsandbytes"] = bitsandbytes.__version__
+    quantization = getattr(model.config, "quantization_config", None)  # transformers 5 gives GGUF loads one too
+    if quantization is not None:
+        method = quantization.get("quant_method") if isinstance(quantization, dict) else getattr(quantization, "quant_method", None)
+        result["quantization"] = str(getattr(method, "value", method))
+        if "bitsandbytes" in result["quantization"]:
+            import bitsandbytes
+            result["bitsandbytes"] = bitsandbytes.__version__
     return result
 
 

@@ -1,9 +1,9 @@
 // NF4 on the CPU: quantize, dequantize and batch-1 GEMV throughput in GB/s on weight shapes of
 // Llama-family models, with everything it is judged against measured in the same run: the
 // machine's copy bandwidth, LibTorch's dense fp32 `mv` and bf16 `linear` at batch 1 on the same
-// shapes, ordo's own bandwidth-bound dense loops, and bitsandbytes' CPU functions on the same
-// tensors when a Python with bitsandbytes is given. Prints JSON with ratios and the goals of
-// docs/nf4.md, met or not.
+// shapes, ordo's dense fp32 GEMV (quant/f32_cpu.hpp) and a bf16 loop, and bitsandbytes' CPU
+// functions on the same tensors when a Python with bitsandbytes is given. Prints JSON with ratios
+// and the goals of docs/nf4.md, met or not.
 //
 //   ordo-bench-nf4-cpu [--shape ROWSxCOLS]... [--repeat N] [--threads T] [--isa auto|portable|avx2|avx512]
 //                      [--working-set-mib M] [--python PATH]
@@ -38,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ordo/quant/nf4_cpu.hpp>
+#include <ordo/quant/f32_cpu.hpp>  // ordo's dense fp32 GEMV
 #include <ordo/quant/q8_cpu.hpp>  // the Q8_0 GEMV beside the NF4 one
 
 namespace nf4 = ordo::quant::nf4;
@@ -121,19 +122,6 @@ void print_figure(const char* name, const Figure& f, bool last = false) {
 }
 
 #if ORDO_NF4_HAVE_X86
-ORDO_NF4_AVX2 void dense_rows_f32(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0,
-                                  std::size_t r1) {
-  for (std::size_t r = r0; r < r1; ++r) {
-    const float* row = w + r * cols;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (std::size_t k = 0; k < cols; k += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(x + k), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(x + k + 8), a1);
-    }
-    y[r] = nf4::detail::hsum(_mm256_add_ps(a0, a1));
-  }
-}
-
 ORDO_NF4_AVX2 void dense_rows_bf16(const std::uint16_t* w, std::size_t cols, const float* x, float* y, std::size_t r0,
                                    std::size_t r1) {
   for (std::size_t r = r0; r < r1; ++r) {
@@ -152,15 +140,7 @@ ORDO_NF4_AVX2 void dense_rows_bf16(const std::uint16_t* w, std::size_t cols, con
 }
 #endif
 
-// Portable fallbacks for CPUs without AVX2 (the figures then say so).
-void dense_rows_f32_portable(const float* w, std::size_t cols, const float* x, float* y, std::size_t r0,
-                             std::size_t r1) {
-  for (std::size_t r = r0; r < r1; ++r) {
-    float acc = 0;
-    for (std::size_t k = 0; k < cols; ++k) acc += w[r * cols + k] * x[k];
-    y[r] = acc;
-  }
-}
+// Portable fallback for CPUs without AVX2 (the figures then say so).
 void dense_rows_bf16_portable(const std::uint16_t* w, std::size_t cols, const float* x, float* y, std::size_t r0,
                               std::size_t r1) {
   for (std::size_t r = r0; r < r1; ++r) {
@@ -359,13 +339,9 @@ int main(int argc, char** argv) {
     Figure dense32{}, dense16{};
     {
       std::vector<std::vector<float>> dw(f_copies, w);
+      // ordo's fp32 GEMV (quant/f32_cpu.hpp: what a batch-1 decoding step multiplies dense weights with)
       const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
-        nf4::detail::parallel_for(rows, 64, threads, [&](std::size_t r0, std::size_t r1) {
-#if ORDO_NF4_HAVE_X86
-          if (avx2 && cols % 16 == 0) return dense_rows_f32(dw[c].data(), cols, x.data(), y.data(), r0, r1);
-#endif
-          dense_rows_f32_portable(dw[c].data(), cols, x.data(), y.data(), r0, r1);
-        });
+        ordo::quant::f32::gemv(dw[c].data(), rows, cols, cols, x.data(), y.data(), {.threads = threads, .isa = isa});
       });
       dense32 = {m, b, f32_bytes};
     }

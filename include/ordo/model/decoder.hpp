@@ -33,6 +33,7 @@
 #include <ordo/kernels/nf4.hpp>  // ordo::cuda::nf4::gemv
 #endif
 
+#include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv (one fp32 row)
 #include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
 #include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
@@ -86,18 +87,38 @@ inline torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+/// Runs ordo's CPU kernels (NF4, Q8_0, fp32 GEMVs) over LibTorch's intra-op threads
+/// (at::parallel_for: at::get_num_threads() of them, already running) rather than starting
+/// std::threads per call.
+inline quant::nf4::range_runner torch_runner() {
+  return [](std::size_t count, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
+    at::parallel_for(0, static_cast<std::int64_t>(count), static_cast<std::int64_t>(grain),
+                     [&](std::int64_t b, std::int64_t e) { f(static_cast<std::size_t>(b), static_cast<std::size_t>(e)); });
+  };
+}
+
 /// x W^T for a single row x (1 x in, any leading shape of one element) as a matrix-vector
-/// product: BLAS gemv streams W once and, for batch-1 decoding, is about 1.3x faster than the
-/// 1-row gemm `linear` runs. Undefined when x is not one fp32 CPU row (the caller then uses
-/// linear/matmul).
+/// product, which streams W once (for batch-1 decoding about 1.3x faster than the 1-row gemm
+/// `linear` runs): ordo's fp32 GEMV (quant/f32_cpu.hpp; rows over LibTorch's threads, the same
+/// sums on every LibTorch build and thread count) when no gradient is needed, LibTorch's `mv`
+/// when one is. Undefined when x is not one fp32 CPU row (the caller then uses linear/matmul).
 inline torch::Tensor single_row_product(const torch::Tensor& x, const torch::Tensor& w) {
   if (x.numel() != w.size(1) || x.scalar_type() != torch::kFloat32 || w.scalar_type() != torch::kFloat32 ||
       !x.device().is_cpu() || !w.device().is_cpu())
     return {};
-  auto y = torch::mv(w, x.reshape({w.size(1)}));
   auto shape = x.sizes().vec();
   shape.back() = w.size(0);
-  return y.view(shape);
+  const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad());
+  if (!needs_grad && w.stride(1) == 1 && w.stride(0) >= w.size(1)) {
+    const auto row = x.reshape({w.size(1)}).contiguous();
+    auto y = torch::empty({w.size(0)}, torch::kFloat32);
+    quant::f32::Options o;
+    o.runner = torch_runner();
+    quant::f32::gemv(w.data_ptr<float>(), static_cast<std::size_t>(w.size(0)), static_cast<std::size_t>(w.size(1)),
+                     static_cast<std::size_t>(w.stride(0)), row.data_ptr<float>(), y.data_ptr<float>(), o);
+    return y.view(shape);
+  }
+  return torch::mv(w, x.reshape({w.size(1)})).view(shape);
 }
 
 /// The additive causal mask [T, past + T] of T queries at positions past..past+T-1: 0 where the
@@ -156,15 +177,11 @@ struct build_options : placement {
 
 namespace detail {
 
-/// NF4 kernel options that split the work over LibTorch's intra-op threads (at::parallel_for:
-/// at::get_num_threads() of them, already running) rather than starting std::threads per call.
+/// NF4 kernel options that split the work over LibTorch's intra-op threads (torch_runner).
 inline quant::nf4::Options nf4_options(std::size_t blocksize) {
   quant::nf4::Options o;
   o.blocksize = blocksize;
-  o.runner = [](std::size_t count, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
-    at::parallel_for(0, static_cast<std::int64_t>(count), static_cast<std::int64_t>(grain),
-                     [&](std::int64_t b, std::int64_t e) { f(static_cast<std::size_t>(b), static_cast<std::size_t>(e)); });
-  };
+  o.runner = torch_runner();
   return o;
 }
 
@@ -211,7 +228,7 @@ struct q8_weight {
       const auto row = x.reshape({cols}).contiguous();
       auto y = torch::empty({rows}, torch::kFloat32);
       quant::q8::Options o;
-      o.runner = detail::nf4_options(64).runner;
+      o.runner = detail::torch_runner();
       quant::q8::gemv(codes.data_ptr<std::int8_t>(), scales.data_ptr<float>(), static_cast<std::size_t>(rows),
                       static_cast<std::size_t>(cols), row.data_ptr<float>(), y.data_ptr<float>(), o);
       return y.view(shape);
@@ -686,10 +703,10 @@ class CausalLMImpl : public torch::nn::Module {
   /// Batch-1 decoding of one token with a cache, fp32 on the CPU, without gradients: the step
   /// that dominates generation, where a LibTorch operator per small vector costs more than the
   /// arithmetic. hidden_one_token runs it with few operators: norms, RoPE, SiLU and residuals
-  /// as loops over the row, the linears as one GEMV each (BLAS for dense weights, ordo's NF4
-  /// GEMV for quantized ones: the values forward() gives), attention as loops over the cached
-  /// keys and values with LibTorch's softmax, and keys and values appended in place. Results equal the general path's up to
-  /// fp32 rounding (model.decoder compares them).
+  /// as loops over the row, the linears as one GEMV each (ordo's fp32 GEMV for dense weights,
+  /// its NF4 GEMV for quantized ones: the values forward() gives for one row), attention as
+  /// loops over the cached keys and values with LibTorch's softmax, and keys and values appended
+  /// in place. Results equal the general path's up to fp32 rounding (model.decoder compares them).
   bool one_token_step_applies() const {
     return !torch::GradMode::is_enabled() && device().is_cpu() && dtype() == torch::kFloat32 &&
            !compat::autocast_enabled(torch::kCPU);

@@ -9,7 +9,8 @@
 //   ordo::quant::q8::gemv(m, x.data(), y.data());                // y = W x
 //
 // The GEMV has an AVX2 (+FMA) path, chosen at run time (on AVX-512 CPUs too: reading one byte
-// per weight it is bound by memory, not by vector width), and a portable one.
+// per weight it is bound by memory, not by vector width), and a portable one; its options and row
+// split are the dense fp32 GEMV's (f32_cpu.hpp).
 #pragma once
 
 #include <algorithm>  // std::max
@@ -22,6 +23,7 @@
 
 #include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
 #include <ordo/quant/detail/parallel.hpp>  // elements_per_thread
+#include <ordo/quant/f32_cpu.hpp>          // Options
 #include <ordo/quant/float_bits.hpp>       // to_float
 #include <ordo/quant/nf4_cpu.hpp>          // range_runner, parallel_for on a runner or threads, hsum
 #include <ordo/quant/q8_rule.hpp>          // block, quantize_block
@@ -31,12 +33,8 @@ namespace ordo::quant::q8 {
 using nf4::Isa;
 using nf4::range_runner;
 
-struct Options {
-  unsigned threads = 0;  ///< 0: std::thread::hardware_concurrency()
-  Isa isa = Isa::automatic;
-  /// When set, the GEMV splits its rows through it instead of starting std::threads per call.
-  range_runner runner = nullptr;
-};
+/// threads, isa, runner: the dense fp32 GEMV's options (f32_cpu.hpp).
+using Options = f32::Options;
 
 /// A matrix [rows, cols] in Q8_0: codes row-major, and the scale of each block of 32 along a row
 /// (fp16 values, held as fp32 so the GEMV reads them directly).

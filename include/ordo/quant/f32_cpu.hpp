@@ -1,0 +1,127 @@
+// ordo/quant/f32_cpu.hpp — the batch-1 GEMV of dense fp32 weights on the CPU, without LibTorch:
+// y = W x for W [rows, cols] row-major (rows `ld` floats apart), fp32 products and sums, rows
+// split over threads like the NF4 and Q8_0 GEMVs (nf4_cpu.hpp, q8_cpu.hpp).
+//
+//   ordo::quant::f32::gemv(w.data(), rows, cols, cols, x.data(), y.data());   // y = W x
+//
+// Why ordo has its own: a BLAS's matrix-vector product is not always threaded. MKL (PyPI's
+// LibTorch 2.x) ran `mv` on one thread on an AMD EPYC (the same time with 1 and 2 threads, ~12 GB/s
+// on SmolLM2's 49152 x 576 head, measured 2026-12-04), so a batch-1 decoding step took ~1.7x as
+// long as with OpenBLAS's threaded one (Debian's LibTorch 1.13). This one reads each weight once
+// at memory bandwidth on every LibTorch build, and each y[r] is summed in the same order whatever
+// the thread count (a row's sum never crosses threads), so results do not depend on --threads.
+//
+// Sums (AVX2, FMA): each row in two 8-float accumulators over 16 columns at a time, added and
+// then across lanes, the columns past the last multiple of 8 one by one; four rows are read at
+// once, and a row's sum is the same whichever rows it is read with. The portable path (and CPUs
+// without AVX2) adds each column in order.
+#pragma once
+
+#include <algorithm>  // std::max
+#include <cstddef>    // std::size_t
+#include <stdexcept>  // std::invalid_argument
+#include <string>     // std::to_string
+
+#include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
+#include <ordo/quant/detail/parallel.hpp>  // elements_per_thread
+#include <ordo/quant/nf4_cpu.hpp>          // range_runner, parallel_for on a runner or threads, hsum
+
+namespace ordo::quant::f32 {
+
+using nf4::Isa;
+using nf4::range_runner;
+
+/// How a GEMV splits its rows (also the Q8_0 GEMV's options, q8_cpu.hpp).
+struct Options {
+  unsigned threads = 0;  ///< 0: std::thread::hardware_concurrency()
+  Isa isa = Isa::automatic;
+  /// When set, the GEMV splits its rows through it instead of starting std::threads per call.
+  range_runner runner = nullptr;
+};
+
+namespace detail {
+
+inline void gemv_rows_portable(const float* w, std::size_t ld, std::size_t cols, const float* x, float* y,
+                               std::size_t r0, std::size_t r1) {
+  for (std::size_t r = r0; r < r1; ++r) {
+    const float* row = w + r * ld;
+    float s = 0.0f;
+    for (std::size_t i = 0; i < cols; ++i) s += row[i] * x[i];
+    y[r] = s;
+  }
+}
+
+#if ORDO_NF4_HAVE_X86
+/// One row's sum: 16 columns at a time into two 8-float accumulators (a: the first 8, b: the
+/// next 8), then 8 more into a while they last, a + b added across lanes, the rest one by one.
+/// gemv_rows_avx2 sums every row in exactly this order, four rows at a time or one.
+ORDO_NF4_AVX2 inline float row_dot_avx2(const float* row, const float* x, std::size_t cols) {
+  __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= cols; i += 16) {
+    a = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), a);
+    b = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 8), _mm256_loadu_ps(x + i + 8), b);
+  }
+  if (i + 8 <= cols) {
+    a = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), a);
+    i += 8;
+  }
+  float s = nf4::detail::hsum(_mm256_add_ps(a, b));
+  for (; i < cols; ++i) s += row[i] * x[i];
+  return s;
+}
+
+/// Rows [r0, r1) four at a time (four streams of weights in flight, each x chunk loaded once for
+/// them), the last few one at a time; every row summed as row_dot_avx2 sums it.
+ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::size_t cols, const float* x, float* y,
+                                         std::size_t r0, std::size_t r1) {
+  std::size_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    const float* p[4] = {w + r * ld, w + (r + 1) * ld, w + (r + 2) * ld, w + (r + 3) * ld};
+    __m256 a[4], b[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) a[k] = b[k] = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 16 <= cols; i += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+#pragma GCC unroll 4  // the accumulators stay in registers
+      for (int k = 0; k < 4; ++k) {
+        a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(p[k] + i), x0, a[k]);
+        b[k] = _mm256_fmadd_ps(_mm256_loadu_ps(p[k] + i + 8), x1, b[k]);
+      }
+    }
+    const bool eight = i + 8 <= cols;
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      if (eight) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(p[k] + i), _mm256_loadu_ps(x + i), a[k]);
+      float s = nf4::detail::hsum(_mm256_add_ps(a[k], b[k]));
+      for (std::size_t j = eight ? i + 8 : i; j < cols; ++j) s += p[k][j] * x[j];
+      y[r + k] = s;
+    }
+  }
+  for (; r < r1; ++r) y[r] = row_dot_avx2(w + r * ld, x, cols);
+}
+#endif
+
+}  // namespace detail
+
+/// y [rows] = W x for W [rows, cols] (row r at w + r * ld, ld >= cols) and x [cols], fp32. Rows
+/// are split over threads (opt); y must not overlap W or x.
+inline void gemv(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x, float* y,
+                 const Options& opt = {}) {
+  if (ld < cols)
+    throw std::invalid_argument("ordo::quant::f32::gemv: rows " + std::to_string(ld) + " floats apart hold " +
+                                std::to_string(cols) + " columns");
+  Isa isa = nf4::resolve_isa(opt.isa);
+  if (isa == Isa::avx512) isa = Isa::avx2;  // bound by memory: AVX-512's width buys nothing here
+  const auto rows_of = [&](std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+    if (isa == Isa::avx2) return detail::gemv_rows_avx2(w, ld, cols, x, y, r0, r1);
+#endif
+    detail::gemv_rows_portable(w, ld, cols, x, y, r0, r1);
+  };
+  const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
+  nf4::detail::parallel_for(rows, grain, opt, rows_of);
+}
+
+}  // namespace ordo::quant::f32
