@@ -222,7 +222,12 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
     return;
   }
   if (opt.gemv == Gemv::int16 && cols % detail::int16_group == 0) {
-    detail::int16_activations xa;
+    // Kept per calling thread: a decoding step calls this for every linear, and the buffers keep
+    // their capacity from one call to the next (the caller waits for its rows, so none is shared).
+    // The lambda below must see the caller's copy: a thread_local named inside it would be the
+    // worker thread's own, hence the reference.
+    thread_local detail::int16_activations buffers;
+    detail::int16_activations& xa = buffers;
     const bool simd = ORDO_NF4_HAVE_X86 && isa != Isa::portable;  // AVX-512 CPUs run the AVX2 kernel
     if (detail::quantize_activations_int16(x, cols, simd, xa)) {
       detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
