@@ -16,17 +16,6 @@
 
 namespace f32 = ordo::quant::f32;
 
-namespace {
-
-std::vector<f32::Isa> paths() {
-  std::vector<f32::Isa> p{f32::Isa::portable};
-  if (ordo::quant::nf4::cpu_has_avx2()) p.push_back(f32::Isa::avx2);
-  if (ordo::quant::nf4::cpu_has_avx512()) p.push_back(f32::Isa::avx512);
-  return p;
-}
-
-}  // namespace
-
 TEST_CASE("f32::gemv: y = W x on every path of this CPU, threads and a runner giving the same floats") {
   struct Shape {
     std::size_t rows, cols, ld;
@@ -51,7 +40,7 @@ TEST_CASE("f32::gemv: y = W x on every path of this CPU, threads and a runner gi
       reference[r] = s;
       largest = std::max(largest, magnitude);
     }
-    for (auto isa : paths()) {
+    for (auto isa : ordo::quant::nf4::runnable_isas()) {
       CAPTURE(static_cast<int>(isa));
       std::vector<float> one(rows), many(rows), ran(rows);
       f32::gemv(w.data(), rows, cols, ld, x.data(), one.data(), {.threads = 1, .isa = isa});

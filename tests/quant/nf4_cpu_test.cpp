@@ -60,20 +60,13 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-std::vector<nf4::Isa> isas() {
-  std::vector<nf4::Isa> v{nf4::Isa::portable};
-  if (nf4::cpu_has_avx2()) v.push_back(nf4::Isa::avx2);
-  if (nf4::cpu_has_avx512()) v.push_back(nf4::Isa::avx512);
-  return v;
-}
-
 template <class T>
 void check_quantize_paths(const std::vector<float>& values, std::size_t bs, nf4::ZeroBlocks zb) {
   const std::vector<T> x = convert<T>(values);
   std::vector<std::uint8_t> want_packed;
   std::vector<float> want_absmax;
   reference_quantize(x, bs, zb, want_packed, want_absmax);
-  for (nf4::Isa isa : isas()) {
+  for (nf4::Isa isa : nf4::runnable_isas()) {
     for (unsigned threads : {1u, 3u}) {
       CAPTURE(static_cast<int>(isa));
       CAPTURE(threads);
@@ -122,7 +115,7 @@ TEST_CASE("all-zero blocks: code 7 (0x77) by default, code 0 (0x00) with ZeroBlo
   for (std::size_t i = 256; i < v.size(); ++i) v[i] = 0.0f;  // a zero partial tail, odd length
   for (auto zb : {nf4::ZeroBlocks::zero_code, nf4::ZeroBlocks::cuda}) {
     check_quantize_paths<float>(v, 64, zb);
-    for (nf4::Isa isa : isas()) {
+    for (nf4::Isa isa : nf4::runnable_isas()) {
       nf4::Options opt{.blocksize = 64, .zero_blocks = zb, .isa = isa};
       const auto q = nf4::quantize(std::span<const float>(v), opt, /*double_quant=*/false);
       const std::uint8_t want = zb == nf4::ZeroBlocks::zero_code ? 0x77 : 0x00;
@@ -152,7 +145,7 @@ TEST_CASE("NaN and Inf follow the CUDA rule: NaN is ignored by absmax and takes 
   for (std::size_t i = 256; i < v.size(); ++i) v[i] = nan_v;  // partial tail: all NaN
   check_quantize_paths<float>(v, 64, nf4::ZeroBlocks::zero_code);
   check_quantize_paths<float>(v, 64, nf4::ZeroBlocks::cuda);
-  for (nf4::Isa isa : isas()) {
+  for (nf4::Isa isa : nf4::runnable_isas()) {
     nf4::Options opt{.blocksize = 64, .isa = isa};
     const auto q = nf4::quantize(std::span<const float>(v), opt, false);
     float finite_max = 0;
@@ -248,7 +241,7 @@ TEST_CASE("GEMV: y = W x against a double-precision product of the dequantized w
     for (bool dq : {false, true}) {
       const auto q = nf4::quantize(std::span<const float>(w), {.blocksize = bs}, dq);
       const auto wd = nf4::dequantize(q);
-      for (nf4::Isa isa : isas()) {
+      for (nf4::Isa isa : nf4::runnable_isas()) {
         for (unsigned threads : {1u, 4u}) {
           std::vector<float> y(rows, nan_v);
           nf4::gemv(q, rows, cols, x.data(), y.data(), {.threads = threads, .isa = isa});
@@ -287,7 +280,7 @@ TEST_CASE("GEMV with Gemv::int16: within 1e-4 of the exact product, the same gro
     const auto wd = nf4::dequantize(q);
     const auto scales = nf4::block_scales(q);
     std::vector<float> first;
-    for (nf4::Isa isa : isas()) {
+    for (nf4::Isa isa : nf4::runnable_isas()) {
       CAPTURE(static_cast<int>(isa));
       std::vector<float> y(rows, nan_v), exact(rows, nan_v), threaded(rows, nan_v);
       nf4::gemv(q, rows, cols, x.data(), y.data(), {.threads = 1, .isa = isa, .gemv = nf4::Gemv::int16});
@@ -337,15 +330,15 @@ TEST_CASE("a range runner splits the work its own way: GEMV and dequantize give 
       end = begin;
     }
   };
-  for (nf4::Isa isa : isas()) {
+  for (nf4::Isa isa : nf4::runnable_isas()) {
     by_runner.isa = isa;
     std::vector<float> y(rows, nan_v), want(rows, nan_v);
     nf4::gemv(q, rows, cols, x.data(), y.data(), by_runner);
     nf4::gemv(q, rows, cols, x.data(), want.data(), {.threads = 3, .isa = isa});
     CHECK(std::memcmp(y.data(), want.data(), rows * sizeof(float)) == 0);
   }
-  CHECK(calls == isas().size());
-  CHECK(covered == rows * isas().size());
+  CHECK(calls == nf4::runnable_isas().size());
+  CHECK(covered == rows * nf4::runnable_isas().size());
   std::vector<float> d1(std::size_t{rows} * cols), d2(d1.size());
   const auto scales = nf4::block_scales(q);
   nf4::dequantize_blocks(q.packed.data(), scales.data(), d1.size(), d1.data(), by_runner);
@@ -367,4 +360,11 @@ TEST_CASE("options: invalid blocksizes are rejected with the function's name") {
     CHECK(nf4::resolve_isa(nf4::Isa::automatic) == (nf4::cpu_has_avx512() ? nf4::Isa::avx512 : nf4::Isa::avx2));
   if (!nf4::cpu_has_avx512()) CHECK_THROWS_AS(nf4::resolve_isa(nf4::Isa::avx512), std::runtime_error);
   CHECK(nf4::resolve_isa(nf4::Isa::portable) == nf4::Isa::portable);
+  // runnable_isas: portable first, then every path resolve_isa accepts on this CPU, the last the
+  // one `automatic` picks
+  const auto runnable = nf4::runnable_isas();
+  CHECK(runnable.front() == nf4::Isa::portable);
+  CHECK(runnable.size() == 1u + (nf4::cpu_has_avx2() ? 1u : 0u) + (nf4::cpu_has_avx512() ? 1u : 0u));
+  for (auto isa : runnable) CHECK(nf4::resolve_isa(isa) == isa);
+  CHECK(runnable.back() == nf4::resolve_isa(nf4::Isa::automatic));
 }

@@ -66,13 +66,6 @@ void ordo_quantize(const AnyCase& k, nf4::Options opt, std::vector<std::uint8_t>
     nf4::quantize_blocks(reinterpret_cast<const nf4::bf16*>(k.x16.data()), k.n, packed.data(), absmax.data(), opt);
 }
 
-std::vector<nf4::Isa> isas() {
-  std::vector<nf4::Isa> v{nf4::Isa::portable};
-  if (nf4::cpu_has_avx2()) v.push_back(nf4::Isa::avx2);
-  if (nf4::cpu_has_avx512()) v.push_back(nf4::Isa::avx512);
-  return v;
-}
-
 // bitsandbytes' CPU/default backend (backends/default/ops.py quantize_4bit), element by element:
 // torch max (NaN propagates), clamp(min=1e-38), multiply by the reciprocal for full blocks and
 // divide for the tail block, clamp to [-1, 1], bucketize on the midpoints (NaN -> 15).
@@ -130,7 +123,7 @@ TEST_CASE("fixture: bitsandbytes' maps equal ordo's tables") {
 
 TEST_CASE("fixture: ordo's bytes and absmax equal the CUDA kernels' rule in every case") {
   for (const Case& k : fixture().cases) {
-    for (nf4::Isa isa : isas()) {
+    for (nf4::Isa isa : nf4::runnable_isas()) {
       CAPTURE(k.name);
       CAPTURE(static_cast<int>(isa));
       std::vector<std::uint8_t> packed;
@@ -199,7 +192,7 @@ TEST_CASE("fixture: ordo equals bitsandbytes' CPU bytes but where its backend di
 TEST_CASE("fixture: dequantizing bitsandbytes' bytes gives bitsandbytes' values exactly") {
   for (const Case& k : fixture().cases) {
     CAPTURE(k.name);
-    for (nf4::Isa isa : isas()) {
+    for (nf4::Isa isa : nf4::runnable_isas()) {
       const nf4::Options opt{.blocksize = k.blocksize, .isa = isa};
       unsigned bad = 0;
       if (k.dtype == 0) {

@@ -17,17 +17,6 @@
 
 namespace q8 = ordo::quant::q8;
 
-namespace {
-
-std::vector<q8::Isa> paths() {
-  std::vector<q8::Isa> p{q8::Isa::portable};
-  if (ordo::quant::nf4::cpu_has_avx2()) p.push_back(q8::Isa::avx2);
-  if (ordo::quant::nf4::cpu_has_avx512()) p.push_back(q8::Isa::avx512);
-  return p;
-}
-
-}  // namespace
-
 TEST_CASE("q8::quantize follows Q8_0's rule: an fp16 scale max|x|/127 per 32 values of a row, codes round(x/d)") {
   const std::size_t rows = 7, cols = 96;
   auto w = normal_values(rows * cols, 0.05f, 1);
@@ -113,7 +102,7 @@ TEST_CASE("q8::gemv: y = W x on every path of this CPU, threads and a runner giv
       reference[r] = s;
       largest = std::max(largest, magnitude);
     }
-    for (auto isa : paths()) {
+    for (auto isa : ordo::quant::nf4::runnable_isas()) {
       CAPTURE(static_cast<int>(isa));
       std::vector<float> one(rows), many(rows), ran(rows);
       q8::gemv(m, x.data(), one.data(), {.threads = 1, .isa = isa});

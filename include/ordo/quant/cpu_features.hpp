@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdexcept>  // std::runtime_error
+#include <vector>     // std::vector
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 #include <cpuid.h>      // __get_cpuid: the F16C bit (not every compiler's __builtin_cpu_supports knows it)
@@ -58,6 +59,14 @@ inline Isa resolve_isa(Isa isa) {
   if (isa == Isa::avx512 && !cpu_has_avx512())
     throw std::runtime_error("ordo::quant::nf4: the AVX-512 path was requested but this CPU lacks AVX-512F");
   return isa;
+}
+
+/// Every path this CPU can run, portable first (what a test or a benchmark compares).
+inline std::vector<Isa> runnable_isas() {
+  std::vector<Isa> v{Isa::portable};
+  if (cpu_has_avx2()) v.push_back(Isa::avx2);
+  if (cpu_has_avx512()) v.push_back(Isa::avx512);
+  return v;
 }
 
 }  // namespace ordo::quant::nf4
