@@ -103,6 +103,18 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::si
 }
 #endif
 
+/// How a bandwidth-bound batch-1 GEMV runs its rows (the dense one here and the Q8_0 one,
+/// q8_cpu.hpp): on opt.isa resolved for this CPU, AVX-512 CPUs taking the AVX2 kernel (reading
+/// memory, the wider vectors buy nothing), rows over threads with at least
+/// elements_per_thread weights per range. rows_of(isa, r0, r1) computes rows [r0, r1).
+template <class RowsOf>
+void split_gemv_rows(std::size_t rows, std::size_t cols, const Options& opt, const RowsOf& rows_of) {
+  Isa isa = nf4::resolve_isa(opt.isa);
+  if (isa == Isa::avx512) isa = Isa::avx2;
+  const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
+  nf4::detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) { rows_of(isa, r0, r1); });
+}
+
 }  // namespace detail
 
 /// y [rows] = W x for W [rows, cols] (row r at w + r * ld, ld >= cols) and x [cols], fp32. Rows
@@ -112,16 +124,12 @@ inline void gemv(const float* w, std::size_t rows, std::size_t cols, std::size_t
   if (ld < cols)
     throw std::invalid_argument("ordo::quant::f32::gemv: rows " + std::to_string(ld) + " floats apart hold " +
                                 std::to_string(cols) + " columns");
-  Isa isa = nf4::resolve_isa(opt.isa);
-  if (isa == Isa::avx512) isa = Isa::avx2;  // bound by memory: AVX-512's width buys nothing here
-  const auto rows_of = [&](std::size_t r0, std::size_t r1) {
+  detail::split_gemv_rows(rows, cols, opt, [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
     if (isa == Isa::avx2) return detail::gemv_rows_avx2(w, ld, cols, x, y, r0, r1);
 #endif
     detail::gemv_rows_portable(w, ld, cols, x, y, r0, r1);
-  };
-  const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
-  nf4::detail::parallel_for(rows, grain, opt, rows_of);
+  });
 }
 
 }  // namespace ordo::quant::f32

@@ -13,7 +13,6 @@
 // split are the dense fp32 GEMV's (f32_cpu.hpp).
 #pragma once
 
-#include <algorithm>  // std::max
 #include <cmath>      // std::isfinite
 #include <cstddef>    // std::size_t
 #include <cstdint>    // std::int8_t
@@ -21,11 +20,10 @@
 #include <string>     // std::to_string
 #include <vector>     // std::vector
 
-#include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
-#include <ordo/quant/detail/parallel.hpp>  // elements_per_thread
-#include <ordo/quant/f32_cpu.hpp>          // Options
+#include <ordo/quant/cpu_features.hpp>     // Isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
+#include <ordo/quant/f32_cpu.hpp>          // Options, split_gemv_rows
 #include <ordo/quant/float_bits.hpp>       // to_float
-#include <ordo/quant/nf4_cpu.hpp>          // range_runner, parallel_for on a runner or threads, hsum
+#include <ordo/quant/nf4_cpu.hpp>          // range_runner, hsum
 #include <ordo/quant/q8_rule.hpp>          // block, quantize_block
 
 namespace ordo::quant::q8 {
@@ -135,16 +133,12 @@ inline void gemv(const std::int8_t* codes, const float* scales, std::size_t rows
   if (cols % block != 0)
     throw std::invalid_argument("ordo::quant::q8::gemv: rows of " + std::to_string(cols) +
                                 " values; Q8_0 needs a multiple of 32");
-  Isa isa = nf4::resolve_isa(opt.isa);
-  if (isa == Isa::avx512) isa = Isa::avx2;  // an AVX-512 CPU has AVX2; this GEMV is bound by memory
-  const auto rows_of = [&](std::size_t r0, std::size_t r1) {
+  f32::detail::split_gemv_rows(rows, cols, opt, [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
     if (isa == Isa::avx2) return detail::gemv_rows_avx2(codes, scales, cols, x, y, r0, r1);
 #endif
     detail::gemv_rows_portable(codes, scales, cols, x, y, r0, r1);
-  };
-  const std::size_t grain = std::max<std::size_t>(1, nf4::detail::elements_per_thread / std::max<std::size_t>(cols, 1));
-  nf4::detail::parallel_for(rows, grain, opt, rows_of);
+  });
 }
 
 inline void gemv(const Matrix& m, const float* x, float* y, const Options& opt = {}) {
