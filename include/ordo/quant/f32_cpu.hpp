@@ -6,7 +6,7 @@
 //
 // Why ordo has its own: a BLAS's matrix-vector product is not always threaded. MKL (PyPI's
 // LibTorch 2.x) ran `mv` on one thread on an AMD EPYC (the same time with 1 and 2 threads, ~12 GB/s
-// on SmolLM2's 49152 x 576 head, measured 2026-12-04), so a batch-1 decoding step took ~1.7x as
+// on SmolLM2's 49152 x 576 head, measured 2026-12-05), so a batch-1 decoding step took ~1.7x as
 // long as with OpenBLAS's threaded one (Debian's LibTorch 1.13). This one reads each weight once
 // at memory bandwidth on every LibTorch build, and each y[r] is summed in the same order whatever
 // the thread count (a row's sum never crosses threads), so results do not depend on --threads.
