@@ -22,6 +22,7 @@
 #include <cstring>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -62,6 +63,24 @@ struct Args {
   std::exit(2);
 }
 
+// A whole decimal number in [least, most], or usage() naming the option.
+std::size_t number(const std::string& option, const std::string& v, std::size_t least,
+                   std::size_t most = std::size_t{1} << 40) {
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    if (v.empty() || v[0] < '0' || v[0] > '9') throw std::invalid_argument(v);  // no sign, no space
+    n = std::stoull(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || n < least || n > most)
+    usage((option + " takes a whole number from " + std::to_string(least) + " to " + std::to_string(most) +
+           ", not '" + v + "'")
+              .c_str());
+  return static_cast<std::size_t>(n);
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -71,18 +90,23 @@ Args parse(int argc, char** argv) {
     if (k == "--shape") {
       const auto x = v.find('x');
       if (x == std::string::npos) usage("--shape takes ROWSxCOLS");
-      a.shapes.emplace_back(std::stoull(v.substr(0, x)), std::stoull(v.substr(x + 1)));
+      const auto rows = number("--shape's ROWS", v.substr(0, x), 1);
+      const auto cols = number("--shape's COLS", v.substr(x + 1), 64);
+      // the benchmark's NF4 blocksize, which every row holds whole blocks of (Q8_0 needs 32)
+      if (cols % 64 != 0) usage(("--shape " + v + ": COLS must be a multiple of 64").c_str());
+      a.shapes.emplace_back(rows, cols);
     } else if (k == "--repeat") {
-      a.repeat = std::max(1, std::stoi(v));
+      a.repeat = static_cast<int>(number(k, v, 1, 100000));
     } else if (k == "--threads") {
-      a.threads = static_cast<unsigned>(std::stoul(v));
+      a.threads = static_cast<unsigned>(number(k, v, 0, 4096));  // 0: every hardware thread
     } else if (k == "--isa") {
-      a.isa = v == "portable" ? nf4::Isa::portable
-              : v == "avx2"   ? nf4::Isa::avx2
-              : v == "avx512" ? nf4::Isa::avx512
-                              : nf4::Isa::automatic;
+      if (v == "auto") a.isa = nf4::Isa::automatic;
+      else if (v == "portable") a.isa = nf4::Isa::portable;
+      else if (v == "avx2") a.isa = nf4::Isa::avx2;
+      else if (v == "avx512") a.isa = nf4::Isa::avx512;
+      else usage(("--isa takes auto, portable, avx2 or avx512, not '" + v + "'").c_str());
     } else if (k == "--working-set-mib") {
-      a.working_set = std::stoull(v) << 20;
+      a.working_set = number(k, v, 1, std::size_t{1} << 20) << 20;
     } else if (k == "--python") {
       a.python = v;
     } else {
@@ -219,7 +243,13 @@ const nlohmann::json* bnb_shape(const nlohmann::json& bnb, std::size_t rows, std
 
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
-  const nf4::Isa isa = nf4::resolve_isa(args.isa);
+  const nf4::Isa isa = [&] {
+    try {
+      return nf4::resolve_isa(args.isa);  // a path this CPU lacks: say so before any work
+    } catch (const std::runtime_error& e) {
+      usage(e.what());
+    }
+  }();
   const bool avx2 = isa == nf4::Isa::avx2 || isa == nf4::Isa::avx512;  // the dense loops use AVX2
   const unsigned threads = args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
   const nf4::Options opt{.blocksize = 64, .threads = threads, .isa = isa};
