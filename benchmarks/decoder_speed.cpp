@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 
+#include <unistd.h>  // access
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -82,6 +84,12 @@ int main(int argc, char** argv) {
   where_flags.add_gemv_to(app);
   ordo::tools::one_line_errors(app, "ordo-bench-decoder");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
+  // --python (or $ORDO_BENCH_PYTHON) must be a program: a wrong path would only show as a missing
+  // baseline after the whole run
+  if (!python.empty() && ::access(python.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "ordo-bench-decoder: --python %s: not an executable file\n", python.c_str());
+    return 1;
+  }
   at::set_num_threads(threads);
   ordo::model::placement where;
   try {

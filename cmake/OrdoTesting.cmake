@@ -50,17 +50,19 @@ function(ordo_add_compile_check source)
 endfunction()
 
 # ordo_add_output_test(<test-name> COMMAND <cmd...> EXPECT <regex...> [FORBID <regex...>]
-#                      [REQUIRES_FILE <path>])
-# Runs the command; passes when it exits 0 and its output matches every EXPECT regex and no
-# FORBID regex. Skipped when REQUIRES_FILE (e.g. the default model) does not exist.
+#                      [EXPECT_STDERR <regex...>] [REQUIRES_FILE <path>])
+# Runs the command; passes when it exits 0, its output matches every EXPECT regex and no
+# FORBID regex, and its stderr every EXPECT_STDERR regex. Skipped when REQUIRES_FILE (e.g. the
+# default model) does not exist.
 function(ordo_add_output_test name)
-  cmake_parse_arguments(arg "" "REQUIRES_FILE" "COMMAND;EXPECT;FORBID" ${ARGN})
+  cmake_parse_arguments(arg "" "REQUIRES_FILE" "COMMAND;EXPECT;FORBID;EXPECT_STDERR" ${ARGN})
   list(JOIN arg_COMMAND "|" cmd)
   list(JOIN arg_EXPECT "|||" expect)
   list(JOIN arg_FORBID "|||" forbid)
+  list(JOIN arg_EXPECT_STDERR "|||" expect_stderr)
   add_test(NAME ${name}
     COMMAND ${CMAKE_COMMAND} "-DCOMMAND=${cmd}" "-DEXPECT=${expect}" "-DFORBID=${forbid}"
-      "-DREQUIRES_FILE=${arg_REQUIRES_FILE}"
+      "-DEXPECT_STDERR=${expect_stderr}" "-DREQUIRES_FILE=${arg_REQUIRES_FILE}"
       -P ${PROJECT_SOURCE_DIR}/cmake/ordo_check_output.cmake)
   set_tests_properties(${name} PROPERTIES SKIP_REGULAR_EXPRESSION "ORDO-SKIPPED: ")
 endfunction()

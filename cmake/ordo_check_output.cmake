@@ -1,4 +1,5 @@
-# cmake -DCOMMAND=prog|arg... -DEXPECT=re1|||re2 -DFORBID=re|||... [-DREQUIRES_FILE=path]
+# cmake -DCOMMAND=prog|arg... -DEXPECT=re1|||re2 -DFORBID=re|||... [-DEXPECT_STDERR=re|||...]
+#       [-DREQUIRES_FILE=path]
 #       -P ordo_check_output.cmake   (a missing REQUIRES_FILE prints ORDO-SKIPPED: the test skips)
 if(DEFINED REQUIRES_FILE AND NOT REQUIRES_FILE STREQUAL "" AND NOT EXISTS "${REQUIRES_FILE}")
   message("ORDO-SKIPPED: ${REQUIRES_FILE} is not there")
@@ -23,6 +24,14 @@ if(NOT FORBID STREQUAL "")
   foreach(re IN LISTS forbid)
     if(out MATCHES "${re}")
       message(FATAL_ERROR "output matches what it must not: ${re}")
+    endif()
+  endforeach()
+endif()
+if(DEFINED EXPECT_STDERR AND NOT EXPECT_STDERR STREQUAL "")
+  string(REPLACE "|||" ";" expect_stderr "${EXPECT_STDERR}")
+  foreach(re IN LISTS expect_stderr)
+    if(NOT err MATCHES "${re}")
+      message(FATAL_ERROR "stderr does not match: ${re}\n${err}")
     endif()
   endforeach()
 endif()

@@ -106,6 +106,11 @@ int main(int argc, char** argv) {
     const double decode = std::chrono::duration<double>(end - first).count();
     // The first token comes out of the prefill; the rate counts the tokens decoded after it.
     const auto decoded = result.tokens.empty() ? 0 : result.tokens.size() - 1;
+    if (result.tokens.empty()) {  // --max-new-tokens 0: the model never ran, so there is no rate to give
+      std::fprintf(stderr, "[%lld prompt tokens, not run: --max-new-tokens 0]\n",
+                   static_cast<long long>(result.prompt_tokens));
+      return 0;
+    }
     std::fprintf(stderr, "[%lld prompt tokens in %.2f s (%.1f tokens/s), %zu generated, %.1f tokens/s after the first, %s]\n",
                  static_cast<long long>(result.prompt_tokens), prefill,
                  prefill > 0 ? static_cast<double>(result.prompt_tokens) / prefill : 0.0, result.tokens.size(),
