@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   double prefill = 1e30, decoding = 1e30;
   std::optional<torch::autograd::profiler::RecordProfile> record;
   for (int run = 0; run < repeat; ++run) {
+    std::fprintf(stderr, "ordo-bench-decoder: ordo, run %d of %d\n", run + 1, repeat);
     ordo::model::kv_cache cache;
     auto t0 = std::chrono::steady_clock::now();
     auto logits = lm->forward(ids, {}, &cache);
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
       {"malloc_retains_freed", retains},
       {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
   if (!python.empty()) {
+    std::fprintf(stderr, "ordo-bench-decoder: the baselines through %s\n", python.c_str());
     auto py = run_python(python, m.source.string(), llama_cpp_model, prompt, decode, threads, repeat,
                          ordo::model::device_name(where.device), ordo::model::torch_dtype_name(where.dtype));
     if (py.is_object() && py.contains("llama_cpp")) {

@@ -299,6 +299,7 @@ int main(int argc, char** argv) {
   bool all_goals = true;
   for (std::size_t s = 0; s < args.shapes.size(); ++s) {
     const auto [rows, cols] = args.shapes[s];
+    std::fprintf(stderr, "ordo-bench-nf4-cpu: shape %zu of %zu, %zux%zu\n", s + 1, args.shapes.size(), rows, cols);
     const std::size_t n = rows * cols, blocks = nf4::block_count(n, 64), packed = nf4::packed_bytes(n);
     const std::vector<float> w = random_weights(rows, cols);
     const std::vector<float> x = random_input(cols);
