@@ -2,7 +2,7 @@
 //
 //   ordo-perplexity --text FILE [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
 //                   [--decode] [--nf4-head|--q8-head] [--nf4-gemv exact|int16]
-//                   [--max-tokens N]
+//                   [--max-tokens N] [--scored-logits-only]
 //
 // The last line of output is a JSON object: {"tokens", "nll", "ppl", ...}. See
 // ordo/eval/perplexity.hpp for the protocols.
@@ -45,8 +45,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-tokens", options.max_tokens, "score at most N tokens (0: all)")
       ->check(ordo::tools::non_negative)
       ->capture_default_str();
-  app.add_flag("--decode", options.decode,
-               "score token by token through the KV cache, as batch-1 generation runs (where --nf4-gemv acts)");
+  auto* decode = app.add_flag("--decode", options.decode,
+                               "score token by token through the KV cache, as batch-1 generation runs (where "
+                               "--nf4-gemv acts)");
+  app.add_flag("--scored-logits-only", options.scored_logits_only,
+               "the LM head only on the positions that predict a scored token: faster, figures differ from the "
+               "default in the last digits (ordo/eval/perplexity.hpp)")
+      ->excludes(decode);
   ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);
@@ -91,6 +96,7 @@ int main(int argc, char** argv) {
         {"text_tokens", ids.size()},
         {"protocol", protocol},
         {"decode", options.decode},
+        {"scored_logits_only", options.scored_logits_only},
         {"head", device.head_name()},
         {"nf4_gemv", device.nf4_gemv},
         {"context", options.context},

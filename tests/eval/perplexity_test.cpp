@@ -130,6 +130,30 @@ TEST_CASE("decode: scoring token by token through the KV cache gives the windows
   }
 }
 
+TEST_CASE("scored_logits_only: the LM head on the scored positions only gives the same figures") {
+  const std::int64_t vocab = 53;
+  auto lm = tiny_model(vocab);
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 0; i < 90; ++i) ids.push_back((i * 17 + 3) % vocab);
+  for (const auto protocol : {ordo::eval::perplexity_protocol::sliding, ordo::eval::perplexity_protocol::halves}) {
+    CAPTURE(static_cast<int>(protocol));
+    ordo::eval::perplexity_options o{.context = 24, .stride = 10, .protocol = protocol, .max_tokens = 70};
+    const auto all = ordo::eval::perplexity(lm, ids, o);
+    o.scored_logits_only = true;
+    const auto scored = ordo::eval::perplexity(lm, ids, o);
+    CHECK(scored.tokens == all.tokens);
+    CHECK(scored.nll == doctest::Approx(all.nll).epsilon(1e-6));
+  }
+  const auto xs = examples(vocab, 9);
+  const auto [sum, n] = by_hand(lm, xs);
+  for (std::int64_t batch : {1, 4, 9}) {
+    CAPTURE(batch);
+    const auto r = ordo::eval::perplexity(lm, xs, {.batch_size = batch, .scored_logits_only = true});
+    CHECK(r.tokens == n);
+    CHECK(r.nll == doctest::Approx(sum / static_cast<double>(n)).epsilon(1e-5));
+  }
+}
+
 TEST_CASE("bad arguments are errors") {
   const std::int64_t vocab = 53;
   auto lm = tiny_model(vocab);

@@ -319,3 +319,76 @@ TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss doe
   CHECK(error_of([&] { ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx); }) ==
         "ordo::Distill<T=4, alpha=0.3>: Context::vocab_loss_chunk must be >= 0");
 }
+
+TEST_CASE("Context::teacher_logits: later KD stages on the same batches take the kept logits and train the same student") {
+  auto base = dense(tiny_lm(1));
+  ordo::Context ctx;
+  ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
+  ctx.train = sequences(12);
+  ctx.budget.train_samples = 12;
+  ctx.budget.epochs = 2;
+  ctx.budget.batch_size = 4;
+  ctx.budget.distill_learning_rate = 1e-3;
+  ctx.seed = 3;
+  auto equal = [](const ordo::DenseModel& a, const ordo::DenseModel& b) {
+    auto pb = b.lm()->named_parameters();
+    for (const auto& p : a.lm()->named_parameters())
+      if (!torch::equal(p.value(), pb[p.key()])) return false;
+    return true;
+  };
+  const ordo::Distill<ordo::T4, ordo::A03> kd;
+  auto plain = ordo::apply_stage(kd, base, ctx);  // the teacher runs on every batch
+
+  ctx.teacher_logits = std::make_shared<ordo::model::logits_cache>(std::int64_t{1} << 30);
+  auto first = ordo::apply_stage(kd, base, ctx);
+  const auto batches = ctx.teacher_logits->misses();  // 2 epochs x 3 batches, each epoch its own order
+  CHECK(batches == 6);
+  CHECK(ctx.teacher_logits->hits() == 0);
+  CHECK(ctx.teacher_logits->bytes() > 0);
+  auto second = ordo::apply_stage(kd, base, ctx);
+  CHECK(ctx.teacher_logits->hits() == batches);  // the same batches: all kept
+  CHECK(ctx.teacher_logits->misses() == batches);
+  CHECK(equal(first, plain));
+  CHECK(equal(second, plain));
+  CHECK_FALSE(equal(second, base));
+
+  // Room for one batch's logits: the first batch is kept, the others are computed every time.
+  const auto one = ctx.teacher_logits->bytes() / batches;
+  ctx.teacher_logits = std::make_shared<ordo::model::logits_cache>(one);
+  ordo::apply_stage(kd, base, ctx);
+  auto third = ordo::apply_stage(kd, base, ctx);
+  CHECK(ctx.teacher_logits->bytes() <= one);
+  CHECK(ctx.teacher_logits->hits() >= 1);
+  CHECK(ctx.teacher_logits->hits() < batches);
+  CHECK(equal(third, plain));
+}
+
+TEST_CASE("logits_cache: a hit needs the same model and the same inputs; what it gives is the forward pass") {
+  auto a = tiny_lm(4), b = tiny_lm(5);
+  ordo::model::logits_cache cache(std::int64_t{1} << 20);
+  const auto ids = torch::tensor({1, 2, 3, 4, 5, 6}, torch::kLong).view({2, 3});
+  const auto mask = torch::tensor({1, 1, 1, 1, 1, 0}, torch::kLong).view({2, 3});
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = a->forward(ids, mask);
+  }
+  CHECK(torch::equal(cache.forward(a, ids, mask), expected));
+  CHECK(torch::equal(cache.forward(a, ids.clone(), mask.clone()), expected));  // equal contents: a hit
+  CHECK(cache.hits() == 1);
+  cache.forward(b, ids, mask);             // another model
+  cache.forward(a, ids, {});               // no mask
+  cache.forward(a, ids.flip({1}), mask);   // other ids
+  cache.forward(a, ids.view({3, 2}), {});  // the same bytes in another shape
+  CHECK(cache.hits() == 1);
+  CHECK(cache.misses() == 5);
+  CHECK_FALSE(cache.forward(a, ids, mask).requires_grad());
+
+  ordo::model::logits_cache none(0);  // keeps nothing
+  none.forward(a, ids, mask);
+  none.forward(a, ids, mask);
+  CHECK(none.hits() == 0);
+  CHECK(none.bytes() == 0);
+  CHECK(error_of([] { ordo::model::logits_cache bad(-1); }) ==
+        "ordo::model::logits_cache: the capacity must not be negative");
+}

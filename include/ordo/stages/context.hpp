@@ -10,11 +10,12 @@
 
 #include <torch/torch.h>
 
-#include <ordo/data/example.hpp>       // Example
-#include <ordo/data/split.hpp>         // Splits
-#include <ordo/model/dense_model.hpp>  // DenseModel
-#include <ordo/stages/budget.hpp>      // Budget
-#include <ordo/train/progress.hpp>     // progress_fn
+#include <ordo/data/example.hpp>        // Example
+#include <ordo/data/split.hpp>          // Splits
+#include <ordo/model/dense_model.hpp>   // DenseModel
+#include <ordo/model/logits_cache.hpp>  // logits_cache
+#include <ordo/stages/budget.hpp>       // Budget
+#include <ordo/train/progress.hpp>      // progress_fn
 
 namespace ordo {
 
@@ -24,6 +25,10 @@ struct Context {
   std::vector<Example> evaluation;   // never used for training
   /// The distillation teacher; default: a frozen copy of the uncompressed base model.
   std::shared_ptr<const DenseModel> teacher;
+  /// Where distillation keeps the teacher's logits of the batches it has run, to give them again
+  /// when a later stage distills on the same batches (model/logits_cache.hpp: exact, within its
+  /// capacity). nullptr: the teacher runs on every batch of every stage.
+  std::shared_ptr<model::logits_cache> teacher_logits;
   Budget budget;
   std::uint64_t seed = 0;
   torch::ScalarType train_dtype = torch::kFloat32;  // bf16 pays on CPUs with AVX-512 BF16

@@ -137,7 +137,9 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
     throw std::invalid_argument(who + ": the fused vocabulary loss (Context::vocab_loss_chunk) needs a float32 dense head");
   auto loss = [&](model::CausalLM& lm, const data::Batch& b) {
     torch::Tensor target;
-    {
+    if (context.teacher_logits) {
+      target = context.teacher_logits->forward(teacher_lm, b.ids, b.attention_mask);
+    } else {
       torch::NoGradGuard no_grad;
       target = teacher_lm->forward(b.ids, b.attention_mask);
     }
