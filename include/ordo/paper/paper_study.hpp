@@ -105,7 +105,8 @@ struct study_options {
   std::int64_t eval_context = 256;
   std::int64_t eval_stride = 128;
   /// Perplexity with the LM head only on the scored positions (eval/perplexity.hpp): about a
-  /// tenth less evaluation time in the quick study; the figures differ from the default's in the last digits.
+  /// tenth less evaluation time in the quick study; the figures differ from the default's in the
+  /// last digits.
   bool eval_scored_logits_only = false;
   std::uint64_t seed = 1234;
   std::size_t max_cached_models = 2;
