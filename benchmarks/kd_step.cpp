@@ -4,7 +4,7 @@
 // same run with the same thread count. Prints one JSON line; the goal is ordo_over_pytorch >= 1.
 //
 //   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
-//                      [--dtype float32|bfloat16] [--python /work/venv/py/bin/python]
+//                      [--dtype float32|bfloat16] [--python PATH (default: $ORDO_BENCH_PYTHON, else python3)]
 //                      [--script benchmarks/kd_step.py] [--profile TRACE.json] [--vocab-chunk N]
 //
 // --vocab-chunk N: ordo's loss over the vocabulary fused, N rows at a time
@@ -25,11 +25,15 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <unistd.h>  // access
+
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
@@ -40,15 +44,10 @@
 #include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
 #include <ordo/stages/distill.hpp>
 
+#include "../tools/checks.hpp"  // positive, non_negative, one_line_errors, parse_command_line
 #include "flops.hpp"
 
 namespace {
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == "--" + name) return argv[i + 1];
-  return fallback;
-}
 
 // Runs the Python side; its JSON line, or a string saying why there is none (the script's last line
 // of output, e.g. the exception that stopped it).
@@ -76,35 +75,59 @@ nlohmann::json run_python(const std::string& command) {
 
 int main(int argc, char** argv) {
   const bool retains = ordo::io::retain_freed_memory();  // as the tools do
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::cout << "ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]\n"
-                   "                   [--dtype float32|bfloat16] [--python PATH] [--script kd_step.py]\n"
-                   "                   [--profile TRACE.json]  (LibTorch operators of ordo's run, chrome://tracing)\n"
-                   "                   [--vocab-chunk N]  (ordo's vocabulary loss fused, N rows at a time; 0: unfused)\n"
-                   "--threads defaults to the number of hardware threads.\n";
-      return 0;
-    }
-  const std::string model_path = arg(argc, argv, "model", ordo::model::default_model_path().string());
-  const auto batch = std::stoll(arg(argc, argv, "batch", "4"));
-  const auto seq = std::stoll(arg(argc, argv, "seq", "128"));
-  const auto steps = std::stoll(arg(argc, argv, "steps", "4"));
-  const int threads =
-      std::stoi(arg(argc, argv, "threads", std::to_string(std::max(1u, std::thread::hardware_concurrency()))));
-  const std::string python = arg(argc, argv, "python", "/work/venv/py/bin/python");
-  const std::string dtype = arg(argc, argv, "dtype", "float32");
-  if (dtype != "float32" && dtype != "bfloat16") {
-    std::cerr << "ordo-bench-kd-step: --dtype takes float32 or bfloat16, not " << dtype << "\n";
-    return 2;
+  CLI::App app{"ordo-bench-kd-step: one KD training step, tokens/s, against the same step in PyTorch"};
+  std::string model_path, dtype = "float32", profile,
+                          python = std::getenv("ORDO_BENCH_PYTHON") ? std::getenv("ORDO_BENCH_PYTHON") : "python3",
+                          script = std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py";
+  std::int64_t batch = 4, seq = 128, steps = 4, vocab_chunk = 0;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  app.add_option("--model", model_path, "a .gguf file or Hugging Face directory (default: the embedded model)");
+  app.add_option("--batch", batch, "sequences per step")->capture_default_str()->check(ordo::tools::positive);
+  app.add_option("--seq", seq, "tokens per sequence")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  app.add_option("--steps", steps, "timed steps (one more warms up)")
+      ->capture_default_str()
+      ->check(ordo::tools::positive);
+  app.add_option("--threads", threads, "CPU threads (default: the hardware threads)")
+      ->capture_default_str()
+      ->check(ordo::tools::positive);
+  app.add_option("--dtype", dtype, "float32, or bfloat16 (mixed precision on both sides)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--python", python,
+                 "a Python with torch, transformers and gguf for the PyTorch step (default: $ORDO_BENCH_PYTHON, "
+                 "else python3; without those modules the PyTorch figures are null)");
+  app.add_option("--script", script, "the PyTorch side")->capture_default_str()->check(CLI::ExistingFile);
+  app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's run (chrome://tracing)");
+  app.add_option("--vocab-chunk", vocab_chunk, "ordo's vocabulary loss fused, N rows at a time (0: unfused)")
+      ->capture_default_str()
+      ->check(ordo::tools::non_negative);
+  ordo::tools::one_line_errors(app, "ordo-bench-kd-step");
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
+  // an explicit --python must be a program: a wrong path would only show as a null baseline
+  // after the whole run
+  if (python.find('/') != std::string::npos && ::access(python.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "ordo-bench-kd-step: --python %s: not an executable file\n", python.c_str());
+    return 1;
   }
-  const std::string script = arg(argc, argv, "script", std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py");
+  if (vocab_chunk > 0 && dtype != "float32") {
+    std::fprintf(stderr, "ordo-bench-kd-step: --vocab-chunk needs --dtype float32 (the fused loss trains in float32)\n");
+    return 1;
+  }
   torch::set_num_threads(threads);
 
-  auto base = ordo::DenseModel::load(model_path);
+  std::optional<ordo::DenseModel> loaded;
+  try {
+    model_path = ordo::model::existing_model_path(model_path).string();  // "": the embedded default
+    loaded.emplace(ordo::DenseModel::load(model_path));
+  } catch (const std::exception& e) {  // a missing or unreadable model: one line, status 1
+    std::fprintf(stderr, "ordo-bench-kd-step: %s\n", e.what());
+    return 1;
+  }
+  auto& base = *loaded;
   ordo::Context ctx;
   ctx.teacher = std::make_shared<ordo::DenseModel>(base);
   ctx.train_dtype = dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
-  ctx.vocab_loss_chunk = std::stoll(arg(argc, argv, "vocab-chunk", "0"));
+  ctx.vocab_loss_chunk = vocab_chunk;
   std::mt19937_64 rng(0);
   const auto vocab = base.config().vocab_size;
   for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
@@ -128,7 +151,6 @@ int main(int argc, char** argv) {
     if (what == "distill")
       stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
   };
-  const std::string profile = arg(argc, argv, "profile", "");
   if (profile.empty()) {
     ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
   } else {  // a chrome://tracing file of every LibTorch operator of the run
@@ -147,7 +169,7 @@ int main(int argc, char** argv) {
   const double gemm_rate = bench::model_gemm_rate(base.config(), batch * seq, ctx.train_dtype, torch::kCPU);
   const double achieved = model_flops * static_cast<double>(steps) / timed;
 
-  auto py = run_python(python + " " + script + " --model " + model_path + " --batch " + std::to_string(batch) +
+  auto py = run_python(python + " '" + script + "' --model '" + model_path + "' --batch " + std::to_string(batch) +
                        " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
                        std::to_string(threads) + " --dtype " + dtype);
   nlohmann::json out;
