@@ -383,6 +383,14 @@ TEST_CASE("logits_cache: a hit needs the same model and the same inputs; what it
   CHECK(cache.hits() == 1);
   CHECK(cache.misses() == 5);
   CHECK_FALSE(cache.forward(a, ids, mask).requires_grad());
+  // what is kept does not follow the caller's tensors: changed in place after the call, the
+  // original contents still find their logits
+  auto reused = torch::tensor({9, 8, 7}, torch::kLong).view({1, 3});
+  const auto kept = cache.forward(a, reused, {});
+  reused.fill_(1);
+  const auto hits = cache.hits();
+  CHECK(torch::equal(cache.forward(a, torch::tensor({9, 8, 7}, torch::kLong).view({1, 3}), {}), kept));
+  CHECK(cache.hits() == hits + 1);
 
   ordo::model::logits_cache none(0);  // keeps nothing
   none.forward(a, ids, mask);

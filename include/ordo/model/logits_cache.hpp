@@ -53,7 +53,8 @@ class logits_cache {
     auto logits = lm->forward(input_ids, attention_mask);
     const auto size = static_cast<std::int64_t>(logits.numel() * logits.element_size());
     if (bytes_ + size <= capacity_) {
-      kept_.emplace(key, entry{lm, autocast, ids, mask, logits});
+      // copies of the inputs: the caller may reuse its tensors for other batches
+      kept_.emplace(key, entry{lm, autocast, ids.clone(), mask.defined() ? mask.clone() : mask, logits});
       bytes_ += size;
     }
     return logits;
