@@ -58,6 +58,23 @@ std::pair<double, std::int64_t> by_hand(ordo::model::CausalLM& lm, const std::ve
   return {sum, n};
 }
 
+// On a 90-token text (the windows: context 24, stride 10, 70 tokens scored), for the sliding
+// and the halves protocol: check(default figures, figures with `change` applied to the options).
+template <class Change, class Check>
+void for_both_protocols(const Change& change, const Check& check) {
+  const std::int64_t vocab = 53;
+  auto lm = tiny_model(vocab);
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 0; i < 90; ++i) ids.push_back((i * 17 + 3) % vocab);
+  for (const auto protocol : {ordo::eval::perplexity_protocol::sliding, ordo::eval::perplexity_protocol::halves}) {
+    CAPTURE(static_cast<int>(protocol));
+    ordo::eval::perplexity_options o{.context = 24, .stride = 10, .protocol = protocol, .max_tokens = 70};
+    const auto before = ordo::eval::perplexity(lm, ids, o);
+    change(o);
+    check(before, ordo::eval::perplexity(lm, ids, o));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("only labelled tokens count, each example its own context, whatever the batching") {
@@ -114,36 +131,22 @@ TEST_CASE("one fully labelled example: the sliding protocol's figure") {
 }
 
 TEST_CASE("decode: scoring token by token through the KV cache gives the windows' figures") {
-  const std::int64_t vocab = 53;
-  auto lm = tiny_model(vocab);
-  std::vector<std::int64_t> ids;
-  for (std::int64_t i = 0; i < 90; ++i) ids.push_back((i * 17 + 3) % vocab);
-  for (const auto protocol : {ordo::eval::perplexity_protocol::sliding, ordo::eval::perplexity_protocol::halves}) {
-    CAPTURE(static_cast<int>(protocol));
-    ordo::eval::perplexity_options o{.context = 24, .stride = 10, .protocol = protocol, .max_tokens = 70};
-    const auto windows = ordo::eval::perplexity(lm, ids, o);
-    o.decode = true;
-    const auto decoded = ordo::eval::perplexity(lm, ids, o);
-    CHECK(decoded.tokens == windows.tokens);
-    CHECK(decoded.nll == doctest::Approx(windows.nll).epsilon(1e-5));
-    CHECK(decoded.nll != windows.nll);  // it ran another way (fp32 sums in another order)
-  }
+  for_both_protocols([](ordo::eval::perplexity_options& o) { o.decode = true; },
+                     [](const ordo::eval::perplexity_result& windows, const ordo::eval::perplexity_result& decoded) {
+                       CHECK(decoded.tokens == windows.tokens);
+                       CHECK(decoded.nll == doctest::Approx(windows.nll).epsilon(1e-5));
+                       CHECK(decoded.nll != windows.nll);  // it ran another way (fp32 sums in another order)
+                     });
 }
 
 TEST_CASE("scored_logits_only: the LM head on the scored positions only gives the same figures") {
+  for_both_protocols([](ordo::eval::perplexity_options& o) { o.scored_logits_only = true; },
+                     [](const ordo::eval::perplexity_result& all, const ordo::eval::perplexity_result& scored) {
+                       CHECK(scored.tokens == all.tokens);
+                       CHECK(scored.nll == doctest::Approx(all.nll).epsilon(1e-6));
+                     });
   const std::int64_t vocab = 53;
   auto lm = tiny_model(vocab);
-  std::vector<std::int64_t> ids;
-  for (std::int64_t i = 0; i < 90; ++i) ids.push_back((i * 17 + 3) % vocab);
-  for (const auto protocol : {ordo::eval::perplexity_protocol::sliding, ordo::eval::perplexity_protocol::halves}) {
-    CAPTURE(static_cast<int>(protocol));
-    ordo::eval::perplexity_options o{.context = 24, .stride = 10, .protocol = protocol, .max_tokens = 70};
-    const auto all = ordo::eval::perplexity(lm, ids, o);
-    o.scored_logits_only = true;
-    const auto scored = ordo::eval::perplexity(lm, ids, o);
-    CHECK(scored.tokens == all.tokens);
-    CHECK(scored.nll == doctest::Approx(all.nll).epsilon(1e-6));
-  }
   const auto xs = examples(vocab, 9);
   const auto [sum, n] = by_hand(lm, xs);
   for (std::int64_t batch : {1, 4, 9}) {

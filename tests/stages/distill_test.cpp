@@ -48,6 +48,26 @@ double kd_mean(ordo::model::CausalLM& student, ordo::model::CausalLM& teacher, c
   return terms.loss.item<double>() / static_cast<double>(terms.tokens);
 }
 
+// Whether two models hold the same parameters, bit for bit.
+bool same_weights(const ordo::model::CausalLM& a, const ordo::model::CausalLM& b) {
+  auto pb = b->named_parameters();
+  for (const auto& p : a->named_parameters())
+    if (!torch::equal(p.value(), pb[p.key()])) return false;
+  return true;
+}
+
+// Two epochs of KD in batches of 4 on n short sequences, a tiny teacher, learning rate 1e-3.
+ordo::Context kd_context(int n) {
+  ordo::Context ctx;
+  ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
+  ctx.train = sequences(n);
+  ctx.budget.train_samples = n;
+  ctx.budget.epochs = 2;
+  ctx.budget.batch_size = 4;
+  ctx.budget.distill_learning_rate = 1e-3;
+  return ctx;
+}
+
 }  // namespace
 
 TEST_CASE("the KD loss equals a hand computation: masks in both terms, vocabulary cut to the shared size") {
@@ -127,12 +147,7 @@ TEST_CASE("Distill<T2, A05> lowers the KD loss; input and teacher untouched, no 
   CHECK(after < 0.8 * before);
   CHECK(reports >= 16);  // 16 optimizer steps and the stage's start and end
 
-  auto same = [](ordo::model::CausalLM& a, ordo::model::CausalLM& b) {
-    auto pb = b->named_parameters();
-    for (const auto& p : a->named_parameters())
-      if (!torch::equal(p.value(), pb[p.key()])) return false;
-    return true;
-  };
+  const auto same = same_weights;
   CHECK(same(base.lm(), base_before));
   CHECK(same(teacher->lm(), teacher_before));
   for (const auto& p : teacher->lm()->parameters()) CHECK_FALSE(p.grad().defined());
@@ -291,13 +306,7 @@ TEST_CASE("the fused, chunked vocabulary loss gives the unfused loss and its gra
 
 TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss does; what it cannot do is an error") {
   auto base = dense(tiny_lm(1));
-  ordo::Context ctx;
-  ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
-  ctx.train = sequences(8);
-  ctx.budget.train_samples = 8;
-  ctx.budget.epochs = 2;
-  ctx.budget.batch_size = 4;
-  ctx.budget.distill_learning_rate = 1e-3;
+  auto ctx = kd_context(8);
   auto unfused = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
   ctx.vocab_loss_chunk = 5;
   auto fused = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
@@ -322,20 +331,9 @@ TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss doe
 
 TEST_CASE("Context::teacher_logits: later KD stages on the same batches take the kept logits and train the same student") {
   auto base = dense(tiny_lm(1));
-  ordo::Context ctx;
-  ctx.teacher = std::make_shared<ordo::DenseModel>(dense(tiny_lm(2)));
-  ctx.train = sequences(12);
-  ctx.budget.train_samples = 12;
-  ctx.budget.epochs = 2;
-  ctx.budget.batch_size = 4;
-  ctx.budget.distill_learning_rate = 1e-3;
+  auto ctx = kd_context(12);
   ctx.seed = 3;
-  auto equal = [](const ordo::DenseModel& a, const ordo::DenseModel& b) {
-    auto pb = b.lm()->named_parameters();
-    for (const auto& p : a.lm()->named_parameters())
-      if (!torch::equal(p.value(), pb[p.key()])) return false;
-    return true;
-  };
+  auto equal = [](const ordo::DenseModel& a, const ordo::DenseModel& b) { return same_weights(a.lm(), b.lm()); };
   const ordo::Distill<ordo::T4, ordo::A03> kd;
   auto plain = ordo::apply_stage(kd, base, ctx);  // the teacher runs on every batch
 
