@@ -18,8 +18,6 @@
 #include <optional>
 #include <string>
 
-#include <unistd.h>  // access
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -31,7 +29,7 @@
 #include <ordo/model/torch_compat.hpp>        // torch_major, torch_minor
 #include <ordo/model/transform.hpp>           // for_each_decoder_linear, model_bytes
 
-#include "../tools/checks.hpp"          // positive, one_line_errors, parse_command_line
+#include "../tools/checks.hpp"          // positive, runnable_program, one_line_errors, ...
 #include "../tools/device_options.hpp"  // --device, --dtype
 
 namespace {
@@ -86,7 +84,7 @@ int main(int argc, char** argv) {
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   // --python (or $ORDO_BENCH_PYTHON) must be a program: a wrong path would only show as a missing
   // baseline after the whole run
-  if (!python.empty() && ::access(python.c_str(), X_OK) != 0) {
+  if (!python.empty() && !ordo::tools::runnable_program(python)) {
     std::fprintf(stderr, "ordo-bench-decoder: --python %s: not an executable file\n", python.c_str());
     return 1;
   }

@@ -31,8 +31,6 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>  // access
-
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -44,7 +42,7 @@
 #include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
 #include <ordo/stages/distill.hpp>
 
-#include "../tools/checks.hpp"  // positive, non_negative, one_line_errors, parse_command_line
+#include "../tools/checks.hpp"  // positive, non_negative, runnable_program, one_line_errors, ...
 #include "flops.hpp"
 
 namespace {
@@ -103,9 +101,8 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::non_negative);
   ordo::tools::one_line_errors(app, "ordo-bench-kd-step");
   if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
-  // an explicit --python must be a program: a wrong path would only show as a null baseline
-  // after the whole run
-  if (python.find('/') != std::string::npos && ::access(python.c_str(), X_OK) != 0) {
+  // --python must be a program: a wrong one would only show as a null baseline after the run
+  if (!ordo::tools::runnable_program(python)) {
     std::fprintf(stderr, "ordo-bench-kd-step: --python %s: not an executable file\n", python.c_str());
     return 1;
   }
@@ -148,8 +145,10 @@ int main(int argc, char** argv) {
   ctx.budget.max_grad_norm = 1.0;
   std::vector<double> stamps;
   ctx.progress = [&](const std::string& what, double, const std::string&) {
-    if (what == "distill")
-      stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+    if (what != "distill") return;
+    stamps.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+    std::fprintf(stderr, "ordo-bench-kd-step: ordo, step %zu of %lld done%s\n", stamps.size(),
+                 static_cast<long long>(steps + 1), stamps.size() == 1 ? " (warm-up, not timed)" : "");
   };
   if (profile.empty()) {
     ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
@@ -169,6 +168,7 @@ int main(int argc, char** argv) {
   const double gemm_rate = bench::model_gemm_rate(base.config(), batch * seq, ctx.train_dtype, torch::kCPU);
   const double achieved = model_flops * static_cast<double>(steps) / timed;
 
+  std::fprintf(stderr, "ordo-bench-kd-step: the same steps in PyTorch through %s\n", python.c_str());
   auto py = run_python(python + " '" + script + "' --model '" + model_path + "' --batch " + std::to_string(batch) +
                        " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
                        std::to_string(threads) + " --dtype " + dtype);

@@ -8,9 +8,10 @@
 //   ordo::tools::warn_if_slow_blas("ordo-study")     OpenBLAS on kernels older than the CPU
 #pragma once
 
-#include <unistd.h>  // getpid
+#include <unistd.h>  // access, getpid
 
 #include <cmath>       // std::isfinite
+#include <cstdlib>     // std::getenv
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ofstream
 #include <optional>    // std::optional
@@ -92,6 +93,22 @@ inline void check_output_dir(const std::filesystem::path& out, const std::string
       throw std::invalid_argument(out.string() + ": cannot write into " + dir.string() + " (" + flag + ")");
   }
   fs::remove(probe, ec);
+}
+
+/// Whether `program` can be run as a shell runs it: a path (with a '/') that is an executable
+/// file, or a name found in $PATH. For options such as --python, checked before any work: a
+/// wrong value would otherwise show only as a missing result at the end of a run.
+inline bool runnable_program(const std::string& program) {
+  if (program.empty()) return false;
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  for (std::string dirs = path ? path : ""; !dirs.empty();) {
+    const auto colon = dirs.find(':');
+    const std::string dir = dirs.substr(0, colon);
+    dirs = colon == std::string::npos ? "" : dirs.substr(colon + 1);
+    if (::access(((dir.empty() ? "." : dir) + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
 }
 
 /// Command-line errors as one line on stderr, "<tool>: <what> (--help lists the options)", like
