@@ -35,6 +35,8 @@
 
 #if ORDO_BENCH_TORCH
 #include <torch/torch.h>
+
+#include <ordo/model/kernel_threads.hpp>  // torch_runner: the kernels on LibTorch's threads, as the model runs them
 #endif
 #include <nlohmann/json.hpp>
 
@@ -252,11 +254,18 @@ int main(int argc, char** argv) {
   }();
   const bool avx2 = isa == nf4::Isa::avx2 || isa == nf4::Isa::avx512;  // the dense loops use AVX2
   const unsigned threads = args.threads ? args.threads : std::max(1u, std::thread::hardware_concurrency());
-  const nf4::Options opt{.blocksize = 64, .threads = threads, .isa = isa};
 #if ORDO_BENCH_TORCH
   at::set_num_threads(static_cast<int>(threads));
   at::NoGradGuard no_grad;
+  // ordo's kernels split their rows over LibTorch's waiting threads, as in a decoding step;
+  // starting std::threads for each call (tens of microseconds) would be timed otherwise.
+  const nf4::range_runner runner = ordo::model::detail::torch_runner();
+  const char* kernel_threads = "libtorch";
+#else
+  const nf4::range_runner runner = nullptr;
+  const char* kernel_threads = "std::thread per call";
 #endif
+  const nf4::Options opt{.blocksize = 64, .threads = threads, .isa = isa, .runner = runner};
   const nlohmann::json bnb = run_bitsandbytes(args, threads);
 
   // STREAM-style copy: a[i] = b[i] over the working set, split across the threads.
@@ -281,6 +290,7 @@ int main(int argc, char** argv) {
               : avx2                  ? "avx2"
                                       : "portable");
   std::printf("  \"working_set_bytes\": %zu,\n", args.working_set);
+  std::printf("  \"kernel_threads\": \"%s\",\n", kernel_threads);
 #if ORDO_BENCH_TORCH
   std::printf("  \"libtorch\": \"%s\",\n", TORCH_VERSION);
 #else
@@ -358,6 +368,7 @@ int main(int argc, char** argv) {
     ordo::quant::q8::Options opt8;
     opt8.threads = opt.threads;
     opt8.isa = opt.isa;
+    opt8.runner = runner;
     const auto [g8_med, g8_best] = time_per_copy(args.repeat, g8_copies, [&](std::size_t c) {
       ordo::quant::q8::gemv(g8_w[c].data(), q8w.scales.data(), rows, cols, x.data(), y.data(), opt8);
     });
@@ -372,7 +383,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<float>> dw(f_copies, w);
       // ordo's fp32 GEMV (quant/f32_cpu.hpp: what a batch-1 decoding step multiplies dense weights with)
       const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
-        ordo::quant::f32::gemv(dw[c].data(), rows, cols, cols, x.data(), y.data(), {.threads = threads, .isa = isa});
+        ordo::quant::f32::gemv(dw[c].data(), rows, cols, cols, x.data(), y.data(), {.threads = threads, .isa = isa, .runner = runner});
       });
       dense32 = {m, b, f32_bytes};
     }
@@ -383,7 +394,7 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < n; ++i) w16[i] = ordo::quant::to_bf16(w[i]).bits;
       std::vector<std::vector<std::uint16_t>> dw(b_copies, w16);
       const auto [m, b] = time_per_copy(args.repeat, b_copies, [&](std::size_t c) {
-        nf4::detail::parallel_for(rows, 64, threads, [&](std::size_t r0, std::size_t r1) {
+        nf4::detail::parallel_for(rows, 64, opt, [&](std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
           if (avx2 && cols % 16 == 0) return dense_rows_bf16(dw[c].data(), cols, x.data(), y.data(), r0, r1);
 #endif

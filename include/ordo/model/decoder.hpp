@@ -38,6 +38,7 @@
 #include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
 #include <ordo/model/device.hpp>        // placement
+#include <ordo/model/kernel_threads.hpp>  // torch_runner
 #include <ordo/model/torch_compat.hpp>  // compat::autocast_enabled
 
 namespace ordo::model {
@@ -85,16 +86,6 @@ inline torch::Tensor rope_inverse_frequencies(const decoder_config& c) {
 inline torch::Tensor rotate_half(const torch::Tensor& x) {
   auto halves = x.chunk(2, -1);
   return torch::cat({-halves[1], halves[0]}, -1);
-}
-
-/// Runs ordo's CPU kernels (NF4, Q8_0, fp32 GEMVs) over LibTorch's intra-op threads
-/// (at::parallel_for: at::get_num_threads() of them, already running) rather than starting
-/// std::threads per call.
-inline quant::nf4::range_runner torch_runner() {
-  return [](std::size_t count, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& f) {
-    at::parallel_for(0, static_cast<std::int64_t>(count), static_cast<std::int64_t>(grain),
-                     [&](std::int64_t b, std::int64_t e) { f(static_cast<std::size_t>(b), static_cast<std::size_t>(e)); });
-  };
 }
 
 /// x W^T for a single row x (1 x in, any leading shape of one element) as a matrix-vector
