@@ -313,6 +313,53 @@ TEST_CASE("GEMV with Gemv::int16: within 1e-4 of the exact product, the same gro
   for (float v : y) CHECK(std::isnan(v));
 }
 
+TEST_CASE("gemv_shared: matrices that multiply one x give gemv's values, bit for bit, in one loop") {
+  // q, k, v-like parts of unequal heights; ranges that cross from one part into the next (a
+  // runner of 7 rows) and the threads' split; both arithmetics; blocks that straddle rows
+  for (const auto& shape : {std::tuple{576u, 64u}, std::tuple{100u, 32u} /* straddle */}) {
+    const unsigned cols = std::get<0>(shape), bs = std::get<1>(shape);
+    CAPTURE(cols);
+    const std::vector<unsigned> heights = {45, 15, 15};
+    std::vector<nf4::Quantized> qs;
+    std::vector<std::vector<float>> scales;
+    for (std::size_t i = 0; i < heights.size(); ++i) {
+      const auto w = normal_values(std::size_t{heights[i]} * cols, 0.1f, 31 + i);
+      qs.push_back(nf4::quantize(std::span<const float>(w), {.blocksize = bs}, i == 1));
+      scales.push_back(nf4::block_scales(qs.back()));
+    }
+    const std::vector<float> x = normal_values(cols, 1.0f, 40);
+    std::size_t calls = 0;
+    const nf4::range_runner sevens = [&](std::size_t count, std::size_t, const std::function<void(std::size_t, std::size_t)>& f) {
+      ++calls;
+      for (std::size_t begin = 0; begin < count; begin += 7) f(begin, std::min<std::size_t>(count, begin + 7));
+    };
+    for (nf4::Isa isa : nf4::runnable_isas())
+      for (nf4::Gemv arithmetic : {nf4::Gemv::exact, nf4::Gemv::int16})
+        for (bool by_runner : {false, true}) {
+          CAPTURE(static_cast<int>(isa));
+          CAPTURE(static_cast<int>(arithmetic));
+          CAPTURE(by_runner);
+          nf4::Options opt{.blocksize = bs, .threads = 3, .isa = isa, .gemv = arithmetic};
+          if (by_runner) opt.runner = sevens;
+          std::vector<std::vector<float>> got, want;
+          std::vector<nf4::gemv_part> parts;
+          for (std::size_t i = 0; i < heights.size(); ++i) {
+            got.emplace_back(heights[i], nan_v);
+            want.emplace_back(heights[i], nan_v);
+            parts.push_back({qs[i].packed.data(), scales[i].data(), heights[i], got.back().data()});
+          }
+          const std::size_t calls_before = calls;
+          nf4::gemv_shared(parts, cols, x.data(), opt);
+          if (by_runner) CHECK(calls == calls_before + 1);  // one loop for all three
+          for (std::size_t i = 0; i < heights.size(); ++i) {
+            nf4::gemv(qs[i].packed.data(), scales[i].data(), heights[i], cols, x.data(), want[i].data(),
+                      {.blocksize = bs, .threads = 1, .isa = isa, .gemv = arithmetic});
+            CHECK(std::memcmp(got[i].data(), want[i].data(), heights[i] * sizeof(float)) == 0);
+          }
+        }
+  }
+}
+
 TEST_CASE("a range runner splits the work its own way: GEMV and dequantize give the threads' values") {
   const unsigned rows = 300, cols = 512;
   const std::vector<float> w = normal_values(std::size_t{rows} * cols, 0.1f, 11);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>  // std::find
+#include <array>      // std::array
 #include <memory>     // std::shared_ptr
 #include <mutex>      // std::mutex, std::lock_guard
 #include <utility>    // std::pair
@@ -712,6 +713,36 @@ class CausalLMImpl : public torch::nn::Module {
     return y;
   }
 
+  /// linear_row of several linears that multiply the same row x (a layer's q, k and v; its gate
+  /// and up): when all are NF4 with one blocksize and arithmetic, one NF4 GEMV loop over the rows
+  /// of all of them (quant::nf4::gemv_shared: the same values, one wait for the threads instead
+  /// of one per linear), else linear_row each.
+  template <std::size_t N>
+  static std::array<torch::Tensor, N> linear_rows(const std::array<LinearImpl*, N>& ls, const torch::Tensor& x) {
+    std::array<torch::Tensor, N> out;
+    bool together = true;
+    for (const LinearImpl* l : ls) together = together && l->nf4_gemv_applies();
+    for (const LinearImpl* l : ls)
+      together = together && l->nf4->q.blocksize == ls[0]->nf4->q.blocksize &&
+                 l->gemv_arithmetic == ls[0]->gemv_arithmetic && l->in_features == ls[0]->in_features;
+    if (!together) {
+      for (std::size_t i = 0; i < N; ++i) out[i] = linear_row(*ls[i], x);
+      return out;
+    }
+    std::array<quant::nf4::gemv_part, N> parts;
+    for (std::size_t i = 0; i < N; ++i) {
+      out[i] = torch::empty({ls[i]->out_features}, torch::kFloat32);
+      parts[i] = {ls[i]->nf4->q.packed.data(), ls[i]->nf4->scales.data(),
+                  static_cast<std::size_t>(ls[i]->out_features), out[i].template data_ptr<float>()};
+    }
+    auto o = detail::nf4_options(ls[0]->nf4->q.blocksize);
+    o.gemv = ls[0]->gemv_arithmetic;
+    quant::nf4::gemv_shared(parts, static_cast<std::size_t>(ls[0]->in_features), x.data_ptr<float>(), o);
+    for (std::size_t i = 0; i < N; ++i)
+      if (ls[i]->bias.defined()) out[i].add_(ls[i]->bias);
+    return out;
+  }
+
   /// out[i] = x[i] * rsqrt(mean(x^2) + eps) * w[i], as RMSNormImpl computes it in fp32.
   static void rms_norm_row(const float* x, const float* w, float* out, std::int64_t n, double eps) {
     float sum = 0.0f;
@@ -846,7 +877,7 @@ class CausalLMImpl : public torch::nn::Module {
       auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
       auto& attn = *layer.self_attn;
       rms_norm_row(xp, layer.input_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H, c.rms_norm_eps);
-      auto q = linear_row(*attn.q_proj, h), k = linear_row(*attn.k_proj, h), v = linear_row(*attn.v_proj, h);
+      auto [q, k, v] = linear_rows<3>({attn.q_proj.get(), attn.k_proj.get(), attn.v_proj.get()}, h);
       rope_rows(q.data_ptr<float>(), heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
       rope_rows(k.data_ptr<float>(), kv_heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
       const float* keys = append_row(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), kv_heads, D, past);
@@ -860,7 +891,7 @@ class CausalLMImpl : public torch::nn::Module {
       rms_norm_row(xp, layer.post_attention_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H,
                    c.rms_norm_eps);
       auto& mlp = *layer.mlp;
-      auto g = linear_row(*mlp.gate_proj, h), u = linear_row(*mlp.up_proj, h);
+      auto [g, u] = linear_rows<2>({mlp.gate_proj.get(), mlp.up_proj.get()}, h);
       float* gp = g.data_ptr<float>();
       const float* up = u.data_ptr<float>();
       for (std::int64_t j = 0, n = g.numel(); j < n; ++j) gp[j] = gp[j] / (1.0f + std::exp(-gp[j])) * up[j];

@@ -10,6 +10,7 @@
 //   auto q = ordo::quant::nf4::quantize(std::span<const float>(w), {.blocksize = 64});
 //   std::vector<float> back = ordo::quant::nf4::dequantize(q);           // what the NF4 weights stand for
 //   ordo::quant::nf4::gemv(q, rows, cols, x.data(), y.data());           // y = W x
+//   ordo::quant::nf4::gemv_shared(parts, cols, x.data());                 // y_i = W_i x, one loop
 //
 // The pieces: cpu_features.hpp (Isa, cpu_has_avx2, cpu_has_avx512, resolve_isa),
 // detail/parallel.hpp (parallel_for), detail/nf4_portable.hpp, detail/nf4_avx2.hpp and
@@ -197,27 +198,51 @@ inline void dequantize_absmax(const std::uint8_t* codes, const float* absmax2, s
 
 // ---- batch-1 GEMV -----------------------------------------------------------------------------
 
-/// y = W x for W [rows, cols] quantized row-major (flattened, blocks of opt.blocksize), fp32 x
-/// and y. Accumulates in fp32: per block, sum_k code_value * x_k, times the block's absmax.
-/// When cols is not a multiple of the blocksize, blocks straddle rows and a scalar path runs.
-/// opt.gemv = Gemv::int16 chooses the integer arithmetic instead (see Gemv).
-inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::size_t cols, const float* x,
-                 float* y, const Options& opt = {}) {
+/// One matrix of gemv_shared: W [rows, cols] packed row-major (flattened, blocks of the
+/// blocksize) with its block scales, and y [rows], where its products go.
+struct gemv_part {
+  const std::uint8_t* w = nullptr;
+  const float* absmax = nullptr;
+  std::size_t rows = 0;
+  float* y = nullptr;
+};
+
+/// y_i = W_i x for matrices that all multiply the same x (cols values): e.g. a layer's q, k and v
+/// projections, or its gate and up projections, in a decoding step. One parallel loop over the
+/// rows of all of them, x reordered (or rounded to int16) once: one wait for the threads instead
+/// of one per matrix. Each y_i gets exactly what gemv gives (a row's sum does not depend on how
+/// the rows are split). Accumulates in fp32: per block, sum_k code_value * x_k, times the
+/// block's absmax. When cols is not a multiple of the blocksize, blocks straddle rows and a
+/// scalar path runs. opt.gemv = Gemv::int16 chooses the integer arithmetic instead (see Gemv).
+inline void gemv_shared(std::span<const gemv_part> parts, std::size_t cols, const float* x, const Options& opt = {}) {
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::gemv");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
+  std::size_t total = 0;
+  for (const auto& part : parts) total += part.rows;
   const std::size_t grain = std::max<std::size_t>(1, detail::elements_per_thread / std::max<std::size_t>(cols, 1));
+  // Rows [r0, r1) of the parts laid end to end: rows(part, first, last) for each part they touch.
+  const auto for_rows = [&](std::size_t r0, std::size_t r1, const auto& rows) {
+    std::size_t base = 0;
+    for (const auto& part : parts) {
+      const std::size_t lo = std::max(r0, base), hi = std::min(r1, base + part.rows);
+      if (lo < hi) rows(part, lo - base, hi - base);
+      base += part.rows;
+    }
+  };
   if (cols % bs != 0) {
-    detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
-      for (std::size_t r = r0; r < r1; ++r) {
-        float acc = 0.0f;
-        for (std::size_t k = 0; k < cols; ++k) {
-          const std::size_t i = r * cols + k;
-          const std::uint8_t b = w[i / 2];
-          acc += codebook[(i % 2) ? low_code(b) : high_code(b)] * absmax[i / bs] * x[k];
+    detail::parallel_for(total, grain, opt, [&](std::size_t r0, std::size_t r1) {
+      for_rows(r0, r1, [&](const gemv_part& p, std::size_t first, std::size_t last) {
+        for (std::size_t r = first; r < last; ++r) {
+          float acc = 0.0f;
+          for (std::size_t k = 0; k < cols; ++k) {
+            const std::size_t i = r * cols + k;
+            const std::uint8_t b = p.w[i / 2];
+            acc += codebook[(i % 2) ? low_code(b) : high_code(b)] * p.absmax[i / bs] * x[k];
+          }
+          p.y[r] = acc;
         }
-        y[r] = acc;
-      }
+      });
     });
     return;
   }
@@ -230,11 +255,13 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
     detail::int16_activations& xa = buffers;
     const bool simd = ORDO_NF4_HAVE_X86 && isa != Isa::portable;  // AVX-512 CPUs run the AVX2 kernel
     if (detail::quantize_activations_int16(x, cols, simd, xa)) {
-      detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
+      detail::parallel_for(total, grain, opt, [&](std::size_t r0, std::size_t r1) {
+        for_rows(r0, r1, [&](const gemv_part& p, std::size_t first, std::size_t last) {
 #if ORDO_NF4_HAVE_X86
-        if (simd) return detail::gemv_rows_int16_avx2(w, absmax, cols, bs, xa, y, r0, r1);
+          if (simd) return detail::gemv_rows_int16_avx2(p.w, p.absmax, cols, bs, xa, p.y, first, last);
 #endif
-        detail::gemv_rows_int16_portable(w, absmax, cols, bs, xa, y, r0, r1);
+          detail::gemv_rows_int16_portable(p.w, p.absmax, cols, bs, xa, p.y, first, last);
+        });
       });
       return;
     }
@@ -244,26 +271,31 @@ inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, s
                                      : isa == Isa::avx512 ? detail::gemv_x_order_avx512(x, cols)
                                                           : std::vector<float>();
 #endif
-  detail::parallel_for(rows, grain, opt, [&](std::size_t r0, std::size_t r1) {
+  detail::parallel_for(total, grain, opt, [&](std::size_t r0, std::size_t r1) {
+    for_rows(r0, r1, [&](const gemv_part& p, std::size_t first, std::size_t last) {
 #if ORDO_NF4_HAVE_X86
-    if (isa == Isa::avx512) {
-      detail::gemv_rows_avx512(w, absmax, cols, bs, x_order.data(), y, r0, r1);
-      return;
-    }
-    if (isa == Isa::avx2) {
-      detail::gemv_rows_avx2(w, absmax, cols, bs, x_order.data(), y, r0, r1);
-      return;
-    }
+      if (isa == Isa::avx512) return detail::gemv_rows_avx512(p.w, p.absmax, cols, bs, x_order.data(), p.y, first, last);
+      if (isa == Isa::avx2) return detail::gemv_rows_avx2(p.w, p.absmax, cols, bs, x_order.data(), p.y, first, last);
 #endif
-    (void)isa;
-    const std::size_t blocks_per_row = cols / bs;
-    for (std::size_t r = r0; r < r1; ++r) {
-      float acc = 0.0f;
-      for (std::size_t b = 0; b < blocks_per_row; ++b)
-        acc += absmax[r * blocks_per_row + b] * detail::block_dot_portable(w + (r * cols + b * bs) / 2, bs, x + b * bs);
-      y[r] = acc;
-    }
+      (void)isa;
+      const std::size_t blocks_per_row = cols / bs;
+      for (std::size_t r = first; r < last; ++r) {
+        float acc = 0.0f;
+        for (std::size_t b = 0; b < blocks_per_row; ++b)
+          acc += p.absmax[r * blocks_per_row + b] *
+                 detail::block_dot_portable(p.w + (r * cols + b * bs) / 2, bs, x + b * bs);
+        p.y[r] = acc;
+      }
+    });
   });
+}
+
+/// y = W x for W [rows, cols] quantized row-major (flattened, blocks of opt.blocksize), fp32 x
+/// and y: gemv_shared with one matrix.
+inline void gemv(const std::uint8_t* w, const float* absmax, std::size_t rows, std::size_t cols, const float* x,
+                 float* y, const Options& opt = {}) {
+  const gemv_part part{w, absmax, rows, y};
+  gemv_shared(std::span<const gemv_part>(&part, 1), cols, x, opt);
 }
 
 // ---- owning form --------------------------------------------------------------------------------
