@@ -39,6 +39,11 @@ struct device_flags {
                  "multiply the LM head with an 8-bit (GGUF Q8_0) copy of its weight: faster batch-1 "
                  "decoding; the same values when the head was Q8_0 already (docs/nf4.md)")
         ->excludes(nf4);
+    app.add_flag("--dense-head", dense_head,
+                 "multiply the LM head with its dense weight in every product (without it, a head that holds "
+                 "Q8_0 values already, as the default model's, decodes from an 8-bit copy of the same values)")
+        ->excludes(nf4)
+        ->excludes("--q8-head");
   }
   /// --nf4-gemv, for the tools that decode one token at a time (it changes only one-row products:
   /// generation, ordo-perplexity --decode).
@@ -50,13 +55,21 @@ struct device_flags {
         ->capture_default_str();
   }
   std::string nf4_gemv = "exact";
-  /// The head the flags chose, as the tools' JSON says it: "nf4", "q8_0" or "dense".
-  const char* head_name() const { return nf4_head ? "nf4" : q8_head ? "q8_0" : "dense"; }
-  /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head), and the
-  /// NF4 GEMV arithmetic of --nf4-gemv (ordo::model::set_nf4_gemv).
-  void apply_head(model::CausalLM lm) const {
+  bool dense_head = false;
+  bool same_values_q8_head = false;  ///< set by apply_head
+  /// The head apply_head gave the model, as the tools' JSON says it: "nf4", "q8_0", "q8_0 (same
+  /// values)" (the head held Q8_0 values already) or "dense".
+  const char* head_name() const {
+    return nf4_head ? "nf4" : q8_head ? "q8_0" : same_values_q8_head ? "q8_0 (same values)" : "dense";
+  }
+  /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head); without
+  /// either (or --dense-head), the 8-bit copy of a head that holds Q8_0 values already
+  /// (ordo::model::use_q8_head_if_same_values); and the NF4 GEMV arithmetic of --nf4-gemv
+  /// (ordo::model::set_nf4_gemv).
+  void apply_head(model::CausalLM lm) {
     if (nf4_head) model::quantize_head(lm, model::head_format::nf4);
     if (q8_head) model::quantize_head(lm, model::head_format::q8_0);
+    if (!nf4_head && !q8_head && !dense_head) same_values_q8_head = model::use_q8_head_if_same_values(lm);
     model::set_nf4_gemv(lm, model::parse_nf4_gemv(nf4_gemv));
   }
 

@@ -1,7 +1,7 @@
 // ordo-perplexity: perplexity of a model on a text file (the embedded default unless --model).
 //
 //   ordo-perplexity --text FILE [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
-//                   [--decode] [--nf4-head|--q8-head] [--nf4-gemv exact|int16]
+//                   [--decode] [--nf4-head|--q8-head|--dense-head] [--nf4-gemv exact|int16]
 //                   [--max-tokens N] [--scored-logits-only]
 //
 // The last line of output is a JSON object: {"tokens", "nll", "ppl", ...}. See

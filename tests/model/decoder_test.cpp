@@ -245,6 +245,35 @@ TEST_CASE("an 8-bit head (quantize_head q8_0) multiplies by the head's Q8_0 valu
                        std::invalid_argument);
 }
 
+TEST_CASE("use_q8_head_if_same_values: a head of Q8_0 values decodes from its 8-bit copy; other heads stay dense") {
+  for (const char* name : {"llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+    torch::NoGradGuard no_grad;
+    auto plain = ordo::model::load_hf(fixtures / name);
+    CHECK_FALSE(ordo::model::use_q8_head_if_same_values(plain));  // random fp32 values: not Q8_0's
+    CHECK_FALSE(plain->q8_head);
+    // A head holding Q8_0 values, as a GGUF's Q8_0 token_embd read into fp32
+    ordo::model::quantize_head(plain, ordo::model::head_format::q8_0);
+    const auto values = plain->q8_head->dequantize();
+    auto dense = ordo::model::load_hf(fixtures / name);
+    dense->head_weight().copy_(values);
+    auto lm = ordo::model::clone(dense);
+    REQUIRE(ordo::model::use_q8_head_if_same_values(lm));
+    REQUIRE(lm->q8_head);
+    CHECK(lm->q8_head->same_values);
+    CHECK(torch::equal(lm->q8_head->dequantize(), values));
+    CHECK_FALSE(ordo::model::use_q8_head_if_same_values(lm));  // has its copy already
+    // Several rows: the dense product, bit for bit; one row: the Q8_0 GEMV, within fp32 rounding.
+    CHECK(torch::equal(lm->forward(ids), dense->forward(ids)));
+    const auto h = dense->hidden(ids).select(1, -1);  // [1, hidden]: one row
+    const auto one = lm->head(h), want = dense->head(h);
+    CHECK(one.sizes() == want.sizes());
+    CHECK((one - want).abs().max().item<double>() <= 1e-5 * want.abs().max().item<double>());
+    check_one_token_steps(lm, ids);
+  }
+}
+
 TEST_CASE("a copied KV cache decodes on its own: the in-place appends never write into the other copy") {
   auto lm = ordo::model::load_hf(fixtures / "llama3");
   auto ids = read_expected(fixtures / "llama3").ids.slice(0, 0, 1);

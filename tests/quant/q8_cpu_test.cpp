@@ -60,6 +60,28 @@ TEST_CASE("values that are Q8_0 values already come back unchanged (a GGUF's Q8_
   }
 }
 
+TEST_CASE("holds_q8_0_values: true for Q8_0 values read back, false once one value moves by one ulp") {
+  const std::size_t rows = 16, cols = 64;
+  const auto w = normal_values(rows * cols, 0.02f, 3);
+  CHECK_FALSE(q8::holds_q8_0_values(w.data(), rows, cols));  // plain fp32 values are not Q8_0's
+  const auto m = q8::quantize(w.data(), rows, cols);
+  std::vector<float> values(rows * cols);
+  q8::dequantize(m, values.data());
+  CHECK(q8::holds_q8_0_values(values.data(), rows, cols));
+  for (std::size_t at : {std::size_t{0}, std::size_t{500}, rows * cols - 1}) {
+    CAPTURE(at);
+    auto moved = values;
+    moved[at] = std::nextafter(moved[at], 1.0f);
+    CHECK_FALSE(q8::holds_q8_0_values(moved.data(), rows, cols));
+  }
+  auto with_nan = values;
+  with_nan[77] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_FALSE(q8::holds_q8_0_values(with_nan.data(), rows, cols));
+  CHECK_FALSE(q8::holds_q8_0_values(values.data(), rows * 2, cols / 2 + 16));  // rows of 48 values
+  const std::vector<float> zeros(rows * cols, 0.0f);
+  CHECK(q8::holds_q8_0_values(zeros.data(), rows, cols));  // scale 0, codes 0
+}
+
 TEST_CASE("q8::quantize rejects rows that are not whole blocks, non-finite values and scales beyond fp16") {
   std::vector<float> w(2 * 48, 0.5f);
   CHECK_THROWS_WITH_AS(q8::quantize(w.data(), 2, 48),

@@ -185,6 +185,9 @@ inline quant::nf4::Options nf4_options(std::size_t blocksize) {
 /// Immutable: copies of a model share it.
 struct q8_weight {
   torch::Tensor codes, scales;
+  /// The dense weight it was made from holds the very same values (quant::q8::holds_q8_0_values):
+  /// products of several rows then use the dense weight as they would without the copy.
+  bool same_values = false;
 
   /// Q8_0 of `dense` [rows, cols] (cols a multiple of 32, finite values), kept on dense's device.
   static std::shared_ptr<const q8_weight> of(const torch::Tensor& dense) {
@@ -629,7 +632,8 @@ class CausalLMImpl : public torch::nn::Module {
   /// The LM head on final hidden states [..., hidden]: logits [..., vocab] in fp32.
   torch::Tensor head(const torch::Tensor& x) {
     if (nf4_head) return nf4_head(x).to(torch::kFloat32);  // quantize_head's opt-in NF4 copy
-    if (q8_head) return q8_head->forward(x);                 // or its 8-bit copy
+    if (q8_head && (!q8_head->same_values || x.numel() == q8_head->codes.size(1)))
+      return q8_head->forward(x);  // or its 8-bit copy (when its values are the dense head's, for one row only)
     if (lm_head) return lm_head(x).to(torch::kFloat32);     // dense or NF4
     const auto& w = model->embed_tokens->weight;
     if (auto y = detail::single_row_product(x, w); y.defined()) return y;

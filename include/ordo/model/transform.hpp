@@ -6,11 +6,13 @@
 #include <memory>      // std::make_shared
 #include <stdexcept>   // std::invalid_argument
 #include <string>      // std::string
+#include <utility>     // std::move
 
 #include <torch/torch.h>
 
 #include <ordo/model/decoder.hpp>  // CausalLM, Linear, nf4_weight
 #include <ordo/quant/nf4_cpu.hpp>  // quant::nf4::quantize
+#include <ordo/quant/q8_cpu.hpp>   // quant::q8::holds_q8_0_values
 
 namespace ordo::model {
 
@@ -136,6 +138,30 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
     lm->q8_head = q8_weight::of(dense);
   else
     lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
+}
+
+/// For decoding, without changing a value: when the LM head (the embeddings when tied) is dense
+/// fp32 on the CPU and holds Q8_0 values already (quant::q8::holds_q8_0_values; so it does when it
+/// was read from a GGUF that stores it in Q8_0, as the default model's token_embd, and in the
+/// models ordo makes from such a file that keep fp32 embeddings), it gets the 8-bit copy of
+/// quantize_head(lm, head_format::q8_0): a batch-1 decoding step reads a quarter of the head's
+/// bytes and multiplies the same values (the one-row sums in another order: logits within fp32
+/// rounding, about 1e-9 relative); products of several rows use the dense weight as before.
+/// Returns whether it did; any other head is left as it is. Not saved with the model.
+inline bool use_q8_head_if_same_values(CausalLM& lm) {
+  torch::NoGradGuard no_grad;
+  if (lm->q8_head || lm->nf4_head) return false;
+  const auto dense = lm->head_weight();
+  if (!dense.defined() || dense.dim() != 2 || dense.scalar_type() != torch::kFloat32 || !dense.device().is_cpu())
+    return false;
+  const auto w = dense.contiguous();
+  if (!quant::q8::holds_q8_0_values(w.data_ptr<float>(), static_cast<std::size_t>(w.size(0)),
+                                    static_cast<std::size_t>(w.size(1))))
+    return false;
+  auto copy = std::make_shared<q8_weight>(*q8_weight::of(w));
+  copy->same_values = true;
+  lm->q8_head = std::move(copy);
+  return true;
 }
 
 /// The arithmetic of the CPU NF4 GEMV that multiplies one row (batch-1 decoding) in every NF4

@@ -13,6 +13,7 @@
 // split are the dense fp32 GEMV's (f32_cpu.hpp).
 #pragma once
 
+#include <bit>        // std::bit_cast
 #include <cmath>      // std::isfinite
 #include <cstddef>    // std::size_t
 #include <cstdint>    // std::int8_t
@@ -68,6 +69,25 @@ inline Matrix quantize(const float* w, std::size_t rows, std::size_t cols) {
                                   std::to_string(b * block / cols) + " (max |x| above 65504 * 127)");
   }
   return m;
+}
+
+/// Whether w [rows, cols] holds Q8_0 values already: quantizing each block of 32 along a row and
+/// multiplying the codes back by their scale (in fp32, as dequantize does) gives every value bit
+/// for bit, as for a GGUF's Q8_0 tensor read into fp32. Stops at the first block that differs;
+/// false for a row length that is not a multiple of 32, a non-finite value, or a scale beyond
+/// fp16's range.
+inline bool holds_q8_0_values(const float* w, std::size_t rows, std::size_t cols) {
+  if (cols % block != 0) return false;
+  std::int8_t q[block];
+  for (std::size_t b = 0, blocks = rows * cols / block; b < blocks; ++b) {
+    const float* x = w + b * block;
+    for (std::size_t i = 0; i < block; ++i)
+      if (!std::isfinite(x[i])) return false;
+    const float d = quant::to_float(quantize_block(x, q));
+    for (std::size_t i = 0; i < block; ++i)
+      if (std::bit_cast<std::uint32_t>(static_cast<float>(q[i]) * d) != std::bit_cast<std::uint32_t>(x[i])) return false;
+  }
+  return true;
 }
 
 /// The values m stands for: code * scale, row-major into y (rows * cols floats).
