@@ -147,7 +147,9 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
 /// quantize_head(lm, head_format::q8_0): a batch-1 decoding step reads a quarter of the head's
 /// bytes and multiplies the same values (the one-row sums in another order: logits within fp32
 /// rounding, about 1e-9 relative); products of several rows use the dense weight as before.
-/// Returns whether it did; any other head is left as it is. Not saved with the model.
+/// Returns whether it did; any other head is left as it is. Not saved with the model, and, like
+/// quantize_head's copy, not updated when the weight changes afterwards: call it on a model that
+/// is only decoded from then on.
 inline bool use_q8_head_if_same_values(CausalLM& lm) {
   torch::NoGradGuard no_grad;
   if (lm->q8_head || lm->nf4_head) return false;
