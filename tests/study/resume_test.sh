@@ -42,13 +42,28 @@ whole_ms=$(( $(now_ms) - t0 ))
 echo "resume_test: uninterrupted run $whole_ms ms"
 [[ ! -e $work/whole/state && ! -e $work/whole/cache ]] || fail "a finished study left state/ or cache/"
 
-# 2. Killed at a random moment between 15 % and 85 % of that time.
-d1=$(( whole_ms * (15 + RANDOM % 71) / 100 ))
+# 2. Killed at a random moment: once a random stage among the first 85 % has started (the
+# progress lines on stderr), after a random 0-400 ms more. Keyed to the run's progress, not to
+# the uninterrupted run's time, which a loaded machine (ctest -j) stretches or shrinks.
+stages=$(grep -o 'stage [0-9]*/[0-9]*' "$work/whole.log" | tail -1 | cut -d/ -f2)
+[[ -n $stages && $stages -ge 4 ]] || { cat "$work/whole.log"; fail "no stage progress in the uninterrupted run's log"; }
+k1=$(( 1 + RANDOM % (stages * 85 / 100) ))
+extra1=$(( RANDOM % 401 ))
+t1=$(now_ms)
+"$study" "${args[@]}" --out "$work/resumed" > "$work/run1.log" 2>&1 &
+pid1=$!
+while kill -0 $pid1 2> /dev/null && ! grep -q "stage $k1/$stages: .* \.\.\.\$" "$work/run1.log"; do
+  (( $(now_ms) - t1 < 4 * whole_ms + 60000 )) || { kill -KILL $pid1; fail "run 1 never reached stage $k1"; }
+  sleep 0.02
+done
+sleep "$(printf '0.%03d' $extra1)"
+kill -KILL $pid1 2> /dev/null || true
 set +e
-timeout -s KILL "$(printf '%d.%03d' $((d1 / 1000)) $((d1 % 1000)))" "$study" "${args[@]}" --out "$work/resumed" > "$work/run1.log" 2>&1
+wait $pid1 2> /dev/null
 rc1=$?
 set -e
-echo "resume_test: run 1 killed after $d1 ms (exit $rc1)"
+d1=$(( $(now_ms) - t1 ))
+echo "resume_test: run 1 killed $extra1 ms into stage $k1/$stages, after $d1 ms (exit $rc1)"
 [[ $rc1 -eq 137 ]] || { cat "$work/run1.log"; fail "run 1 was not killed (exit $rc1)"; }
 
 # Other options do not resume it: one line naming the first option that differs, nothing touched.
