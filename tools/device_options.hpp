@@ -58,9 +58,9 @@ struct device_flags {
   bool dense_head = false;
   bool same_values_q8_head = false;  ///< set by apply_head
   /// The head apply_head gave the model, as the tools' JSON says it: "nf4", "q8_0", "q8_0 (same
-  /// values)" (the head held Q8_0 values already) or "dense".
+  /// values)" (the head held Q8_0 values already, with or without --q8-head) or "dense".
   const char* head_name() const {
-    return nf4_head ? "nf4" : q8_head ? "q8_0" : same_values_q8_head ? "q8_0 (same values)" : "dense";
+    return nf4_head ? "nf4" : same_values_q8_head ? "q8_0 (same values)" : q8_head ? "q8_0" : "dense";
   }
   /// The compact head --nf4-head or --q8-head asked for (ordo::model::quantize_head); without
   /// either (or --dense-head), the 8-bit copy of a head that holds Q8_0 values already
@@ -68,7 +68,10 @@ struct device_flags {
   /// (ordo::model::set_nf4_gemv).
   void apply_head(model::CausalLM lm) {
     if (nf4_head) model::quantize_head(lm, model::head_format::nf4);
-    if (q8_head) model::quantize_head(lm, model::head_format::q8_0);
+    if (q8_head) {
+      model::quantize_head(lm, model::head_format::q8_0);
+      same_values_q8_head = lm->q8_head->same_values;
+    }
     if (!nf4_head && !q8_head && !dense_head) same_values_q8_head = model::use_q8_head_if_same_values(lm);
     model::set_nf4_gemv(lm, model::parse_nf4_gemv(nf4_gemv));
   }

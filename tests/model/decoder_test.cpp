@@ -255,6 +255,7 @@ TEST_CASE("use_q8_head_if_same_values: a head of Q8_0 values decodes from its 8-
     CHECK_FALSE(plain->q8_head);
     // A head holding Q8_0 values, as a GGUF's Q8_0 token_embd read into fp32
     ordo::model::quantize_head(plain, ordo::model::head_format::q8_0);
+    CHECK_FALSE(plain->q8_head->same_values);  // an 8-bit copy of other values
     const auto values = plain->q8_head->dequantize();
     auto dense = ordo::model::load_hf(fixtures / name);
     dense->head_weight().copy_(values);
@@ -271,6 +272,11 @@ TEST_CASE("use_q8_head_if_same_values: a head of Q8_0 values decodes from its 8-
     CHECK(one.sizes() == want.sizes());
     CHECK((one - want).abs().max().item<double>() <= 1e-5 * want.abs().max().item<double>());
     check_one_token_steps(lm, ids);
+    // quantize_head's Q8_0 copy of such a head is the same-values copy too (--q8-head)
+    auto asked = ordo::model::clone(dense);
+    ordo::model::quantize_head(asked, ordo::model::head_format::q8_0);
+    CHECK(asked->q8_head->same_values);
+    CHECK(torch::equal(asked->forward(ids), dense->forward(ids)));
   }
 }
 

@@ -82,6 +82,29 @@ TEST_CASE("holds_q8_0_values: true for Q8_0 values read back, false once one val
   CHECK(q8::holds_q8_0_values(zeros.data(), rows, cols));  // scale 0, codes 0
 }
 
+TEST_CASE("quantize_if_q8_0_values: one pass that answers as holds_q8_0_values and writes quantize's codes and scales") {
+  const std::size_t rows = 8, cols = 96;
+  const auto w = normal_values(rows * cols, 0.5f, 11);
+  const auto m = q8::quantize(w.data(), rows, cols);
+  std::vector<float> values(rows * cols);
+  q8::dequantize(m, values.data());
+  std::vector<std::int8_t> codes(rows * cols, 99);
+  std::vector<float> scales(rows * cols / 32, -1.0f);
+  REQUIRE(q8::quantize_if_q8_0_values(values.data(), rows, cols, codes.data(), scales.data()));
+  CHECK(codes == m.codes);  // Q8_0 of Q8_0 values: the same codes and scales
+  CHECK(scales == m.scales);
+  CHECK_FALSE(q8::quantize_if_q8_0_values(w.data(), rows, cols, codes.data(), scales.data()));
+  auto moved = values;
+  moved.back() = std::nextafter(moved.back(), 2.0f);  // the last block differs: found after all others
+  CHECK_FALSE(q8::quantize_if_q8_0_values(moved.data(), rows, cols, codes.data(), nullptr));
+  // quantize_into: quantize's bytes into the caller's memory
+  std::vector<std::int8_t> into_codes(rows * cols);
+  std::vector<float> into_scales(rows * cols / 32);
+  q8::quantize_into(w.data(), rows, cols, into_codes.data(), into_scales.data());
+  CHECK(into_codes == m.codes);
+  CHECK(into_scales == m.scales);
+}
+
 TEST_CASE("q8::quantize rejects rows that are not whole blocks, non-finite values and scales beyond fp16") {
   std::vector<float> w(2 * 48, 0.5f);
   CHECK_THROWS_WITH_AS(q8::quantize(w.data(), 2, 48),

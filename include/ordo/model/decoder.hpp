@@ -191,20 +191,43 @@ struct q8_weight {
 
   /// Q8_0 of `dense` [rows, cols] (cols a multiple of 32, finite values), kept on dense's device.
   static std::shared_ptr<const q8_weight> of(const torch::Tensor& dense) {
+    return make(dense, /*only_q8_0_values=*/false);
+  }
+
+  /// The copy of `of`, marked same_values, when `dense` holds Q8_0 values already
+  /// (quant::q8::quantize_if_q8_0_values: one pass that checks and quantizes); null otherwise.
+  static std::shared_ptr<const q8_weight> of_if_same_values(const torch::Tensor& dense) {
+    return make(dense, /*only_q8_0_values=*/true);
+  }
+
+ private:
+  static std::shared_ptr<q8_weight> make(const torch::Tensor& dense, bool only_q8_0_values) {
     TORCH_CHECK(dense.dim() == 2, "ordo: an 8-bit weight must be a matrix");
     const auto host = dense.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    const auto m = quant::q8::quantize(host.data_ptr<float>(), static_cast<std::size_t>(host.size(0)),
-                                       static_cast<std::size_t>(host.size(1)));
+    const auto rows = host.size(0), cols = host.size(1), per = static_cast<std::int64_t>(quant::q8::block);
     auto w = std::make_shared<q8_weight>();
-    w->codes = torch::from_blob(const_cast<std::int8_t*>(m.codes.data()), {host.size(0), host.size(1)}, torch::kInt8)
-                   .to(dense.device(), /*non_blocking=*/false, /*copy=*/true);
-    w->scales = torch::from_blob(const_cast<float*>(m.scales.data()),
-                                 {host.size(0), host.size(1) / static_cast<std::int64_t>(quant::q8::block)},
-                                 torch::kFloat32)
-                    .to(dense.device(), /*non_blocking=*/false, /*copy=*/true);
+    // Uninitialized until quantized into (a head that turns out not to hold Q8_0 values is seen
+    // at its first blocks: the untouched pages cost nothing).
+    w->codes = torch::empty({rows, cols}, torch::kInt8);
+    w->scales = torch::empty({rows, cols % per == 0 ? cols / per : 0}, torch::kFloat32);
+    const auto r = static_cast<std::size_t>(rows), c = static_cast<std::size_t>(cols);
+    if (only_q8_0_values) {
+      if (!quant::q8::quantize_if_q8_0_values(host.data_ptr<float>(), r, c, w->codes.data_ptr<std::int8_t>(),
+                                              w->scales.data_ptr<float>()))
+        return nullptr;
+      w->same_values = true;
+    } else {
+      quant::q8::quantize_into(host.data_ptr<float>(), r, c, w->codes.data_ptr<std::int8_t>(),
+                               w->scales.data_ptr<float>());
+    }
+    if (!dense.device().is_cpu()) {
+      w->codes = w->codes.to(dense.device());
+      w->scales = w->scales.to(dense.device());
+    }
     return w;
   }
 
+ public:
   /// The values the codes stand for, code * scale (computed in fp32), in `dtype`.
   torch::Tensor dequantize(torch::ScalarType dtype = torch::kFloat32) const {
     const auto rows = codes.size(0), cols = codes.size(1), per = static_cast<std::int64_t>(quant::q8::block);

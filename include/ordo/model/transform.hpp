@@ -12,7 +12,6 @@
 
 #include <ordo/model/decoder.hpp>  // CausalLM, Linear, nf4_weight
 #include <ordo/quant/nf4_cpu.hpp>  // quant::nf4::quantize
-#include <ordo/quant/q8_cpu.hpp>   // quant::q8::holds_q8_0_values
 
 namespace ordo::model {
 
@@ -125,8 +124,8 @@ inline head_format parse_head_format(const std::string& name) {
 /// reads ~0.56 (NF4) or ~1.06 (Q8_0) bytes per head weight instead of 4 (on SmolLM2-135M the tied
 /// head is 113 MB of fp32, a quarter of a decoding step on a 2-core CPU). Logits change by the
 /// rounding of the head: NF4 costs ~10 % perplexity on SmolLM2-135M; Q8_0 gives back the very
-/// values of a head that was Q8_0 already (the default GGUF's token_embd is) and rounds others to
-/// 8 bits (docs/nf4.md gives the figures). Not saved with the model. The head must be dense; a
+/// values of a head that was Q8_0 already (the default GGUF's token_embd is; that copy is marked
+/// same_values, and products of several rows keep the dense weight) and rounds others to 8 bits (docs/nf4.md gives the figures). Not saved with the model. The head must be dense; a
 /// second call replaces the first copy.
 inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, std::size_t blocksize = 64) {
   torch::NoGradGuard no_grad;
@@ -134,14 +133,18 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
   if (!dense.defined()) throw std::invalid_argument("quantize_head: the model's head is NF4 already");
   lm->nf4_head = Linear(nullptr);
   lm->q8_head = nullptr;
-  if (format == head_format::q8_0)
-    lm->q8_head = q8_weight::of(dense);
+  if (format == head_format::q8_0) {
+    // A head of Q8_0 values keeps its dense weight for products of several rows (same values).
+    lm->q8_head = q8_weight::of_if_same_values(dense);
+    if (!lm->q8_head) lm->q8_head = q8_weight::of(dense);
+  }
   else
     lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
 }
 
 /// For decoding, without changing a value: when the LM head (the embeddings when tied) is dense
-/// fp32 on the CPU and holds Q8_0 values already (quant::q8::holds_q8_0_values; so it does when it
+/// fp32 on the CPU and holds Q8_0 values already (q8_weight::of_if_same_values, one pass that checks
+/// and quantizes; so it does when it
 /// was read from a GGUF that stores it in Q8_0, as the default model's token_embd, and in the
 /// models ordo makes from such a file that keep fp32 embeddings), it gets the 8-bit copy of
 /// quantize_head(lm, head_format::q8_0): a batch-1 decoding step reads a quarter of the head's
@@ -156,12 +159,8 @@ inline bool use_q8_head_if_same_values(CausalLM& lm) {
   const auto dense = lm->head_weight();
   if (!dense.defined() || dense.dim() != 2 || dense.scalar_type() != torch::kFloat32 || !dense.device().is_cpu())
     return false;
-  const auto w = dense.contiguous();
-  if (!quant::q8::holds_q8_0_values(w.data_ptr<float>(), static_cast<std::size_t>(w.size(0)),
-                                    static_cast<std::size_t>(w.size(1))))
-    return false;
-  auto copy = std::make_shared<q8_weight>(*q8_weight::of(w));
-  copy->same_values = true;
+  auto copy = q8_weight::of_if_same_values(dense);
+  if (!copy) return false;
   lm->q8_head = std::move(copy);
   return true;
 }

@@ -45,49 +45,88 @@ struct Matrix {
   std::size_t bytes() const { return codes.size() + scales.size() * 2; }  ///< as stored in a GGUF
 };
 
-/// Q8_0 of w [rows, cols] (row-major fp32). cols must be a multiple of 32, every value finite and
-/// every block's scale within fp16's range (std::invalid_argument naming the row otherwise).
-inline Matrix quantize(const float* w, std::size_t rows, std::size_t cols) {
+namespace detail {
+
+/// How a pass over the blocks of a matrix ended: at its end, or at `block` (and value `index`
+/// within it) because a value was not finite, the block's scale was beyond fp16's range, or (when
+/// asked to check) the block's values were not Q8_0 values.
+struct BlockScan {
+  enum Stop { end, non_finite, scale_overflow, not_q8_0_values } stop = end;
+  std::size_t block = 0, index = 0;
+};
+
+/// Q8_0 of `blocks` blocks of 32 at w: codes into `codes` (blocks * 32; or nowhere when null) and
+/// fp32 scales into `scales` (blocks; or nowhere when null). With `only_q8_0_values`, also stops at
+/// the first block whose codes times its scale (in fp32, as dequantize computes them) do not give
+/// back every value bit for bit.
+inline BlockScan quantize_blocks(const float* w, std::size_t blocks, std::int8_t* codes, float* scales,
+                                 bool only_q8_0_values) {
+  std::int8_t scratch[block];
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const float* x = w + b * block;
+    for (std::size_t i = 0; i < block; ++i)
+      if (!std::isfinite(x[i])) return {BlockScan::non_finite, b, i};
+    std::int8_t* q = codes ? codes + b * block : scratch;
+    const float d = quant::to_float(quantize_block(x, q));
+    if (!std::isfinite(d)) return {BlockScan::scale_overflow, b, 0};
+    if (scales) scales[b] = d;
+    if (only_q8_0_values)
+      for (std::size_t i = 0; i < block; ++i)
+        if (std::bit_cast<std::uint32_t>(static_cast<float>(q[i]) * d) != std::bit_cast<std::uint32_t>(x[i]))
+          return {BlockScan::not_q8_0_values, b, i};
+  }
+  return {};
+}
+
+}  // namespace detail
+
+/// Q8_0 of w [rows, cols] (row-major fp32) into codes (rows * cols) and scales (rows * cols / 32,
+/// the fp16 values as fp32). cols must be a multiple of 32, every value finite and every block's
+/// scale within fp16's range (std::invalid_argument naming the row otherwise).
+inline void quantize_into(const float* w, std::size_t rows, std::size_t cols, std::int8_t* codes, float* scales) {
   if (cols % block != 0)
     throw std::invalid_argument("ordo::quant::q8::quantize: rows of " + std::to_string(cols) +
                                 " values; Q8_0 needs a multiple of 32");
+  const auto scan = detail::quantize_blocks(w, rows * cols / block, codes, scales, /*only_q8_0_values=*/false);
+  const std::size_t at = scan.block * block + scan.index;
+  if (scan.stop == detail::BlockScan::non_finite)
+    throw std::invalid_argument("ordo::quant::q8::quantize: a non-finite value at row " + std::to_string(at / cols) +
+                                ", column " + std::to_string(at % cols));
+  if (scan.stop == detail::BlockScan::scale_overflow)
+    throw std::invalid_argument("ordo::quant::q8::quantize: values too large for Q8_0's fp16 scale at row " +
+                                std::to_string(at / cols) + " (max |x| above 65504 * 127)");
+}
+
+/// Q8_0 of w [rows, cols] as a Matrix; the conditions and errors of quantize_into.
+inline Matrix quantize(const float* w, std::size_t rows, std::size_t cols) {
   Matrix m;
   m.rows = rows;
   m.cols = cols;
-  m.codes.resize(rows * cols);
-  m.scales.resize(rows * cols / block);
-  for (std::size_t b = 0; b < m.scales.size(); ++b) {
-    const float* x = w + b * block;
-    for (std::size_t i = 0; i < block; ++i)
-      if (!std::isfinite(x[i]))
-        throw std::invalid_argument("ordo::quant::q8::quantize: a non-finite value at row " +
-                                    std::to_string(b * block / cols) + ", column " +
-                                    std::to_string(b * block % cols + i));
-    m.scales[b] = quant::to_float(quantize_block(x, m.codes.data() + b * block));
-    if (!std::isfinite(m.scales[b]))
-      throw std::invalid_argument("ordo::quant::q8::quantize: values too large for Q8_0's fp16 scale at row " +
-                                  std::to_string(b * block / cols) + " (max |x| above 65504 * 127)");
+  if (cols % block == 0) {
+    m.codes.resize(rows * cols);
+    m.scales.resize(rows * cols / block);
   }
+  quantize_into(w, rows, cols, m.codes.data(), m.scales.data());
   return m;
 }
 
 /// Whether w [rows, cols] holds Q8_0 values already: quantizing each block of 32 along a row and
 /// multiplying the codes back by their scale (in fp32, as dequantize does) gives every value bit
-/// for bit, as for a GGUF's Q8_0 tensor read into fp32. Stops at the first block that differs;
-/// false for a row length that is not a multiple of 32, a non-finite value, or a scale beyond
-/// fp16's range.
-inline bool holds_q8_0_values(const float* w, std::size_t rows, std::size_t cols) {
+/// for bit, as for a GGUF's Q8_0 tensor read into fp32. Meanwhile writes the Q8_0 codes and scales
+/// into `codes` and `scales` (sized as for quantize_into; either may be null), so that a caller who
+/// wants the 8-bit copy when the answer is yes quantizes once; their contents are unspecified when
+/// the answer is no. Stops at the first block that differs; false for a row length that is not a
+/// multiple of 32, a non-finite value, or a scale beyond fp16's range.
+inline bool quantize_if_q8_0_values(const float* w, std::size_t rows, std::size_t cols, std::int8_t* codes,
+                                    float* scales) {
   if (cols % block != 0) return false;
-  std::int8_t q[block];
-  for (std::size_t b = 0, blocks = rows * cols / block; b < blocks; ++b) {
-    const float* x = w + b * block;
-    for (std::size_t i = 0; i < block; ++i)
-      if (!std::isfinite(x[i])) return false;
-    const float d = quant::to_float(quantize_block(x, q));
-    for (std::size_t i = 0; i < block; ++i)
-      if (std::bit_cast<std::uint32_t>(static_cast<float>(q[i]) * d) != std::bit_cast<std::uint32_t>(x[i])) return false;
-  }
-  return true;
+  return detail::quantize_blocks(w, rows * cols / block, codes, scales, /*only_q8_0_values=*/true).stop ==
+         detail::BlockScan::end;
+}
+
+/// quantize_if_q8_0_values without keeping the codes.
+inline bool holds_q8_0_values(const float* w, std::size_t rows, std::size_t cols) {
+  return quantize_if_q8_0_values(w, rows, cols, nullptr, nullptr);
 }
 
 /// The values m stands for: code * scale, row-major into y (rows * cols floats).
