@@ -67,8 +67,9 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
   kv_cache cache;
   auto input = torch::tensor(prompt, torch::kLong).unsqueeze(0);
   for (std::int64_t step = 0; step < o.max_new_tokens; ++step) {
-    auto logits = lm->forward(input, {}, &cache);
-    const auto id = choose_token(logits[0][-1], o, generator);
+    // The head on the last position only: the prompt's other logits are never read.
+    const auto logits = lm->head(lm->hidden(input, {}, &cache).select(1, -1));  // [1, vocab]
+    const auto id = choose_token(logits[0], o, generator);
     result.tokens.push_back(id);
     if (on_token) on_token(id);
     if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) {
