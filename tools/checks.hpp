@@ -2,6 +2,7 @@
 //
 //   ->check(ordo::tools::positive)        "--epochs: must be a positive number, not 0"
 //   ->check(ordo::tools::non_negative)    "--max-tokens: must be a number >= 0, not -5"
+//   ->check(ordo::tools::non_empty)       "--model: is empty (leave the option out for its default)"
 //   ordo::tools::add_threads(app, n)      --threads, 0 (default): the CPUs left idle by others
 //   ordo::tools::check_output_dir(out)    an output directory that can be made and written
 //   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
@@ -51,6 +52,14 @@ inline const CLI::Validator non_negative(
       return "must be a number >= 0, not " + (text.empty() ? std::string("an empty value") : text);
     },
     "NON-NEGATIVE", "non_negative");
+
+/// A value that is not empty: an option given as "" (an unset shell variable, say) is an error,
+/// not the option's default.
+inline const CLI::Validator non_empty(
+    [](std::string& text) -> std::string {
+      return text.empty() ? "is empty (leave the option out for its default)" : std::string();
+    },
+    "", "non_empty");
 
 /// --threads N; 0, the default, takes the CPUs other processes leave idle when the tool starts
 /// (ordo::io::idle_cpus: one busy CPU made two threads 10-20 times slower than one).

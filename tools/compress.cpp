@@ -53,9 +53,9 @@ int main(int argc, char** argv) {
   auto options = ordo::study::preset("quick");
   bool no_recovery = false;
   app.add_option("--pipeline", pipeline, "e.g. P-KD-Q, Q-P-KD, Q-D-P-KD-Q, P, KD, Q")->required();
-  app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
+  app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--tokenizer", tokenizer_path,
-                 "take the tokenizer and chat template from this model (for a directory without tokenizer.json)");
+                 "take the tokenizer and chat template from this model (for a directory without tokenizer.json)")->check(ordo::tools::non_empty);
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--format", format, "hf (a Hugging Face directory; NF4 in bitsandbytes' format) or gguf (DIR/model.gguf)")
       ->check(CLI::IsMember({"hf", "gguf"}))

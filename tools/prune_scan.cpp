@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   bool layers = false;
   auto options = ordo::study::preset("quick");
   app.add_option("--out", out, "output directory (scan.json, sensitivity.svg)")->required();
-  app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)");
+  app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--ratio", ratio, "share of FFN neurons removed")->check(CLI::Range(0.001, 0.999))->capture_default_str();
   app.add_option("--importance", importances, "comma-separated: paper, activation, wanda, flap, taylor")
       ->capture_default_str();

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("--preset", preset, "quick (2-core CPU, ~20 min) or paper (the paper's budgets)")
       ->check(CLI::IsMember({"quick", "paper"}))
       ->capture_default_str();
-  app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)");
+  app.add_option("--model", model, "a .gguf file or Hugging Face directory (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--out", out, "output directory")->capture_default_str();
   app.add_option("--train-samples", train, "training sequences per training stage")->check(ordo::tools::positive);
   app.add_option("--calibration-samples", calibration, "calibration sequences for pruning")

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ordo-tokenize: the token ids of a text under a model's tokenizer"};
   std::string model_path, text_path, prompt, save_dir;
   bool json = false, no_special = false, split_special = false;
-  app.add_option("--model", model_path, "a .gguf file or a directory with tokenizer.json (default: the embedded model)");
+  app.add_option("--model", model_path, "a .gguf file or a directory with tokenizer.json (default: the embedded model)")->check(ordo::tools::non_empty);
   auto* text = app.add_option("--text", text_path, "a UTF-8 text file");
   auto* inline_text = app.add_option("--prompt", prompt, "the text itself");
   text->excludes(inline_text);
