@@ -15,6 +15,7 @@
 // to a temporary directory) and the same working set; without it, or when the import fails, the
 // bitsandbytes figures say "skipped" and why.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include <signal.h>  // kill
 #include <unistd.h>  // getpid
 #include <vector>
 
@@ -205,7 +207,26 @@ nlohmann::json run_bitsandbytes(const Args& a, unsigned threads) {
   if (a.python.empty()) return {{"skipped", "no --python given"}};
   namespace fs = std::filesystem;
   const fs::path script = fs::path(ORDO_BENCH_SOURCE_DIR) / "nf4_bitsandbytes.py";
-  const fs::path dir = fs::temp_directory_path() / ("ordo-bench-nf4-" + std::to_string(::getpid()));
+  // The weights travel through files in a directory of this process's id, removed on every way
+  // out; the directories of earlier runs that were killed (their process gone) are removed first.
+  const std::string prefix = "ordo-bench-nf4-";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec)) {
+    const auto name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 9 ||
+        name.find_first_not_of("0123456789", prefix.size()) != std::string::npos)
+      continue;
+    const auto pid = static_cast<pid_t>(std::stol(name.substr(prefix.size())));
+    if (::kill(pid, 0) == -1 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
+  const fs::path dir = fs::temp_directory_path() / (prefix + std::to_string(::getpid()));
+  struct remove_on_exit {
+    fs::path dir;
+    ~remove_on_exit() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } cleanup{dir};
   fs::create_directories(dir);
   std::string cmd = a.python + " " + script.string() + " --data-dir " + dir.string() + " --repeat " +
                     std::to_string(a.repeat) + " --threads " + std::to_string(threads) + " --working-set-mib " +
@@ -221,11 +242,9 @@ nlohmann::json run_bitsandbytes(const Args& a, unsigned threads) {
     char buf[4096];
     for (std::size_t got; (got = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, got);
     const int rc = ::pclose(p);
-    fs::remove_all(dir);
     if (rc != 0)
       return {{"skipped", "the bitsandbytes script failed (status " + std::to_string(rc) + "): " + out.substr(0, 400)}};
   } else {
-    fs::remove_all(dir);
     return {{"skipped", "cannot run " + a.python}};
   }
   const auto brace = out.find('{');
