@@ -125,8 +125,9 @@ inline head_format parse_head_format(const std::string& name) {
 /// head is 113 MB of fp32, a quarter of a decoding step on a 2-core CPU). Logits change by the
 /// rounding of the head: NF4 costs ~10 % perplexity on SmolLM2-135M; Q8_0 gives back the very
 /// values of a head that was Q8_0 already (the default GGUF's token_embd is; that copy is marked
-/// same_values, and products of several rows keep the dense weight) and rounds others to 8 bits (docs/nf4.md gives the figures). Not saved with the model. The head must be dense; a
-/// second call replaces the first copy.
+/// same_values, and products of several rows keep the dense weight) and rounds others to 8 bits
+/// (docs/nf4.md gives the figures). Not saved with the model. The head must be dense; a second
+/// call replaces the first copy.
 inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, std::size_t blocksize = 64) {
   torch::NoGradGuard no_grad;
   const auto dense = lm->head_weight();
@@ -137,19 +138,19 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
     // A head of Q8_0 values keeps its dense weight for products of several rows (same values).
     lm->q8_head = q8_weight::of_if_same_values(dense);
     if (!lm->q8_head) lm->q8_head = q8_weight::of(dense);
-  }
-  else
+  } else {
     lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
+  }
 }
 
 /// For decoding, without changing a value: when the LM head (the embeddings when tied) is dense
 /// fp32 on the CPU and holds Q8_0 values already (q8_weight::of_if_same_values, one pass that checks
-/// and quantizes; so it does when it
-/// was read from a GGUF that stores it in Q8_0, as the default model's token_embd, and in the
-/// models ordo makes from such a file that keep fp32 embeddings), it gets the 8-bit copy of
-/// quantize_head(lm, head_format::q8_0): a batch-1 decoding step reads a quarter of the head's
-/// bytes and multiplies the same values (the one-row sums in another order: logits within fp32
-/// rounding, about 1e-9 relative); products of several rows use the dense weight as before.
+/// and quantizes; so it does when it was read from a GGUF that stores it in Q8_0, as the default
+/// model's token_embd, and in the models ordo makes from such a file that keep fp32 embeddings),
+/// it gets the 8-bit copy of quantize_head(lm, head_format::q8_0): a batch-1 decoding step reads
+/// a quarter of the head's bytes and multiplies the same values (the one-row sums in another
+/// order: logits within fp32 rounding, about 1e-9 relative); products of several rows use the
+/// dense weight as before.
 /// Returns whether it did; any other head is left as it is. Not saved with the model, and, like
 /// quantize_head's copy, not updated when the weight changes afterwards: call it on a model that
 /// is only decoded from then on.
