@@ -14,6 +14,7 @@
 
 #include <algorithm>  // std::find
 #include <array>      // std::array
+#include <atomic>     // std::atomic
 #include <memory>     // std::shared_ptr
 #include <mutex>      // std::mutex, std::lock_guard
 #include <utility>    // std::pair
@@ -177,6 +178,29 @@ inline quant::nf4::Options nf4_options(std::size_t blocksize) {
   return o;
 }
 
+/// Copies of something kept per device, each made once on first use (thread-safe) and shared by
+/// the copies of its owner: an NF4 weight's tensors, the RoPE frequencies.
+template <class T>
+class per_device {
+ public:
+  template <class Make>
+  T get(const torch::Device& device, Make&& make) const {
+    std::lock_guard lock(state_->mutex);
+    for (const auto& [d, t] : state_->copies)
+      if (d == device) return t;
+    T t = make();
+    state_->copies.emplace_back(device, t);
+    return t;
+  }
+
+ private:
+  struct state {
+    std::mutex mutex;
+    std::vector<std::pair<torch::Device, T>> copies;
+  };
+  std::shared_ptr<state> state_ = std::make_shared<state>();
+};
+
 }  // namespace detail
 
 /// An 8-bit copy of a weight [rows, cols] by GGUF's Q8_0 rule (blocks of 32 along a row, an fp16
@@ -189,13 +213,16 @@ struct q8_weight {
   /// products of several rows then use the dense weight as they would without the copy.
   bool same_values = false;
 
-  /// Q8_0 of `dense` [rows, cols] (cols a multiple of 32, finite values), kept on dense's device.
+  /// Q8_0 of `dense` [rows, cols] (cols a multiple of 32, finite values), kept on dense's device;
+  /// marked same_values when `dense` holds Q8_0 values already (one host copy of the weight either
+  /// way: the check writes the codes it would keep, and only a weight that fails it is quantized
+  /// again, whole).
   static std::shared_ptr<const q8_weight> of(const torch::Tensor& dense) {
     return make(dense, /*only_q8_0_values=*/false);
   }
 
-  /// The copy of `of`, marked same_values, when `dense` holds Q8_0 values already
-  /// (quant::q8::quantize_if_q8_0_values: one pass that checks and quantizes); null otherwise.
+  /// The copy of `of` when `dense` holds Q8_0 values already (quant::q8::quantize_if_q8_0_values:
+  /// one pass that checks and quantizes); null otherwise.
   static std::shared_ptr<const q8_weight> of_if_same_values(const torch::Tensor& dense) {
     return make(dense, /*only_q8_0_values=*/true);
   }
@@ -210,15 +237,29 @@ struct q8_weight {
     // at its first blocks: the untouched pages cost nothing).
     w->codes = torch::empty({rows, cols}, torch::kInt8);
     w->scales = torch::empty({rows, cols % per == 0 ? cols / per : 0}, torch::kFloat32);
-    const auto r = static_cast<std::size_t>(rows), c = static_cast<std::size_t>(cols);
-    if (only_q8_0_values) {
-      if (!quant::q8::quantize_if_q8_0_values(host.data_ptr<float>(), r, c, w->codes.data_ptr<std::int8_t>(),
-                                              w->scales.data_ptr<float>()))
-        return nullptr;
+    const auto c = static_cast<std::size_t>(cols);
+    const float* x = host.data_ptr<float>();
+    std::int8_t* codes = w->codes.data_ptr<std::int8_t>();
+    float* scales = w->scales.data_ptr<float>();
+    // The check over LibTorch's threads, in runs of rows, stopping everywhere at the first run
+    // that fails; every block's codes depend on its own values only, so the split changes nothing.
+    std::atomic<bool> differs{cols % per != 0};
+    constexpr std::int64_t run = 64;
+    if (!differs.load())
+      at::parallel_for(0, rows, run, [&](std::int64_t begin, std::int64_t end) {
+        for (auto r = begin; r < end && !differs.load(std::memory_order_relaxed); r += run) {
+          const auto n = static_cast<std::size_t>(std::min(run, end - r));
+          const auto at = static_cast<std::size_t>(r);
+          if (!quant::q8::quantize_if_q8_0_values(x + at * c, n, c, codes + at * c,
+                                                  cols % per == 0 ? scales + at * (c / quant::q8::block) : nullptr))
+            differs.store(true, std::memory_order_relaxed);
+        }
+      });
+    if (!differs.load()) {
       w->same_values = true;
     } else {
-      quant::q8::quantize_into(host.data_ptr<float>(), r, c, w->codes.data_ptr<std::int8_t>(),
-                               w->scales.data_ptr<float>());
+      if (only_q8_0_values) return nullptr;
+      quant::q8::quantize_into(x, static_cast<std::size_t>(rows), c, codes, scales);  // errors name the row
     }
     if (!dense.device().is_cpu()) {
       w->codes = w->codes.to(dense.device());
@@ -284,18 +325,16 @@ struct nf4_weight {
   /// The weight's tensors on `device`, copied there on first use and kept (shared by the copies
   /// of a model; the NF4 data is immutable).
   device_tensors tensors_on(const torch::Device& device) const {
-    std::lock_guard lock(cache_->mutex);
-    for (const auto& [d, t] : cache_->copies)
-      if (d == device) return t;
-    auto to_device = [&](const void* data, std::int64_t n, torch::ScalarType type) {
-      return torch::from_blob(const_cast<void*>(data), {n}, type).to(device, /*non_blocking=*/false, /*copy=*/true);
-    };
-    device_tensors t{to_device(q.packed.data(), static_cast<std::int64_t>(q.packed.size()), torch::kUInt8),
-                     to_device(scales.data(), static_cast<std::int64_t>(scales.size()), torch::kFloat32),
-                     to_device(quant::nf4::codebook.data(), static_cast<std::int64_t>(quant::nf4::codebook.size()),
-                               torch::kFloat32)};
-    cache_->copies.emplace_back(device, t);
-    return t;
+    return copies_.get(device, [&] {
+      auto to_device = [&](const void* data, std::int64_t n, torch::ScalarType type) {
+        return torch::from_blob(const_cast<void*>(data), {n}, type).to(device, /*non_blocking=*/false, /*copy=*/true);
+      };
+      return device_tensors{
+          to_device(q.packed.data(), static_cast<std::int64_t>(q.packed.size()), torch::kUInt8),
+          to_device(scales.data(), static_cast<std::int64_t>(scales.size()), torch::kFloat32),
+          to_device(quant::nf4::codebook.data(), static_cast<std::int64_t>(quant::nf4::codebook.size()),
+                    torch::kFloat32)};
+    });
   }
 
   /// dequantize_rows computed on `device` from the tensors kept there, in `dtype`: with ordo's
@@ -329,11 +368,7 @@ struct nf4_weight {
   }
 
  private:
-  struct device_cache {
-    std::mutex mutex;
-    std::vector<std::pair<torch::Device, device_tensors>> copies;
-  };
-  std::shared_ptr<device_cache> cache_ = std::make_shared<device_cache>();
+  detail::per_device<device_tensors> copies_;
 };
 
 namespace detail {
@@ -931,21 +966,12 @@ class CausalLMImpl : public torch::nn::Module {
   /// The RoPE inverse frequencies on `device`, copied there once (the host tensor is the master).
   torch::Tensor inv_freq_on(const torch::Device& device) {
     if (device.is_cpu()) return inv_freq_;
-    std::lock_guard lock(inv_freq_copies_->mutex);
-    for (const auto& [d, t] : inv_freq_copies_->copies)
-      if (d == device) return t;
-    auto t = inv_freq_.to(device);
-    inv_freq_copies_->copies.emplace_back(device, t);
-    return t;
+    return inv_freq_copies_.get(device, [&] { return inv_freq_.to(device); });
   }
 
   decoder_config config_;
   torch::Tensor inv_freq_;  // fp32 on the host
-  struct device_copies {
-    std::mutex mutex;
-    std::vector<std::pair<torch::Device, torch::Tensor>> copies;
-  };
-  std::shared_ptr<device_copies> inv_freq_copies_ = std::make_shared<device_copies>();
+  detail::per_device<torch::Tensor> inv_freq_copies_;
 };
 TORCH_MODULE(CausalLM);
 

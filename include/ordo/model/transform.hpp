@@ -136,8 +136,7 @@ inline void quantize_head(CausalLM& lm, head_format format = head_format::nf4, s
   lm->q8_head = nullptr;
   if (format == head_format::q8_0) {
     // A head of Q8_0 values keeps its dense weight for products of several rows (same values).
-    lm->q8_head = q8_weight::of_if_same_values(dense);
-    if (!lm->q8_head) lm->q8_head = q8_weight::of(dense);
+    lm->q8_head = q8_weight::of(dense);
   } else {
     lm->nf4_head = Linear(detail::nf4_weight_of(dense, blocksize, /*double_quant=*/false), torch::Tensor());
   }
