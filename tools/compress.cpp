@@ -9,7 +9,7 @@
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
 //                 [--prune-recovery cross-entropy|distillation] [--format hf|gguf] [--gguf-type f32|f16|bf16|q8_0]
 //                 [--gguf-ffn padded|per-layer] [--dist-timeout S] [--dist-overlap auto|on|off]
-//                 [--vocab-loss-chunk N]
+//                 [--vocab-loss-chunk N] [--fresh] [--checkpoint-seconds S]
 //
 // NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
 // pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
@@ -24,6 +24,13 @@
 // tokenizer and chat template; FFN widths that pruning made differ zero-padded to the widest, or
 // with --gguf-ffn per-layer one width per layer); a chain that
 // ends in Q is exported as its exact dequantized values rounded to --gguf-type.
+//
+// Killed (a kill -9, a lost machine), it resumes when run again with the same options and --out:
+// until the model is saved, OUT.unfinished/ beside OUT holds the run's options, the output of its
+// last finished training stage (P or KD) and the training checkpoints of the stage in progress
+// (at most every --checkpoint-seconds), so a second run continues where the first stopped and
+// saves the model an uninterrupted run saves, bit for bit. Other options are refused (--fresh
+// discards the unfinished run); the directory is removed once the model is saved.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -35,12 +42,15 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <boost/hana/tuple.hpp>  // hana::make_tuple
 #include <nlohmann/json.hpp>
 
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/model/load_for_inference.hpp>
 #include <ordo/model/save_gguf.hpp>
 #include <ordo/paper/paper_study.hpp>
+#include <ordo/paper/resume.hpp>  // study_store, file_identity, budget_identity
+#include <ordo/study/executor.hpp>  // execute
 
 #include "checks.hpp"
 #include "data_options.hpp"
@@ -91,6 +101,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
+  bool fresh = false;
+  app.add_flag("--fresh", fresh, "discard an unfinished run of this --out (OUT.unfinished/) instead of resuming it");
+  double checkpoint_seconds = 120;
+  app.add_option("--checkpoint-seconds", checkpoint_seconds,
+                 "a training checkpoint at most every so many seconds, what a kill can lose")
+      ->check(ordo::tools::positive)
+      ->capture_default_str();
   std::int64_t vocab_loss_chunk = 0;
   app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
                  "KD: the loss over the vocabulary fused, N rows at a time (float32 training; last digits differ); "
@@ -128,6 +145,14 @@ int main(int argc, char** argv) {
     const auto sources =
         reads_data || !data_options.corpus.empty() ? data_options.resolve() : ordo::study::data_sources{};
     ordo::tools::check_output_dir(out);
+    // Where an unfinished run keeps its state: beside OUT, which is written whole at the end.
+    const auto work = [&] {
+      auto o = std::filesystem::absolute(out).lexically_normal();
+      if (o.filename().empty()) o = o.parent_path();
+      return o.parent_path() / (o.filename().string() + ".unfinished");
+    }();
+    if (std::filesystem::exists(work) && !std::filesystem::is_directory(work))
+      throw std::invalid_argument(work.string() + ": exists and is not a directory (the unfinished-run state of --out)");
     // Launched like torchrun (RANK, WORLD_SIZE, ...): every rank computes its share of each
     // stage; rank 0 alone saves (docs/distributed.md).
     const auto group = dist.join();
@@ -154,7 +179,50 @@ int main(int argc, char** argv) {
     context.train_dtype = ordo::study::default_train_dtype(where.device);
     context.vocab_loss_chunk = vocab_loss_chunk;
     ordo::study::study_progress progress;
+    progress.quiet = !writer;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
+
+    // A killed run resumes (the header above). The state is opened once the model and the data
+    // have loaded, so a bad model or corpus leaves nothing beside OUT.
+    const nlohmann::json fingerprint = {
+        {"pipeline", pipeline},
+        {"model", ordo::study::file_identity(base.source())},
+        {"tokenizer", ordo::study::file_identity(tokenizer_path)},
+        {"corpus", ordo::study::file_identity(reads_data ? sources.corpus : std::filesystem::path())},
+        {"chats", ordo::study::file_identity(reads_data ? sources.chats : std::filesystem::path())},
+        {"train_data", data_options.train},
+        {"chat_loss", data_options.chat_loss},
+        {"budget", ordo::study::budget_identity(options.budget)},
+        {"prune_importance", importance},
+        {"prune_allocation", allocation},
+        {"seed", options.seed},
+        {"vocab_loss_chunk", vocab_loss_chunk},
+        {"device", ordo::model::device_name(where.device)},
+        {"dtype", ordo::model::torch_dtype_name(where.dtype)},
+        {"teacher_device", ordo::model::device_name(teacher_device.value_or(where.device))},
+        {"teacher", ordo::study::file_identity(device.teacher_model)}};
+    const int world_size = group ? group->size() : 1;
+    ordo::study::study_store store(work, where, {.group = group});
+    if (store.begin(fingerprint, fresh, {{"threads", options.threads}, {"world_size", world_size}}) && writer) {
+      std::string stored;
+      for (const auto& c : store.cached()) stored += (stored.empty() ? "" : ", ") + c;
+      std::fprintf(stderr, "ordo-compress: resuming the unfinished run in %s (run %d): %s\n", work.c_str(),
+                   store.runs(),
+                   stored.empty() ? "no training stage had finished"
+                                  : ("stage output kept: " + stored).c_str());
+      if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != options.threads)
+        std::fprintf(stderr, "ordo-compress: the first run used %s threads, this one %d: the last digits may differ\n",
+                     first["threads"].dump().c_str(), options.threads);
+    }
+    if (store.first_conditions().value("world_size", 1) != world_size)
+      throw std::runtime_error(work.string() + ": the unfinished run had " +
+                               std::to_string(store.first_conditions().value("world_size", 1)) +
+                               " processes, this one " + std::to_string(world_size) +
+                               "; resume it with the same world size, or pass --fresh");
+    store.use_base(base);
+    context.work_dir = store.train_dir();  // training checkpoints, for a run killed mid-stage
+    context.checkpoint_seconds = checkpoint_seconds;
+    context.checkpoint_at_end = false;  // the stage's output goes to the store instead
 
     // What every summary says: the pipeline, its data, the base model's size and the reload check.
     auto summary_of = [&](const std::string& notation, std::string_view chain, const std::string& stages,
@@ -186,8 +254,9 @@ int main(int argc, char** argv) {
       auto back = ordo::model::load_gguf(file, where);
       torch::NoGradGuard no_grad;
       back->eval();
-      result.lm()->eval();
-      const auto diff = (result.lm()->forward(probe) - back->forward(probe)).abs().max().template item<double>();
+      auto lm = result.lm();
+      lm->eval();
+      const auto diff = (lm->forward(probe) - back->forward(probe)).abs().max().template item<double>();
       // F32 is exact, except that zero-padded FFN layers change the order of the matmuls' sums
       // (the padded neurons add exact zeros): a few 1e-5 then.
       const bool padded = gguf_ffn == ordo::model::gguf_ffn::padded && !dense.config().uniform_intermediate();
@@ -208,13 +277,9 @@ int main(int argc, char** argv) {
     };
     using KD = ordo::Distill<ordo::T4, ordo::A03>;
     using Q = ordo::QuantNF4;
-    auto run_one = [&](auto t) {
+    // Saves the pipeline's result into OUT and checks it loaded back (rank 0 alone).
+    auto save_and_check = [&](auto t, const auto& result) {
       using Pipe = typename decltype(t)::type;
-      auto result = Pipe::run(base, context, progress);
-      if (!writer) {  // the model is rank 0's to save; wait until it has (an hour at most)
-        group->barrier(std::chrono::hours(1));
-        return nlohmann::json{{"rank", group->rank()}};
-      }
       ordo::model::SavedCheckpoint saved;
       torch::Tensor reloaded_logits;
       // The reload check's input: the first calibration sequence, or a fixed sentence when the
@@ -227,7 +292,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "ordo-compress: saving to %s, then loading it back to check its logits\n", out.c_str());
       if (format == "gguf") return save_as_gguf(result, Pipe::name(), std::string(ordo::paper_notation_v<Pipe>),
                                                   Pipe::description(), probe, context);
-      if constexpr (std::is_same_v<decltype(result), ordo::QuantizedModel>) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(result)>, ordo::QuantizedModel>) {
         saved = ordo::model::save_nf4(result, out);
         auto back = ordo::model::load_nf4(saved.dir, where);
         torch::NoGradGuard no_grad;
@@ -241,8 +306,9 @@ int main(int argc, char** argv) {
         reloaded_logits = back.lm()->forward(probe);
       }
       torch::NoGradGuard no_grad;
-      result.lm()->eval();
-      const auto logits = result.lm()->forward(probe);
+      auto lm = result.lm();
+      lm->eval();
+      const auto logits = lm->forward(probe);
       const double diff = (logits - reloaded_logits).abs().max().template item<double>();
       if (!(diff == 0.0))
         throw std::runtime_error("the model loaded back from " + saved.dir.string() +
@@ -254,6 +320,20 @@ int main(int argc, char** argv) {
       summary["tensor_mb"] = saved.size.tensor_bytes / 1048576.0;
       summary["memory_mb"] = saved.memory_bytes / 1048576.0;
       summary["compression"] = static_cast<double>(base.memory_bytes()) / saved.memory_bytes;
+      return summary;
+    };
+    // The pipeline through the executor with the store: each trained stage's output is kept in
+    // OUT.unfinished/ until the next one is, and a resumed run starts from the last of them.
+    auto run_one = [&](auto t) {
+      nlohmann::json summary;
+      ordo::study::journaled_progress observer{progress, store};
+      ordo::study::execute(
+          boost::hana::make_tuple(t), base, context,
+          [&](auto pipe, const auto& result) {
+            if (writer) summary = save_and_check(pipe, result);
+          },
+          ordo::study::options{.max_cached_models = 0, .store_trained_outputs = true}, observer, store);
+      if (!writer) summary = nlohmann::json{{"rank", group->rank()}};
       return summary;
     };
     // The P stage's type from the --prune-* choices, then the pipeline by name among its ten.
@@ -285,12 +365,19 @@ int main(int argc, char** argv) {
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
     summary["train_samples"] = context.train.size();
+    if (group) group->barrier(std::chrono::hours(1));  // the others wait for the saved model (an hour at most)
+    summary["runs"] = store.runs();  // 2 or more: resumed
+    store.finish();  // the model is saved: nothing to resume
+    if (writer) {
+      std::error_code ec;
+      std::filesystem::remove(work, ec);  // empty now (state/ and cache/ are gone)
+      if (ec) std::fprintf(stderr, "ordo-compress: %s: not removed (%s)\n", work.c_str(), ec.message().c_str());
+    }
     if (!writer) {
       std::fprintf(stderr, "ordo-compress: rank %d of %d done; rank 0 saved the model\n", group->rank(), group->size());
       return 0;
     }
-    if (group) group->barrier(std::chrono::hours(1));  // the others wait for the saved model
-    summary["world_size"] = group ? group->size() : 1;
+    summary["world_size"] = world_size;
     std::printf("%s\n", summary.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-compress: %s\n", e.what());

@@ -245,3 +245,61 @@ TEST_CASE("without a store nothing is skipped or loaded") {
   CHECK(figures.loaded == 0);
   CHECK(figures.pipelines == 10);
 }
+
+// What ordo-compress does: one pipeline, every trained stage's output offered to the store.
+struct kill_at_stage {
+  std::size_t at = 0;  // the sequence number of the stage application that is killed as it starts
+  std::size_t started = 0;
+  void on_stage_start(const ordo::stage_event&) {
+    if (++started == at) throw killed{};
+  }
+};
+
+TEST_CASE("store_trained_outputs: one pipeline killed at any stage resumes after its last trained stage") {
+  constexpr auto one = hana::make_tuple(hana::type_c<ordo::Pipeline<P, KD, Q>>);
+  recording::context alone_ctx;
+  recording::model<ordo::dense> base;
+  const auto alone = ordo::Pipeline<P, KD, Q>::run(base, alone_ctx).applied;
+  // Killed as stage k starts: the trained stages before it are in the store (the last of them
+  // only: P is dropped once KD is stored), and the second run applies the rest.
+  const std::size_t stored_before[] = {0, 0, 1, 2};  // by k: the stages the resumed run skips
+  for (std::size_t k = 1; k <= 3; ++k) {
+    CAPTURE(k);
+    memory_store store;
+    std::vector<std::string> applied;
+    auto sink = [&](auto, const auto& model) { applied = model.applied; };
+    recording::context first_ctx, second_ctx;
+    kill_at_stage kill{k};
+    CHECK_THROWS_AS(ordo::study::execute(one, base, first_ctx, sink, {.store_trained_outputs = true}, kill, store),
+                    killed);
+    CHECK(applied.empty());
+    CHECK(store.models.size() == (k == 1 ? 0u : 1u));  // never more than one stored model
+    ordo::detail::no_observer none;
+    const auto figures =
+        ordo::study::execute(one, base, second_ctx, sink, {.store_trained_outputs = true}, none, store);
+    CHECK(applied == alone);
+    CHECK(second_ctx.applications == static_cast<int>(3 - stored_before[k]));
+    CHECK(figures.loaded == (k == 1 ? 0u : 1u));
+    CHECK(store.models.empty());  // dropped after the pipeline's end
+    CHECK(store.saves == 2);  // P and KD, each saved once over both runs
+  }
+}
+
+TEST_CASE("store_trained_outputs keeps the ten configurations' results and leaves an empty store") {
+  recording::context alone_ctx;
+  const auto alone = run_alone(alone_ctx);
+  memory_store store;
+  std::map<std::string, std::vector<std::string>> applied;
+  auto sink = [&](auto t, const auto& model) { applied[std::string(decltype(t)::type::name())] = model.applied; };
+  recording::model<ordo::dense> base;
+  recording::context ctx;
+  ordo::detail::no_observer none;
+  for (std::size_t bound : {ordo::study::unbounded, std::size_t{0}}) {
+    CAPTURE(bound);
+    applied.clear();
+    (void)ordo::study::execute(ten, base, ctx, sink, {.max_cached_models = bound, .store_trained_outputs = true},
+                               none, store);
+    CHECK(applied == alone);
+    CHECK(store.models.empty());
+  }
+}

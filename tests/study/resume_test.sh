@@ -36,7 +36,7 @@ t0=$(now_ms)
 whole_pid=$!
 for _ in $(seq 100); do [[ -e $work/whole/state/run.json ]] && break; sleep 0.05; done
 if "$study" "${args[@]}" --out "$work/whole" > "$work/locked.log" 2>&1; then fail "a second study ran in a locked directory"; fi
-grep -q "another ordo-study is running in this directory" "$work/locked.log" || { cat "$work/locked.log"; fail "no lock message"; }
+grep -q "another ordo run is using this directory" "$work/locked.log" || { cat "$work/locked.log"; fail "no lock message"; }
 wait $whole_pid || { cat "$work/whole.log"; fail "the uninterrupted run failed"; }
 whole_ms=$(( $(now_ms) - t0 ))
 echo "resume_test: uninterrupted run $whole_ms ms"
@@ -72,7 +72,7 @@ other[-1]=96
 if "$study" "${other[@]}" --out "$work/resumed" > "$work/other.log" 2>&1; then
   fail "a run with other options resumed the study"
 fi
-grep -q "holds an unfinished study with other options ('eval_tokens' was 128, now 96)" "$work/other.log" ||
+grep -q "holds an unfinished run with other options ('eval_tokens' was 128, now 96)" "$work/other.log" ||
   { cat "$work/other.log"; fail "no mismatch message"; }
 
 # 3. Resumed and killed again, somewhere in what is left.

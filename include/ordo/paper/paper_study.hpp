@@ -423,28 +423,6 @@ inline std::vector<Example> chat_eval_examples(const DenseModel& base, const std
 
 namespace detail {
 
-// What identifies an input file or directory for a resumed run: its path, and each file's size
-// and modification time (a model replaced in place is another model).
-inline nlohmann::json file_identity(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
-  if (path.empty()) return nullptr;
-  std::error_code ec;
-  auto stamp = [&](const fs::path& p) {
-    const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
-    return nlohmann::json::array({fs::file_size(p, ec), static_cast<long long>(t)});
-  };
-  nlohmann::json j = {{"path", fs::absolute(path, ec).lexically_normal().string()}};
-  if (fs::is_regular_file(path, ec)) {
-    j["file"] = stamp(path);
-  } else if (fs::is_directory(path, ec)) {
-    nlohmann::json files = nlohmann::json::object();
-    for (const auto& e : fs::directory_iterator(path, ec))
-      if (e.is_regular_file()) files[e.path().filename().string()] = stamp(e.path());
-    j["files"] = files;
-  }
-  return j;
-}
-
 // The options that decide a study's figures: a run resumes only a study with the same ones.
 // (Not among them: --threads, --max-cached, where reports go, progress.)
 inline nlohmann::json resume_fingerprint(const study_options& o, const data_sources& sources) {
@@ -459,21 +437,7 @@ inline nlohmann::json resume_fingerprint(const study_options& o, const data_sour
       {"chat_loss", std::string(name(sources.chat_loss))},
       {"eval_documents", sources.eval_documents},
       {"eval_chats", sources.eval_chats},
-      {"budget",
-       {{"calibration_samples", b.calibration_samples},
-        {"train_samples", b.train_samples},
-        {"sequence_length", b.sequence_length},
-        {"epochs", b.epochs},
-        {"batch_size", b.batch_size},
-        {"grad_accumulation", b.grad_accumulation},
-        {"prune_learning_rate", b.prune_learning_rate},
-        {"distill_learning_rate", b.distill_learning_rate},
-        {"weight_decay", b.weight_decay},
-        {"warmup_fraction", b.warmup_fraction},
-        {"max_grad_norm", b.max_grad_norm},
-        {"prune_recovery", b.prune_recovery},
-        {"prune_recovery_loss", b.prune_recovery_loss == recovery_loss::distillation ? "distillation" : "cross_entropy"},
-        {"prune_weight_share", b.prune_weight_share}}},
+      {"budget", budget_identity(b)},
       {"eval_tokens", o.eval_tokens},
       {"eval_chat_tokens", o.eval_chat_tokens},
       {"eval_context", o.eval_context},
@@ -496,7 +460,10 @@ inline nlohmann::json resume_fingerprint(const study_options& o, const data_sour
   return fingerprint;
 }
 
-// The study's observer: progress lines, and the store's journal of finished stages.
+}  // namespace detail
+
+/// The observer of a resumable run (study or ordo-compress): progress lines, and the store's journal
+/// of finished stages (which also clears the training checkpoints of a finished stage).
 struct journaled_progress {
   study_progress& progress;
   study_store& store;
@@ -517,8 +484,6 @@ struct journaled_progress {
     store.record_stage(std::string(e.prefix), std::chrono::duration<double>(e.elapsed).count());
   }
 };
-
-}  // namespace detail
 
 /// Runs the study and writes its reports into options.out_dir; returns the rows in the paper's
 /// table order.
@@ -685,7 +650,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                      progress.tty ? "\r\033[K" : "", r.paper_name.c_str(), r.size_mb, ppl.ppl,
                      static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), r.eval_seconds);
   };
-  detail::journaled_progress observer{progress, store};
+  journaled_progress observer{progress, store};
   const auto figures = o.flap_series
                            ? execute(boost::hana::concat(ten, flap_seven), base, context, sink,
                                      options{o.max_cached_models}, observer, store)

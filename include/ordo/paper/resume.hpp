@@ -37,6 +37,7 @@
 #include <memory>       // std::shared_ptr
 #include <optional>     // std::optional
 #include <sstream>      // std::stringstream
+#include <system_error> // std::error_code
 #include <stdexcept>    // std::runtime_error
 #include <string>       // std::string
 #include <type_traits>  // std::is_same_v
@@ -51,10 +52,52 @@
 #include <ordo/model/quantized_model.hpp>  // QuantizedModel
 #include <ordo/paper/report.hpp>           // result_row, to_json, row_from_json
 #include <ordo/pipeline/events.hpp>        // pipeline_event
+#include <ordo/stages/budget.hpp>          // Budget
 #include <ordo/study/executor.hpp>         // prefix_key
 #include <ordo/train/distributed.hpp>      // dist::group
 
 namespace ordo::study {
+
+/// What identifies an input file or directory for a resumed run: its path, and each file's size
+/// and modification time (a model replaced in place is another model); null for an empty path.
+inline nlohmann::json file_identity(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  if (path.empty()) return nullptr;
+  std::error_code ec;
+  auto stamp = [&](const fs::path& p) {
+    const auto t = fs::last_write_time(p, ec).time_since_epoch().count();
+    return nlohmann::json::array({fs::file_size(p, ec), static_cast<long long>(t)});
+  };
+  nlohmann::json j = {{"path", fs::absolute(path, ec).lexically_normal().string()}};
+  if (fs::is_regular_file(path, ec)) {
+    j["file"] = stamp(path);
+  } else if (fs::is_directory(path, ec)) {
+    nlohmann::json files = nlohmann::json::object();
+    for (const auto& e : fs::directory_iterator(path, ec))
+      if (e.is_regular_file()) files[e.path().filename().string()] = stamp(e.path());
+    j["files"] = files;
+  }
+  return j;
+}
+
+/// The budget's fields, for a resumed run's fingerprint (every one of them decides the models).
+inline nlohmann::json budget_identity(const Budget& b) {
+  return {{"calibration_samples", b.calibration_samples},
+          {"train_samples", b.train_samples},
+          {"sequence_length", b.sequence_length},
+          {"epochs", b.epochs},
+          {"batch_size", b.batch_size},
+          {"grad_accumulation", b.grad_accumulation},
+          {"prune_learning_rate", b.prune_learning_rate},
+          {"distill_learning_rate", b.distill_learning_rate},
+          {"weight_decay", b.weight_decay},
+          {"warmup_fraction", b.warmup_fraction},
+          {"max_grad_norm", b.max_grad_norm},
+          {"prune_recovery", b.prune_recovery},
+          {"prune_recovery_loss",
+           b.prune_recovery_loss == recovery_loss::distillation ? "distillation" : "cross_entropy"},
+          {"prune_weight_share", b.prune_weight_share}};
+}
 
 struct store_options {
   bool keep_cache = false;  ///< leave OUT/cache/ in place when the study ends
@@ -284,7 +327,7 @@ class study_store {
     lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock_fd_ < 0) throw std::runtime_error(path.string() + ": cannot open the study's lock file");
     if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-      throw std::runtime_error(out_.string() + ": another ordo-study is running in this directory (" + path.string() +
+      throw std::runtime_error(out_.string() + ": another ordo run is using this directory (" + path.string() +
                                " is locked); wait for it or give another --out");
   }
 
@@ -342,7 +385,7 @@ class study_store {
           what = "'" + k + "' is gone";
           break;
         }
-    return out_.string() + " holds an unfinished study with other options (" + what +
+    return out_.string() + " holds an unfinished run with other options (" + what +
            "); resume it with the same options, pass --fresh to discard it, or give another --out";
   }
 

@@ -20,8 +20,9 @@
 //
 // A store (optional, last argument) makes a run that was killed resumable: the executor asks it
 // whether a pipeline was finished by an earlier run (then it neither computes nor reports it),
-// offers it every model it keeps in its cache (so that the next run can read it instead of
-// computing it again) and tells it when such a model is needed no more. Members:
+// offers it every model it keeps in its cache (and, with options::store_trained_outputs, every
+// output of a stage that trains) so that the next run can read it instead of computing it again,
+// and tells it when such a model is needed no more. Members:
 //
 //   bool finished(const ordo::pipeline_event&);           // true: skip this pipeline
 //   template <class M> std::optional<M> load(const ordo::study::prefix_key&);  // called as
@@ -55,6 +56,10 @@ namespace ordo::study {
 struct options {
   /// Most intermediate models held for reuse at once (0: nothing is shared).
   std::size_t max_cached_models = unbounded;
+  /// Offer the store the output of every stage that trains (S::trains), held in the cache or
+  /// not, and drop the stored model it was computed from once nothing else needs it: a killed
+  /// run of a single pipeline (ordo-compress) then resumes after its last finished training stage.
+  bool store_trained_outputs = false;
 };
 
 /// What a run did, measured (equal to plan<...>::schedule(bound) for deterministic stages and
@@ -209,14 +214,23 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
         if (S::trains) ++figures_.training_applications;
         return ordo::detail::observed(observer_, event, [&] { return apply_stage(S{}, input.get(), context_); });
       }();  // the input, if owned, is released here
-      return keep<p>(position, std::move(next), /*offer_to_store=*/true);
+      auto kept = keep<p>(position, std::move(next), /*offer_to_store=*/true, S::trains);
+      if constexpr (D > 1) {
+        // The stored input of a stored output: needed no more unless held or used later.
+        constexpr std::size_t parent = table.index[C][D - 1];
+        if (S::trains && options_.store_trained_outputs && !std::get<parent>(cache_) &&
+            table.last_use[parent] <= position)
+          store_.drop(key<parent>());
+      }
+      return kept;
     }
   }
 
   // Caches the model of prefix P when a later pipeline needs it and there is room (offering it
-  // to the store then), else hands it over.
+  // to the store then), else hands it over (offering it to the store when it comes from a stage
+  // that trains and options::store_trained_outputs asks for that).
   template <std::size_t P, class M>
-  model_ref<M> keep(std::size_t position, M&& model, bool offer_to_store) {
+  model_ref<M> keep(std::size_t position, M&& model, bool offer_to_store, bool trained = false) {
     auto& slot = std::get<P>(cache_);
     if (table.last_use[P] > position && held_ < options_.max_cached_models) {
       slot.emplace(std::move(model));
@@ -225,6 +239,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
       if (offer_to_store) store_.save(key<P>(), *slot);
       return model_ref<M>(&*slot);
     }
+    if (offer_to_store && trained && options_.store_trained_outputs) store_.save(key<P>(), model);
     return model_ref<M>(std::move(model));
   }
 
@@ -240,6 +255,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
       store_.drop(key<I>());
     };
     (drop(std::integral_constant<std::size_t, P>{}), ...);
+    (void)drop;  // a set of empty pipelines has no prefix to drop
   }
 
   const Model& base_;
