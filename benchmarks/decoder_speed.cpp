@@ -64,9 +64,9 @@ int main(int argc, char** argv) {
       python = std::getenv("ORDO_BENCH_PYTHON") ? std::getenv("ORDO_BENCH_PYTHON") : "";
   int prompt = 256, decode = 64, threads = 2, repeat = 3;
   app.add_option("--model", model_path,
-                 "a .gguf file, HF directory or NF4 directory (what a chain ending in Q saves; default: the embedded model)");
+                 "a .gguf file, HF directory or NF4 directory (what a chain ending in Q saves; default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--llama-cpp-model", llama_cpp_model,
-                 "the GGUF llama.cpp decodes when --model is not one (default: the embedded model)");
+                 "the GGUF llama.cpp decodes when --model is not one (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--prompt-tokens", prompt)->capture_default_str()->check(ordo::tools::positive);
   app.add_option("--decode-tokens", decode)->capture_default_str()->check(ordo::tools::positive);
   app.add_option("--threads", threads)->capture_default_str()->check(ordo::tools::positive);

@@ -43,16 +43,31 @@ log() { printf '[gpu-check %s] %s\n' "$(date +%T)" "$*" | tee -a "$out/gpu-check
 want() { [[ ",$steps," == *",$1,"* ]]; }
 results=$out/gpu-check.json
 [ -f "$results" ] || echo '{}' > "$results"
-record() {  # key, JSON value (or text)
+# record KEY VALUE: VALUE as JSON (or as text when it is not JSON); record KEY @FILE: FILE's JSON
+# (its last line when it holds several). The results file is replaced atomically: a kill midway
+# leaves the previous figures.
+record() {
   python3 - "$results" "$1" "$2" <<'PY'
-import json, sys
+import json, os, sys
 path, key, value = sys.argv[1:]
 d = json.load(open(path))
-try:
-    d[key] = json.loads(value)
-except json.JSONDecodeError:
-    d[key] = value
-json.dump(d, open(path, "w"), indent=2)
+if value.startswith("@"):
+    text = open(value[1:]).read()
+    try:
+        d[key] = json.loads(text)
+    except json.JSONDecodeError:  # lines of text, then a JSON line
+        d[key] = json.loads([l for l in text.splitlines() if l.strip()][-1])
+else:
+    try:
+        d[key] = json.loads(value)
+    except json.JSONDecodeError:
+        d[key] = value
+tmp = path + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(d, f, indent=2)
+    f.flush()
+    os.fsync(f.fileno())
+os.replace(tmp, path)
 PY
 }
 # run_step NAME SECONDS COMMAND...: runs with a time limit, records NAME_seconds and NAME_status.
@@ -149,13 +164,13 @@ if want decode; then
       name=$([ -d "$m" ] && echo nf4 || echo gguf)
       run_step "decode_$name" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" --device cuda --repeat 3 \
         --python python3 >"$out/decode-$name.json" 2>"$out/decode-$name.log" &&
-        record "decode_$name" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name.json")"
+        record "decode_$name" "@$out/decode-$name.json"
       [ "$name" = nf4 ] && run_step "decode_${name}_head" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
         --device cuda --nf4-head --repeat 3 >"$out/decode-$name-head.json" 2>>"$out/decode-$name.log" &&
-        record "decode_${name}_head" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name-head.json")"
+        record "decode_${name}_head" "@$out/decode-$name-head.json"
       [ "$name" = gguf ] && run_step "decode_${name}_bf16" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
         --device cuda --dtype bfloat16 --repeat 3 --python python3 >"$out/decode-$name-bf16.json" 2>>"$out/decode-$name.log" &&
-        record "decode_${name}_bf16" "$(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$out/decode-$name-bf16.json")"
+        record "decode_${name}_bf16" "@$out/decode-$name-bf16.json"
     done
   else
     record decode_status '"skipped: no default model"'
