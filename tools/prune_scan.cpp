@@ -5,6 +5,7 @@
 //                   [--importance paper,activation,wanda,flap,taylor] [--allocation uniform,global]
 //                   [--layers] [--layer-importance NAME] [--calibration-samples N] [--seq-len N]
 //                   [--eval-tokens N] [--eval-context N] [--eval-stride N] [--seed N] [--threads N] [--device D] [--dtype T]
+//                   [--fresh]
 //
 // Policies: the model is pruned by --ratio with each importance x allocation (prune::prune_ffn,
 // no recovery) and its perplexity on the study's held-out documents is measured.
@@ -12,8 +13,15 @@
 // the first importance) and the perplexity change is measured. Writes DIR/scan.json and, with
 // --layers, DIR/sensitivity.svg (a bar per layer, the unpruned perplexity dashed). The data are
 // the study's (`ordo-study`): the same split, calibration sequences and evaluation tokens.
+//
+// Killed, it resumes when run again with the same options and --out: every perplexity is kept in
+// OUT/state/scan/ as soon as it is measured (ordo::study::study_store holds the options and the
+// lock, as for a study), so a second run measures only what is left and writes the scan.json an
+// uninterrupted run writes (times aside); other options are refused, --fresh starts over, and the
+// finished scan removes OUT/state/.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -23,6 +31,7 @@
 
 #include <ordo/paper/paper_study.hpp>
 #include <ordo/paper/report.hpp>
+#include <ordo/paper/resume.hpp>  // study_store, file_identity, budget_identity
 
 #include "checks.hpp"
 #include "data_options.hpp"
@@ -65,6 +74,8 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--seed", options.seed)->capture_default_str();
+  bool fresh = false;
+  app.add_flag("--fresh", fresh, "discard an unfinished scan in --out instead of resuming it");
   ordo::tools::add_threads(app, options.threads);
   ordo::tools::device_flags device;
   device.add_to(app);
@@ -103,6 +114,57 @@ int main(int argc, char** argv) {
     auto& context = data.context;
     ordo::study::study_progress progress;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
+
+    // A killed scan resumes (the header above). The state is opened once the model and the data
+    // have loaded, so a bad model or corpus leaves nothing in OUT.
+    const nlohmann::json fingerprint = {
+        {"model", ordo::study::file_identity(base.source())},
+        {"corpus", ordo::study::file_identity(sources.corpus)},
+        {"chats", ordo::study::file_identity(sources.chats)},
+        {"train_data", data_options.train},
+        {"chat_loss", data_options.chat_loss},
+        {"ratio", ratio},
+        {"budget", ordo::study::budget_identity(options.budget)},
+        {"eval_tokens", options.eval_tokens},
+        {"eval_context", options.eval_context},
+        {"eval_stride", options.eval_stride},
+        {"seed", options.seed},
+        {"device", ordo::model::device_name(where.device)},
+        {"dtype", ordo::model::torch_dtype_name(where.dtype)}};
+    ordo::study::study_store store(out_dir, where);
+    const bool resumed = store.begin(fingerprint, fresh, {{"threads", options.threads}});
+    const auto journal = store.state_dir() / "scan";
+    fs::create_directories(journal);
+    std::size_t kept = 0;
+    for (const auto& e : fs::directory_iterator(journal)) {
+      if (e.path().filename().string().find(".tmp.") != std::string::npos)
+        fs::remove(e.path());  // an atomic write that was killed midway
+      else
+        ++kept;
+    }
+    if (resumed) {
+      std::fprintf(stderr, "ordo-prune-scan: resumed the unfinished scan in %s (run %d): %zu measurements kept\n",
+                   out_dir.c_str(), store.runs(), kept);
+      if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != options.threads)
+        std::fprintf(stderr, "ordo-prune-scan: the first run used %s threads, this one %d: the last digits may differ\n",
+                     first["threads"].dump().c_str(), options.threads);
+    }
+    // A measurement by name: read back when an earlier run made it, else made and kept.
+    auto measured = [&](const std::string& key, auto&& measure) -> nlohmann::json {
+      const auto file = journal / (key + ".json");
+      if (fs::exists(file)) {
+        std::ifstream in(file);
+        try {
+          return nlohmann::json::parse(in);
+        } catch (const std::exception& e) {
+          throw std::runtime_error(file.string() + ": unreadable (" + e.what() + "); pass --fresh to start over");
+        }
+      }
+      nlohmann::json j = measure();
+      ordo::io::write_text(file, j.dump() + "\n");
+      return j;
+    };
+
     ordo::eval::perplexity_options pp;
     pp.context = options.eval_context;
     pp.stride = options.eval_stride;
@@ -111,7 +173,8 @@ int main(int argc, char** argv) {
       auto handle = lm;
       return ordo::eval::perplexity(handle, data.eval_ids, pp).ppl;
     };
-    const double base_ppl = score(base.lm());
+    const double base_ppl =
+        measured("base", [&] { return nlohmann::json{{"perplexity", score(base.lm())}}; })["perplexity"].get<double>();
     std::fprintf(stderr, "%sunpruned: perplexity %.3f\n", progress.tty ? "\r\033[K" : "", base_ppl);
     const auto L = static_cast<std::size_t>(base.config().num_layers);
 
@@ -132,20 +195,24 @@ int main(int argc, char** argv) {
         o.importance = kind;
         o.allocation = spread;
         o.label = "P[" + std::string(ordo::prune::name(kind)) + "," + std::string(ordo::prune::name(spread)) + "]";
-        const auto t0 = std::chrono::steady_clock::now();
-        ordo::prune::report details;
-        auto pruned = ordo::prune::prune_ffn(base.lm(), std::vector<double>(L, ratio), context, &details, o);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double ppl = score(pruned);
-        std::fprintf(stderr, "%s%-24s perplexity %10.3f (%.2fx the unpruned), pruned in %.1f s\n",
-                     progress.tty ? "\r\033[K" : "", o.label.c_str(), ppl, ppl / base_ppl, seconds);
-        report["policies"].push_back({{"importance", std::string(ordo::prune::name(kind))},
-                                      {"allocation", std::string(ordo::prune::name(spread))},
-                                      {"compensated", o.compensates()},
-                                      {"perplexity", ppl},
-                                      {"ratio_to_base", ppl / base_ppl},
-                                      {"widths", details.widths_after},
-                                      {"prune_seconds", seconds}});
+        const auto entry = measured(
+            "policy-" + std::string(ordo::prune::name(kind)) + "-" + std::string(ordo::prune::name(spread)), [&] {
+              const auto t0 = std::chrono::steady_clock::now();
+              ordo::prune::report details;
+              auto pruned = ordo::prune::prune_ffn(base.lm(), std::vector<double>(L, ratio), context, &details, o);
+              const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+              const double ppl = score(pruned);
+              std::fprintf(stderr, "%s%-24s perplexity %10.3f (%.2fx the unpruned), pruned in %.1f s\n",
+                           progress.tty ? "\r\033[K" : "", o.label.c_str(), ppl, ppl / base_ppl, seconds);
+              return nlohmann::json{{"importance", std::string(ordo::prune::name(kind))},
+                                    {"allocation", std::string(ordo::prune::name(spread))},
+                                    {"compensated", o.compensates()},
+                                    {"perplexity", ppl},
+                                    {"ratio_to_base", ppl / base_ppl},
+                                    {"widths", details.widths_after},
+                                    {"prune_seconds", seconds}};
+            });
+        report["policies"].push_back(entry);
       }
 
     if (layers) {
@@ -153,29 +220,38 @@ int main(int argc, char** argv) {
       o.importance = per_layer_kind;
       o.label = "sensitivity";
       // One importance pass for all layers: each layer's scores do not depend on the others' pruning.
-      const auto scores = ordo::prune::importance(base.lm(), context, o);
+      // (None when every layer was measured by an earlier run.)
+      const auto layer_key = [&](std::size_t l) {
+        return "layer-" + std::string(ordo::prune::name(per_layer_kind)) + "-" + std::to_string(l);
+      };
+      bool all_kept = true;
+      for (std::size_t l = 0; l < L; ++l) all_kept = all_kept && fs::exists(journal / (layer_key(l) + ".json"));
+      const auto scores = all_kept ? std::vector<ordo::prune::layer_importance>{} : ordo::prune::importance(base.lm(), context, o);
       std::vector<double> values;
       std::vector<std::string> names;
       nlohmann::json per_layer = nlohmann::json::array();
       for (std::size_t l = 0; l < L; ++l) {
-        std::vector<torch::Tensor> keep;
-        std::vector<torch::Tensor> means;
-        for (std::size_t i = 0; i < L; ++i) {
-          const auto width = base.config().intermediate_sizes[i];
-          means.push_back(scores[i].input_mean);
-          if (i == l) {
-            keep.push_back(ordo::prune::select_kept({scores[i]}, {ratio}).front());
-          } else {
-            keep.push_back(torch::arange(width, torch::kLong));
+        const double ppl = measured(layer_key(l), [&] {
+          std::vector<torch::Tensor> keep;
+          std::vector<torch::Tensor> means;
+          for (std::size_t i = 0; i < L; ++i) {
+            const auto width = base.config().intermediate_sizes[i];
+            means.push_back(scores[i].input_mean);
+            if (i == l) {
+              keep.push_back(ordo::prune::select_kept({scores[i]}, {ratio}).front());
+            } else {
+              keep.push_back(torch::arange(width, torch::kLong));
+            }
           }
-        }
-        auto pruned = ordo::prune::slice_ffn(base.lm(), keep, o.compensates() ? &means : nullptr);
-        const double ppl = score(pruned);
+          auto pruned = ordo::prune::slice_ffn(base.lm(), keep, o.compensates() ? &means : nullptr);
+          const double p = score(pruned);
+          std::fprintf(stderr, "%slayer %2zu alone: perplexity %.3f (%+.3f)\n", progress.tty ? "\r\033[K" : "", l, p,
+                       p - base_ppl);
+          return nlohmann::json{{"perplexity", p}};
+        })["perplexity"].get<double>();
         values.push_back(ppl - base_ppl);
         names.push_back(std::to_string(l));
         per_layer.push_back({{"layer", l}, {"perplexity", ppl}, {"change", ppl - base_ppl}});
-        std::fprintf(stderr, "%slayer %2zu alone: perplexity %.3f (%+.3f)\n", progress.tty ? "\r\033[K" : "", l, ppl,
-                     ppl - base_ppl);
       }
       report["sensitivity"] = {{"importance", std::string(ordo::prune::name(per_layer_kind))},
                                {"layers", per_layer}};
@@ -188,7 +264,9 @@ int main(int argc, char** argv) {
     }
     report["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     fs::create_directories(out_dir);
+    report["runs"] = store.runs();  // 2 or more: resumed
     ordo::io::write_text(out_dir / "scan.json", report.dump(2) + "\n");
+    store.finish();  // the scan is written: a later run in OUT starts afresh
     std::printf("%s\n", report.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ordo-prune-scan: %s\n", e.what());
