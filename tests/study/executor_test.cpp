@@ -274,10 +274,16 @@ TEST_CASE("store_trained_outputs: one pipeline killed at any stage resumes after
                     killed);
     CHECK(applied.empty());
     CHECK(store.models.size() == (k == 1 ? 0u : 1u));  // never more than one stored model
-    ordo::detail::no_observer none;
+    struct {
+      std::vector<std::string> names;
+      void on_stage_loaded(std::string_view prefix) { names.emplace_back(prefix); }
+    } loaded;
     const auto figures =
-        ordo::study::execute(one, base, second_ctx, sink, {.store_trained_outputs = true}, none, store);
+        ordo::study::execute(one, base, second_ctx, sink, {.store_trained_outputs = true}, loaded, store);
     CHECK(applied == alone);
+    CHECK(loaded.names == (k == 1   ? std::vector<std::string>{}
+                           : k == 2 ? std::vector<std::string>{"P"}
+                                    : std::vector<std::string>{"P-KD"}));  // told to the observer
     CHECK(second_ctx.applications == static_cast<int>(3 - stored_before[k]));
     CHECK(figures.loaded == (k == 1 ? 0u : 1u));
     CHECK(store.models.empty());  // dropped after the pipeline's end

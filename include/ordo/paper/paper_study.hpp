@@ -219,6 +219,12 @@ struct study_progress {
     std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
                  e.planned, std::string(e.prefix).c_str(), s, elapsed());
   }
+  /// A stage output an earlier run stored, read back instead of computed (a resumed run).
+  void on_stage_loaded(std::string_view prefix) {
+    if (quiet) return;
+    std::fprintf(stderr, "%s  %s: read back from the interrupted run, not computed again\n", tty ? "\r\033[K" : "",
+                 std::string(prefix).c_str());
+  }
   void on_pipeline_skipped(const pipeline_event& e) {
     if (quiet) return;
     std::fprintf(stderr, "%s[%zu/%zu] %s: finished by an earlier run, kept\n", tty ? "\r\033[K" : "", e.index, e.total,
@@ -469,6 +475,7 @@ struct journaled_progress {
   study_store& store;
   void on_pipeline_start(const pipeline_event& e) { progress.on_pipeline_start(e); }
   void on_pipeline_skipped(const pipeline_event& e) { progress.on_pipeline_skipped(e); }
+  void on_stage_loaded(std::string_view prefix) { progress.on_stage_loaded(prefix); }
   void on_stage_start(const stage_event& e) {
     progress.on_stage_start(e);
     if (!e.trains || progress.quiet) return;

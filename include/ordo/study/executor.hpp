@@ -195,6 +195,8 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
       if (slot) return model_ref<result_model>(&*slot);
       if (auto stored = store_.template load<result_model>(key<p>())) {
         ++figures_.loaded;
+        if constexpr (requires { observer_.on_stage_loaded(std::string_view{}); })
+          observer_.on_stage_loaded(key<p>().name);  // read back from an earlier run, not computed
         return keep<p>(position, std::move(*stored), /*offer_to_store=*/false);
       }
 
