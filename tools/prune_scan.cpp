@@ -15,13 +15,12 @@
 // the study's (`ordo-study`): the same split, calibration sequences and evaluation tokens.
 //
 // Killed, it resumes when run again with the same options and --out: every perplexity is kept in
-// OUT/state/scan/ as soon as it is measured (ordo::study::study_store holds the options and the
-// lock, as for a study), so a second run measures only what is left and writes the scan.json an
+// OUT/state/measurements/ as soon as it is measured (ordo::study::study_store: the options, the
+// lock and the kept figures, as for a study), so a second run measures only what is left and writes the scan.json an
 // uninterrupted run writes (times aside); other options are refused, --fresh starts over, and the
 // finished scan removes OUT/state/.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -133,35 +132,18 @@ int main(int argc, char** argv) {
         {"dtype", ordo::model::torch_dtype_name(where.dtype)}};
     ordo::study::study_store store(out_dir, where);
     const bool resumed = store.begin(fingerprint, fresh, {{"threads", options.threads}});
-    const auto journal = store.state_dir() / "scan";
-    fs::create_directories(journal);
-    std::size_t kept = 0;
-    for (const auto& e : fs::directory_iterator(journal)) {
-      if (e.path().filename().string().find(".tmp.") != std::string::npos)
-        fs::remove(e.path());  // an atomic write that was killed midway
-      else
-        ++kept;
-    }
     if (resumed) {
       std::fprintf(stderr, "ordo-prune-scan: resumed the unfinished scan in %s (run %d): %zu measurements kept\n",
-                   out_dir.c_str(), store.runs(), kept);
+                   out_dir.c_str(), store.runs(), store.measurement_count());
       if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != options.threads)
         std::fprintf(stderr, "ordo-prune-scan: the first run used %s threads, this one %d: the last digits may differ\n",
                      first["threads"].dump().c_str(), options.threads);
     }
     // A measurement by name: read back when an earlier run made it, else made and kept.
     auto measured = [&](const std::string& key, auto&& measure) -> nlohmann::json {
-      const auto file = journal / (key + ".json");
-      if (fs::exists(file)) {
-        std::ifstream in(file);
-        try {
-          return nlohmann::json::parse(in);
-        } catch (const std::exception& e) {
-          throw std::runtime_error(file.string() + ": unreadable (" + e.what() + "); pass --fresh to start over");
-        }
-      }
+      if (auto kept = store.measurement(key)) return *kept;
       nlohmann::json j = measure();
-      ordo::io::write_text(file, j.dump() + "\n");
+      store.keep_measurement(key, j);
       return j;
     };
 
@@ -225,7 +207,7 @@ int main(int argc, char** argv) {
         return "layer-" + std::string(ordo::prune::name(per_layer_kind)) + "-" + std::to_string(l);
       };
       bool all_kept = true;
-      for (std::size_t l = 0; l < L; ++l) all_kept = all_kept && fs::exists(journal / (layer_key(l) + ".json"));
+      for (std::size_t l = 0; l < L; ++l) all_kept = all_kept && store.measurement(layer_key(l)).has_value();
       const auto scores = all_kept ? std::vector<ordo::prune::layer_importance>{} : ordo::prune::importance(base.lm(), context, o);
       std::vector<double> values;
       std::vector<std::string> names;

@@ -4,6 +4,7 @@
 //   OUT/state/run.json              the options that decide the figures (a resumed run must match)
 //   OUT/state/rows/<chain>.json     one per finished configuration: its result row
 //   OUT/state/stages.json           seconds of each stage application finished, by chain
+//   OUT/state/measurements/<name>.json  a tool's own figures, kept as measured (ordo-prune-scan)
 //   OUT/state/lock                  held (flock) while a study runs in OUT
 //   OUT/cache/models/<NN>-<chain>/  stage outputs that later configurations need, as saved
 //                                   checkpoints (save_hf, or save_nf4 for NF4 models)
@@ -175,6 +176,8 @@ class study_store {
     remove_temporaries(state_dir());
     fs::create_directories(state_dir() / "rows");
     remove_temporaries(state_dir() / "rows");
+    fs::create_directories(measurements_dir());
+    remove_temporaries(measurements_dir());
     fs::create_directories(cache_dir() / "models");
     // Training checkpoints are named by their run (data, options, starting weights), so an old
     // one resumes only the very stage that wrote it; its temporaries are of a dead process.
@@ -306,6 +309,25 @@ class study_store {
     std::filesystem::create_directories(train_dir());
   }
 
+  /// A figure an earlier run with these options kept under `name` (keep_measurement), if any: a
+  /// tool that measures many things (ordo-prune-scan) reads it back instead of measuring again.
+  std::optional<nlohmann::json> measurement(const std::string& name) const {
+    const auto file = measurements_dir() / (name + ".json");
+    if (!std::filesystem::exists(file)) return std::nullopt;
+    return read_json(file);
+  }
+  /// Keeps a figure (atomically) as soon as it is measured.
+  void keep_measurement(const std::string& name, const nlohmann::json& value) {
+    if (writer()) io::write_text(measurements_dir() / (name + ".json"), value.dump() + "\n");
+  }
+  /// How many figures earlier runs kept.
+  std::size_t measurement_count() const {
+    std::size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(measurements_dir()))
+      if (e.path().extension() == ".json") ++n;
+    return n;
+  }
+
   /// The study is complete and its reports written: removes the state and, unless keep_cache,
   /// the cache (a run in this OUT starts afresh from now on).
   void finish() {
@@ -316,6 +338,8 @@ class study_store {
   }
 
  private:
+  std::filesystem::path measurements_dir() const { return state_dir() / "measurements"; }
+
   std::filesystem::path model_dir(const prefix_key& k) const {
     char number[16];
     std::snprintf(number, sizeof number, "%02zu-", k.index);
