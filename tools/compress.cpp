@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <algorithm>  // std::ranges::any_of
 #include <sstream>
+#include <utility>  // std::pair
 #include <vector>
 #include <string>
 
@@ -132,16 +133,27 @@ int main(int argc, char** argv) {
     const auto gguf_type = ordo::model::gguf_type_from_name(gguf_type_name);
     const auto gguf_ffn = gguf_ffn_name == "per-layer" ? ordo::model::gguf_ffn::per_layer : ordo::model::gguf_ffn::padded;
     const auto teacher_device = device.teacher();
+    // The pipeline by name among the paper's ten, before any work; from here on its chain
+    // ("Q-D-P-KD-Q" for "q-p-kd") and its notation, whatever case or form the name came in (a
+    // resumed run is recognised by the notation).
+    using KD = ordo::Distill<ordo::T4, ordo::A03>;
+    using Q = ordo::QuantNF4;
+    const auto named = ordo::with_pipeline(pipeline, ordo::paper_configurations<ordo::Prune<30>, KD, Q>(), [](auto t) {
+      using Pipe = typename decltype(t)::type;
+      return std::pair{std::string(ordo::pipeline_name_v<Pipe>), std::string(ordo::paper_notation_v<Pipe>)};
+    });
+    const std::string& named_chain = named.first;
+    const std::string& named_notation = named.second;
     // Only pruning and distillation read data: a chain of Q (and D) stages alone needs no corpus
     // (one given explicitly is still checked).
-    std::vector<std::string> stage_names;  // "P-KD-Q" -> P, KD, Q
+    std::vector<std::string> stage_names;  // "Q-D-P-KD-Q" -> Q, D, P, KD, Q
     {
       std::string part;
-      std::stringstream parts(pipeline);
+      std::stringstream parts(named_chain);
       while (std::getline(parts, part, '-')) stage_names.push_back(part);
     }
-    const bool reads_data = std::ranges::any_of(
-        stage_names, [](const std::string& n) { return n == "P" || n == "p" || n == "KD" || n == "kd"; });
+    const bool reads_data =
+        std::ranges::any_of(stage_names, [](const std::string& n) { return n == "P" || n == "KD"; });
     const auto sources =
         reads_data || !data_options.corpus.empty() ? data_options.resolve() : ordo::study::data_sources{};
     ordo::tools::check_output_dir(out);
@@ -185,7 +197,7 @@ int main(int argc, char** argv) {
     // A killed run resumes (the header above). The state is opened once the model and the data
     // have loaded, so a bad model or corpus leaves nothing beside OUT.
     const nlohmann::json fingerprint = {
-        {"pipeline", pipeline},
+        {"pipeline", named_notation},
         {"model", ordo::study::file_identity(base.source())},
         {"tokenizer", ordo::study::file_identity(tokenizer_path)},
         {"corpus", ordo::study::file_identity(reads_data ? sources.corpus : std::filesystem::path())},
@@ -210,9 +222,8 @@ int main(int argc, char** argv) {
                    store.runs(),
                    stored.empty() ? "no training stage had finished"
                                   : ("stage output kept: " + stored).c_str());
-      if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != options.threads)
-        std::fprintf(stderr, "ordo-compress: the first run used %s threads, this one %d: the last digits may differ\n",
-                     first["threads"].dump().c_str(), options.threads);
+      if (const auto note = store.threads_changed(options.threads); !note.empty())
+        std::fprintf(stderr, "ordo-compress: %s\n", note.c_str());
     }
     if (store.first_conditions().value("world_size", 1) != world_size)
       throw std::runtime_error(work.string() + ": the unfinished run had " +
@@ -275,8 +286,6 @@ int main(int argc, char** argv) {
       summary["compression"] = static_cast<double>(base.memory_bytes()) / static_cast<double>(bytes);
       return summary;
     };
-    using KD = ordo::Distill<ordo::T4, ordo::A03>;
-    using Q = ordo::QuantNF4;
     // Saves the pipeline's result into OUT and checks it loaded back (rank 0 alone).
     auto save_and_check = [&](auto t, const auto& result) {
       using Pipe = typename decltype(t)::type;
@@ -342,7 +351,7 @@ int main(int argc, char** argv) {
       // "P-KD-Q" names the P[flap]-KD-Q of these ten: each P of the name becomes P's symbol.
       std::string name;
       for (const auto& part : stage_names)
-        name += (name.empty() ? "" : "-") + (part == "P" || part == "p" ? std::string(P::symbol) : part);
+        name += (name.empty() ? "" : "-") + (part == "P" ? std::string(P::symbol) : part);
       return ordo::with_pipeline(name, ordo::paper_configurations<P, KD, Q>(), run_one);
     };
     auto with_allocation = [&](auto importance_tag) {

@@ -135,17 +135,19 @@ int main(int argc, char** argv) {
     if (resumed) {
       std::fprintf(stderr, "ordo-prune-scan: resumed the unfinished scan in %s (run %d): %zu measurements kept\n",
                    out_dir.c_str(), store.runs(), store.measurement_count());
-      if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != options.threads)
-        std::fprintf(stderr, "ordo-prune-scan: the first run used %s threads, this one %d: the last digits may differ\n",
-                     first["threads"].dump().c_str(), options.threads);
+      if (const auto note = store.threads_changed(options.threads); !note.empty())
+        std::fprintf(stderr, "ordo-prune-scan: %s\n", note.c_str());
     }
-    // A measurement by name: read back when an earlier run made it, else made and kept.
-    auto measured = [&](const std::string& key, auto&& measure) -> nlohmann::json {
+    // A measurement by name: read back when an earlier run made it, else made, kept, and only then
+    // announced (a run killed after the line was printed has kept what the line says).
+    auto measured = [&](const std::string& key, auto&& measure, auto&& announce) -> nlohmann::json {
       if (auto kept = store.measurement(key)) return *kept;
       nlohmann::json j = measure();
       store.keep_measurement(key, j);
+      announce(j);
       return j;
     };
+    const auto no_announcement = [](const nlohmann::json&) {};
 
     ordo::eval::perplexity_options pp;
     pp.context = options.eval_context;
@@ -156,7 +158,8 @@ int main(int argc, char** argv) {
       return ordo::eval::perplexity(handle, data.eval_ids, pp).ppl;
     };
     const double base_ppl =
-        measured("base", [&] { return nlohmann::json{{"perplexity", score(base.lm())}}; })["perplexity"].get<double>();
+        measured("base", [&] { return nlohmann::json{{"perplexity", score(base.lm())}}; }, no_announcement)["perplexity"]
+            .get<double>();
     std::fprintf(stderr, "%sunpruned: perplexity %.3f\n", progress.tty ? "\r\033[K" : "", base_ppl);
     const auto L = static_cast<std::size_t>(base.config().num_layers);
 
@@ -184,8 +187,6 @@ int main(int argc, char** argv) {
               auto pruned = ordo::prune::prune_ffn(base.lm(), std::vector<double>(L, ratio), context, &details, o);
               const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
               const double ppl = score(pruned);
-              std::fprintf(stderr, "%s%-24s perplexity %10.3f (%.2fx the unpruned), pruned in %.1f s\n",
-                           progress.tty ? "\r\033[K" : "", o.label.c_str(), ppl, ppl / base_ppl, seconds);
               return nlohmann::json{{"importance", std::string(ordo::prune::name(kind))},
                                     {"allocation", std::string(ordo::prune::name(spread))},
                                     {"compensated", o.compensates()},
@@ -193,6 +194,11 @@ int main(int argc, char** argv) {
                                     {"ratio_to_base", ppl / base_ppl},
                                     {"widths", details.widths_after},
                                     {"prune_seconds", seconds}};
+            },
+            [&](const nlohmann::json& j) {
+              std::fprintf(stderr, "%s%-24s perplexity %10.3f (%.2fx the unpruned), pruned in %.1f s\n",
+                           progress.tty ? "\r\033[K" : "", o.label.c_str(), j["perplexity"].get<double>(),
+                           j["ratio_to_base"].get<double>(), j["prune_seconds"].get<double>());
             });
         report["policies"].push_back(entry);
       }
@@ -226,10 +232,11 @@ int main(int argc, char** argv) {
             }
           }
           auto pruned = ordo::prune::slice_ffn(base.lm(), keep, o.compensates() ? &means : nullptr);
-          const double p = score(pruned);
+          return nlohmann::json{{"perplexity", score(pruned)}};
+        }, [&](const nlohmann::json& j) {
+          const double p = j["perplexity"].get<double>();
           std::fprintf(stderr, "%slayer %2zu alone: perplexity %.3f (%+.3f)\n", progress.tty ? "\r\033[K" : "", l, p,
                        p - base_ppl);
-          return nlohmann::json{{"perplexity", p}};
         })["perplexity"].get<double>();
         values.push_back(ppl - base_ppl);
         names.push_back(std::to_string(l));

@@ -280,6 +280,17 @@ TEST_CASE("use_q8_head_if_same_values: a head of Q8_0 values decodes from its 8-
   }
 }
 
+TEST_CASE("q8_weight: rows that are not whole Q8_0 blocks hold no Q8_0 values, and of() refuses them") {
+  const auto w = torch::randn({4, 48});
+  CHECK_FALSE(ordo::model::q8_weight::of_if_same_values(w));
+  CHECK_THROWS_WITH_AS(ordo::model::q8_weight::of(w),
+                       "ordo: Q8_0 needs rows of a multiple of 32 values; this weight's rows have 48",
+                       std::invalid_argument);
+  const auto ok = ordo::model::q8_weight::of(torch::randn({4, 64}));
+  CHECK(ok->scales.sizes() == torch::IntArrayRef{4, 2});
+  CHECK_FALSE(ok->same_values);
+}
+
 TEST_CASE("a copied KV cache decodes on its own: the in-place appends never write into the other copy") {
   auto lm = ordo::model::load_hf(fixtures / "llama3");
   auto ids = read_expected(fixtures / "llama3").ids.slice(0, 0, 1);

@@ -1,8 +1,11 @@
 // The study's data (ordo/paper/paper_study.hpp, prepare_data): text or chats for calibration and
 // training, held-out text and held-out chats for evaluation, never overlapping; with chats, the
 // loss scores the assistant's replies (or every token). Needs the default model with
-// its chat template, and the corpora of `./ordo data`; skipped without them.
+// its chat template, and the corpora of `./ordo data`; skipped without them. Also the study
+// store's note to a resumed run whose thread count is not the first run's (no model needed).
 #include "../torch_doctest.hpp"
+
+#include <unistd.h>  // getpid
 
 #include <cstdlib>
 #include <filesystem>
@@ -187,4 +190,40 @@ TEST_CASE("errors before any work: chats without a chat corpus, a corpus that is
   b.train_samples = 0;
   CHECK(error_of([&] { ordo::study::prepare_data(m, sources(ordo::study::train_data::text), b, 1); }) ==
         "the budget's train_samples must be positive, not 0");
+}
+
+TEST_CASE("study_store: a resumed run is told when its thread count is not the first run's") {
+  const auto dir = fs::temp_directory_path() / ("ordo-store-threads-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const nlohmann::json fingerprint = {{"seed", 5}};
+  {
+    ordo::study::study_store store(dir, ordo::model::placement{});
+    CHECK_FALSE(store.begin(fingerprint, /*fresh=*/false, {{"threads", 2}}));
+    CHECK(store.threads_changed(1).empty());  // a first run has nothing to compare with
+  }
+  {
+    ordo::study::study_store again(dir, ordo::model::placement{});
+    REQUIRE(again.begin(fingerprint, /*fresh=*/false, {{"threads", 1}}));
+    CHECK(again.runs() == 2);
+    CHECK(again.threads_changed(2).empty());
+    CHECK(again.threads_changed(1) ==
+          "the first run used 2 threads, this one 1: figures may differ from an uninterrupted run's in the last "
+          "digits (--threads 2 gives the same)");
+  }
+  {
+    ordo::study::study_store fresh(dir, ordo::model::placement{});  // started over: nothing to compare with
+    REQUIRE_FALSE(fresh.begin(fingerprint, /*fresh=*/true, {{"threads", 2}}));
+    CHECK(fresh.threads_changed(1).empty());
+  }
+  fs::remove_all(dir);
+  {
+    ordo::study::study_store without(dir, ordo::model::placement{});  // a first run that recorded no thread count
+    REQUIRE_FALSE(without.begin(fingerprint, /*fresh=*/false));
+  }
+  {
+    ordo::study::study_store again(dir, ordo::model::placement{});
+    REQUIRE(again.begin(fingerprint, /*fresh=*/false, {{"threads", 1}}));
+    CHECK(again.threads_changed(3).empty());
+  }
+  fs::remove_all(dir);
 }

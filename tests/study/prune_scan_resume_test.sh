@@ -8,21 +8,12 @@
 # ORDO_RESUME_SEED fixes the kill moment (the seed is printed, to replay a failure).
 set -euo pipefail
 scan=$1 make_tiny=$2 source=$3 corpus=$4 work=$5
-seed=${ORDO_RESUME_SEED:-$(( $(date +%s) % 100000 ))}
-RANDOM=$seed
-for f in "$source" "$corpus"; do
-  [[ -e $f ]] || { echo "ORDO-SKIPPED: $f is not installed (./ordo model data)"; exit 0; }
-done
-echo "prune_scan_resume_test: seed $seed (ORDO_RESUME_SEED=$seed replays the kill moment)"
-rm -rf "$work"
-mkdir -p "$work"
-"$make_tiny" "$source" "$work/tiny.gguf" 7 > /dev/null
+source "$(dirname "$0")/../support/kill_and_resume.sh"
+resume_begin prune_scan_resume_test "$work" "$make_tiny" "$source" "$corpus"
 
 args=(--model "$work/tiny.gguf" --corpus "$corpus" --importance flap,wanda,taylor --allocation uniform,global --layers
       --calibration-samples 4 --seq-len 32 --eval-tokens 320 --eval-context 32 --eval-stride 16 --threads 1 --seed)
 args+=(5)
-fail() { echo "prune_scan_resume_test: FAILED: $*"; exit 1; }
-now_ms() { date +%s%3N; }
 # scan.json without what a run measures of itself (its times and run count)
 figures() { python3 -c '
 import json, sys
@@ -39,21 +30,14 @@ n=$(grep -c "$measured" "$work/whole.log")
 [[ $n -ge 4 ]] || { cat "$work/whole.log"; fail "only $n measurements in the uninterrupted run's log"; }
 
 # 2. Killed once a random measurement among all but the last three has been made, 0-30 ms later
-# (each measurement takes ~0.1-0.5 s here: the kill lands before the scan is written).
+# (each measurement takes ~0.1-0.5 s here: the kill lands before the scan is written). A
+# measurement's line is printed once it is kept, so the run killed after k lines kept k or more.
 k=$(( 1 + RANDOM % (n - 3) ))
-t=$(now_ms)
-"$scan" "${args[@]}" --out "$work/resumed" > "$work/run1.log" 2>&1 &
-pid=$!
-while kill -0 $pid 2> /dev/null && (( $(grep -c "$measured" "$work/run1.log" || true) < k )); do
-  (( $(now_ms) - t < 120000 )) || { kill -KILL $pid; fail "run 1 never made $k measurements"; }
-  sleep 0.01
-done
+run_in_background "$work/run1.log" "$scan" "${args[@]}" --out "$work/resumed"
+wait_for_lines "$measured" $k "$work/run1.log" 120000
 sleep "$(printf '0.%03d' $(( RANDOM % 31 )))"
-kill -KILL $pid 2> /dev/null || true
-set +e
-wait $pid 2> /dev/null
-rc=$?
-set -e
+kill_run
+rc=$run_rc
 echo "prune_scan_resume_test: run 1 killed after measurement $k of $n (exit $rc)"
 [[ $rc -eq 137 ]] || { cat "$work/run1.log"; fail "run 1 was not killed (exit $rc)"; }
 [[ -e $work/resumed/state/run.json && ! -e $work/resumed/scan.json ]] || fail "run 1 was killed after its scan was written"

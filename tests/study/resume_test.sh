@@ -9,23 +9,14 @@
 # ORDO_RESUME_SEED fixes the kill moments (the seed is printed, to replay a failure).
 set -euo pipefail
 study=$1 make_tiny=$2 source=$3 corpus=$4 chats=$5 work=$6
-seed=${ORDO_RESUME_SEED:-$(( $(date +%s) % 100000 ))}
-RANDOM=$seed
-for f in "$source" "$corpus" "$chats"; do
-  [[ -e $f ]] || { echo "ORDO-SKIPPED: $f is not installed (./ordo model data)"; exit 0; }
-done
-echo "resume_test: seed $seed (ORDO_RESUME_SEED=$seed replays these kill moments)"
-rm -rf "$work"
-mkdir -p "$work"
-"$make_tiny" "$source" "$work/tiny.gguf" 7
+source "$(dirname "$0")/../support/kill_and_resume.sh"
+resume_begin resume_test "$work" "$make_tiny" "$source" "$corpus" "$chats"
 
 eval_tokens=128
 args=(--model "$work/tiny.gguf" --corpus "$corpus" --chats "$chats" --train-samples 8 --calibration-samples 4
       --seq-len 32 --eval-chat-tokens 64 --clarity-prompts 2 --max-new-tokens 8 --no-judge
       --threads 1 --checkpoint-seconds 0.001 --eval-tokens)
 args+=($eval_tokens)
-fail() { echo "resume_test: FAILED: $*"; exit 1; }
-now_ms() { date +%s%3N; }
 # The figures of a run: results.csv without the two time columns (stage_seconds, eval_seconds),
 # and every answer of the clarity metrics.
 figures() { cut -d, --complement -f8,9 "$1/results.csv"; grep '"answer"' "$1/results.json"; }
@@ -49,19 +40,12 @@ stages=$(grep -o 'stage [0-9]*/[0-9]*' "$work/whole.log" | tail -1 | cut -d/ -f2
 [[ -n $stages && $stages -ge 4 ]] || { cat "$work/whole.log"; fail "no stage progress in the uninterrupted run's log"; }
 k1=$(( 1 + RANDOM % (stages * 85 / 100) ))
 extra1=$(( RANDOM % 401 ))
-t1=$(now_ms)
-"$study" "${args[@]}" --out "$work/resumed" > "$work/run1.log" 2>&1 &
-pid1=$!
-while kill -0 $pid1 2> /dev/null && ! grep -q "stage $k1/$stages: .* \.\.\.\$" "$work/run1.log"; do
-  (( $(now_ms) - t1 < 4 * whole_ms + 60000 )) || { kill -KILL $pid1; fail "run 1 never reached stage $k1"; }
-  sleep 0.02
-done
+run_in_background "$work/run1.log" "$study" "${args[@]}" --out "$work/resumed"
+t1=$run_started_ms
+wait_for_lines "stage $k1/$stages: .* \.\.\.\$" 1 "$work/run1.log" $(( 4 * whole_ms + 60000 ))
 sleep "$(printf '0.%03d' $extra1)"
-kill -KILL $pid1 2> /dev/null || true
-set +e
-wait $pid1 2> /dev/null
-rc1=$?
-set -e
+kill_run
+rc1=$run_rc
 d1=$(( $(now_ms) - t1 ))
 echo "resume_test: run 1 killed $extra1 ms into stage $k1/$stages, after $d1 ms (exit $rc1)"
 [[ $rc1 -eq 137 ]] || { cat "$work/run1.log"; fail "run 1 was not killed (exit $rc1)"; }

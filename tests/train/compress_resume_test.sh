@@ -9,21 +9,12 @@
 # ORDO_RESUME_SEED fixes the kill moments (the seed is printed, to replay a failure).
 set -euo pipefail
 compress=$1 make_tiny=$2 source=$3 corpus=$4 work=$5
-seed=${ORDO_RESUME_SEED:-$(( $(date +%s) % 100000 ))}
-RANDOM=$seed
-for f in "$source" "$corpus"; do
-  [[ -e $f ]] || { echo "ORDO-SKIPPED: $f is not installed (./ordo model data)"; exit 0; }
-done
-echo "compress_resume_test: seed $seed (ORDO_RESUME_SEED=$seed replays these kill moments)"
-rm -rf "$work"
-mkdir -p "$work"
-"$make_tiny" "$source" "$work/tiny.gguf" 7 > /dev/null
+source "$(dirname "$0")/../support/kill_and_resume.sh"
+resume_begin compress_resume_test "$work" "$make_tiny" "$source" "$corpus"
 
 args=(--pipeline P-KD-Q --model "$work/tiny.gguf" --corpus "$corpus" --train-samples 8 --calibration-samples 4
       --seq-len 32 --threads 1 --checkpoint-seconds 0.001 --seed)
 args+=(5)
-fail() { echo "compress_resume_test: FAILED: $*"; exit 1; }
-now_ms() { date +%s%3N; }
 same_model() {  # every file of two saved models, byte for byte
   [[ $(ls "$1") == $(ls "$2") ]] || fail "$1 and $2 hold other files"
   for f in "$1"/*; do cmp "$f" "$2/$(basename "$f")" || fail "$(basename "$f") differs between $1 and $2"; done
@@ -31,19 +22,12 @@ same_model() {  # every file of two saved models, byte for byte
 # Starts a run on OUT=$1 (log $2), kills it once stage $3 of 3 has started plus $4 ms; fails the
 # test unless the kill landed (exit 137).
 run_and_kill() {
-  local out=$1 log=$2 k=$3 extra=$4 t=$(now_ms)
-  "$compress" "${args[@]}" --out "$out" > "$log" 2>&1 &
-  local pid=$!
-  while kill -0 $pid 2> /dev/null && ! grep -q "stage $k/3: .* \.\.\.\$" "$log"; do
-    (( $(now_ms) - t < 120000 )) || { kill -KILL $pid; fail "the run never reached stage $k"; }
-    sleep 0.02
-  done
+  local out=$1 log=$2 k=$3 extra=$4
+  run_in_background "$log" "$compress" "${args[@]}" --out "$out"
+  wait_for_lines "stage $k/3: .* \.\.\.\$" 1 "$log" 120000
   sleep "$(printf '0.%03d' "$extra")"
-  kill -KILL $pid 2> /dev/null || true
-  set +e
-  wait $pid 2> /dev/null
-  local rc=$?
-  set -e
+  kill_run
+  local rc=$run_rc
   echo "compress_resume_test: killed $extra ms into stage $k/3 (exit $rc)"
   [[ $rc -eq 137 ]] || { cat "$log"; fail "the run was not killed (exit $rc)"; }
   [[ -d $out.unfinished/state ]] || fail "the killed run left no state in $out.unfinished"
@@ -65,8 +49,11 @@ grep -q "holds an unfinished run with other options ('seed' was 5, now 6)" "$wor
   { cat "$work/other.log"; fail "no mismatch message"; }
 [[ ! -e $work/resumed ]] || fail "the refused run wrote $work/resumed"
 
-# 3. Resumed to the end: the uninterrupted run's model.
-"$compress" "${args[@]}" --out "$work/resumed" > "$work/run2.log" 2>&1 || { cat "$work/run2.log"; fail "run 2 failed"; }
+# 3. Resumed to the end: the uninterrupted run's model. The pipeline named in another form (the
+# same pipeline: the same run).
+lower=("${args[@]}")
+lower[1]=p-kd-q
+"$compress" "${lower[@]}" --out "$work/resumed" > "$work/run2.log" 2>&1 || { cat "$work/run2.log"; fail "run 2 failed"; }
 grep -q "resuming the unfinished run in $work/resumed.unfinished (run 2)" "$work/run2.log" ||
   { cat "$work/run2.log"; fail "run 2 did not resume"; }
 grep -q '"runs":2' "$work/run2.log" || fail "no \"runs\":2 in the resumed run's summary"

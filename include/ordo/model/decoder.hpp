@@ -24,6 +24,7 @@
 #include <functional> // std::function
 #include <optional>   // std::optional
 #include <sstream>    // std::ostringstream
+#include <stdexcept>  // std::invalid_argument
 #include <string>     // std::string
 #include <vector>     // std::vector
 
@@ -230,31 +231,34 @@ struct q8_weight {
  private:
   static std::shared_ptr<q8_weight> make(const torch::Tensor& dense, bool only_q8_0_values) {
     TORCH_CHECK(dense.dim() == 2, "ordo: an 8-bit weight must be a matrix");
+    const auto rows = dense.size(0), cols = dense.size(1), per = static_cast<std::int64_t>(quant::q8::block);
+    if (cols % per != 0) {  // no whole Q8_0 blocks: holds no Q8_0 values, and cannot be quantized
+      if (only_q8_0_values) return nullptr;
+      throw std::invalid_argument("ordo: Q8_0 needs rows of a multiple of 32 values; this weight's rows have " +
+                                  std::to_string(cols));
+    }
     const auto host = dense.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-    const auto rows = host.size(0), cols = host.size(1), per = static_cast<std::int64_t>(quant::q8::block);
     auto w = std::make_shared<q8_weight>();
     // Uninitialized until quantized into (a head that turns out not to hold Q8_0 values is seen
     // at its first blocks: the untouched pages cost nothing).
     w->codes = torch::empty({rows, cols}, torch::kInt8);
-    w->scales = torch::empty({rows, cols % per == 0 ? cols / per : 0}, torch::kFloat32);
+    w->scales = torch::empty({rows, cols / per}, torch::kFloat32);
     const auto c = static_cast<std::size_t>(cols);
     const float* x = host.data_ptr<float>();
     std::int8_t* codes = w->codes.data_ptr<std::int8_t>();
     float* scales = w->scales.data_ptr<float>();
     // The check over LibTorch's threads, in runs of rows, stopping everywhere at the first run
     // that fails; every block's codes depend on its own values only, so the split changes nothing.
-    std::atomic<bool> differs{cols % per != 0};
+    std::atomic<bool> differs{false};
     constexpr std::int64_t run = 64;
-    if (!differs.load())
-      at::parallel_for(0, rows, run, [&](std::int64_t begin, std::int64_t end) {
-        for (auto r = begin; r < end && !differs.load(std::memory_order_relaxed); r += run) {
-          const auto n = static_cast<std::size_t>(std::min(run, end - r));
-          const auto at = static_cast<std::size_t>(r);
-          if (!quant::q8::quantize_if_q8_0_values(x + at * c, n, c, codes + at * c,
-                                                  cols % per == 0 ? scales + at * (c / quant::q8::block) : nullptr))
-            differs.store(true, std::memory_order_relaxed);
-        }
-      });
+    at::parallel_for(0, rows, run, [&](std::int64_t begin, std::int64_t end) {
+      for (auto r = begin; r < end && !differs.load(std::memory_order_relaxed); r += run) {
+        const auto n = static_cast<std::size_t>(std::min(run, end - r));
+        const auto at = static_cast<std::size_t>(r);
+        if (!quant::q8::quantize_if_q8_0_values(x + at * c, n, c, codes + at * c, scales + at * (c / quant::q8::block)))
+          differs.store(true, std::memory_order_relaxed);
+      }
+    });
     if (!differs.load()) {
       w->same_values = true;
     } else {

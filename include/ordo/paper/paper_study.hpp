@@ -538,9 +538,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
     std::fprintf(stderr, "ordo-study: resumed the unfinished study in %s (run %d): %zu of %zu configurations finished earlier are kept%s%s; %zu cached stage outputs\n",
                  o.out_dir.string().c_str(), store.runs(), store.rows().size(), configurations,
                  kept.empty() ? "" : " (", kept.empty() ? "" : (kept + ")").c_str(), cached.size());
-    if (const auto& first = store.first_conditions(); first.contains("threads") && first["threads"] != o.threads)
-      std::fprintf(stderr, "ordo-study: the first run used %s threads, this one %d: figures may differ from an uninterrupted run's in the last digits (--threads %s gives the same)\n",
-                   first["threads"].dump().c_str(), o.threads, first["threads"].dump().c_str());
+    if (const auto note = store.threads_changed(o.threads); !note.empty()) std::fprintf(stderr, "ordo-study: %s\n", note.c_str());
     if (const auto& first = store.first_conditions(); first.value("world_size", 1) != world_size)
       std::fprintf(stderr, "ordo-study: the first run had %d ranks, this one %d: the figures of training stages may differ from an uninterrupted run's in the last digits\n",
                    first.value("world_size", 1), world_size);

@@ -238,6 +238,15 @@ class study_store {
   bool resumed() const { return resumed_; }
   int runs() const { return runs_; }  ///< this one included
   const nlohmann::json& first_conditions() const { return first_conditions_; }
+  /// When the first run recorded another thread count than `threads` (a resumed run): what to
+  /// tell the user, "the first run used 2 threads, this one 1: ..."; empty otherwise. The BLAS
+  /// sums in another order with other threads, so the last digits may differ.
+  std::string threads_changed(int threads) const {
+    if (!resumed_ || !first_conditions_.contains("threads") || first_conditions_["threads"] == threads) return {};
+    const auto first = first_conditions_["threads"].dump();
+    return "the first run used " + first + " threads, this one " + std::to_string(threads) +
+           ": figures may differ from an uninterrupted run's in the last digits (--threads " + first + " gives the same)";
+  }
   /// Rows finished by earlier runs (and by this one, once recorded), by configuration.
   const std::map<std::string, result_row>& rows() const { return rows_; }
   /// Seconds of every stage application finished so far, by chain ("P-KD").
