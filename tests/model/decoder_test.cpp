@@ -13,6 +13,8 @@
 #include <ordo/model/generate.hpp>
 #include <ordo/model/transform.hpp>  // quantize_linears, clone
 
+#include "../tiny_decoder.hpp"  // tiny_decoder
+
 namespace fs = std::filesystem;
 using ordo::model::CausalLM;
 
@@ -278,6 +280,23 @@ TEST_CASE("use_q8_head_if_same_values: a head of Q8_0 values decodes from its 8-
     CHECK(asked->q8_head->same_values);
     CHECK(torch::equal(asked->forward(ids), dense->forward(ids)));
   }
+}
+
+TEST_CASE("one-token steps over a long cache on two threads: attention split over heads and keys, head_dim 40") {
+  // head_dim 40: 32 values summed in registers and a tail of 8; 3 query heads per KV head; past
+  // ~140 cached positions both halves of the attention run on both threads.
+  auto c = tiny_config(50, 64);
+  c.hidden_size = 64;
+  c.num_heads = 6;
+  c.num_kv_heads = 2;
+  c.head_dim = 40;
+  auto lm = tiny_decoder(c, 11, 0.1);
+  torch::NoGradGuard no_grad;
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::manual_seed(3);
+  check_one_token_steps(lm, torch::randint(0, 50, {1, 260}, torch::kLong));
+  at::set_num_threads(threads);
 }
 
 TEST_CASE("q8_weight: rows that are not whole Q8_0 blocks hold no Q8_0 values, and of() refuses them") {
