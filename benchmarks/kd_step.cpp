@@ -6,9 +6,14 @@
 //   ordo-bench-kd-step [--model FILE.gguf] [--batch 4] [--seq 128] [--steps 4] [--threads N]
 //                      [--dtype float32|bfloat16] [--python PATH (default: $ORDO_BENCH_PYTHON, else python3)]
 //                      [--script benchmarks/kd_step.py] [--profile TRACE.json] [--vocab-chunk N]
+//                      [--adamw fused|libtorch]
 //
 // --vocab-chunk N: ordo's loss over the vocabulary fused, N rows at a time
 // (Context::vocab_loss_chunk, train/vocab_loss.hpp; float32); 0 (default): the unfused loss.
+//
+// --adamw libtorch: LibTorch's AdamW operators instead of ordo's fused pass (Context::fused_adamw,
+// train/fused_adamw.hpp; the same bits, so the two differ in time only). Either way the JSON's
+// adamw_step_seconds times the optimizer step alone both ways on the model's parameters.
 //
 // --dtype bfloat16: mixed precision on both sides: fp32 master weights, forward and loss under
 // CPU autocast in bf16 (ordo: Context::train_dtype; PyTorch: torch.autocast("cpu", bfloat16)).
@@ -41,6 +46,7 @@
 #include <ordo/pipeline.hpp>
 #include <ordo/model/torch_compat.hpp>  // torch_major, torch_minor
 #include <ordo/stages/distill.hpp>
+#include <ordo/train/fused_adamw.hpp>  // adamw_step, probe_adamw_rounding
 
 #include "../tools/checks.hpp"  // positive, non_negative, runnable_program, one_line_errors, ...
 #include "flops.hpp"
@@ -76,7 +82,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ordo-bench-kd-step: one KD training step, tokens/s, against the same step in PyTorch"};
   std::string model_path, dtype = "float32", profile,
                           python = std::getenv("ORDO_BENCH_PYTHON") ? std::getenv("ORDO_BENCH_PYTHON") : "python3",
-                          script = std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py";
+                          script = std::string(ORDO_SOURCE_DIR) + "/benchmarks/kd_step.py", adamw = "fused";
   std::int64_t batch = 4, seq = 128, steps = 4, vocab_chunk = 0;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--model", model_path, "a .gguf file or Hugging Face directory (default: the embedded model)")->check(ordo::tools::non_empty);
@@ -96,6 +102,9 @@ int main(int argc, char** argv) {
                  "else python3; without those modules the PyTorch figures are null)");
   app.add_option("--script", script, "the PyTorch side")->capture_default_str()->check(CLI::ExistingFile);
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's run (chrome://tracing)");
+  app.add_option("--adamw", adamw, "fused: ordo's one-pass AdamW step; libtorch: LibTorch's operators (same bits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fused", "libtorch"}));
   app.add_option("--vocab-chunk", vocab_chunk, "ordo's vocabulary loss fused, N rows at a time (0: unfused)")
       ->capture_default_str()
       ->check(ordo::tools::non_negative);
@@ -125,6 +134,7 @@ int main(int argc, char** argv) {
   ctx.teacher = std::make_shared<ordo::DenseModel>(base);
   ctx.train_dtype = dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32;
   ctx.vocab_loss_chunk = vocab_chunk;
+  ctx.fused_adamw = adamw == "fused";
   std::mt19937_64 rng(0);
   const auto vocab = base.config().vocab_size;
   for (std::int64_t i = 0; i < batch * (steps + 1); ++i) {
@@ -168,6 +178,31 @@ int main(int argc, char** argv) {
   const double gemm_rate = bench::model_gemm_rate(base.config(), batch * seq, ctx.train_dtype, torch::kCPU);
   const double achieved = model_flops * static_cast<double>(steps) / timed;
 
+  // The optimizer step alone, on parameters of the model's sizes: LibTorch's operators and the
+  // fused pass, alternated, best of 5 each (the same bits either way: tests/train).
+  nlohmann::json adamw_seconds;
+  {
+    std::vector<torch::Tensor> params;
+    for (const auto& p : base.lm()->parameters()) {
+      params.push_back(p.detach().clone().set_requires_grad(true));
+      params.back().mutable_grad() = torch::randn_like(p) * 1e-3;
+    }
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(2e-5));
+    const auto rounding =
+        ordo::train::probe_adamw_rounding(static_cast<torch::optim::AdamWOptions&>(opt.defaults()));
+    double best_fused = 1e30, best_libtorch = 1e30;
+    for (int rep = 0; rep < 5; ++rep)
+      for (const bool fused : {false, true}) {
+        const auto t0 = std::chrono::steady_clock::now();
+        ordo::train::adamw_step(opt, 0.5, fused ? rounding : std::nullopt);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        (fused ? best_fused : best_libtorch) = std::min(fused ? best_fused : best_libtorch, s);
+      }
+    adamw_seconds = {{"libtorch", best_libtorch},
+                     {"fused", rounding ? nlohmann::json(best_fused) : nlohmann::json("no matching rounding")},
+                     {"libtorch_over_fused", rounding ? nlohmann::json(best_libtorch / best_fused) : nlohmann::json(nullptr)}};
+  }
+
   std::fprintf(stderr, "ordo-bench-kd-step: the same steps in PyTorch through %s\n", python.c_str());
   auto py = run_python(python + " '" + script + "' --model '" + model_path + "' --batch " + std::to_string(batch) +
                        " --seq " + std::to_string(seq) + " --steps " + std::to_string(steps) + " --threads " +
@@ -181,6 +216,8 @@ int main(int argc, char** argv) {
   out["threads"] = threads;
   out["dtype"] = dtype;
   out["vocab_loss_chunk"] = ctx.vocab_loss_chunk;
+  out["adamw"] = adamw;
+  out["adamw_step_seconds"] = adamw_seconds;  // the optimizer step alone, best of 5
   out["ordo_step_seconds"] = step_seconds;
   out["ordo_tokens_per_s"] = ordo_tps;
   out["libtorch"] = std::to_string(ordo::compat::torch_major) + "." + std::to_string(ordo::compat::torch_minor);

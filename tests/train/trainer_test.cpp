@@ -1,11 +1,12 @@
 // ordo::train on tiny random decoders built in C++: the learning-rate schedule, the token loss,
-// gradient accumulation, the non-finite guard, and checkpoints whose resumed run equals an
-// uninterrupted one bit for bit.
+// gradient accumulation, the non-finite guard, checkpoints whose resumed run equals an
+// uninterrupted one bit for bit, and the fused AdamW step against LibTorch's.
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 #include "../test_support.hpp"   // error_of
 #include "../tiny_decoder.hpp"   // tiny_decoder
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <unistd.h>
 
@@ -358,4 +359,131 @@ TEST_CASE("bf16 mixed precision: fp32 master weights and gradients, bf16 matmuls
   o.compute_dtype = torch::kFloat32;
   ordo::train::fine_tune(fp32, data, o, progress);
   CHECK(!same_parameters(lm, fp32));
+}
+
+namespace {
+
+// Bits, not values: +0 and -0 differ, and so would two NaNs of other payloads.
+bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
+         std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), static_cast<std::size_t>(a.nbytes())) == 0;
+}
+
+// Parameters of lengths that meet every loop of the kernels: shorter than a vector, a vector
+// and one more, and long enough to be split over the threads (LibTorch's grain is 32768).
+std::vector<torch::Tensor> odd_parameters(std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<torch::Tensor> out;
+  for (const std::int64_t n : {1, 7, 16, 17, 33, 1000, 100003})
+    out.push_back((torch::randn({n}, gen) * torch::exp(torch::randn({n}, gen) * 2)).set_requires_grad(true));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the fused AdamW step: LibTorch's parameters and moments bit for bit, on every path and split") {
+  torch::optim::AdamWOptions options(3e-3);
+  options.weight_decay(0.01).betas({0.9, 0.95}).eps(1e-8);
+  const auto rounding = ordo::train::probe_adamw_rounding(options);
+  // Both LibTorch builds ordo is tested on round as one of adamw_cpu's variants; were a build to
+  // round otherwise, training would silently take LibTorch's slower step.
+  REQUIRE(rounding.has_value());
+  MESSAGE("rounding: first moment fma " << rounding->formula.first_moment_fma << ", second moment fma "
+                                        << rounding->formula.second_moment_fma << ", reciprocal "
+                                        << rounding->formula.divide_by_reciprocal << ", LibTorch's sqrt "
+                                        << rounding->libtorch_sqrt);
+
+  for (const int threads : {1, 2}) {
+    torch::set_num_threads(threads);
+    auto fused = odd_parameters(3), reference = odd_parameters(3);
+    torch::optim::AdamW fused_opt(fused, options), reference_opt(reference, options);
+    auto gen = at::detail::createCPUGenerator(9);
+    for (int step = 0; step < 6; ++step) {
+      const double lr = 3e-3 * (step + 1) / 6.0, scale = step % 2 == 0 ? 0.25 : 1.0;  // clipped on even steps
+      for (auto* opt : {&fused_opt, &reference_opt})
+        for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      for (std::size_t i = 0; i < fused.size(); ++i) {
+        auto g = torch::randn({fused[i].numel()}, gen) * 1e-2;
+        if (step == 1) g[0] = -0.0;  // signed zeros go through as LibTorch's do
+        fused[i].mutable_grad() = g.clone();
+        reference[i].mutable_grad() = g.clone();
+      }
+      // From step 3 on the fused optimizer alternates with LibTorch's: the two share one state.
+      ordo::train::adamw_step(fused_opt, scale, step >= 3 && step % 2 == 1 ? std::nullopt : rounding);
+      ordo::train::adamw_step(reference_opt, scale, std::nullopt);
+      for (std::size_t i = 0; i < fused.size(); ++i) {
+        CAPTURE(threads);
+        CAPTURE(step);
+        CAPTURE(fused[i].numel());
+        CHECK(same_bits(fused[i], reference[i]));
+        const auto key_f = ordo::compat::optimizer_state_key(fused[i]);
+        const auto key_r = ordo::compat::optimizer_state_key(reference[i]);
+        const auto& sf = static_cast<const torch::optim::AdamWParamState&>(*fused_opt.state().at(key_f));
+        const auto& sr = static_cast<const torch::optim::AdamWParamState&>(*reference_opt.state().at(key_r));
+        CHECK(sf.step() == sr.step());
+        CHECK(same_bits(sf.exp_avg(), sr.exp_avg()));
+        CHECK(same_bits(sf.exp_avg_sq(), sr.exp_avg_sq()));
+      }
+    }
+  }
+  torch::set_num_threads(2);
+
+  // The AVX-512, AVX2 and portable loops of adamw_cpu give the same bits, with the square roots
+  // taken in its loop or by a library between its two phases (blocks of 2048 and 16384 crossed).
+  auto gen = at::detail::createCPUGenerator(4);
+  const auto n = 40000 + 13;
+  // Small parameters and a large step, so that the update's last bits show in p.
+  const auto p0 = torch::randn({n}, gen) * 1e-3, g = torch::randn({n}, gen) * 1e-2, m0 = torch::randn({n}, gen) * 1e-3,
+             v0 = torch::rand({n}, gen) * 1e-4;
+  ordo::train::adamw_cpu::Coefficients c;
+  c.grad_scale = 0.5f;
+  c.decay = 0.99f;
+  c.bias2_sqrt = 0.3f;
+  c.neg_step = -0.5f;
+  std::vector<std::vector<torch::Tensor>> results;
+  const ordo::train::adamw_cpu::sqrt_fn ieee = [](float* x, std::size_t k) {
+    for (std::size_t i = 0; i < k; ++i) x[i] = std::sqrt(x[i]);
+  };
+  for (const auto library : {false, true})
+    for (const auto isa : ordo::quant::nf4::runnable_isas())
+      for (const auto& r : ordo::train::adamw_cpu::roundings) {
+        auto p = p0.clone(), m = m0.clone(), v = v0.clone();
+        ordo::train::adamw_cpu::update(p.data_ptr<float>(), g.data_ptr<float>(), m.data_ptr<float>(),
+                                       v.data_ptr<float>(), static_cast<std::size_t>(n), c, r, isa,
+                                       library ? ieee : nullptr);
+        results.push_back({p, m, v});
+      }
+  const auto variants = std::size(ordo::train::adamw_cpu::roundings);
+  MESSAGE((results.size() / variants / 2) << " code paths on this CPU");
+  for (std::size_t i = variants; i < results.size(); ++i)
+    for (int k = 0; k < 3; ++k) CHECK(same_bits(results[i][k], results[i % variants][k]));
+  // and the variants are not all alike: a probe can tell them apart
+  CHECK(!same_bits(results[0][0], results[4][0]));  // reciprocal or division
+  CHECK(!same_bits(results[0][2], results[1][2]));  // second moment fused or not
+}
+
+TEST_CASE("training with the fused AdamW step gives the parameters of LibTorch's step, bit for bit") {
+  auto data = counting(12, 6, 12);
+  ordo::progress_fn progress;
+  auto o = quick(3);
+  o.max_grad_norm = 0.05;  // clipped on most steps
+  auto fused = tiny_lm(6), reference = tiny_lm(6);
+  ordo::train::fine_tune(fused, data, o, progress);
+  o.fused_adamw = false;
+  ordo::train::fine_tune(reference, data, o, progress);
+  CHECK(same_parameters(fused, reference));
+  auto untouched = tiny_lm(6);
+  CHECK(max_difference(fused, untouched) > 1e-4);  // it did train
+
+  // Parameters the fused pass does not take (here fp64) get LibTorch's step.
+  auto p = torch::randn({10}, torch::kFloat64).set_requires_grad(true);
+  const auto p0 = p.detach().clone();
+  auto q = p.detach().clone().set_requires_grad(true);
+  torch::optim::AdamW a({p}, torch::optim::AdamWOptions(1e-2)), b({q}, torch::optim::AdamWOptions(1e-2));
+  p.mutable_grad() = torch::ones_like(p);
+  q.mutable_grad() = torch::ones_like(q);
+  ordo::train::adamw_step(a, 0.5, ordo::train::AdamWRounding{});
+  ordo::train::adamw_step(b, 0.5, std::nullopt);
+  CHECK(torch::equal(p, q));
+  CHECK(!torch::equal(p.detach(), p0));
 }

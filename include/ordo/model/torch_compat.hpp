@@ -6,6 +6,8 @@
 //   - autocast state: 1.13 has per-device functions (`is_cpu_enabled`, `set_autocast_cpu_dtype`,
 //     `is_enabled` / `get_autocast_gpu_dtype` for CUDA); 2.x takes the device type as an argument
 //     (`is_autocast_enabled(at::kCPU)`) and has dropped the old names.
+//   - an optimizer's per-parameter state: keyed by the text of the TensorImpl's address in 1.13,
+//     by the address itself in 2.x.
 #pragma once
 
 #include <ATen/autocast_mode.h>
@@ -55,6 +57,15 @@ inline void set_autocast_dtype(c10::DeviceType type, c10::ScalarType dtype) {
     at::autocast::set_autocast_gpu_dtype(dtype);
   else
     at::autocast::set_autocast_cpu_dtype(dtype);
+#endif
+}
+
+/// The key of parameter p in torch::optim::Optimizer::state().
+inline auto optimizer_state_key(const torch::Tensor& p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return static_cast<void*>(p.unsafeGetTensorImpl());
+#else
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
 #endif
 }
 

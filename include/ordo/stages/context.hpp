@@ -36,6 +36,9 @@ struct Context {
   /// (train/vocab_loss.hpp; float32 training with a dense head; the last digits differ from the
   /// default, unfused loss). 0: the unfused loss.
   std::int64_t vocab_loss_chunk = 0;
+  /// The training stages' AdamW step as one pass per parameter on the CPU, LibTorch's bits
+  /// (train/fused_adamw.hpp). false: LibTorch's operators (a benchmark's comparison).
+  bool fused_adamw = true;
   std::filesystem::path work_dir;                   // checkpoints of long stages ("" : none)
   /// With work_dir: a training checkpoint at most every so many seconds (0: at the end only),
   /// and whether the end of a training run writes one (a caller that keeps the stage's result

@@ -59,10 +59,14 @@ inline Terms loss_terms(const torch::Tensor& student_logits, const torch::Tensor
   const auto V = std::min(student_logits.size(-1), teacher_logits.size(-1));
   const auto scored = labels.slice(1, 1) != data::ignore_index;  // [B, S-1]
   t.tokens = scored.sum().item<std::int64_t>();
-  t.ce = train::token_cross_entropy_sum(student_logits, labels);
+  // One slice of the student's logits for both terms, and none over a vocabulary the teacher
+  // shares whole: the backward pass then pads one gradient with zeros where it padded three (a
+  // slice's gradient is a zero tensor with the slice copied in), with the same values.
+  const auto shifted = student_logits.slice(1, 0, student_logits.size(1) - 1);
+  t.ce = train::shifted_cross_entropy_sum(shifted, labels);
   // fp32 at least, whatever the logits' dtype (bf16 teachers, mixed precision): softmax over a
   // vocabulary needs the range and the precision.
-  auto s = train::upcast(student_logits.slice(1, 0, student_logits.size(1) - 1).slice(2, 0, V).index({scored}));
+  auto s = train::upcast((V == shifted.size(-1) ? shifted : shifted.slice(2, 0, V)).index({scored}));
   // the teacher may run on another device (--teacher-device): its logits come to the student's
   auto q = teacher_logits.slice(1, 0, teacher_logits.size(1) - 1)
                .slice(2, 0, V)
@@ -113,6 +117,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   options.checkpoint_seconds = context.checkpoint_seconds;
   options.checkpoint_at_end = context.checkpoint_at_end;
   options.group = context.group;
+  options.fused_adamw = context.fused_adamw;
   if (context.train.empty()) throw std::invalid_argument(who + ": Context::train holds no examples to distill on");
 
   const auto n = std::min<std::int64_t>(context.budget.train_samples, static_cast<std::int64_t>(context.train.size()));

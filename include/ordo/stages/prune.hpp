@@ -638,6 +638,7 @@ inline train::TrainOptions recovery_options(const Context& context, const std::s
   o.checkpoint_seconds = context.checkpoint_seconds;
   o.checkpoint_at_end = context.checkpoint_at_end;
   o.group = context.group;
+  o.fused_adamw = context.fused_adamw;
   return o;
 }
 
