@@ -165,7 +165,9 @@ ORDO_NF4_AVX512 inline void params_avx512(float* p, const float* m, const float*
                dec = _mm512_set1_ps(c.decay), ns = _mm512_set1_ps(c.neg_step);
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 rt = root ? _mm512_loadu_ps(root + i) : _mm512_sqrt_ps(_mm512_loadu_ps(v + i));
+    // (zero-masked with every lane on: the same vsqrtps, without GCC 12's spurious warning about
+    // the unmasked form's undefined pass-through vector)
+    const __m512 rt = root ? _mm512_loadu_ps(root + i) : _mm512_maskz_sqrt_ps(0xFFFF, _mm512_loadu_ps(v + i));
     const __m512 d = _mm512_add_ps(Recip ? _mm512_mul_ps(rt, r) : _mm512_div_ps(rt, s), eps);
     const __m512 pd = _mm512_mul_ps(_mm512_loadu_ps(p + i), dec);
     _mm512_storeu_ps(p + i, _mm512_add_ps(pd, _mm512_div_ps(_mm512_mul_ps(ns, _mm512_loadu_ps(m + i)), d)));
