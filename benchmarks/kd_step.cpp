@@ -196,7 +196,8 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         ordo::train::adamw_step(opt, 0.5, fused ? rounding : std::nullopt);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        (fused ? best_fused : best_libtorch) = std::min(fused ? best_fused : best_libtorch, s);
+        double& best = fused ? best_fused : best_libtorch;
+        best = std::min(best, s);
       }
     adamw_seconds = {{"libtorch", best_libtorch},
                      {"fused", rounding ? nlohmann::json(best_fused) : nlohmann::json("no matching rounding")},
