@@ -21,6 +21,7 @@
 // finished scan removes OUT/state/.
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -140,12 +141,16 @@ int main(int argc, char** argv) {
     }
     // A measurement by name: read back when an earlier run made it, else made, kept, and only then
     // announced (a run killed after the line was printed has kept what the line says).
-    auto measured = [&](const std::string& key, auto&& measure, auto&& announce) -> nlohmann::json {
-      if (auto kept = store.measurement(key)) return *kept;
+    auto measured_unless = [&](std::optional<nlohmann::json> kept, const std::string& key, auto&& measure,
+                               auto&& announce) -> nlohmann::json {
+      if (kept) return std::move(*kept);
       nlohmann::json j = measure();
       store.keep_measurement(key, j);
       announce(j);
       return j;
+    };
+    auto measured = [&](const std::string& key, auto&& measure, auto&& announce) -> nlohmann::json {
+      return measured_unless(store.measurement(key), key, measure, announce);
     };
     const auto no_announcement = [](const nlohmann::json&) {};
 
@@ -212,14 +217,18 @@ int main(int argc, char** argv) {
       const auto layer_key = [&](std::size_t l) {
         return "layer-" + std::string(ordo::prune::name(per_layer_kind)) + "-" + std::to_string(l);
       };
+      std::vector<std::optional<nlohmann::json>> kept(L);  // read once, used below
       bool all_kept = true;
-      for (std::size_t l = 0; l < L; ++l) all_kept = all_kept && store.measurement(layer_key(l)).has_value();
+      for (std::size_t l = 0; l < L; ++l) {
+        kept[l] = store.measurement(layer_key(l));
+        all_kept = all_kept && kept[l].has_value();
+      }
       const auto scores = all_kept ? std::vector<ordo::prune::layer_importance>{} : ordo::prune::importance(base.lm(), context, o);
       std::vector<double> values;
       std::vector<std::string> names;
       nlohmann::json per_layer = nlohmann::json::array();
       for (std::size_t l = 0; l < L; ++l) {
-        const double ppl = measured(layer_key(l), [&] {
+        const double ppl = measured_unless(std::move(kept[l]), layer_key(l), [&] {
           std::vector<torch::Tensor> keep;
           std::vector<torch::Tensor> means;
           for (std::size_t i = 0; i < L; ++i) {

@@ -196,6 +196,20 @@ struct memory_store {
     models[id(k)] = m;
   }
   void drop(const ordo::study::prefix_key& k) { models.erase(id(k)); }
+  bool has(const ordo::study::prefix_key& k) const { return models.count(id(k)) > 0; }
+};
+
+// The stage numbers a run prints: "stage 3/7" counts this run's applications against what it
+// will compute (a resumed run leaves out what an earlier one finished or stored).
+struct stage_numbers {
+  std::size_t last = 0, planned = 0, events = 0;
+  bool numbered = true;  // each event's number is one more than the previous one's
+  void on_stage_start(const ordo::stage_event& e) {
+    numbered = numbered && e.sequence == last + 1 && (events == 0 || e.planned == planned);
+    last = e.sequence;
+    planned = e.planned;
+    ++events;
+  }
 };
 
 struct killed {};  // what a kill after the sink's n-th call looks like to the test
@@ -217,11 +231,16 @@ TEST_CASE("a run stopped after any configuration resumes from its store with an 
       };
       recording::model<ordo::dense> base;
       recording::context first_ctx, second_ctx;
-      ordo::detail::no_observer none;
-      CHECK_THROWS_AS(ordo::study::execute(ten, base, first_ctx, sink, {.max_cached_models = bound}, none, store),
+      stage_numbers first, second;
+      CHECK_THROWS_AS(ordo::study::execute(ten, base, first_ctx, sink, {.max_cached_models = bound}, first, store),
                       killed);
+      if (first.events > 0) CHECK(first.planned == ten_plan::schedule(bound).applications);  // none after base
       const auto figures =
-          ordo::study::execute(ten, base, second_ctx, sink, {.max_cached_models = bound}, none, store);
+          ordo::study::execute(ten, base, second_ctx, sink, {.max_cached_models = bound}, second, store);
+      // The resumed run numbers its stages 1..n of the n it computes.
+      CHECK(second.numbered);
+      CHECK(second.last == second.planned);
+      CHECK(second.events == static_cast<std::size_t>(second_ctx.applications));
       CHECK(applied == alone);  // every configuration once, each equal to its pipeline run alone
       CHECK(figures.skipped == static_cast<std::size_t>(stop_after));
       CHECK(figures.pipelines == 10 - static_cast<std::size_t>(stop_after));
@@ -274,12 +293,23 @@ TEST_CASE("store_trained_outputs: one pipeline killed at any stage resumes after
                     killed);
     CHECK(applied.empty());
     CHECK(store.models.size() == (k == 1 ? 0u : 1u));  // never more than one stored model
+    const memory_store store_before_second = store;
     struct {
       std::vector<std::string> names;
       void on_stage_loaded(std::string_view prefix) { names.emplace_back(prefix); }
     } loaded;
     const auto figures =
         ordo::study::execute(one, base, second_ctx, sink, {.store_trained_outputs = true}, loaded, store);
+    {  // the stage numbers of a third run from the same state as the second: 1..n of n
+      memory_store again = store_before_second;
+      stage_numbers numbers;
+      recording::context third_ctx;
+      (void)ordo::study::execute(one, base, third_ctx, [](auto, const auto&) {}, {.store_trained_outputs = true}, numbers,
+                                 again);
+      CHECK(numbers.numbered);
+      CHECK(numbers.last == numbers.planned);
+      CHECK(numbers.events == 3 - stored_before[k]);
+    }
     CHECK(applied == alone);
     CHECK(loaded.names == (k == 1   ? std::vector<std::string>{}
                            : k == 2 ? std::vector<std::string>{"P"}

@@ -76,6 +76,14 @@ if [[ $rc2 -eq 137 ]]; then
 else
   echo "resume_test: run 2 finished before its kill"
 fi
+# The run that finished numbers its stages against what it computed: its last is "stage n/n".
+finisher=$work/run2.log
+[[ $rc2 -eq 137 ]] && finisher=$work/run3.log
+last_stage=$(grep -o 'stage [0-9]*/[0-9]*: [^ ]* done' "$finisher" | tail -1 | grep -o '[0-9]*/[0-9]*' || true)
+if [[ -n $last_stage && ${last_stage%/*} != "${last_stage#*/}" ]]; then
+  cat "$finisher"
+  fail "the resumed run's last stage is numbered $last_stage"
+fi
 [[ ! -e $work/resumed/state && ! -e $work/resumed/cache ]] || fail "the resumed study left state/ or cache/"
 if ! diff <(figures "$work/whole") <(figures "$work/resumed"); then
   fail "the resumed study's figures differ from the uninterrupted run's"

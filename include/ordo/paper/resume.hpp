@@ -298,6 +298,9 @@ class study_store {
       model::save_hf(m, model_dir(k));
   }
 
+  /// Whether an earlier run left the model of prefix `k` (what load() would read).
+  bool has(const prefix_key& k) const { return std::filesystem::exists(model_dir(k) / "config.json"); }
+
   void drop(const prefix_key& k) {
     if (writer() && !options_.keep_cache) std::filesystem::remove_all(model_dir(k));
   }

@@ -29,6 +29,9 @@
 //                                                         //   store.template load<M>(key)
 //   template <class M> void save(const ordo::study::prefix_key&, const M&);
 //   void drop(const ordo::study::prefix_key&);            // the prefix's last use has passed
+//   bool has(const ordo::study::prefix_key&);             // optional: it holds that model (a
+//                                                         //   resumed run's stage count then
+//                                                         //   leaves out what it will load)
 //
 // The results stay those of an uninterrupted run as long as the store gives back the models it
 // was given, bit for bit.
@@ -145,7 +148,9 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   template <class Sink>
   run_figures run(Sink& sink) {
     const auto started = std::chrono::steady_clock::now();
-    planned_ = plan_type::schedule(options_.max_cached_models).applications;
+    planned_ = plan_type::schedule(options_.max_cached_models, start_state(std::make_index_sequence<plan_type::count>{},
+                                                                            std::make_index_sequence<table.size>{}))
+                   .applications;
     run_positions(sink, std::make_index_sequence<plan_type::count>{});
     figures_.elapsed = std::chrono::steady_clock::now() - started;
     return figures_;
@@ -176,6 +181,23 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
     ++figures_.pipelines;
     evict(Pos, std::make_index_sequence<table.size>{});
     ordo::detail::notify_pipeline_end(observer_, event);
+  }
+
+  // What an earlier run left: the pipelines it finished and the models its store holds (known
+  // when the store can say, `bool has(const prefix_key&)`), so that the stage numbers this run
+  // prints count against what it will compute.
+  template <std::size_t... Pos, std::size_t... P>
+  typename plan_type::start_state start_state(std::index_sequence<Pos...>, std::index_sequence<P...>) {
+    typename plan_type::start_state s;
+    ((s.finished[Pos] = store_.finished(
+          pipeline_event{pipeline_name_v<at_t<plan_type::order[Pos], pipelines>>, Pos + 1, plan_type::count})),
+     ...);
+    if constexpr (requires { store_.has(key<0>()); }) {
+      ((s.stored[P] = store_.has(key<P>())), ...);
+      s.store_keeps = true;
+    }
+    s.store_trained_outputs = options_.store_trained_outputs;
+    return s;
   }
 
   template <std::size_t P>

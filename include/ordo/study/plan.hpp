@@ -205,29 +205,54 @@ struct plan {
     return f;
   }();
 
-  /// The executor's schedule with at most `bound` intermediate models cached at once; the
-  /// executor's measured figures equal these.
-  static constexpr schedule_figures schedule(std::size_t bound = unbounded) {
+  /// Where a run starts when an earlier run of the same plan was stopped: the pipelines (by
+  /// position in `order`) it finished, the prefixes (trie nodes) its store holds, and how the
+  /// store behaves (whether it gives back what it is given, and the executor's
+  /// options::store_trained_outputs). The default is a fresh run without a store.
+  struct start_state {
+    std::array<bool, count> finished{};
+    std::array<bool, max_prefixes + 1> stored{};
+    bool store_keeps = false;
+    bool store_trained_outputs = false;
+  };
+
+  /// The executor's schedule with at most `bound` intermediate models cached at once, from
+  /// `start`; the executor's measured figures equal these.
+  static constexpr schedule_figures schedule(std::size_t bound = unbounded, const start_state& start = {}) {
     schedule_figures f{};
     std::array<bool, max_prefixes + 1> cached{};
+    auto stored = start.stored;
     std::size_t held = 0;
+    const auto cache = [&](std::size_t p, std::size_t pos) {
+      if (prefixes.last_use[p] <= pos || held >= bound) return false;
+      cached[p] = true;
+      f.peak_cached = std::max(f.peak_cached, ++held);
+      return true;
+    };
     for (std::size_t pos = 0; pos < count; ++pos) {
       const std::size_t c = order[pos];
-      std::size_t from = lengths[c];  // deepest cached prefix
-      while (from > 0 && !cached[prefixes.index[c][from]]) --from;
-      for (std::size_t d = from + 1; d <= lengths[c]; ++d) {
-        ++f.applications;
-        if (stage_trains[ids[c][d - 1]]) ++f.training_applications;
-        const std::size_t p = prefixes.index[c][d];
-        if (prefixes.last_use[p] > pos && held < bound) {
-          cached[p] = true;
-          f.peak_cached = std::max(f.peak_cached, ++held);
+      if (!start.finished[pos]) {
+        // The deepest prefix held in the cache or in the store; one read from the store is
+        // cached when a later pipeline needs it.
+        std::size_t from = lengths[c];
+        while (from > 0 && !cached[prefixes.index[c][from]] && !stored[prefixes.index[c][from]]) --from;
+        if (from > 0 && !cached[prefixes.index[c][from]]) cache(prefixes.index[c][from], pos);
+        for (std::size_t d = from + 1; d <= lengths[c]; ++d) {
+          const bool trains = stage_trains[ids[c][d - 1]];
+          ++f.applications;
+          if (trains) ++f.training_applications;
+          const std::size_t p = prefixes.index[c][d];
+          if (cache(p, pos) || (trains && start.store_trained_outputs)) stored[p] = start.store_keeps;
+          if (d > 1 && trains && start.store_trained_outputs) {
+            const std::size_t parent = prefixes.index[c][d - 1];
+            if (!cached[parent] && prefixes.last_use[parent] <= pos) stored[parent] = false;
+          }
         }
       }
       for (std::size_t p = 0; p < prefixes.size; ++p)
-        if (cached[p] && prefixes.last_use[p] == pos) {
-          cached[p] = false;
-          --held;
+        if (prefixes.last_use[p] == pos) {
+          if (cached[p]) --held;
+          cached[p] = stored[p] = false;
         }
     }
     return f;
