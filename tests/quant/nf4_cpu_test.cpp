@@ -263,6 +263,19 @@ TEST_CASE("GEMV: y = W x against a double-precision product of the dequantized w
   CHECK_THROWS_AS(nf4::gemv(q, 32, 64, x.data(), y.data()), std::invalid_argument);
 }
 
+TEST_CASE("GEMV prefetching: a whole number of row groups ahead, the least that is at least 2 KiB") {
+  // so that each row's prefetch lands in the row the same stream reads next (cpu_features.hpp)
+  for (std::size_t group : {1u, 288u, 576u, 2047u, 2048u, 4096u, 5504u, 11008u}) {
+    CAPTURE(group);
+    const std::size_t d = nf4::gemv_prefetch_distance(group);
+    CHECK(d % group == 0);
+    CHECK(d >= 2048);
+    CHECK(d < 2048 + group);
+  }
+  CHECK(nf4::gemv_prefetch_distance(0) == 2048);
+  CHECK(nf4::gemv_prefetch_distance(1000, 100) == 1000);
+}
+
 TEST_CASE("GEMV with Gemv::int16: within 1e-4 of the exact product, the same group sums on every path") {
   // Error bound: weights within 0.5/8192 of absmax (|value| <= absmax), activations within
   // 0.5/32767 of their group's largest, so |y - exact| <= sum_k |absmax_k| |x_k| / 16384 +

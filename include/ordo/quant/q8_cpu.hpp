@@ -161,12 +161,14 @@ ORDO_NF4_AVX2 inline __m256 codes8(const std::int8_t* p) {
 ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::int8_t* q, const float* d, std::size_t cols, const float* x,
                                          float* y, std::size_t r0, std::size_t r1) {
   const std::size_t nb = cols / block;
+  const std::size_t ahead = nf4::gemv_prefetch_distance(cols);  // one row of cols bytes per step
   for (std::size_t r = r0; r < r1; ++r) {
     const std::int8_t* row = q + r * cols;
     const float* scale = d + r * nb;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (std::size_t b = 0; b < nb; ++b) {
       const std::int8_t* p = row + b * block;
+      if (b % 2 == 0) nf4::gemv_prefetch(p, ahead);  // each 64-byte line (two blocks), `ahead` bytes early
       const float* xb = x + b * block;
       __m256 s0 = _mm256_mul_ps(codes8(p), _mm256_loadu_ps(xb));
       __m256 s1 = _mm256_mul_ps(codes8(p + 8), _mm256_loadu_ps(xb + 8));

@@ -217,15 +217,19 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const std::uint8_t* w, const float* abs
     planes[k] = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(plane)));
   }
   const std::size_t blocks_per_row = cols / blocksize;
+  const std::size_t ahead = gemv_prefetch_distance(cols / 2);  // one row of cols / 2 bytes per step
   for (std::size_t r = row_begin; r < row_end; ++r) {
     __m256 acc = _mm256_setzero_ps();
     const std::uint8_t* row = w + r * (cols / 2);
     const float* scales = absmax + r * blocks_per_row;
     if (blocksize == 64) {  // the default: a constant length lets the block's loop unroll
-      for (std::size_t b = 0; b < blocks_per_row; ++b)
+      for (std::size_t b = 0; b < blocks_per_row; ++b) {
+        if (b % 2 == 0) gemv_prefetch(row + b * 32, ahead);  // each 64-byte line, `ahead` bytes early
         acc = _mm256_fmadd_ps(block_dot_avx2(row + b * 32, 64, xp + b * 64, planes), _mm256_set1_ps(scales[b]), acc);
+      }
     } else {
       for (std::size_t b = 0; b < blocks_per_row; ++b) {
+        gemv_prefetch_lines(row, b * blocksize / 2, (b + 1) * blocksize / 2, ahead);
         const __m256 dot = block_dot_avx2(row + b * blocksize / 2, blocksize, xp + b * blocksize, planes);
         acc = _mm256_fmadd_ps(dot, _mm256_set1_ps(scales[b]), acc);
       }

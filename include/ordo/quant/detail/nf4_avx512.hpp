@@ -157,6 +157,7 @@ ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float*
                                              std::size_t row_end) {
   const __m512 lut = _mm512_loadu_ps(codebook.data());
   const std::size_t blocks_per_row = cols / blocksize;
+  const std::size_t ahead = gemv_prefetch_distance(cols);  // two rows of cols / 2 bytes per step
   std::size_t r = row_begin;
   // Two rows at a time: each x load serves both rows.
   for (; r + 2 <= row_end; r += 2) {
@@ -169,6 +170,10 @@ ORDO_NF4_AVX512 inline void gemv_rows_avx512(const std::uint8_t* w, const float*
       const std::size_t off = b * blocksize;
       __m512 e0 = _mm512_setzero_ps(), o0 = _mm512_setzero_ps(), e1 = _mm512_setzero_ps(), o1 = _mm512_setzero_ps();
       for (std::size_t i = 0; i < blocksize; i += 32) {
+        if ((off + i) % 128 == 0) {  // each 64-byte line of both rows, `ahead` bytes early
+          gemv_prefetch(row0 + (off + i) / 2, ahead);
+          gemv_prefetch(row1 + (off + i) / 2, ahead);
+        }
         const __m512 xe = _mm512_loadu_ps(xp + off + i), xo = _mm512_loadu_ps(xp + off + i + 16);
         const __m512i v0 =
             _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (off + i) / 2)));

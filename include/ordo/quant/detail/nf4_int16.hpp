@@ -111,6 +111,7 @@ ORDO_NF4_AVX2 inline void gemv_rows_int16_avx2(const std::uint8_t* w, const floa
   const __m128i mask = _mm_set1_epi8(0x0F);
   const std::size_t blocks_per_row = cols / bs, per_block = bs / int16_group;
   const std::int16_t* xq = xa.q.data();
+  const std::size_t ahead = gemv_prefetch_distance(cols / 2);  // one row of cols / 2 bytes per step
   for (std::size_t r = r0; r < r1; ++r) {
     const std::uint8_t* row = w + r * (cols / 2);
     const float* row_absmax = absmax + r * blocks_per_row;
@@ -118,6 +119,7 @@ ORDO_NF4_AVX2 inline void gemv_rows_int16_avx2(const std::uint8_t* w, const floa
     for (std::size_t b = 0, g = 0; b < blocks_per_row; ++b) {
       const float block_scale = row_absmax[b];
       for (std::size_t end = g + per_block; g < end; ++g) {
+        if (g % 4 == 0) gemv_prefetch(row + g * int16_group / 2, ahead);  // each 64-byte line (4 groups)
         const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + g * int16_group / 2));
         const __m128i even = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);  // elements 0, 2, ..., 30
         const __m128i odd = _mm_and_si128(bytes, mask);                      // elements 1, 3, ..., 31
