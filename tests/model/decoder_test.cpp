@@ -299,6 +299,44 @@ TEST_CASE("one-token steps over a long cache on two threads: attention split ove
   at::set_num_threads(threads);
 }
 
+TEST_CASE("one-token attention's value sums: each value summed over the rows in order, bit for bit, on 1 and 2 threads") {
+  // (heads, KV heads, head_dim, cached rows): three query heads per KV head (one pass over V for
+  // all three), seven (passes of 3, 3, 1), one, two; head_dims with and without a tail past
+  // the last 16 values; more rows than one thread's share.
+  const std::int64_t shapes[][4] = {{9, 3, 64, 300}, {6, 2, 40, 260}, {14, 2, 64, 100}, {4, 4, 16, 5},
+                                    {8, 4, 20, 17},  {7, 1, 48, 33},  {2, 1, 8, 1000}};
+  const int threads = at::get_num_threads();
+  for (const auto& shape : shapes) {
+    const std::int64_t heads = shape[0], kv_heads = shape[1], D = shape[2], S = shape[3], capacity = S + 7;
+    CAPTURE(heads);
+    CAPTURE(D);
+    CAPTURE(S);
+    torch::manual_seed(heads * 1000 + S);
+    const auto probs = torch::softmax(torch::randn({heads, S}), -1);
+    const auto values = torch::randn({kv_heads, capacity, D});
+    const float* pp = probs.data_ptr<float>();
+    const float* vp = values.data_ptr<float>();
+    auto want = torch::empty({heads, D});
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t d = 0; d < D; ++d) {
+        const float* v = vp + (h / (heads / kv_heads)) * capacity * D + d;
+        float acc = 0.0f;
+        for (std::int64_t s = 0; s < S; ++s) {
+          const float product = pp[h * S + s] * v[s * D];
+          acc = acc + product;
+        }
+        want[h][d] = acc;
+      }
+    for (int t : {1, 2}) {
+      at::set_num_threads(t);
+      auto out = torch::zeros({heads, D});
+      ordo::model::detail::attention_value_sums(pp, vp, capacity, S, heads, kv_heads, D, out.data_ptr<float>());
+      CHECK(torch::equal(out, want));
+    }
+  }
+  at::set_num_threads(threads);
+}
+
 TEST_CASE("q8_weight: rows that are not whole Q8_0 blocks hold no Q8_0 values, and of() refuses them") {
   const auto w = torch::randn({4, 48});
   CHECK_FALSE(ordo::model::q8_weight::of_if_same_values(w));

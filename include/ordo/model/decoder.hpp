@@ -26,6 +26,7 @@
 #include <sstream>    // std::ostringstream
 #include <stdexcept>  // std::invalid_argument
 #include <string>     // std::string
+#include <type_traits>  // std::integral_constant
 #include <vector>     // std::vector
 
 #include <torch/torch.h>
@@ -154,6 +155,82 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   };
   for (std::int64_t c = 0; c < chunks; ++c) run(c);
   return out.view({B, T, H * D});
+}
+
+
+/// The value sums of one-token attention: out[h][d] = sum over s = 0..S-1, in that order, of
+/// probs[h][s] * V[s][d], V the rows of query head h's KV head (h / (heads / kv_heads)) in
+/// `values` (capacity rows of D per KV head). Each sum starts from zero and adds one row at a
+/// time in fp32, a product then a sum, whatever the split below: the same values on any thread
+/// count. A unit of work is a KV head, up to three of its query heads and 16 of the D values: it
+/// reads its rows of V once for all its heads (so V is read once per three query heads, not once
+/// per head: SmolLM2 has three per KV head) with the sums in registers; the D % 16 values left
+/// are summed through `out`, which must hold zeros.
+inline void attention_value_sums(const float* probs, const float* values, std::int64_t capacity, std::int64_t S,
+                                 std::int64_t heads, std::int64_t kv_heads, std::int64_t D, float* out) {
+  using f4 = float __attribute__((vector_size(16)));  // 4-float vectors (SSE, the x86-64 baseline)
+  const auto load = [](f4& v, const float* p) { std::memcpy(&v, p, sizeof v); };
+  const std::int64_t groups = heads / kv_heads, batches = (groups + 2) / 3, full = D / 16;
+  const std::int64_t chunks = full + (D % 16 != 0 ? 1 : 0);
+  // Sixteen values of up to three heads over all rows: named accumulators (GCC keeps arrays of
+  // them in memory), one row's 16 values loaded once for every head.
+  const auto sixteen = [&](auto heads_here, const float* V, std::int64_t d0, std::int64_t h0) {
+    constexpr int n = decltype(heads_here)::value;  // 1, 2 or 3
+    const float* p0 = probs + h0 * S;
+    const float* p1 = n > 1 ? p0 + S : p0;
+    const float* p2 = n > 2 ? p0 + 2 * S : p0;
+    f4 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {}, c0 = {}, c1 = {}, c2 = {}, c3 = {}, x;
+    for (std::int64_t s = 0; s < S; ++s) {
+      const float* v = V + s * D + d0;
+      const float q0 = p0[s], q1 = p1[s], q2 = p2[s];
+      load(x, v), a0 += q0 * x;
+      if constexpr (n > 1) b0 += q1 * x;
+      if constexpr (n > 2) c0 += q2 * x;
+      load(x, v + 4), a1 += q0 * x;
+      if constexpr (n > 1) b1 += q1 * x;
+      if constexpr (n > 2) c1 += q2 * x;
+      load(x, v + 8), a2 += q0 * x;
+      if constexpr (n > 1) b2 += q1 * x;
+      if constexpr (n > 2) c2 += q2 * x;
+      load(x, v + 12), a3 += q0 * x;
+      if constexpr (n > 1) b3 += q1 * x;
+      if constexpr (n > 2) c3 += q2 * x;
+    }
+    const f4 sums[3][4] = {{a0, a1, a2, a3}, {b0, b1, b2, b3}, {c0, c1, c2, c3}};
+    for (int j = 0; j < n; ++j) std::memcpy(out + (h0 + j) * D + d0, sums[j], sizeof sums[j]);
+  };
+  constexpr std::int64_t work_per_thread = 1 << 15;  // multiply-adds; threads start at ~32 K each
+  const std::int64_t units = kv_heads * batches * chunks;
+  at::parallel_for(0, units, std::max<std::int64_t>(1, work_per_thread / (S * 16 * std::min<std::int64_t>(groups, 3))),
+                   [&](std::int64_t u0, std::int64_t u1) {
+    for (std::int64_t u = u0; u < u1; ++u) {
+      const std::int64_t g = u / (batches * chunks), b = u / chunks % batches, c = u % chunks;
+      const std::int64_t h0 = g * groups + 3 * b, n = std::min<std::int64_t>(3, groups - 3 * b);
+      const float* V = values + g * capacity * D;
+      if (c < full) {
+        if (n == 3) sixteen(std::integral_constant<int, 3>{}, V, 16 * c, h0);
+        else if (n == 2) sixteen(std::integral_constant<int, 2>{}, V, 16 * c, h0);
+        else sixteen(std::integral_constant<int, 1>{}, V, 16 * c, h0);
+        continue;
+      }
+      for (std::int64_t h = h0; h < h0 + n; ++h) {  // the last D % 16 values, through `out`
+        const float* ph = probs + h * S;
+        float* o = out + h * D;
+        for (std::int64_t s = 0; s < S; ++s) {
+          const float p = ph[s];
+          const float* v = V + s * D;
+          std::int64_t d = 16 * full;
+          for (; d + 4 <= D; d += 4) {
+            f4 acc, x;
+            load(acc, o + d), load(x, v + d);
+            acc += p * x;
+            std::memcpy(o + d, &acc, sizeof acc);
+          }
+          for (; d < D; ++d) o[d] += p * v[d];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace detail
@@ -855,11 +932,8 @@ class CausalLMImpl : public torch::nn::Module {
   /// Attention of one query position: for each KV head g, its `groups` query heads q [heads, D]
   /// score the S cached keys (scale * q.k), softmax over them, and sum the values: out [heads, D].
   /// Keys and values are rows of the stores (capacity rows per KV head). The products run on
-  /// 4-float vectors; the softmax is LibTorch's. The threads split the scores by (KV head, key)
-  /// and the sums by query head (by KV head alone, 3 heads on 2 threads left one thread a third
-  /// of the work idle), and the sums keep 32 values in registers over all rows instead of
-  /// reading and writing `out` for each row: 1.2x (scores) and 1.6-1.9x (sums) faster at 64 to
-  /// 1600 cached positions, each value computed in the same order as before.
+  /// 4-float vectors; the softmax is LibTorch's. The threads split the scores by (KV head, key);
+  /// the sums are detail::attention_value_sums (each value summed over the rows in order).
   static torch::Tensor attend_one(const float* q, const float* keys, const float* values, std::int64_t capacity,
                                   std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t D,
                                   float scale) {
@@ -896,47 +970,7 @@ class CausalLMImpl : public torch::nn::Module {
       }
     });
     const auto probs = torch::softmax(scores, -1);
-    const float* pp = probs.data_ptr<float>();
-    at::parallel_for(0, heads, std::max<std::int64_t>(1, work_per_thread / (S * D)), [&](std::int64_t h0, std::int64_t h1) {
-      for (std::int64_t h = h0; h < h1; ++h) {
-        const float* V = values + (h / groups) * capacity * D;
-        const float* ph = pp + h * S;
-        float* o = op + h * D;
-        // 32 of the D values at a time in eight 4-float registers over all S rows; the rest
-        // accumulated in `out`. Each value is summed over the rows in order either way.
-        std::int64_t d0 = 0;
-        for (; d0 + 32 <= D; d0 += 32) {
-          // Named, not an array: GCC keeps an array of eight in memory (1.2x slower here).
-          f4 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {}, x;
-          for (std::int64_t s = 0; s < S; ++s) {
-            const float p = ph[s];
-            const float* v = V + s * D + d0;
-            load(x, v), a0 += p * x;
-            load(x, v + 4), a1 += p * x;
-            load(x, v + 8), a2 += p * x;
-            load(x, v + 12), a3 += p * x;
-            load(x, v + 16), a4 += p * x;
-            load(x, v + 20), a5 += p * x;
-            load(x, v + 24), a6 += p * x;
-            load(x, v + 28), a7 += p * x;
-          }
-          const f4 a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-          std::memcpy(o + d0, a, sizeof a);
-        }
-        for (std::int64_t s = 0; d0 < D && s < S; ++s) {
-          const float p = ph[s];
-          const float* v = V + s * D;
-          std::int64_t d = d0;
-          for (; d + 4 <= D; d += 4) {
-            f4 acc, x;
-            load(acc, o + d), load(x, v + d);
-            acc += p * x;
-            std::memcpy(o + d, &acc, sizeof acc);
-          }
-          for (; d < D; ++d) o[d] += p * v[d];
-        }
-      }
-    });
+    detail::attention_value_sums(probs.data_ptr<float>(), values, capacity, S, heads, kv_heads, D, op);
     return out.view({heads * D});
   }
 
