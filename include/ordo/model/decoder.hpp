@@ -157,7 +157,6 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
   return out.view({B, T, H * D});
 }
 
-
 /// The value sums of one-token attention: out[h][d] = sum over s = 0..S-1, in that order, of
 /// probs[h][s] * V[s][d], V the rows of query head h's KV head (h / (heads / kv_heads)) in
 /// `values` (capacity rows of D per KV head). Each sum starts from zero and adds one row at a
