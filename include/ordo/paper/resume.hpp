@@ -267,7 +267,7 @@ class study_store {
   template <class M>
   std::optional<M> load(const prefix_key& k) {
     const auto dir = model_dir(k);
-    bool stored = writer() && std::filesystem::exists(dir / "config.json");
+    bool stored = writer() && has(k);
     if (options_.group)  // rank 0 decides; the others read the same directory
       stored = options_.group->all_reduce_sum(std::vector<double>{stored ? 1.0 : 0.0})[0] > 0;
     if (!stored) return std::nullopt;
