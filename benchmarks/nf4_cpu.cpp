@@ -32,6 +32,7 @@
 #include <vector>
 
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <sstream>
 
@@ -143,6 +144,14 @@ struct Figure {
   double seconds_median, seconds_best, bytes;
   double gbps() const { return bytes / seconds_median / 1e9; }
 };
+
+/// n default-initialized values aligned to 64 bytes.
+template <class T>
+std::unique_ptr<T[], void (*)(T*)> aligned_buffer(std::size_t n) {
+  void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  return {static_cast<T*>(p), [](T* q) { std::free(q); }};
+}
 
 void print_figure(const char* name, const Figure& f, bool last = false) {
   std::printf("      \"%s\": {\"seconds_median\": %.6g, \"seconds_best\": %.6g, \"bytes\": %.0f, \"gbps\": %.3f}%s\n",
@@ -348,16 +357,26 @@ int main(int argc, char** argv) {
     // dequantize to fp32 and to bf16
     const double d32_bytes = packed + 4.0 * blocks + 4.0 * n;
     const std::size_t d_copies = std::min(q_copies, copies_for(static_cast<std::size_t>(d32_bytes), args.working_set));
-    std::vector<float> out32(n);
-    std::vector<nf4::bf16> out16(n);
+    // Outputs aligned to 64 bytes, as LibTorch's tensors are: dequantize_blocks streams its stores
+    // into an aligned output at least the size of the last-level cache (nf4::Stores).
+    const auto out32 = aligned_buffer<float>(n);
+    const auto out16 = aligned_buffer<nf4::bf16>(n);
     const auto [d32_med, d32_best] = time_per_copy(args.repeat, d_copies, [&](std::size_t c) {
-      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out32.data(), opt);
+      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out32.get(), opt);
     });
     const auto [d16_med, d16_best] = time_per_copy(args.repeat, d_copies, [&](std::size_t c) {
-      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out16.data(), opt);
+      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out16.get(), opt);
+    });
+    nf4::Options cached = opt;  // the same with regular stores, whatever the size
+    cached.stores = nf4::Stores::cached;
+    const auto [dc_med, dc_best] = time_per_copy(args.repeat, d_copies, [&](std::size_t c) {
+      nf4::dequantize_blocks(q_out[c].data(), q_absmax[c].data(), n, out32.get(), cached);
     });
     const Figure deq32{d32_med, d32_best, d32_bytes};
+    const Figure deq32_cached{dc_med, dc_best, d32_bytes};
     const Figure deq16{d16_med, d16_best, packed + 4.0 * blocks + 2.0 * n};
+    const bool deq32_streamed =
+        nf4::resolve_isa(opt.isa) != nf4::Isa::portable && n * sizeof(float) >= nf4::streaming_store_bytes();
 
     // GEMV on packed weights: enough copies of the packed matrix to exceed the working set
     const double g_bytes = packed + 4.0 * blocks + 4.0 * cols + 4.0 * rows;
@@ -481,6 +500,8 @@ int main(int argc, char** argv) {
         rows, cols, q_copies, d_copies, g_copies, f_copies);
     print_figure("quantize_f32", quantize);
     print_figure("dequantize_f32", deq32);
+    print_figure("dequantize_f32_cached_stores", deq32_cached);
+    std::printf("      \"dequantize_streams\": %s,\n", deq32_streamed ? "true" : "false");
     print_figure("dequantize_bf16", deq16);
     print_figure("gemv_nf4", gemv);
     print_figure("gemv_nf4_int16", gemv16);

@@ -77,17 +77,29 @@ void check_quantize_paths(const std::vector<float>& values, std::size_t bs, nf4:
       CHECK(packed == want_packed);
       CHECK(same_bits(absmax, want_absmax));
 
-      // dequantize: code value times absmax, in fp32, then rounded to the output type
-      std::vector<T> y(x.size());
-      nf4::dequantize_blocks(packed.data(), absmax.data(), x.size(), y.data(), opt);
-      unsigned bad = 0;
-      for (std::size_t i = 0; i < x.size(); ++i) {
-        const std::uint8_t b = packed[i / 2];
-        const float v = nf4::codebook[i % 2 ? b & 15 : b >> 4] * absmax[i / bs];
-        const T want = ordo::quant::from_float<T>(v);
-        if (std::memcmp(&want, &y[i], sizeof(T)) != 0) ++bad;
+      // dequantize: code value times absmax, in fp32, then rounded to the output type; the same
+      // with every kind of store, into an output aligned to 64 bytes (streaming stores possible)
+      // and into one an element past it (regular stores whatever was asked)
+      for (nf4::Stores stores : {nf4::Stores::automatic, nf4::Stores::cached, nf4::Stores::streaming}) {
+        for (std::size_t shift : {std::size_t{0}, std::size_t{1}}) {
+          CAPTURE(static_cast<int>(stores));
+          CAPTURE(shift);
+          std::vector<T> buffer(x.size() + 64 / sizeof(T) + 1);
+          const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+          T* y = buffer.data() + (64 - address % 64) % 64 / sizeof(T) + shift;
+          nf4::Options dequantize_opt = opt;
+          dequantize_opt.stores = stores;
+          nf4::dequantize_blocks(packed.data(), absmax.data(), x.size(), y, dequantize_opt);
+          unsigned bad = 0;
+          for (std::size_t i = 0; i < x.size(); ++i) {
+            const std::uint8_t b = packed[i / 2];
+            const float v = nf4::codebook[i % 2 ? b & 15 : b >> 4] * absmax[i / bs];
+            const T want = ordo::quant::from_float<T>(v);
+            if (std::memcmp(&want, &y[i], sizeof(T)) != 0) ++bad;
+          }
+          CHECK(bad == 0);
+        }
       }
-      CHECK(bad == 0);
     }
   }
 }
@@ -106,6 +118,11 @@ TEST_CASE("quantize and dequantize: every path equals the rule, for every blocks
       check_quantize_paths<f16>(v, bs, nf4::ZeroBlocks::zero_code);
     }
   }
+}
+
+TEST_CASE("streaming stores start at the size of the largest cache, at least 1 MiB") {
+  CHECK(nf4::streaming_store_bytes() >= (std::size_t{1} << 20));
+  CHECK(nf4::streaming_store_bytes() == nf4::streaming_store_bytes());
 }
 
 TEST_CASE("all-zero blocks: code 7 (0x77) by default, code 0 (0x00) with ZeroBlocks::cuda; both dequantize to 0") {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstddef>    // std::size_t
+#include <cstdio>     // std::fopen, std::fscanf: the cache size from sysfs
+#include <string>     // std::to_string
 #include <cstdint>    // std::uintptr_t
 #include <stdexcept>  // std::runtime_error
 #include <vector>     // std::vector
@@ -100,6 +102,33 @@ inline void gemv_prefetch(const void* p, std::size_t ahead) noexcept {
 /// when the row starts on a line; one line early or late at most otherwise).
 inline void gemv_prefetch_lines(const void* row, std::size_t from, std::size_t to, std::size_t ahead) noexcept {
   for (std::size_t o = (from + 63) / 64 * 64; o < to; o += 64) gemv_prefetch(static_cast<const unsigned char*>(row) + o, ahead);
+}
+
+/// Outputs at least this large are written with non-temporal stores by the kernels that fill a
+/// whole buffer once (nf4::dequantize_blocks with Stores::automatic): the size of the largest
+/// cache that CPU 0 shares (Linux's /sys/devices/system/cpu/cpu0/cache; glibc's sysconf reported
+/// 320 MiB for a 32 MiB L3 in a virtual machine), else 32 MiB. A smaller output stays in the cache
+/// for the code that reads it next; a larger one cannot, and a regular store would read every
+/// line before writing it.
+inline std::size_t streaming_store_bytes() noexcept {
+  static const std::size_t bytes = [] {
+    std::size_t largest = 0;
+    for (int index = 0; index < 8; ++index) {
+      const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+      std::FILE* f = std::fopen((dir + "/size").c_str(), "r");
+      if (!f) break;
+      unsigned long long size = 0;
+      char unit = 0;
+      const int got = std::fscanf(f, "%llu%c", &size, &unit);
+      std::fclose(f);
+      if (got < 1) continue;
+      if (got == 2 && (unit == 'K' || unit == 'k')) size <<= 10;
+      else if (got == 2 && (unit == 'M' || unit == 'm')) size <<= 20;
+      if (size > largest) largest = static_cast<std::size_t>(size);
+    }
+    return largest >= (std::size_t{1} << 20) ? largest : std::size_t{32} << 20;
+  }();
+  return bytes;
 }
 
 }  // namespace ordo::quant::nf4

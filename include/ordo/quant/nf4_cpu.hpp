@@ -12,15 +12,16 @@
 //   ordo::quant::nf4::gemv(q, rows, cols, x.data(), y.data());           // y = W x
 //   ordo::quant::nf4::gemv_shared(parts, cols, x.data());                 // y_i = W_i x, one loop
 //
-// The pieces: cpu_features.hpp (Isa, cpu_has_avx2, cpu_has_avx512, resolve_isa),
-// detail/parallel.hpp (parallel_for), detail/nf4_portable.hpp, detail/nf4_avx2.hpp and
-// detail/nf4_avx512.hpp (the block kernels of each path); this header is the API.
+// The pieces: cpu_features.hpp (Isa, cpu_has_avx2, cpu_has_avx512, resolve_isa,
+// streaming_store_bytes), detail/parallel.hpp (parallel_for), detail/nf4_portable.hpp,
+// detail/nf4_avx2.hpp and detail/nf4_avx512.hpp (the block kernels of each path); this header
+// is the API.
 #pragma once
 
 #include <algorithm>    // std::min, std::max
 #include <cmath>        // std::fabs
 #include <cstddef>      // std::size_t
-#include <cstdint>      // std::uint8_t
+#include <cstdint>      // std::uint8_t, std::uintptr_t
 #include <functional>   // std::function, std::cref
 #include <span>         // std::span
 #include <stdexcept>    // std::invalid_argument
@@ -29,7 +30,7 @@
 #include <utility>      // std::move
 #include <vector>       // std::vector
 
-#include <ordo/quant/cpu_features.hpp>         // Isa, resolve_isa, cpu_has_avx2, cpu_has_avx512, ORDO_NF4_HAVE_X86
+#include <ordo/quant/cpu_features.hpp>         // Isa, resolve_isa, cpu_has_*, streaming_store_bytes, ORDO_NF4_HAVE_X86
 #include <ordo/quant/detail/nf4_avx2.hpp>      // *_avx2 block kernels, gemv_x_order_avx2, gemv_rows_avx2
 #include <ordo/quant/detail/nf4_avx512.hpp>    // *_avx512 block kernels, gemv_x_order_avx512, gemv_rows_avx512
 #include <ordo/quant/detail/nf4_int16.hpp>     // the opt-in int16 GEMV (Gemv::int16)
@@ -56,6 +57,14 @@ using range_runner = std::function<void(std::size_t count, std::size_t grain,
 /// the exact path.
 enum class Gemv { exact, int16 };
 
+/// How dequantize_blocks writes its output. `automatic`: non-temporal (streaming) stores when the
+/// output is at least the last-level cache (streaming_store_bytes()) and 64-byte aligned, else
+/// regular ones. A regular store first reads each line it writes (write-allocate), a third of
+/// the memory traffic of a dequantize whose output does not fit the cache; an output that does
+/// fit stays there for whoever reads it next (the row tiles of a matmul). `cached` and
+/// `streaming` force one kind (streaming still needs the alignment). The values are the same.
+enum class Stores { automatic, cached, streaming };
+
 struct Options {
   std::size_t blocksize = 64;  ///< 32, 64, 128, 256, 512, 1024, 2048 or 4096
   ZeroBlocks zero_blocks = ZeroBlocks::zero_code;
@@ -65,6 +74,7 @@ struct Options {
   /// per call (which costs tens of microseconds: too much for the small GEMVs of batch-1 decoding).
   range_runner runner = nullptr;
   Gemv gemv = Gemv::exact;  ///< gemv's arithmetic
+  Stores stores = Stores::automatic;  ///< dequantize_blocks' stores
 };
 
 namespace detail {
@@ -140,23 +150,35 @@ void dequantize_blocks(const std::uint8_t* packed, const float* absmax, std::siz
   detail::check_blocksize(opt.blocksize, "ordo::quant::nf4::dequantize_blocks");
   const std::size_t bs = opt.blocksize;
   const Isa isa = resolve_isa(opt.isa);
+  const bool aligned = reinterpret_cast<std::uintptr_t>(y) % 64 == 0;
+  const bool stream = aligned && (opt.stores == Stores::streaming ||
+                                  (opt.stores == Stores::automatic && n * sizeof(Out) >= streaming_store_bytes()));
   detail::parallel_for(block_count(n, bs), std::max<std::size_t>(1, detail::elements_per_thread / bs), opt,
                        [&](std::size_t b0, std::size_t b1) {
                          for (std::size_t b = b0; b < b1; ++b) {
                            const std::size_t begin = b * bs, len = std::min(bs, n - begin);
 #if ORDO_NF4_HAVE_X86
                            if (isa == Isa::avx512) {
-                             detail::dequantize_block_avx512(packed + begin / 2, len, absmax[b], y + begin);
+                             if (stream)
+                               detail::dequantize_block_avx512<true>(packed + begin / 2, len, absmax[b], y + begin);
+                             else
+                               detail::dequantize_block_avx512<false>(packed + begin / 2, len, absmax[b], y + begin);
                              continue;
                            }
                            if (isa == Isa::avx2) {
-                             detail::dequantize_block_avx2(packed + begin / 2, len, absmax[b], y + begin);
+                             if (stream)
+                               detail::dequantize_block_avx2<true>(packed + begin / 2, len, absmax[b], y + begin);
+                             else
+                               detail::dequantize_block_avx2<false>(packed + begin / 2, len, absmax[b], y + begin);
                              continue;
                            }
 #endif
                            (void)isa;
                            detail::dequantize_block_portable(packed + begin / 2, len, absmax[b], y + begin);
                          }
+#if ORDO_NF4_HAVE_X86
+                         if (stream) _mm_sfence();  // this thread's streaming stores before the join
+#endif
                        });
 }
 

@@ -120,11 +120,15 @@ ORDO_NF4_AVX2 inline void unpack32(const std::uint8_t* p, __m128i& first, __m128
 }
 
 /// Stores 8 floats as Out: as is, or rounded to bf16/f16 exactly as quant::to_bf16/to_f16 do
-/// (nearest even, canonical NaN), so every path writes the same bits.
-template <class Out>
+/// (nearest even, canonical NaN), so every path writes the same bits. Stream: a non-temporal
+/// store, y aligned to its size (32 bytes for float, 16 for bf16/f16).
+template <bool Stream = false, class Out>
 ORDO_NF4_AVX2 inline void store8(Out* y, __m256 v) {
   if constexpr (std::is_same_v<Out, float>) {
-    _mm256_storeu_ps(y, v);
+    if constexpr (Stream)
+      _mm256_stream_ps(y, v);
+    else
+      _mm256_storeu_ps(y, v);
   } else {
     const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
     const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(nan)),
@@ -141,11 +145,15 @@ ORDO_NF4_AVX2 inline void store8(Out* y, __m256 v) {
       h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       h = _mm_blendv_epi8(h, _mm_set1_epi16(0x7E00), nan16);
     }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), h);
+    if constexpr (Stream)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(y), h);
+    else
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y), h);
   }
 }
 
-template <class Out>
+/// One block; Stream: non-temporal stores (y 64-byte aligned; the caller fences).
+template <bool Stream, class Out>
 ORDO_NF4_AVX2 void dequantize_block_avx2(const std::uint8_t* packed, std::size_t len, float absmax, Out* y) {
   const __m256 lut_lo = _mm256_loadu_ps(codebook.data());
   const __m256 lut_hi = _mm256_loadu_ps(codebook.data() + 8);
@@ -158,10 +166,10 @@ ORDO_NF4_AVX2 void dequantize_block_avx2(const std::uint8_t* packed, std::size_t
     const __m256 v1 = _mm256_mul_ps(lookup8(_mm_srli_si128(first, 8), lut_lo, lut_hi), s);
     const __m256 v2 = _mm256_mul_ps(lookup8(second, lut_lo, lut_hi), s);
     const __m256 v3 = _mm256_mul_ps(lookup8(_mm_srli_si128(second, 8), lut_lo, lut_hi), s);
-    store8(y + i, v0);
-    store8(y + i + 8, v1);
-    store8(y + i + 16, v2);
-    store8(y + i + 24, v3);
+    store8<Stream>(y + i, v0);
+    store8<Stream>(y + i + 8, v1);
+    store8<Stream>(y + i + 16, v2);
+    store8<Stream>(y + i + 24, v3);
   }
   dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
 }

@@ -96,11 +96,15 @@ ORDO_NF4_AVX512 void quantize_block_avx512(const T* x, std::size_t len, bool par
   quantize_pairs_avx512(x, len, block_scale(m, zb), out);
 }
 
-/// Stores 16 floats as Out, with the same bits as quant::to_bf16/to_f16 (see store8).
-template <class Out>
+/// Stores 16 floats as Out, with the same bits as quant::to_bf16/to_f16 (see store8); Stream:
+/// a non-temporal store, y aligned to its size (64 bytes for float, 32 for bf16/f16).
+template <bool Stream = false, class Out>
 ORDO_NF4_AVX512 inline void store16(Out* y, __m512 v) {
   if constexpr (std::is_same_v<Out, float>) {
-    _mm512_storeu_ps(y, v);
+    if constexpr (Stream)
+      _mm512_stream_ps(y, v);
+    else
+      _mm512_storeu_ps(y, v);
   } else {
     const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
     __m256i h;
@@ -116,11 +120,15 @@ ORDO_NF4_AVX512 inline void store16(Out* y, __m512 v) {
       const __m512i wide = _mm512_mask_mov_epi32(_mm512_cvtepu16_epi32(converted), nan, _mm512_set1_epi32(0x7E00));
       h = _mm512_cvtepi32_epi16(wide);
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), h);
+    if constexpr (Stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(y), h);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), h);
   }
 }
 
-template <class Out>
+/// One block; Stream: non-temporal stores (y 64-byte aligned; the caller fences).
+template <bool Stream, class Out>
 ORDO_NF4_AVX512 void dequantize_block_avx512(const std::uint8_t* packed, std::size_t len, float absmax, Out* y) {
   const __m512 lut = _mm512_loadu_ps(codebook.data());
   const __m512 s = _mm512_set1_ps(absmax);
@@ -130,8 +138,8 @@ ORDO_NF4_AVX512 void dequantize_block_avx512(const std::uint8_t* packed, std::si
     unpack32(packed + i / 2, first, second);
     const __m512 v0 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(first), lut), s);
     const __m512 v1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(second), lut), s);
-    store16(y + i, v0);
-    store16(y + i + 16, v1);
+    store16<Stream>(y + i, v0);
+    store16<Stream>(y + i + 16, v1);
   }
   dequantize_block_portable(packed + i / 2, len - i, absmax, y + i);
 }
