@@ -120,9 +120,23 @@ TEST_CASE("quantize and dequantize: every path equals the rule, for every blocks
   }
 }
 
-TEST_CASE("streaming stores start at the size of the largest cache, at least 1 MiB") {
-  CHECK(nf4::streaming_store_bytes() >= (std::size_t{1} << 20));
-  CHECK(nf4::streaming_store_bytes() == nf4::streaming_store_bytes());
+TEST_CASE("streaming stores: from the size of the largest cache on, the same values as regular stores") {
+  const std::size_t threshold = nf4::streaming_store_bytes();
+  CHECK(threshold >= (std::size_t{1} << 20));
+  // an fp32 output one block past the threshold, 64-byte aligned: Stores::automatic streams it
+  const std::size_t n = (threshold / sizeof(float) / 64 + 1) * 64;
+  const std::vector<float> x = normal_values(n, 0.5f, 17u);
+  nf4::Options opt{.blocksize = 64, .threads = 2};
+  std::vector<std::uint8_t> packed(nf4::packed_bytes(n));
+  std::vector<float> absmax(nf4::block_count(n, 64));
+  nf4::quantize_blocks(x.data(), n, packed.data(), absmax.data(), opt);
+  std::vector<float> streamed_buffer(n + 16), cached(n);
+  const auto address = reinterpret_cast<std::uintptr_t>(streamed_buffer.data());
+  float* streamed = streamed_buffer.data() + (64 - address % 64) % 64 / sizeof(float);
+  nf4::dequantize_blocks(packed.data(), absmax.data(), n, streamed, opt);
+  opt.stores = nf4::Stores::cached;
+  nf4::dequantize_blocks(packed.data(), absmax.data(), n, cached.data(), opt);
+  CHECK(std::memcmp(streamed, cached.data(), n * sizeof(float)) == 0);
 }
 
 TEST_CASE("all-zero blocks: code 7 (0x77) by default, code 0 (0x00) with ZeroBlocks::cuda; both dequantize to 0") {
