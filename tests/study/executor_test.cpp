@@ -201,13 +201,17 @@ struct memory_store {
 
 // The stage numbers a run prints: "stage 3/7" counts this run's applications against what it
 // will compute (a resumed run leaves out what an earlier one finished or stored).
+// The same for the applications that train (what the study's time estimate counts).
 struct stage_numbers {
-  std::size_t last = 0, planned = 0, events = 0;
+  std::size_t last = 0, planned = 0, events = 0, trained = 0, planned_training = 0;
   bool numbered = true;  // each event's number is one more than the previous one's
   void on_stage_start(const ordo::stage_event& e) {
     numbered = numbered && e.sequence == last + 1 && (events == 0 || e.planned == planned);
+    if (e.trains) ++trained;
+    numbered = numbered && e.training_sequence == trained && (events == 0 || e.planned_training == planned_training);
     last = e.sequence;
     planned = e.planned;
+    planned_training = e.planned_training;
     ++events;
   }
 };
@@ -234,12 +238,16 @@ TEST_CASE("a run stopped after any configuration resumes from its store with an 
       stage_numbers first, second;
       CHECK_THROWS_AS(ordo::study::execute(ten, base, first_ctx, sink, {.max_cached_models = bound}, first, store),
                       killed);
-      if (first.events > 0) CHECK(first.planned == ten_plan::schedule(bound).applications);  // none after base
+      if (first.events > 0) {  // none after base
+        CHECK(first.planned == ten_plan::schedule(bound).applications);
+        CHECK(first.planned_training == ten_plan::schedule(bound).training_applications);
+      }
       const auto figures =
           ordo::study::execute(ten, base, second_ctx, sink, {.max_cached_models = bound}, second, store);
       // The resumed run numbers its stages 1..n of the n it computes.
       CHECK(second.numbered);
       CHECK(second.last == second.planned);
+      CHECK(second.trained == second.planned_training);
       CHECK(second.events == static_cast<std::size_t>(second_ctx.applications));
       CHECK(applied == alone);  // every configuration once, each equal to its pipeline run alone
       CHECK(figures.skipped == static_cast<std::size_t>(stop_after));
@@ -308,6 +316,7 @@ TEST_CASE("store_trained_outputs: one pipeline killed at any stage resumes after
                                  again);
       CHECK(numbers.numbered);
       CHECK(numbers.last == numbers.planned);
+      CHECK(numbers.trained == numbers.planned_training);
       CHECK(numbers.events == 3 - stored_before[k]);
     }
     CHECK(applied == alone);
@@ -338,4 +347,35 @@ TEST_CASE("store_trained_outputs keeps the ten configurations' results and leave
     CHECK(applied == alone);
     CHECK(store.models.empty());
   }
+}
+
+TEST_CASE("remaining_time: what is left, from the mean training stage and the mean rest of a configuration") {
+  ordo::study::remaining_time left(10);  // ten configurations, eight stage applications that train
+  left.plan_training(8);
+  left.configuration_started();  // the first: nothing measured yet
+  CHECK_FALSE(left.at_configuration_start(5.0).has_value());
+  left.trained(20.0);
+  left.configuration_started();  // the second, 65 s in: one configuration done, one training stage
+  const auto first = left.at_configuration_start(65.0);
+  REQUIRE(first.has_value());
+  // 7 training stages x 20 s, and 9 configurations x (65 - 20) / 1 s
+  CHECK(*first == doctest::Approx(7 * 20.0 + 9 * 45.0));
+  left.trained(30.0);
+  left.configuration_started();  // the third, 125 s in: training means 25 s, the rest (125 - 50) / 2
+  CHECK(*left.at_configuration_start(125.0) == doctest::Approx(6 * 25.0 + 8 * 37.5));
+  // nothing is negative when the run does more than it planned
+  ordo::study::remaining_time over(1);
+  over.plan_training(1);
+  over.configuration_started();
+  over.trained(10.0);
+  over.trained(10.0);
+  over.configuration_started();
+  over.configuration_started();
+  CHECK(*over.at_configuration_start(50.0) == doctest::Approx(0.0));
+  // without a plan (a run that trains nothing) there is no estimate
+  ordo::study::remaining_time unplanned(3);
+  unplanned.configuration_started();
+  unplanned.trained(1.0);
+  unplanned.configuration_started();
+  CHECK_FALSE(unplanned.at_configuration_start(2.0).has_value());
 }

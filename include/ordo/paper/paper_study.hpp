@@ -52,6 +52,7 @@
 #include <ordo/paper/clarity.hpp>          // clarity_evaluator
 #include <ordo/paper/resume.hpp>           // study_store
 #include <ordo/study/executor.hpp>         // execute
+#include <ordo/study/remaining.hpp>        // remaining_time
 #include <ordo/paper/report.hpp>           // result_row, write_reports
 #include <ordo/train/distributed.hpp>      // dist::group
 
@@ -201,12 +202,22 @@ struct study_progress {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
   std::map<std::string, double> seconds_of_prefix;  // by chain, e.g. "P-KD"
   std::string current;
+  remaining_time left;  ///< set once the run knows how many configurations it computes
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
+  /// "[3/10] P-KD-Q", and from the third configuration on "(study 63 s, about 6m0s left)".
   void on_pipeline_start(const pipeline_event& e) {
+    left.configuration_started();
     if (quiet) return;
-    std::fprintf(stderr, "%s[%zu/%zu] %s\n", tty ? "\r\033[K" : "", e.index, e.total, std::string(e.pipeline).c_str());
+    const double now = elapsed();
+    std::string when;
+    if (const auto seconds = left.at_configuration_start(now))
+      when = "  (study " + std::to_string(static_cast<long>(now)) + " s, about " + train::detail::seconds_text(*seconds) +
+             " left)";
+    std::fprintf(stderr, "%s[%zu/%zu] %s%s\n", tty ? "\r\033[K" : "", e.index, e.total, std::string(e.pipeline).c_str(),
+                 when.c_str());
   }
   void on_stage_start(const stage_event& e) {
+    left.plan_training(e.planned_training);
     current = std::string(e.prefix);
     if (quiet) return;
     std::fprintf(stderr, "%s  stage %zu/%zu: %s ...%s", tty ? "\r\033[K" : "", e.sequence, e.planned, current.c_str(),
@@ -215,6 +226,7 @@ struct study_progress {
   void on_stage_end(const stage_event& e) {
     const double s = std::chrono::duration<double>(e.elapsed).count();
     seconds_of_prefix[std::string(e.prefix)] = s;
+    if (e.trains) left.trained(s);
     if (quiet) return;
     std::fprintf(stderr, "%s  stage %zu/%zu: %s done in %.1f s (study %.0f s)\n", tty ? "\r\033[K" : "", e.sequence,
                  e.planned, std::string(e.prefix).c_str(), s, elapsed());
@@ -544,6 +556,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                    first.value("world_size", 1), world_size);
   }
   store.use_base(base);
+  progress.left = remaining_time(configurations - std::min(configurations, store.rows().size()));
 
   Context& context = data.context;
   const std::vector<std::int64_t>& eval_ids = data.eval_ids;

@@ -24,6 +24,8 @@ struct stage_event {
   std::size_t sequence = 0;            ///< stage applications so far in this run, this one included
   std::size_t planned = 0;             ///< stage applications this run expects in all (0: unknown)
   std::chrono::nanoseconds elapsed{};  ///< duration of the stage (on_stage_end only)
+  std::size_t training_sequence = 0;   ///< applications that train so far in this run, this one included
+  std::size_t planned_training = 0;    ///< applications that train this run expects (0: unknown)
 };
 
 struct pipeline_event {

@@ -148,9 +148,11 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   template <class Sink>
   run_figures run(Sink& sink) {
     const auto started = std::chrono::steady_clock::now();
-    planned_ = plan_type::schedule(options_.max_cached_models, start_state(std::make_index_sequence<plan_type::count>{},
-                                                                            std::make_index_sequence<table.size>{}))
-                   .applications;
+    const auto planned = plan_type::schedule(
+        options_.max_cached_models,
+        start_state(std::make_index_sequence<plan_type::count>{}, std::make_index_sequence<table.size>{}));
+    planned_ = planned.applications;
+    planned_training_ = planned.training_applications;
     run_positions(sink, std::make_index_sequence<plan_type::count>{});
     figures_.elapsed = std::chrono::steady_clock::now() - started;
     return figures_;
@@ -231,11 +233,14 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
                         S::trains,
                         0,
                         planned_,
-                        {}};
+                        {},
+                        0,
+                        planned_training_};
       result_model next = [&] {
         auto input = materialize<C, D - 1, Pipe>(position);
         event.sequence = ++figures_.applications;
         if (S::trains) ++figures_.training_applications;
+        event.training_sequence = figures_.training_applications;
         return ordo::detail::observed(observer_, event, [&] { return apply_stage(S{}, input.get(), context_); });
       }();  // the input, if owned, is released here
       auto kept = keep<p>(position, std::move(next), /*offer_to_store=*/true, S::trains);
@@ -289,7 +294,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   options options_;
   cache_type cache_{};
   std::size_t held_ = 0;
-  std::size_t planned_ = 0;
+  std::size_t planned_ = 0, planned_training_ = 0;
   run_figures figures_{};
 };
 
