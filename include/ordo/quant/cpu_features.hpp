@@ -6,10 +6,10 @@
 #pragma once
 
 #include <cstddef>    // std::size_t
-#include <cstdio>     // std::fopen, std::fscanf: the cache size from sysfs
-#include <string>     // std::to_string
 #include <cstdint>    // std::uintptr_t
+#include <cstdio>     // std::fopen, std::fscanf: the cache size from sysfs
 #include <stdexcept>  // std::runtime_error
+#include <string>     // std::to_string
 #include <vector>     // std::vector
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
