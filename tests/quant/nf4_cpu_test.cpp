@@ -56,6 +56,14 @@ void reference_quantize(const std::vector<T>& x, std::size_t bs, nf4::ZeroBlocks
     packed[j] = static_cast<std::uint8_t>(codes[2 * j] << 4 | codes[2 * j + 1]);
 }
 
+// The first element of `buffer` at a 64-byte boundary, plus `shift` elements; `buffer` holds
+// 64 / sizeof(T) elements more than are written there (and `shift` more).
+template <class T>
+T* aligned_in(std::vector<T>& buffer, std::size_t shift = 0) {
+  const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
+  return buffer.data() + (64 - address % 64) % 64 / sizeof(T) + shift;
+}
+
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
@@ -85,8 +93,7 @@ void check_quantize_paths(const std::vector<float>& values, std::size_t bs, nf4:
           CAPTURE(static_cast<int>(stores));
           CAPTURE(shift);
           std::vector<T> buffer(x.size() + 64 / sizeof(T) + 1);
-          const auto address = reinterpret_cast<std::uintptr_t>(buffer.data());
-          T* y = buffer.data() + (64 - address % 64) % 64 / sizeof(T) + shift;
+          T* y = aligned_in(buffer, shift);
           nf4::Options dequantize_opt = opt;
           dequantize_opt.stores = stores;
           nf4::dequantize_blocks(packed.data(), absmax.data(), x.size(), y, dequantize_opt);
@@ -130,9 +137,8 @@ TEST_CASE("streaming stores: from the size of the largest cache on, the same val
   std::vector<std::uint8_t> packed(nf4::packed_bytes(n));
   std::vector<float> absmax(nf4::block_count(n, 64));
   nf4::quantize_blocks(x.data(), n, packed.data(), absmax.data(), opt);
-  std::vector<float> streamed_buffer(n + 16), cached(n);
-  const auto address = reinterpret_cast<std::uintptr_t>(streamed_buffer.data());
-  float* streamed = streamed_buffer.data() + (64 - address % 64) % 64 / sizeof(float);
+  std::vector<float> streamed_buffer(n + 64 / sizeof(float)), cached(n);
+  float* streamed = aligned_in(streamed_buffer);
   nf4::dequantize_blocks(packed.data(), absmax.data(), n, streamed, opt);
   opt.stores = nf4::Stores::cached;
   nf4::dequantize_blocks(packed.data(), absmax.data(), n, cached.data(), opt);
