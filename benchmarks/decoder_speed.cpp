@@ -10,6 +10,7 @@
 //   ordo-bench-decoder [--model PATH] [--llama-cpp-model FILE.gguf] [--prompt-tokens 256]
 //                      [--decode-tokens 64] [--threads 2] [--repeat 3]
 //                      [--python /path/to/venv/bin/python]   (or $ORDO_BENCH_PYTHON)
+//                      [--static-cache]   (also decode through static_decoder: a CUDA graph on a GPU)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -26,6 +28,7 @@
 #include <ordo/io/cpu.hpp>                     // retain_freed_memory, blas_core
 #include <ordo/model/default_model.hpp>        // default_model_path
 #include <ordo/model/load_for_inference.hpp>  // load_for_inference
+#include <ordo/model/static_decode.hpp>       // static_decoder
 #include <ordo/model/torch_compat.hpp>        // torch_major, torch_minor
 #include <ordo/model/transform.hpp>           // for_each_decoder_linear, model_bytes
 
@@ -74,6 +77,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(ordo::tools::positive);
   app.add_option("--python", python, "a Python with torch and transformers, for the comparison");
+  bool static_cache = false;
+  app.add_flag("--static-cache", static_cache,
+               "also decode with a KV cache of fixed capacity, a step of fixed shapes that a CUDA device replays "
+               "as one CUDA graph (ordo/model/static_decode.hpp), timed beside the default");
   std::string profile;
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
   ordo::tools::device_flags where_flags;
@@ -117,6 +124,7 @@ int main(int argc, char** argv) {
   const auto finished = [](const torch::Tensor& t) { (void)t.to(torch::kCPU); };
   finished(lm->forward(ids.slice(1, 0, 16)));  // warm-up (on a device: NF4 bytes copied there)
   double prefill = 1e30, decoding = 1e30;
+  std::vector<torch::Tensor> eager_tokens;  // the last run's, to compare with a static cache's
   std::optional<torch::autograd::profiler::RecordProfile> record;
   for (int run = 0; run < repeat; ++run) {
     std::fprintf(stderr, "ordo-bench-decoder: ordo, run %d of %d\n", run + 1, repeat);
@@ -127,15 +135,37 @@ int main(int argc, char** argv) {
     finished(token);
     prefill = std::min(prefill, seconds_since(t0));
     if (!profile.empty() && run + 1 == repeat) record.emplace(profile);  // the last run's decode steps
+    eager_tokens.clear();
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < decode; ++i) {
       logits = lm->forward(token, {}, &cache);
       token = logits.select(1, -1).argmax(-1, true);
+      eager_tokens.push_back(token);
     }
     finished(token);
     decoding = std::min(decoding, seconds_since(t0));
   }
   record.reset();
+  // The same decoding through a static KV cache (a CUDA graph on a CUDA device): its first steps
+  // warm up and capture, so each run is a new decoder, timed from the prefill's token on.
+  double static_decoding = 1e30;
+  bool static_captured = false;
+  std::vector<torch::Tensor> static_tokens;
+  for (int run = 0; static_cache && run < repeat; ++run) {
+    std::fprintf(stderr, "ordo-bench-decoder: ordo with a static KV cache, run %d of %d\n", run + 1, repeat);
+    ordo::model::static_decoder fixed(lm, prompt + decode + 1);
+    static_captured = fixed.captures();
+    auto token = fixed.prefill(ids).argmax(-1, true);
+    finished(token);
+    static_tokens.clear();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < decode; ++i) {
+      token = fixed.step(token).argmax(-1, true);
+      static_tokens.push_back(token);
+    }
+    finished(token);
+    static_decoding = std::min(static_decoding, seconds_since(t0));
+  }
   nlohmann::json out = {
       {"benchmark", "decoder_speed"},
       {"model", m.source.string()},
@@ -153,6 +183,14 @@ int main(int argc, char** argv) {
       {"blas_core", ordo::io::blas_core()},
       {"malloc_retains_freed", retains},
       {"ordo", {{"prefill_tokens_per_s", prompt / prefill}, {"decode_tokens_per_s", decode / decoding}}}};
+  if (static_cache) {
+    out["ordo"]["static_cache_decode_tokens_per_s"] = decode / static_decoding;
+    out["ordo"]["static_cache_cuda_graph"] = static_captured;
+    out["ordo"]["static_cache_over_default"] = decoding / static_decoding;
+    // greedy tokens of the two paths (logits equal up to fp32 rounding: a near tie may differ)
+    out["ordo"]["static_cache_same_tokens"] =
+        torch::equal(torch::cat(eager_tokens).to(torch::kCPU), torch::cat(static_tokens).to(torch::kCPU));
+  }
   if (!python.empty()) {
     std::fprintf(stderr, "ordo-bench-decoder: the baselines through %s\n", python.c_str());
     auto py = run_python(python, m.source.string(), llama_cpp_model, prompt, decode, threads, repeat,

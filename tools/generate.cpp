@@ -2,12 +2,13 @@
 //
 //   ordo-generate --prompt "What is the capital of France?" [--model PATH] [--max-new-tokens N]
 //                 [--greedy] [--temperature T] [--top-p P] [--seed S] [--system TEXT] [--raw]
-//                 [--allow-beyond-context]
+//                 [--allow-beyond-context] [--static-cache]
 //
 // The prompt goes through the model's chat template (--raw: as plain text); the reply is
 // streamed to stdout as it is generated; a summary goes to stderr, with the prefill (the
 // prompt's forward pass) and the generation timed apart. A prompt longer than the model's
-// context is refused unless --allow-beyond-context.
+// context is refused unless --allow-beyond-context. --static-cache decodes through a KV cache of
+// fixed capacity, each token one CUDA graph replay on a GPU (ordo/model/static_decode.hpp).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
   app.add_flag("--allow-beyond-context", beyond_context,
                "run a prompt longer than the model's context (positions it was not trained on)");
+  app.add_flag("--static-cache", options.static_cache,
+               "decode through a KV cache of fixed capacity; on a CUDA device each token is one CUDA graph replay");
   ordo::tools::add_threads(app, threads);
   ordo::tools::device_flags device;
   device.add_to(app);

@@ -2,8 +2,9 @@
 # tools/gpu-check.sh — ordo on one GPU in a few minutes: build against the PyTorch installed on
 # the machine (its LibTorch 2.x, CUDA), run the GPU tests and the device tests on CUDA, the CUDA
 # NF4 kernels' benchmark, ordo-bench-scale for the paper's sizes (Qwen2.5-3B student, 7B teacher,
-# bf16), batch-1 decoding on the GPU and the quick study on CUDA, writing every figure into one
-# JSON file (OUT_DIR/gpu-check.json; logs beside it).
+# bf16), batch-1 decoding on the GPU (the default step, and a static KV cache replayed as one CUDA
+# graph per token, with whether both give the same tokens) and the quick study on CUDA, writing
+# every figure into one JSON file (OUT_DIR/gpu-check.json; logs beside it).
 #
 #   tools/gpu-check.sh [--steps LIST] [OUT_DIR]     (OUT_DIR default: $OUT, else out/gpu-check)
 #
@@ -162,14 +163,14 @@ if want decode; then
     for m in "$model" "$out/nf4-model"; do
       [ -e "$m" ] || continue
       name=$([ -d "$m" ] && echo nf4 || echo gguf)
-      run_step "decode_$name" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" --device cuda --repeat 3 \
+      run_step "decode_$name" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" --device cuda --repeat 3 --static-cache \
         --python python3 >"$out/decode-$name.json" 2>"$out/decode-$name.log" &&
         record "decode_$name" "@$out/decode-$name.json"
       [ "$name" = nf4 ] && run_step "decode_${name}_head" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
-        --device cuda --nf4-head --repeat 3 >"$out/decode-$name-head.json" 2>>"$out/decode-$name.log" &&
+        --device cuda --nf4-head --repeat 3 --static-cache >"$out/decode-$name-head.json" 2>>"$out/decode-$name.log" &&
         record "decode_${name}_head" "@$out/decode-$name-head.json"
       [ "$name" = gguf ] && run_step "decode_${name}_bf16" 120 "$build/benchmarks/ordo-bench-decoder" --model "$m" \
-        --device cuda --dtype bfloat16 --repeat 3 --python python3 >"$out/decode-$name-bf16.json" 2>>"$out/decode-$name.log" &&
+        --device cuda --dtype bfloat16 --repeat 3 --static-cache --python python3 >"$out/decode-$name-bf16.json" 2>>"$out/decode-$name.log" &&
         record "decode_${name}_bf16" "@$out/decode-$name-bf16.json"
     done
   else

@@ -11,6 +11,7 @@
 #include <ordo/model/decoder.hpp>
 #include <ordo/model/load_hf.hpp>  // load_hf, read_tensor
 #include <ordo/model/generate.hpp>
+#include <ordo/model/static_decode.hpp>  // static_decoder
 #include <ordo/model/transform.hpp>  // quantize_linears, clone
 
 #include "../tiny_decoder.hpp"  // tiny_decoder
@@ -417,6 +418,107 @@ TEST_CASE("a checkpoint that does not fit the config is an error naming the file
 }
 
 // ---- generation -------------------------------------------------------------------------------
+
+TEST_CASE("a static KV cache (the step a CUDA graph captures, run eagerly here) gives the general path's logits") {
+  // From a 4-token prefill, steps over a cache of fixed capacity (attention over every position,
+  // the later ones masked) against the general forward with a mask, dense and NF4, for GQA with
+  // q/k/v biases (qwen2), a tied head and Llama 3's RoPE scaling.
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    for (const bool nf4 : {false, true}) {
+      CAPTURE(name);
+      CAPTURE(nf4);
+      auto lm = ordo::model::load_hf(fixtures / name);
+      if (nf4) REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
+      auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
+      torch::NoGradGuard no_grad;
+      const auto T = ids.size(1);
+      ordo::model::static_decoder fixed(lm, T + 3);  // three positions never filled
+      CHECK_FALSE(fixed.captures());                  // not on the CPU
+      ordo::model::kv_cache general;
+      auto a = fixed.prefill(ids.slice(1, 0, 4));
+      auto b = lm->head(lm->hidden(ids.slice(1, 0, 4), {}, &general).select(1, -1));
+      CHECK(torch::equal(a, b));  // the prefill is the general forward, the head on its last position
+      CHECK(fixed.length() == 4);
+      double worst = 0.0, scale = 0.0;
+      for (int64_t t = 4; t < T; ++t) {
+        auto token = ids.slice(1, t, t + 1);
+        a = fixed.step(token);
+        b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
+        REQUIRE(a.sizes() == b.sizes());
+        worst = std::max(worst, (a - b).abs().max().item<double>());
+        scale = std::max(scale, b.abs().max().item<double>());
+      }
+      MESSAGE((std::string(name) + (nf4 ? " nf4" : " dense")) << ": max |logit difference| " << worst << " of logits up to " << scale);
+      CHECK(scale > 0.1);
+      CHECK(worst <= 2e-6 * std::max(1.0, scale));
+      CHECK(fixed.length() == T);
+    }
+  }
+}
+
+TEST_CASE("a static KV cache: greedy generation gives the default path's tokens; its limits are errors") {
+  for (const char* name : {"llama_tied", "qwen2"}) {
+    CAPTURE(name);
+    auto lm = ordo::model::load_hf(fixtures / name);
+    const std::vector<int64_t> prompt{5, 17, 42, 8, 3};
+    ordo::model::generation_options o;
+    o.greedy = true;
+    o.max_new_tokens = 12;
+    const auto plain = ordo::model::generate(lm, prompt, o);
+    o.static_cache = true;
+    const auto fixed = ordo::model::generate(lm, prompt, o);
+    CHECK(fixed.tokens == plain.tokens);
+    CHECK(fixed.tokens.size() == 12);
+    o.greedy = false;  // sampling: the same seed, the same tokens
+    o.seed = 3;
+    o.static_cache = false;
+    const auto sampled = ordo::model::generate(lm, prompt, o);
+    o.static_cache = true;
+    CHECK(ordo::model::generate(lm, prompt, o).tokens == sampled.tokens);
+    o.max_new_tokens = 1;  // the prompt's logits only: no step
+    CHECK(ordo::model::generate(lm, prompt, o).tokens.size() == 1);
+  }
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  torch::NoGradGuard no_grad;
+  CHECK_THROWS_AS(ordo::model::static_decoder(lm, 0), std::invalid_argument);
+  ordo::model::static_decoder fixed(lm, 6);
+  const auto token = torch::tensor({{7}}, torch::kLong);
+  CHECK_THROWS_AS(fixed.step(token), std::logic_error);  // before prefill
+  CHECK_THROWS_AS(fixed.prefill(torch::tensor({{1, 2, 3, 4, 5, 6}}, torch::kLong)), std::invalid_argument);
+  fixed.prefill(torch::tensor({{1, 2, 3, 4}}, torch::kLong));
+  fixed.step(token);
+  fixed.step(token);
+  CHECK(fixed.length() == 6);
+  CHECK_THROWS_WITH_AS(fixed.step(token), doctest::Contains("is full"), std::invalid_argument);
+  // prefill starts over: the same prompt gives the same logits and steps again
+  auto a = fixed.prefill(torch::tensor({{1, 2, 3, 4}}, torch::kLong));
+  auto b = fixed.step(token);
+  ordo::model::static_decoder fresh(lm, 6);
+  CHECK(torch::equal(a, fresh.prefill(torch::tensor({{1, 2, 3, 4}}, torch::kLong))));
+  CHECK(torch::equal(b, fresh.step(token)));
+}
+
+TEST_CASE("bf16 weights: a static KV cache decodes the general path's logits within bf16 rounding") {
+  auto lm = ordo::model::load_hf(fixtures / "qwen2");
+  lm->to(torch::kBFloat16);
+  auto ids = read_expected(fixtures / "qwen2").ids.slice(0, 0, 1);
+  torch::NoGradGuard no_grad;
+  ordo::model::static_decoder fixed(lm, ids.size(1));
+  ordo::model::kv_cache general;
+  fixed.prefill(ids.slice(1, 0, 4));
+  lm->forward(ids.slice(1, 0, 4), {}, &general);
+  double worst = 0.0, scale = 0.0;
+  for (int64_t t = 4; t < ids.size(1); ++t) {
+    auto token = ids.slice(1, t, t + 1);
+    auto a = fixed.step(token);
+    auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
+    worst = std::max(worst, (a - b).abs().max().item<double>());
+    scale = std::max(scale, b.abs().max().item<double>());
+  }
+  MESSAGE("bf16: max |logit difference| " << worst << " of logits up to " << scale);
+  CHECK(scale > 0.1);
+  CHECK(worst <= 2e-2 * std::max(1.0, scale));
+}
 
 TEST_CASE("greedy generation with the KV cache follows the argmax of full forwards") {
   auto lm = ordo::model::load_hf(fixtures / "llama_tied");

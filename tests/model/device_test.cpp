@@ -93,6 +93,18 @@ void compare_with_cpu(const torch::Device& device, double logit_tolerance, doubl
   g.seed = 7;
   CHECK(ordo::model::generate(cpu, some_ids(5, vocab), g).tokens ==
         ordo::model::generate(dev, some_ids(5, vocab), g).tokens);
+  // Through a static KV cache on the device (on CUDA: two eager steps, then one captured CUDA
+  // graph replayed), greedy and sampled: the CPU's tokens.
+  auto fixed = g;
+  fixed.static_cache = true;
+  CHECK(ordo::model::generate(cpu, some_ids(5, vocab), g).tokens ==
+        ordo::model::generate(dev, some_ids(5, vocab), fixed).tokens);
+  fixed.greedy = true;
+  fixed.max_new_tokens = 12;
+  auto greedy = fixed;
+  greedy.static_cache = false;
+  CHECK(ordo::model::generate(cpu, some_ids(5, vocab), greedy).tokens ==
+        ordo::model::generate(dev, some_ids(5, vocab), fixed).tokens);
 
   // A clone stays on the device; two fine-tuning steps give the CPU's weights.
   auto cpu_student = ordo::model::clone(cpu), dev_student = ordo::model::clone(dev);
@@ -151,6 +163,8 @@ void compare_with_cpu(const torch::Device& device, double logit_tolerance, doubl
     const auto one = input.slice(1, 0, 1);
     CHECK(max_difference(qc->forward(one), qd->forward(one)) <= logit_tolerance);
     CHECK(ordo::model::generate(qc, some_ids(5, vocab), g).tokens == ordo::model::generate(qd, some_ids(5, vocab), g).tokens);
+    CHECK(ordo::model::generate(qc, some_ids(5, vocab), greedy).tokens ==
+          ordo::model::generate(qd, some_ids(5, vocab), fixed).tokens);  // a static KV cache there
     auto qd16 = ordo::model::clone(qd);
     qd16->to(torch::kBFloat16);
     CHECK(max_difference(qc->forward(input), qd16->forward(input)) <= 0.25);  // bf16 activations

@@ -352,30 +352,30 @@ TEST_CASE("store_trained_outputs keeps the ten configurations' results and leave
 TEST_CASE("remaining_time: what is left, from the mean training stage and the mean rest of a configuration") {
   ordo::study::remaining_time left(10);  // ten configurations, eight stage applications that train
   left.plan_training(8);
-  left.configuration_started();  // the first: nothing measured yet
+  left.configuration_started(5.0);  // the first, 5 s in (loading before it): nothing measured yet
   CHECK_FALSE(left.at_configuration_start(5.0).has_value());
   left.trained(20.0);
-  left.configuration_started();  // the second, 65 s in: one configuration done, one training stage
+  left.configuration_started(65.0);  // the second: one configuration done, one training stage
   const auto first = left.at_configuration_start(65.0);
   REQUIRE(first.has_value());
-  // 7 training stages x 20 s, and 9 configurations x (65 - 20) / 1 s
-  CHECK(*first == doctest::Approx(7 * 20.0 + 9 * 45.0));
+  // 7 training stages x 20 s, and 9 configurations x (65 - 5 - 20) / 1 s: the loading is not one
+  CHECK(*first == doctest::Approx(7 * 20.0 + 9 * 40.0));
   left.trained(30.0);
-  left.configuration_started();  // the third, 125 s in: training means 25 s, the rest (125 - 50) / 2
-  CHECK(*left.at_configuration_start(125.0) == doctest::Approx(6 * 25.0 + 8 * 37.5));
+  left.configuration_started(125.0);  // the third: training means 25 s, the rest (125 - 5 - 50) / 2
+  CHECK(*left.at_configuration_start(125.0) == doctest::Approx(6 * 25.0 + 8 * 35.0));
   // nothing is negative when the run does more than it planned
   ordo::study::remaining_time over(1);
   over.plan_training(1);
-  over.configuration_started();
+  over.configuration_started(0.0);
   over.trained(10.0);
   over.trained(10.0);
-  over.configuration_started();
-  over.configuration_started();
+  over.configuration_started(30.0);
+  over.configuration_started(40.0);
   CHECK(*over.at_configuration_start(50.0) == doctest::Approx(0.0));
   // without a plan (a run that trains nothing) there is no estimate
   ordo::study::remaining_time unplanned(3);
-  unplanned.configuration_started();
+  unplanned.configuration_started(0.0);
   unplanned.trained(1.0);
-  unplanned.configuration_started();
+  unplanned.configuration_started(1.5);
   CHECK_FALSE(unplanned.at_configuration_start(2.0).has_value());
 }

@@ -92,6 +92,11 @@ inline torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+/// RoPE: x * cos + rotate_half(x) * sin, for x [B, heads, T, D] and cos, sin [T, D].
+inline torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
+}
+
 /// x W^T for a single row x (1 x in, any leading shape of one element) as a matrix-vector
 /// product, which streams W once (for batch-1 decoding about 1.3x faster than the 1-row gemm
 /// `linear` runs): ordo's fp32 GEMV (quant/f32_cpu.hpp; rows over LibTorch's threads, the same
@@ -124,6 +129,35 @@ inline torch::Tensor causal_bias(std::int64_t T, std::int64_t past, const torch:
   auto q_pos = torch::arange(past, past + T, opts.dtype(torch::kLong)).unsqueeze(1);
   auto k_pos = torch::arange(0, past + T, opts.dtype(torch::kLong)).unsqueeze(0);
   return torch::zeros({T, past + T}, opts.dtype(torch::kFloat32)).masked_fill(k_pos > q_pos, masked_score);
+}
+
+/// softmax(q k^T / sqrt(D) + mask) v for q [B, heads, T, D] and k, v [B, kv_heads, S, D], with
+/// `mask` additive and broadcastable to [B, 1, T, S] (or undefined: none); returns
+/// [B, T, heads * D]. Grouped-query attention without copying K and V per query head: the
+/// query heads that share a KV head are stacked as rows of one matrix, q [B, kv_heads,
+/// groups * T, D], which multiplies that head's keys and values directly.
+inline torch::Tensor grouped_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                       const torch::Tensor& mask) {
+  const auto B = q.size(0), heads = q.size(1), T = q.size(2), D = q.size(3);
+  const auto kv_heads = k.size(1), S = k.size(2), groups = heads / kv_heads;
+  auto qg = q.reshape({B, kv_heads, groups * T, D});
+  torch::Tensor scores;
+  if (q.scalar_type() == torch::kFloat32 || q.scalar_type() == torch::kFloat64) {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    scores = torch::matmul(qg * scale, k.transpose(-2, -1));  // 1/sqrt(D) on the smaller operand
+  } else {  // reduced precision: products in the weights' dtype, scaled in fp32
+    scores = torch::matmul(qg, k.transpose(-2, -1)).to(torch::kFloat32) / std::sqrt(static_cast<double>(D));
+  }
+  if (mask.defined()) {
+    auto s5 = scores.view({B, kv_heads, groups, T, S});
+    if (torch::GradMode::is_enabled() && scores.requires_grad())
+      scores = (s5 + mask.unsqueeze(2)).view(scores.sizes());
+    else
+      s5.add_(mask.unsqueeze(2));
+  }
+  auto probs = torch::softmax(scores, -1).to(q.scalar_type());
+  // [B, kv_heads, groups * T, D] is [B, heads, T, D] in memory
+  return torch::matmul(probs, v).view({B, heads, T, D}).transpose(1, 2).reshape({B, T, heads * D});
 }
 
 /// Causal attention without padding, in fp32 on the CPU: softmax(q k^T * scale) v for q
@@ -638,8 +672,8 @@ class AttentionImpl : public torch::nn::Module {
     auto q = q_proj(x).view({B, T, heads_, head_dim_}).transpose(1, 2);
     auto k = k_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
     auto v = v_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
-    q = q * cos + detail::rotate_half(q) * sin;
-    k = k * cos + detail::rotate_half(k) * sin;
+    q = detail::rotary(q, cos, sin);
+    k = detail::rotary(k, cos, sin);
     if (past_k) {
       if (past_k->defined()) {
         k = torch::cat({*past_k, k}, 2);
@@ -648,34 +682,13 @@ class AttentionImpl : public torch::nn::Module {
       *past_k = k;
       *past_v = v;
     }
-    const auto groups = heads_ / kv_heads_, S = k.size(2);
+    const auto S = k.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
     const bool causal = !bias.defined() && T > 1;
     if (causal && q.scalar_type() == torch::kFloat32 && q.device().is_cpu() && !compat::autocast_enabled(torch::kCPU))
       return o_proj(detail::causal_attention(q, k, v, scale));
     const auto mask = causal ? detail::causal_bias(T, S - T, x.options()).view({1, 1, T, S}) : bias;
-    // Grouped-query attention without copying K and V per query head: the `groups` query heads
-    // that share a KV head are stacked as rows of one matrix, q [B, kv_heads, groups * T, D],
-    // which multiplies that head's keys and values directly.
-    auto qg = q.reshape({B, kv_heads_, groups * T, head_dim_});
-    torch::Tensor scores;
-    if (q.scalar_type() == torch::kFloat32 || q.scalar_type() == torch::kFloat64) {
-      scores = torch::matmul(qg * scale, k.transpose(-2, -1));  // 1/sqrt(D) on the smaller operand
-    } else {  // reduced precision: products in the weights' dtype, scaled in fp32
-      scores = torch::matmul(qg, k.transpose(-2, -1)).to(torch::kFloat32) / std::sqrt(static_cast<double>(head_dim_));
-    }
-    if (mask.defined()) {
-      auto s5 = scores.view({B, kv_heads_, groups, T, S});
-      if (torch::GradMode::is_enabled() && scores.requires_grad())
-        scores = (s5 + mask.unsqueeze(2)).view(scores.sizes());
-      else
-        s5.add_(mask.unsqueeze(2));
-    }
-    auto probs = torch::softmax(scores, -1).to(q.scalar_type());
-    // [B, kv_heads, groups * T, D] is [B, heads, T, D] in memory
-    auto out =
-        torch::matmul(probs, v).view({B, heads_, T, head_dim_}).transpose(1, 2).reshape({B, T, heads_ * head_dim_});
-    return o_proj(out);
+    return o_proj(detail::grouped_attention(q, k, v, mask));
   }
 
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
@@ -797,12 +810,7 @@ class CausalLMImpl : public torch::nn::Module {
     auto x = model->embed_tokens(input_ids.to(device()));  // ids may come from the host
     const auto dtype = x.scalar_type();
 
-    // Positions made where the model is and the inverse frequencies kept there: no host-to-device
-    // copy (which waits for the device) in each decoding step.
-    auto positions = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kFloat32).device(x.device()));
-    auto freqs = torch::outer(positions, inv_freq_on(x.device()));
-    auto emb = torch::cat({freqs, freqs}, -1);
-    auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
+    const auto [cos, sin] = rotary_tables(past, T, x.device(), dtype);
 
     // With padding, an additive mask [B, 1, T, past + T]: causal, and padded keys masked.
     // Without, none: the layers attend causally on their own.
@@ -824,6 +832,17 @@ class CausalLMImpl : public torch::nn::Module {
       x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr);
     }
     return model->norm(x);
+  }
+
+  /// RoPE's cos and sin [T, head_dim] for positions past..past+T-1, in `dtype` on `device`.
+  /// Positions are made where the model is and the inverse frequencies kept there: no
+  /// host-to-device copy (which waits for the device) in each decoding step.
+  std::pair<torch::Tensor, torch::Tensor> rotary_tables(std::int64_t past, std::int64_t T, const torch::Device& device,
+                                                        torch::ScalarType dtype) {
+    auto positions = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+    auto freqs = torch::outer(positions, inv_freq_on(device));
+    auto emb = torch::cat({freqs, freqs}, -1);
+    return {emb.cos().to(dtype), emb.sin().to(dtype)};
   }
 
   Linear lm_head{nullptr};  // null when tied to the embeddings

@@ -7,12 +7,14 @@
 #include <algorithm>   // std::find, std::max
 #include <cstdint>     // std::int64_t, std::uint64_t
 #include <functional>  // std::function
+#include <optional>    // std::optional
 #include <stdexcept>   // std::invalid_argument
 #include <vector>      // std::vector
 
 #include <torch/torch.h>
 
-#include <ordo/model/decoder.hpp>  // CausalLM, kv_cache
+#include <ordo/model/decoder.hpp>        // CausalLM, kv_cache
+#include <ordo/model/static_decode.hpp>  // static_decoder
 
 namespace ordo::model {
 
@@ -26,6 +28,11 @@ struct generation_options {
   /// generate_batch: left-pad the prompts to at least this many tokens, so that a part of a
   /// batch computes what the whole batch would (a data-parallel share of prompts).
   std::int64_t pad_to = 0;
+  /// generate: decode with a KV cache of fixed capacity (prompt + max_new_tokens) and a step of
+  /// fixed shapes, which on a CUDA device is captured once into a CUDA graph and replayed for
+  /// every token (ordo/model/static_decode.hpp). The tokens agree with the default path up to
+  /// fp32 rounding; on the CPU it is slower than the default (its fused one-token step).
+  bool static_cache = false;
 };
 
 /// What generation produced: the new token ids (a final stop id included) and why it ended.
@@ -64,19 +71,24 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
   auto generator = at::detail::createCPUGenerator(o.seed);
   generation_result result;
   result.prompt_tokens = static_cast<std::int64_t>(prompt.size());
+  if (o.max_new_tokens == 0) return result;
+  const auto prompt_ids = torch::tensor(prompt, torch::kLong).unsqueeze(0);
   kv_cache cache;
-  auto input = torch::tensor(prompt, torch::kLong).unsqueeze(0);
+  std::optional<static_decoder> fixed;
+  if (o.static_cache) fixed.emplace(lm, result.prompt_tokens + o.max_new_tokens);
+  // The head on the last position only: the prompt's other logits are never read.
+  auto logits = fixed ? fixed->prefill(prompt_ids) : lm->head(lm->hidden(prompt_ids, {}, &cache).select(1, -1));
   for (std::int64_t step = 0; step < o.max_new_tokens; ++step) {
-    // The head on the last position only: the prompt's other logits are never read.
-    const auto logits = lm->head(lm->hidden(input, {}, &cache).select(1, -1));  // [1, vocab]
-    const auto id = choose_token(logits[0], o, generator);
+    const auto id = choose_token(logits[0], o, generator);  // logits [1, vocab]
     result.tokens.push_back(id);
     if (on_token) on_token(id);
     if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) {
       result.stopped = true;
       break;
     }
-    input = torch::tensor({id}, torch::kLong).unsqueeze(0);
+    if (step + 1 == o.max_new_tokens) break;  // the last token needs no logits
+    const auto input = torch::tensor({id}, torch::kLong).unsqueeze(0);
+    logits = fixed ? fixed->step(input) : lm->head(lm->hidden(input, {}, &cache).select(1, -1));
   }
   return result;
 }

@@ -206,9 +206,9 @@ struct study_progress {
   double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); }
   /// "[3/10] P-KD-Q", and from the third configuration on "(study 63 s, about 6m0s left)".
   void on_pipeline_start(const pipeline_event& e) {
-    left.configuration_started();
-    if (quiet) return;
     const double now = elapsed();
+    left.configuration_started(now);
+    if (quiet) return;
     std::string when;
     if (const auto seconds = left.at_configuration_start(now))
       when = "  (study " + std::to_string(static_cast<long>(now)) + " s, about " + train::detail::seconds_text(*seconds) +

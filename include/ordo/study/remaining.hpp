@@ -1,12 +1,13 @@
 // ordo/study/remaining.hpp — how long the rest of a study run will take, from what the run has
 // measured so far: the mean duration of a stage application that trains (P's recovery, KD) and
 // the mean time a configuration takes besides that training (its evaluation, the stages that do
-// not train, loading), each times how many are left. Torch-free.
+// not train, reading stored models back), each times how many are left. The time before the
+// first configuration (loading the model and the data) is not part of that mean. Torch-free.
 //
 //   ordo::study::remaining_time left(configurations_to_compute);
 //   left.plan_training(event.planned_training);        // on a stage start
 //   left.trained(seconds);                              // on the end of a stage that trains
-//   left.configuration_started();                       // on a pipeline start (not a skipped one)
+//   left.configuration_started(elapsed);                // on a pipeline start (not a skipped one)
 //   if (auto s = left.at_configuration_start(elapsed)) print("about ... left", *s);
 #pragma once
 
@@ -30,8 +31,11 @@ class remaining_time {
     trained_seconds_ += seconds;
   }
 
-  /// A configuration starts to be computed (one that an earlier run finished is not).
-  void configuration_started() { ++started_; }
+  /// A configuration starts to be computed (one that an earlier run finished is not), `elapsed`
+  /// seconds into the run.
+  void configuration_started(double elapsed) {
+    if (started_++ == 0) first_start_ = elapsed;
+  }
 
   /// Seconds left when a configuration has just started, `elapsed` seconds into the run: nothing
   /// until the run has finished a configuration and a stage that trains (there is nothing to
@@ -40,7 +44,8 @@ class remaining_time {
     const std::size_t finished = started_ == 0 ? 0 : started_ - 1;
     if (finished == 0 || trained_ == 0 || planned_training_ == 0) return std::nullopt;
     const double per_training = trained_seconds_ / static_cast<double>(trained_);
-    const double per_configuration = std::max(0.0, elapsed - trained_seconds_) / static_cast<double>(finished);
+    const double per_configuration =
+        std::max(0.0, elapsed - first_start_ - trained_seconds_) / static_cast<double>(finished);
     const std::size_t training_left = planned_training_ > trained_ ? planned_training_ - trained_ : 0;
     const std::size_t configurations_left = configurations_ > finished ? configurations_ - finished : 0;
     return static_cast<double>(training_left) * per_training +
@@ -49,7 +54,7 @@ class remaining_time {
 
  private:
   std::size_t configurations_ = 0, planned_training_ = 0, trained_ = 0, started_ = 0;
-  double trained_seconds_ = 0;
+  double trained_seconds_ = 0, first_start_ = 0;
 };
 
 }  // namespace ordo::study
