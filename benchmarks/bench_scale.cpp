@@ -2,7 +2,7 @@
 // to see what ordo does at the paper's model sizes on a given device.
 //
 //   ordo-bench-scale --shape qwen2.5-3b [--teacher-shape qwen2.5-7b] [--device cuda] [--dtype bfloat16]
-//                    [--steps 3] [--batch-size 1] [--seq-len 256] [--threads N]
+//                    [--steps 3] [--batch-size 1] [--seq-len 256] [--threads N] [--libtorch-adamw]
 //
 // A shape is a folder of resources/shapes/ (its config.json) or a path to a directory with a
 // config.json. The student trains (AdamW, fp32 master weights; bf16 autocast on CUDA) with the
@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch, "sequences per step")->check(CLI::Range(1, 4096));
   app.add_option("--seq-len", seq_len, "tokens per sequence")->check(CLI::Range(2, 131072));
   app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 4096));
+  bool libtorch_adamw = false;
+  app.add_flag("--libtorch-adamw", libtorch_adamw,
+               "LibTorch's AdamW step (nine operators per parameter) instead of the fused one (TrainOptions::fused_adamw)");
   CLI11_PARSE(app, argc, argv);
   try {
     const ordo::model::placement where(ordo::model::parse_device(device_text), ordo::model::parse_dtype(dtype_text));
@@ -116,6 +119,7 @@ int main(int argc, char** argv) {
     o.shuffle = false;
     o.compute_dtype = train_dtype;
     o.label = "bench-scale";
+    o.fused_adamw = !libtorch_adamw;
     std::vector<double> step_seconds;
     auto last = std::chrono::steady_clock::now();
     auto loss = [&](ordo::model::CausalLM& lm, const ordo::data::Batch& b) {
@@ -161,6 +165,7 @@ int main(int argc, char** argv) {
                           {"device", ordo::model::device_name(where.device)},
                           {"teacher_dtype", ordo::model::torch_dtype_name(where.dtype)},
                           {"train_dtype", ordo::model::torch_dtype_name(train_dtype)},
+                          {"adamw", libtorch_adamw ? "libtorch" : "fused"},
                           {"batch_size", batch},
                           {"seq_len", seq_len},
                           {"timed_steps", step_seconds.size() - 1},

@@ -151,8 +151,16 @@ fi
 if want scale; then
   log "bench-scale qwen2.5-3b with qwen2.5-7b, bf16"
   run_step scale 240 "$build/benchmarks/ordo-bench-scale" --shape qwen2.5-3b --teacher-shape qwen2.5-7b --device cuda \
-    --dtype bfloat16 --steps 3 --seq-len 512 >"$out/scale.json" 2>"$out/scale.log" &&
+    --dtype bfloat16 --steps 3 --seq-len 512 --batch-size 4 >"$out/scale.json" 2>"$out/scale.log" &&
     record scale_qwen2.5-3b_qwen2.5-7b "$(tail -1 "$out/scale.json")"
+  # the AdamW step: LibTorch's multi-tensor fused kernel (the default) against LibTorch's
+  # per-parameter operators, same shape and run conditions
+  for adamw in fused libtorch; do
+    flag=$([ $adamw = libtorch ] && echo --libtorch-adamw)
+    run_step "scale_adamw_$adamw" 120 "$build/benchmarks/ordo-bench-scale" --shape qwen2.5-0.5b --device cuda \
+      --dtype bfloat16 --steps 3 --seq-len 512 --batch-size 4 $flag >"$out/scale-adamw-$adamw.json" \
+      2>>"$out/scale.log" && record "scale_qwen2.5-0.5b_adamw_$adamw" "$(tail -1 "$out/scale-adamw-$adamw.json")"
+  done
 fi
 
 if want decode; then

@@ -55,6 +55,21 @@ void check_one_token_steps(ordo::model::CausalLM& lm, const torch::Tensor& ids) 
   }
 }
 
+// Calls f(label, lm, ids) for each fixture architecture (Llama 3's RoPE scaling, a tied head,
+// Qwen2's GQA with q/k/v biases), dense and with NF4 linears; ids: the first row of its inputs.
+template <class F>
+void for_each_fixture_model(F&& f) {
+  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
+    for (const bool nf4 : {false, true}) {
+      CAPTURE(name);
+      CAPTURE(nf4);
+      auto lm = ordo::model::load_hf(fixtures / name);
+      if (nf4) REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
+      f(std::string(name) + (nf4 ? " nf4" : " dense"), lm, read_expected(fixtures / name).ids.slice(0, 0, 1));
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("logits equal transformers' within 1e-4 in fp32") {
@@ -101,34 +116,27 @@ TEST_CASE("a KV cache gives the logits of the full forward") {
 TEST_CASE("one-token decoding steps (the batch-1 CPU path) equal the general forward, dense and NF4") {
   // The general path runs when a mask is given; the one-token path when none is (fp32, CPU, no
   // gradients). Both start from the same prefill and decode the same tokens.
-  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
-    for (const bool nf4 : {false, true}) {
-      CAPTURE(name);
-      CAPTURE(nf4);
-      auto lm = ordo::model::load_hf(fixtures / name);
-      if (nf4) REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
-      auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
-      torch::NoGradGuard no_grad;
-      ordo::model::kv_cache fast, general;
-      auto prompt = ids.slice(1, 0, 4);
-      lm->forward(prompt, {}, &fast);
-      lm->forward(prompt, {}, &general);
-      double worst = 0.0, scale = 0.0;
-      for (int64_t t = 4; t < ids.size(1); ++t) {
-        auto token = ids.slice(1, t, t + 1);
-        auto a = lm->forward(token, {}, &fast);
-        auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
-        worst = std::max(worst, (a - b).abs().max().item<double>());
-        scale = std::max(scale, b.abs().max().item<double>());
-      }
-      MESSAGE((std::string(name) + (nf4 ? " nf4" : " dense")) << ": max |logit difference| " << worst << " of logits up to " << scale);
-      CHECK(scale > 0.1);
-      CHECK(worst <= 2e-6 * std::max(1.0, scale));
-      CHECK(fast.length() == ids.size(1));
-      CHECK((fast.keys[1] - general.keys[1]).abs().max().item<double>() < 1e-5);
-      CHECK((fast.values[0] - general.values[0]).abs().max().item<double>() < 1e-5);
+  for_each_fixture_model([](const std::string& label, ordo::model::CausalLM& lm, const torch::Tensor& ids) {
+    torch::NoGradGuard no_grad;
+    ordo::model::kv_cache fast, general;
+    auto prompt = ids.slice(1, 0, 4);
+    lm->forward(prompt, {}, &fast);
+    lm->forward(prompt, {}, &general);
+    double worst = 0.0, scale = 0.0;
+    for (int64_t t = 4; t < ids.size(1); ++t) {
+      auto token = ids.slice(1, t, t + 1);
+      auto a = lm->forward(token, {}, &fast);
+      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+      worst = std::max(worst, (a - b).abs().max().item<double>());
+      scale = std::max(scale, b.abs().max().item<double>());
     }
-  }
+    MESSAGE(label << ": max |logit difference| " << worst << " of logits up to " << scale);
+    CHECK(scale > 0.1);
+    CHECK(worst <= 2e-6 * std::max(1.0, scale));
+    CHECK(fast.length() == ids.size(1));
+    CHECK((fast.keys[1] - general.keys[1]).abs().max().item<double>() < 1e-5);
+    CHECK((fast.values[0] - general.values[0]).abs().max().item<double>() < 1e-5);
+  });
 }
 
 TEST_CASE("the int16 NF4 GEMV (set_nf4_gemv) decodes within 1e-3 of the exact one; several rows are unaffected") {
@@ -423,37 +431,30 @@ TEST_CASE("a static KV cache (the step a CUDA graph captures, run eagerly here) 
   // From a 4-token prefill, steps over a cache of fixed capacity (attention over every position,
   // the later ones masked) against the general forward with a mask, dense and NF4, for GQA with
   // q/k/v biases (qwen2), a tied head and Llama 3's RoPE scaling.
-  for (const char* name : {"llama3", "llama_tied", "qwen2"}) {
-    for (const bool nf4 : {false, true}) {
-      CAPTURE(name);
-      CAPTURE(nf4);
-      auto lm = ordo::model::load_hf(fixtures / name);
-      if (nf4) REQUIRE(ordo::model::quantize_linears(lm, 64, true) > 0);
-      auto ids = read_expected(fixtures / name).ids.slice(0, 0, 1);
-      torch::NoGradGuard no_grad;
-      const auto T = ids.size(1);
-      ordo::model::static_decoder fixed(lm, T + 3);  // three positions never filled
-      CHECK_FALSE(fixed.captures());                  // not on the CPU
-      ordo::model::kv_cache general;
-      auto a = fixed.prefill(ids.slice(1, 0, 4));
-      auto b = lm->head(lm->hidden(ids.slice(1, 0, 4), {}, &general).select(1, -1));
-      CHECK(torch::equal(a, b));  // the prefill is the general forward, the head on its last position
-      CHECK(fixed.length() == 4);
-      double worst = 0.0, scale = 0.0;
-      for (int64_t t = 4; t < T; ++t) {
-        auto token = ids.slice(1, t, t + 1);
-        a = fixed.step(token);
-        b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
-        REQUIRE(a.sizes() == b.sizes());
-        worst = std::max(worst, (a - b).abs().max().item<double>());
-        scale = std::max(scale, b.abs().max().item<double>());
-      }
-      MESSAGE((std::string(name) + (nf4 ? " nf4" : " dense")) << ": max |logit difference| " << worst << " of logits up to " << scale);
-      CHECK(scale > 0.1);
-      CHECK(worst <= 2e-6 * std::max(1.0, scale));
-      CHECK(fixed.length() == T);
+  for_each_fixture_model([](const std::string& label, ordo::model::CausalLM& lm, const torch::Tensor& ids) {
+    torch::NoGradGuard no_grad;
+    const auto T = ids.size(1);
+    ordo::model::static_decoder fixed(lm, T + 3);  // three positions never filled
+    CHECK_FALSE(fixed.captures());                  // not on the CPU
+    ordo::model::kv_cache general;
+    auto a = fixed.prefill(ids.slice(1, 0, 4));
+    auto b = lm->head(lm->hidden(ids.slice(1, 0, 4), {}, &general).select(1, -1));
+    CHECK(torch::equal(a, b));  // the prefill is the general forward, the head on its last position
+    CHECK(fixed.length() == 4);
+    double worst = 0.0, scale = 0.0;
+    for (int64_t t = 4; t < T; ++t) {
+      auto token = ids.slice(1, t, t + 1);
+      a = fixed.step(token);
+      b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
+      REQUIRE(a.sizes() == b.sizes());
+      worst = std::max(worst, (a - b).abs().max().item<double>());
+      scale = std::max(scale, b.abs().max().item<double>());
     }
-  }
+    MESSAGE(label << ": max |logit difference| " << worst << " of logits up to " << scale);
+    CHECK(scale > 0.1);
+    CHECK(worst <= 2e-6 * std::max(1.0, scale));
+    CHECK(fixed.length() == T);
+  });
 }
 
 TEST_CASE("a static KV cache: greedy generation gives the default path's tokens; its limits are errors") {

@@ -379,6 +379,23 @@ std::vector<torch::Tensor> odd_parameters(std::uint64_t seed) {
   return out;
 }
 
+// Step `step` of the AdamW comparisons below: both optimizers at the step's learning rate
+// (rising), the same random gradients for both sets of parameters (a signed zero on step 1), and
+// the clipping's factor to apply (0.25 on even steps, 1 on odd ones).
+double prepare_adamw_step(int step, torch::optim::AdamW& a, torch::optim::AdamW& b, std::vector<torch::Tensor>& pa,
+                          std::vector<torch::Tensor>& pb, at::Generator& gen) {
+  const double lr = 3e-3 * (step + 1) / 6.0;
+  for (auto* opt : {&a, &b})
+    for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    auto g = torch::randn({pa[i].numel()}, gen) * 1e-2;
+    if (step == 1) g[0] = -0.0;  // signed zeros go through as LibTorch's do
+    pa[i].mutable_grad() = g.clone();
+    pb[i].mutable_grad() = g.clone();
+  }
+  return step % 2 == 0 ? 0.25 : 1.0;
+}
+
 }  // namespace
 
 TEST_CASE("the fused AdamW step: LibTorch's parameters and moments bit for bit, on every path and split") {
@@ -399,15 +416,7 @@ TEST_CASE("the fused AdamW step: LibTorch's parameters and moments bit for bit, 
     torch::optim::AdamW fused_opt(fused, options), reference_opt(reference, options);
     auto gen = at::detail::createCPUGenerator(9);
     for (int step = 0; step < 6; ++step) {
-      const double lr = 3e-3 * (step + 1) / 6.0, scale = step % 2 == 0 ? 0.25 : 1.0;  // clipped on even steps
-      for (auto* opt : {&fused_opt, &reference_opt})
-        for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      for (std::size_t i = 0; i < fused.size(); ++i) {
-        auto g = torch::randn({fused[i].numel()}, gen) * 1e-2;
-        if (step == 1) g[0] = -0.0;  // signed zeros go through as LibTorch's do
-        fused[i].mutable_grad() = g.clone();
-        reference[i].mutable_grad() = g.clone();
-      }
+      const double scale = prepare_adamw_step(step, fused_opt, reference_opt, fused, reference, gen);
       // From step 3 on the fused optimizer alternates with LibTorch's: the two share one state.
       ordo::train::adamw_step(fused_opt, scale, step >= 3 && step % 2 == 1 ? std::nullopt : rounding);
       ordo::train::adamw_step(reference_opt, scale, std::nullopt);
@@ -486,4 +495,55 @@ TEST_CASE("training with the fused AdamW step gives the parameters of LibTorch's
   ordo::train::adamw_step(b, 0.5, std::nullopt);
   CHECK(torch::equal(p, q));
   CHECK(!torch::equal(p.detach(), p0));
+}
+
+TEST_CASE("LibTorch 2.x's multi-tensor fused AdamW (the step on a CUDA device): LibTorch's step within float rounding") {
+  // The glue of the device step (state created as LibTorch creates it, step counts, the
+  // clipping's factor as grad_scale) runs here on CPU tensors; on CUDA the kernel is LibTorch's
+  // CUDA one. The CPU itself keeps the bit-exact pass: device_fusable refuses it.
+  auto cpu = odd_parameters(5);
+  torch::optim::AdamWOptions options(3e-3);
+  options.weight_decay(0.01).betas({0.9, 0.95}).eps(1e-8);
+  torch::optim::AdamW cpu_opt(cpu, options);
+  for (auto& p : cpu) p.mutable_grad() = torch::ones_like(p);
+  CHECK_FALSE(ordo::train::detail::device_fusable(cpu_opt));
+  if constexpr (!ordo::compat::has_fused_adamw) {
+    std::vector<torch::Tensor> ps{torch::zeros({2}), torch::zeros({2})}, ms{torch::zeros({2})}, st{torch::zeros({})};
+    CHECK_THROWS_AS(ordo::compat::fused_adamw(ps, ps, ms, ms, st, 1e-3, 0.9, 0.999, 0.0, 1e-8, std::nullopt),
+                    std::logic_error);
+    MESSAGE("LibTorch " << ordo::compat::torch_major << "." << ordo::compat::torch_minor << ": no fused AdamW");
+    return;
+  }
+  auto fused = odd_parameters(3), reference = odd_parameters(3);
+  torch::optim::AdamW fused_opt(fused, options), reference_opt(reference, options);
+  auto gen = at::detail::createCPUGenerator(11);
+  double worst = 0.0;
+  for (int step = 0; step < 6; ++step) {
+    const double scale = prepare_adamw_step(step, fused_opt, reference_opt, fused, reference, gen);
+    // From step 3 on LibTorch's step alternates with the fused one on the same state.
+    if (step >= 3 && step % 2 == 1)
+      ordo::train::adamw_step(fused_opt, scale, std::nullopt);
+    else
+      ordo::train::detail::multi_tensor_step(fused_opt, scale);
+    ordo::train::adamw_step(reference_opt, scale, std::nullopt);
+    for (std::size_t i = 0; i < fused.size(); ++i) {
+      CAPTURE(step);
+      CAPTURE(fused[i].numel());
+      const auto key_f = ordo::compat::optimizer_state_key(fused[i]);
+      const auto key_r = ordo::compat::optimizer_state_key(reference[i]);
+      const auto& sf = static_cast<const torch::optim::AdamWParamState&>(*fused_opt.state().at(key_f));
+      const auto& sr = static_cast<const torch::optim::AdamWParamState&>(*reference_opt.state().at(key_r));
+      CHECK(sf.step() == sr.step());
+      CHECK(sf.step() == step + 1);
+      // relative to the parameter's own scale: the step moves each value by about lr
+      const auto moved = (fused[i] - reference[i]).abs().max().item<double>();
+      worst = std::max(worst, moved);
+      CHECK(moved <= 1e-6 * std::max(1.0, reference[i].abs().max().item<double>()));
+      CHECK((sf.exp_avg() - sr.exp_avg()).abs().max().item<double>() <= 1e-8);
+      CHECK((sf.exp_avg_sq() - sr.exp_avg_sq()).abs().max().item<double>() <= 1e-10);
+    }
+  }
+  MESSAGE("multi-tensor fused AdamW against LibTorch's step: largest parameter difference " << worst);
+  // and it did move the parameters as LibTorch does (not a step that does nothing)
+  CHECK((fused[6] - odd_parameters(3)[6]).abs().max().item<double>() > 1e-3);
 }

@@ -8,7 +8,13 @@
 //     (`is_autocast_enabled(at::kCPU)`) and has dropped the old names.
 //   - an optimizer's per-parameter state: keyed by the text of the TensorImpl's address in 1.13,
 //     by the address itself in 2.x.
+//   - the multi-tensor fused AdamW (`at::_fused_adamw_`, what torch.optim.AdamW(fused=True)
+//     runs): 2.x only.
 #pragma once
+
+#include <optional>   // std::optional
+#include <stdexcept>  // std::logic_error
+#include <string>     // std::to_string
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
@@ -66,6 +72,27 @@ inline auto optimizer_state_key(const torch::Tensor& p) {
   return static_cast<void*>(p.unsafeGetTensorImpl());
 #else
   return c10::guts::to_string(p.unsafeGetTensorImpl());
+#endif
+}
+
+/// Whether this LibTorch has the multi-tensor fused AdamW step (fused_adamw below).
+inline constexpr bool has_fused_adamw = TORCH_VERSION_MAJOR >= 2;
+
+/// AdamW (decoupled weight decay, no amsgrad) on every tensor of `params` at once, with their
+/// gradients, moments and step counts (fp32 scalar tensors on the parameters' device, read, not
+/// advanced); the gradients are divided by `grad_scale` when given. LibTorch 2.x only
+/// (has_fused_adamw); 1.13 throws std::logic_error.
+inline void fused_adamw(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                        at::TensorList exp_avg_sqs, at::TensorList steps, double lr, double beta1, double beta2,
+                        double weight_decay, double eps, const std::optional<at::Tensor>& grad_scale) {
+#if TORCH_VERSION_MAJOR >= 2
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, grad_scale, /*found_inf=*/std::nullopt);
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr, (void)beta1, (void)beta2,
+      (void)weight_decay, (void)eps, (void)grad_scale;
+  throw std::logic_error("ordo::compat::fused_adamw: LibTorch " + std::to_string(torch_major) + "." +
+                         std::to_string(torch_minor) + " has no fused AdamW (2.x has)");
 #endif
 }
 

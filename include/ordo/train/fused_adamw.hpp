@@ -9,11 +9,17 @@
 // a run may switch between this step and LibTorch's at any step. Where LibTorch's build rounds
 // differently from every variant adamw_cpu knows (probe_adamw_rounding returns nullopt), on
 // parameters that are not contiguous fp32 on the CPU, and with amsgrad, the step is LibTorch's.
+//
+// On a device (CUDA) with LibTorch 2.x the step can instead be LibTorch's multi-tensor fused
+// AdamW (adamw_step's fuse_on_devices; the trainer asks for it with TrainOptions::fused_adamw):
+// one kernel for all parameters instead of nine operators each, equal to LibTorch's step up to
+// float rounding.
 #pragma once
 
 #include <cmath>     // std::pow, std::sqrt
 #include <cstdint>   // std::int64_t
 #include <cstring>   // std::memcmp
+#include <map>       // std::map
 #include <memory>    // std::make_unique
 #include <optional>  // std::optional
 #include <vector>    // std::vector
@@ -76,6 +82,19 @@ inline void libtorch_step(torch::optim::AdamW& optimizer, double grad_scale) {
   optimizer.step();
 }
 
+/// p's state in the optimizer, created as LibTorch's first step creates it when it has none.
+inline torch::optim::AdamWParamState& state_of(torch::optim::AdamW& optimizer, const torch::Tensor& p) {
+  auto& slot = optimizer.state()[compat::optimizer_state_key(p)];
+  if (!slot) {
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(0);
+    s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    slot = std::move(s);
+  }
+  return static_cast<torch::optim::AdamWParamState&>(*slot);
+}
+
 inline void fused_step(torch::optim::AdamW& optimizer, double grad_scale, const AdamWRounding& rounding) {
   torch::NoGradGuard no_grad;
   for (auto& group : optimizer.param_groups()) {
@@ -83,16 +102,7 @@ inline void fused_step(torch::optim::AdamW& optimizer, double grad_scale, const 
     const double beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const auto key = compat::optimizer_state_key(p);
-      auto& slot = optimizer.state()[key];
-      if (!slot) {  // as LibTorch's first step creates it
-        auto s = std::make_unique<torch::optim::AdamWParamState>();
-        s->step(0);
-        s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        slot = std::move(s);
-      }
-      auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
+      auto& s = state_of(optimizer, p);
       s.step(s.step() + 1);
       const double bias1 = 1 - std::pow(beta1, static_cast<double>(s.step()));
       const double bias2 = 1 - std::pow(beta2, static_cast<double>(s.step()));
@@ -119,6 +129,66 @@ inline void fused_step(torch::optim::AdamW& optimizer, double grad_scale, const 
   }
 }
 
+/// Whether LibTorch's multi-tensor fused AdamW (compat::fused_adamw) can take every parameter of
+/// the optimizer that has a gradient: LibTorch 2.x, no amsgrad, parameters on one device other
+/// than the CPU (where the fused pass above gives LibTorch's bits) in a floating dtype, with
+/// gradients and moments of their own device, dtype and shape.
+inline bool device_fusable(torch::optim::AdamW& optimizer) {
+  if constexpr (!compat::has_fused_adamw) return false;
+  std::optional<torch::Device> device;
+  for (auto& group : optimizer.param_groups()) {
+    if (static_cast<torch::optim::AdamWOptions&>(group.options()).amsgrad()) return false;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      if (p.device().is_cpu() || (device && p.device() != *device) || !p.is_floating_point() ||
+          p.grad().device() != p.device() || p.grad().scalar_type() != p.scalar_type() ||
+          p.grad().sizes() != p.sizes() || p.is_sparse() || p.grad().is_sparse())
+        return false;
+      device = p.device();
+      const auto it = optimizer.state().find(compat::optimizer_state_key(p));
+      if (it == optimizer.state().end()) continue;
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      for (const auto& m : {s.exp_avg(), s.exp_avg_sq()})
+        if (m.device() != p.device() || m.scalar_type() != p.scalar_type() || m.sizes() != p.sizes()) return false;
+    }
+  }
+  return device.has_value();
+}
+
+/// One AdamW step of every parameter with a gradient through LibTorch's multi-tensor fused AdamW
+/// (what torch.optim.AdamW(fused=True) runs): one kernel over all of a group's tensors, each
+/// element read and written once, instead of LibTorch C++'s nine operators per parameter. The
+/// clipping's factor goes in as the kernel's grad_scale (it divides the gradients by
+/// 1 / grad_scale). The state stays in the optimizer as LibTorch's step keeps it (exp_avg,
+/// exp_avg_sq, the step count), so checkpoints and LibTorch's step go on from it. Values: those of
+/// LibTorch's step up to float rounding (other operation order), not bit for bit.
+inline void multi_tensor_step(torch::optim::AdamW& optimizer, double grad_scale) {
+  torch::NoGradGuard no_grad;
+  for (auto& group : optimizer.param_groups()) {
+    const auto& o = static_cast<torch::optim::AdamWOptions&>(group.options());
+    std::vector<torch::Tensor> params, grads, avgs, sqs, steps;
+    std::map<std::int64_t, torch::Tensor> step_values;  // one fp32 scalar per step count
+    std::optional<torch::Tensor> scale;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& s = state_of(optimizer, p);
+      s.step(s.step() + 1);
+      auto& step = step_values[s.step()];
+      if (!step.defined())
+        step = torch::full({}, static_cast<double>(s.step()), p.options().dtype(torch::kFloat32));
+      if (grad_scale != 1.0 && !scale) scale = torch::full({}, 1.0 / grad_scale, p.options().dtype(torch::kFloat32));
+      params.push_back(p);
+      grads.push_back(p.grad());
+      avgs.push_back(s.exp_avg());
+      sqs.push_back(s.exp_avg_sq());
+      steps.push_back(step);
+    }
+    if (params.empty()) continue;
+    compat::fused_adamw(params, grads, avgs, sqs, steps, o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()),
+                        o.weight_decay(), o.eps(), scale);
+  }
+}
+
 inline bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
   return a.numel() == b.numel() &&
          std::memcmp(a.data_ptr<float>(), b.data_ptr<float>(), static_cast<std::size_t>(a.numel()) * sizeof(float)) == 0;
@@ -131,10 +201,14 @@ inline bool same_bits(const torch::Tensor& a, const torch::Tensor& b) {
 /// that are contiguous fp32 on the CPU, one fused pass per parameter (the gradients are read, not
 /// scaled in place); otherwise LibTorch's operators (which scale the gradients in place first).
 /// The parameters and the optimizer's state come out the same either way, bit for bit.
+/// `fuse_on_devices`: parameters on a device (CUDA) take LibTorch 2.x's multi-tensor fused AdamW
+/// when it can take them all (detail::multi_tensor_step: LibTorch's values up to float rounding).
 inline void adamw_step(torch::optim::AdamW& optimizer, double grad_scale,
-                       const std::optional<AdamWRounding>& rounding) {
+                       const std::optional<AdamWRounding>& rounding, bool fuse_on_devices = false) {
   if (rounding && detail::fusable(optimizer))
     detail::fused_step(optimizer, grad_scale, *rounding);
+  else if (fuse_on_devices && detail::device_fusable(optimizer))
+    detail::multi_tensor_step(optimizer, grad_scale);
   else
     detail::libtorch_step(optimizer, grad_scale);
 }

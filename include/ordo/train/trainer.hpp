@@ -99,7 +99,9 @@ struct TrainOptions {
   torch::ScalarType compute_dtype = torch::kFloat32;
   /// The AdamW step (with the clipping's scale) in one pass per parameter on the CPU when this
   /// LibTorch's rounding is one it repeats (fused_adamw.hpp): the same bits as LibTorch's eight
-  /// operators, about a third of their memory traffic. false: LibTorch's step always.
+  /// operators, about a third of their memory traffic; on a CUDA device with LibTorch 2.x, its
+  /// multi-tensor fused AdamW (one kernel for all parameters; LibTorch's values up to float
+  /// rounding). false: LibTorch's step always.
   bool fused_adamw = true;
 };
 
@@ -555,7 +557,7 @@ inline TrainResult train(model::CausalLM& lm, const std::vector<Example>& exampl
       const double clip = o.max_grad_norm > 0 && norm > o.max_grad_norm ? o.max_grad_norm / (norm + 1e-6) : 1.0;
       const double lr = schedule.at(step);
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-      adamw_step(optimizer, clip, adamw_rounding);
+      adamw_step(optimizer, clip, adamw_rounding, o.fused_adamw);
     }
     r.losses.push_back(step_loss);
     r.end_step = step + 1;
