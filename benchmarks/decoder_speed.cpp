@@ -124,26 +124,30 @@ int main(int argc, char** argv) {
   const auto finished = [](const torch::Tensor& t) { (void)t.to(torch::kCPU); };
   finished(lm->forward(ids.slice(1, 0, 16)));  // warm-up (on a device: NF4 bytes copied there)
   double prefill = 1e30, decoding = 1e30;
+  // `decode` greedy steps from `token` through next(token) -> the next token; the seconds they
+  // take (until the last token is on the host) go into `best` when fewer, their tokens into `tokens`.
+  const auto timed_decode = [&](torch::Tensor token, const auto& next, double& best, std::vector<torch::Tensor>& tokens) {
+    tokens.clear();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < decode; ++i) {
+      token = next(token);
+      tokens.push_back(token);
+    }
+    finished(token);
+    best = std::min(best, seconds_since(t0));
+  };
   std::vector<torch::Tensor> eager_tokens;  // the last run's, to compare with a static cache's
   std::optional<torch::autograd::profiler::RecordProfile> record;
   for (int run = 0; run < repeat; ++run) {
     std::fprintf(stderr, "ordo-bench-decoder: ordo, run %d of %d\n", run + 1, repeat);
     ordo::model::kv_cache cache;
-    auto t0 = std::chrono::steady_clock::now();
-    auto logits = lm->forward(ids, {}, &cache);
-    auto token = logits.select(1, -1).argmax(-1, true);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto token = lm->forward(ids, {}, &cache).select(1, -1).argmax(-1, true);
     finished(token);
     prefill = std::min(prefill, seconds_since(t0));
     if (!profile.empty() && run + 1 == repeat) record.emplace(profile);  // the last run's decode steps
-    eager_tokens.clear();
-    t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < decode; ++i) {
-      logits = lm->forward(token, {}, &cache);
-      token = logits.select(1, -1).argmax(-1, true);
-      eager_tokens.push_back(token);
-    }
-    finished(token);
-    decoding = std::min(decoding, seconds_since(t0));
+    const auto next = [&](const torch::Tensor& t) { return lm->forward(t, {}, &cache).select(1, -1).argmax(-1, true); };
+    timed_decode(token, next, decoding, eager_tokens);
   }
   record.reset();
   // The same decoding through a static KV cache (a CUDA graph on a CUDA device): its first steps
@@ -155,16 +159,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ordo-bench-decoder: ordo with a static KV cache, run %d of %d\n", run + 1, repeat);
     ordo::model::static_decoder fixed(lm, prompt + decode + 1);
     static_captured = fixed.captures();
-    auto token = fixed.prefill(ids).argmax(-1, true);
+    const auto token = fixed.prefill(ids).argmax(-1, true);
     finished(token);
-    static_tokens.clear();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < decode; ++i) {
-      token = fixed.step(token).argmax(-1, true);
-      static_tokens.push_back(token);
-    }
-    finished(token);
-    static_decoding = std::min(static_decoding, seconds_since(t0));
+    const auto next = [&](const torch::Tensor& t) { return fixed.step(t).argmax(-1, true); };
+    timed_decode(token, next, static_decoding, static_tokens);
   }
   nlohmann::json out = {
       {"benchmark", "decoder_speed"},

@@ -76,8 +76,10 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
   kv_cache cache;
   std::optional<static_decoder> fixed;
   if (o.static_cache) fixed.emplace(lm, result.prompt_tokens + o.max_new_tokens);
-  // The head on the last position only: the prompt's other logits are never read.
-  auto logits = fixed ? fixed->prefill(prompt_ids) : lm->head(lm->hidden(prompt_ids, {}, &cache).select(1, -1));
+  // The logits [1, vocab] of the last of `ids`, the head on that position only (the prompt's
+  // other logits are never read).
+  const auto last_logits = [&](const torch::Tensor& ids) { return lm->head(lm->hidden(ids, {}, &cache).select(1, -1)); };
+  auto logits = fixed ? fixed->prefill(prompt_ids) : last_logits(prompt_ids);
   for (std::int64_t step = 0; step < o.max_new_tokens; ++step) {
     const auto id = choose_token(logits[0], o, generator);  // logits [1, vocab]
     result.tokens.push_back(id);
@@ -88,7 +90,7 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
     }
     if (step + 1 == o.max_new_tokens) break;  // the last token needs no logits
     const auto input = torch::tensor({id}, torch::kLong).unsqueeze(0);
-    logits = fixed ? fixed->step(input) : lm->head(lm->hidden(input, {}, &cache).select(1, -1));
+    logits = fixed ? fixed->step(input) : last_logits(input);
   }
   return result;
 }
