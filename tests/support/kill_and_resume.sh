@@ -28,11 +28,13 @@ resume_begin() {
 fail() { echo "$resume_name: FAILED: $*"; exit 1; }
 now_ms() { date +%s%3N; }
 
-# Starts COMMAND with stdout and stderr into LOG.
+# Starts COMMAND with stdout and stderr into LOG. LOG exists (empty) before this returns: the
+# background job opens it only once it is scheduled, and a wait that reads it first must not fail.
 run_in_background() {
   local log=$1
   shift
-  "$@" > "$log" 2>&1 &
+  : > "$log"
+  "$@" >> "$log" 2>&1 &
   run_pid=$!
   run_started_ms=$(now_ms)
 }
@@ -40,8 +42,10 @@ run_in_background() {
 # Until LOG holds COUNT lines that match PATTERN (grep's basic regex) or the run has ended; a run
 # still short of them after LIMIT_MS is killed and the test fails.
 wait_for_lines() {
-  local pattern=$1 count=$2 log=$3 limit_ms=$4
-  while kill -0 "$run_pid" 2> /dev/null && (( $(grep -c -- "$pattern" "$log" || true) < count )); do
+  local pattern=$1 count=$2 log=$3 limit_ms=$4 seen
+  while kill -0 "$run_pid" 2> /dev/null; do
+    seen=$(grep -c -- "$pattern" "$log" 2> /dev/null || true)
+    (( ${seen:-0} < count )) || break
     (( $(now_ms) - run_started_ms < limit_ms )) || { kill -KILL "$run_pid"; fail "no $count lines '$pattern' in $log within $limit_ms ms"; }
     sleep 0.01
   done
