@@ -13,11 +13,13 @@
 // compute dtype) and mfu = achieved model FLOP/s over that rate.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -34,6 +36,7 @@
 #include <ordo/stages/distill.hpp>
 #include <ordo/train/trainer.hpp>
 
+#include "../tools/checks.hpp"  // one_line_errors, parse_command_line, positive
 #include "flops.hpp"
 
 namespace fs = std::filesystem;
@@ -44,9 +47,12 @@ fs::path shape_dir(const std::string& shape) {
   if (fs::exists(fs::path(shape) / "config.json")) return shape;
   const auto dir = fs::path(ORDO_SOURCE_DIR) / "resources/shapes" / shape;
   if (!fs::exists(dir / "config.json")) {
-    std::string known;
+    std::vector<std::string> names;
     for (const auto& e : fs::directory_iterator(fs::path(ORDO_SOURCE_DIR) / "resources/shapes"))
-      known += (known.empty() ? "" : ", ") + e.path().filename().string();
+      names.push_back(e.path().filename().string());
+    std::ranges::sort(names);
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
     throw std::invalid_argument("shape \"" + shape + "\": not a directory with config.json nor one of " + known);
   }
   return dir;
@@ -74,14 +80,17 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_text, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--dtype", dtype_text, "dense parameters of the teacher (the student keeps fp32 master weights)")
       ->capture_default_str();
-  app.add_option("--steps", steps, "timed steps (after one warm-up step)")->check(CLI::Range(1, 1000));
-  app.add_option("--batch-size", batch, "sequences per step")->check(CLI::Range(1, 4096));
-  app.add_option("--seq-len", seq_len, "tokens per sequence")->check(CLI::Range(2, 131072));
-  app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 4096));
+  app.add_option("--steps", steps, "timed steps (after one warm-up step)")
+      ->capture_default_str()
+      ->check(ordo::tools::positive);
+  app.add_option("--batch-size", batch, "sequences per step")->capture_default_str()->check(ordo::tools::positive);
+  app.add_option("--seq-len", seq_len, "tokens per sequence")->capture_default_str()->check(CLI::Range(2, 131072));
+  app.add_option("--threads", threads, "CPU threads")->capture_default_str()->check(ordo::tools::positive);
   bool libtorch_adamw = false;
   app.add_flag("--libtorch-adamw", libtorch_adamw,
                "LibTorch's AdamW step (nine operators per parameter) instead of the fused one (TrainOptions::fused_adamw)");
-  CLI11_PARSE(app, argc, argv);
+  ordo::tools::one_line_errors(app, "ordo-bench-scale");
+  if (const auto status = ordo::tools::parse_command_line(app, argc, argv)) return *status;
   try {
     const ordo::model::placement where(ordo::model::parse_device(device_text), ordo::model::parse_dtype(dtype_text));
     ordo::model::require_device(where.device);
