@@ -25,7 +25,7 @@ figures() { cut -d, --complement -f8,9 "$1/results.csv"; grep '"answer"' "$1/res
 t0=$(now_ms)
 "$study" "${args[@]}" --out "$work/whole" > "$work/whole.log" 2>&1 &
 whole_pid=$!
-for _ in $(seq 100); do [[ -e $work/whole/state/run.json ]] && break; sleep 0.05; done
+for _ in $(seq 1200); do [[ -e $work/whole/state/run.json ]] && break; kill -0 $whole_pid 2> /dev/null || break; sleep 0.05; done
 if "$study" "${args[@]}" --out "$work/whole" > "$work/locked.log" 2>&1; then fail "a second study ran in a locked directory"; fi
 grep -q "another ordo run is using this directory" "$work/locked.log" || { cat "$work/locked.log"; fail "no lock message"; }
 wait $whole_pid || { cat "$work/whole.log"; fail "the uninterrupted run failed"; }
