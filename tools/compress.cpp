@@ -11,9 +11,10 @@
 //                 [--gguf-ffn padded|per-layer] [--dist-timeout S] [--dist-overlap auto|on|off]
 //                 [--vocab-loss-chunk N] [--fresh] [--checkpoint-seconds S]
 //
-// NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"), or base, P, KD, Q. The
-// pipeline runs through the compile-time dispatch (the name picks one of the paper's typed
-// pipelines, with P = Prune<30, Importance, Allocation> of the --prune-* choices; the JSON
+// NAME is a chain ("Q-D-P-KD-Q") or the paper's notation ("Q-P-KD"): any order of any of the three
+// stages (base, P, KD, Q, the six two-stage orders such as P-KD or Q-KD = Q-D-KD-Q, the paper's six
+// three-stage orders). The pipeline runs through the compile-time dispatch (the name picks one of
+// sixteen typed pipelines, ordo::every_configuration, with P = Prune<30, Importance, Allocation> of the --prune-* choices; the JSON
 // names it, e.g. "P[flap]-KD-Q"). The result is saved as a Hugging Face directory (dense) or in bitsandbytes' NF4
 // serialization (a chain ending in Q), then loaded back from disk and compared with the model in
 // memory: the logits of both on the first calibration sequence must be equal ("reload" in the
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
   std::string pipeline, model_path, out, tokenizer_path, format = "hf", gguf_type_name = "f16";
   auto options = ordo::study::preset("quick");
   bool no_recovery = false;
-  app.add_option("--pipeline", pipeline, "e.g. P-KD-Q, Q-P-KD, Q-D-P-KD-Q, P, KD, Q")->required();
+  app.add_option("--pipeline", pipeline, "any order of P, KD, Q or some of them: P-KD-Q, Q-P-KD (= Q-D-P-KD-Q), P-KD, Q-KD, P, KD, Q, base...")->required();
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--tokenizer", tokenizer_path,
                  "take the tokenizer and chat template from this model (for a directory without tokenizer.json)")->check(ordo::tools::non_empty);
@@ -133,12 +134,12 @@ int main(int argc, char** argv) {
     const auto gguf_type = ordo::model::gguf_type_from_name(gguf_type_name);
     const auto gguf_ffn = gguf_ffn_name == "per-layer" ? ordo::model::gguf_ffn::per_layer : ordo::model::gguf_ffn::padded;
     const auto teacher_device = device.teacher();
-    // The pipeline by name among the paper's ten, before any work; from here on its chain
+    // The pipeline by name among the sixteen, before any work; from here on its chain
     // ("Q-D-P-KD-Q" for "q-p-kd") and its notation, whatever case or form the name came in (a
     // resumed run is recognised by the notation).
     using KD = ordo::Distill<ordo::T4, ordo::A03>;
     using Q = ordo::QuantNF4;
-    const auto named = ordo::with_pipeline(pipeline, ordo::paper_configurations<ordo::Prune<30>, KD, Q>(), [](auto t) {
+    const auto named = ordo::with_pipeline(pipeline, ordo::every_configuration<ordo::Prune<30>, KD, Q>(), [](auto t) {
       using Pipe = typename decltype(t)::type;
       return std::pair{std::string(ordo::pipeline_name_v<Pipe>), std::string(ordo::paper_notation_v<Pipe>)};
     });
@@ -345,14 +346,14 @@ int main(int argc, char** argv) {
       if (!writer) summary = nlohmann::json{{"rank", group->rank()}};
       return summary;
     };
-    // The P stage's type from the --prune-* choices, then the pipeline by name among its ten.
+    // The P stage's type from the --prune-* choices, then the pipeline by name among its sixteen.
     auto with_prune = [&](auto importance_tag, auto allocation_tag) {
       using P = ordo::Prune<30, typename decltype(importance_tag)::type, typename decltype(allocation_tag)::type>;
-      // "P-KD-Q" names the P[flap]-KD-Q of these ten: each P of the name becomes P's symbol.
+      // "P-KD-Q" names the P[flap]-KD-Q of these sixteen: each P of the name becomes P's symbol.
       std::string name;
       for (const auto& part : stage_names)
         name += (name.empty() ? "" : "-") + (part == "P" ? std::string(P::symbol) : part);
-      return ordo::with_pipeline(name, ordo::paper_configurations<P, KD, Q>(), run_one);
+      return ordo::with_pipeline(name, ordo::every_configuration<P, KD, Q>(), run_one);
     };
     auto with_allocation = [&](auto importance_tag) {
       if (allocation == "global") return with_prune(importance_tag, boost::hana::type_c<ordo::allocation::global>);

@@ -142,6 +142,38 @@ TEST_CASE("paper_configurations: base, P, KD, Q and the six") {
   CHECK(names_of(ten).count("base") == 1);
 }
 
+TEST_CASE("two_stage_orderings and every_configuration: every order of every subset") {
+  constexpr auto six = ordo::two_stage_orderings<P, KD, Q>();
+  static_assert(hana::size(six) == hana::size_c<6>);
+  std::vector<std::string> names;
+  std::set<std::string> paper;
+  ordo::for_each_pipeline(six, [&](auto t) {
+    using Pipe = typename decltype(t)::type;
+    static_assert(ordo::pipeline_is_valid_v<Pipe>);
+    names.emplace_back(Pipe::name());
+    paper.insert(std::string(ordo::paper_notation_v<Pipe>));
+  });
+  CHECK(names == std::vector<std::string>{"KD-P", "KD-Q", "P-KD", "P-Q", "Q-D-KD-Q", "Q-D-P-Q"});
+  CHECK(paper == std::set<std::string>{"KD-P", "KD-Q", "P-KD", "P-Q", "Q-KD", "Q-P"});
+  static_assert(std::is_same_v<ordo::paper_pipeline_t<Q, P>, Pipeline<Q, D, P, Q>>);
+
+  constexpr auto sixteen = ordo::every_configuration<P, KD, Q>();
+  static_assert(hana::size(sixteen) == hana::size_c<16>);
+  static_assert(hana::at_c<0>(sixteen) == hana::type_c<Pipeline<>>);
+  const auto all = names_of(sixteen);
+  CHECK(all.size() == 16);  // no name twice
+  for (const auto& n : names_of(ordo::paper_configurations<P, KD, Q>())) CHECK(all.count(n) == 1);
+  ordo::for_each_pipeline(sixteen, [](auto t) { static_assert(ordo::pipeline_is_valid_v<typename decltype(t)::type>); });
+  // with_pipeline finds the two-stage ones by chain and by the paper's notation.
+  auto chain_of = [&](std::string_view name) {
+    return ordo::with_pipeline(name, sixteen, [](auto t) { return std::string(decltype(t)::type::name()); });
+  };
+  CHECK(chain_of("q-kd") == "Q-D-KD-Q");
+  CHECK(chain_of("P-KD") == "P-KD");
+  CHECK(chain_of("Q-D-P-Q") == "Q-D-P-Q");
+  CHECK_THROWS_AS(chain_of("P-Q-P"), ordo::unknown_pipeline);
+}
+
 TEST_CASE("with_pipeline: chain names, paper notation, case and spaces") {
   constexpr auto ten = ordo::paper_configurations<P, KD, Q>();
   auto name_of = [&](std::string_view name) {

@@ -6,6 +6,10 @@
 //                                         last becomes Q, Dequantize and a final Q is appended
 //                                         ("Q-P-KD" is Q-D-P-KD-Q); sorted by name
 //   ordo::paper_configurations<P, KD, Q>()  the paper's ten: base, P, KD, Q and the six
+//   ordo::two_stage_orderings<P, KD, Q>()   the six orders of two of the three stages, in the
+//                                         paper's reading ("Q-KD" is Q-D-KD-Q), sorted by name
+//   ordo::every_configuration<P, KD, Q>()   every order of every subset of the three: the paper's
+//                                         ten, then the six two-stage orders (sixteen)
 //   ordo::for_each_pipeline(pipelines, f)   f(hana::type<Pipeline<...>>{}) for each
 //
 // Each element is a hana::type<ordo::Pipeline<...>>; nothing here instantiates a Pipeline, so
@@ -124,6 +128,22 @@ constexpr auto paper_orderings() {
 template <class P, class KD, class Q>
 constexpr auto paper_configurations() {
   return hana::concat(hana::tuple_t<Pipeline<>, Pipeline<P>, Pipeline<KD>, Pipeline<Q>>, paper_orderings<P, KD, Q>());
+}
+
+/// The six orders of two of P, KD, Q in the paper's reading (a Q that is not last becomes Q,
+/// Dequantize and a final Q is appended: "Q-P" is Q-D-P-Q), sorted by name.
+template <class P, class KD, class Q>
+constexpr auto two_stage_orderings() {
+  auto six = hana::tuple_t<paper_pipeline_t<P, KD>, paper_pipeline_t<KD, P>, paper_pipeline_t<P, Q>,
+                           paper_pipeline_t<Q, P>, paper_pipeline_t<KD, Q>, paper_pipeline_t<Q, KD>>;
+  return hana::sort(six, detail::by_name);
+}
+
+/// Every order of every subset of P, KD, Q in the paper's reading: the paper's ten
+/// (paper_configurations), then the six two-stage orders (two_stage_orderings).
+template <class P, class KD, class Q>
+constexpr auto every_configuration() {
+  return hana::concat(paper_configurations<P, KD, Q>(), two_stage_orderings<P, KD, Q>());
 }
 
 /// Calls f(hana::type<Pipeline<...>>{}) for each element, in order. In f:
