@@ -41,8 +41,8 @@ Out step(const In& in, context& ctx, const std::string& what, bool trains) {
   return out;
 }
 
-template <int P>
-model<ordo::dense> apply(const ordo::Prune<P>& s, const model<ordo::dense>& m, context& c) {
+template <int P, class... Policy>
+model<ordo::dense> apply(const ordo::Prune<P, Policy...>& s, const model<ordo::dense>& m, context& c) {
   return step<model<ordo::dense>>(m, c, s.describe(), true);
 }
 template <class T, class A>

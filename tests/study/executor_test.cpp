@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/hana/concat.hpp>
 #include <boost/hana/size.hpp>
 
 #include <ordo/pipeline.hpp>
@@ -129,6 +130,39 @@ TEST_CASE("a cache bound trades recomputation for memory; results do not change"
   }
   CHECK(ten_plan::schedule(0).peak_cached == 0);
   CHECK(ten_plan::schedule(2).applications == 22);
+}
+
+// The study's default set: the ten and the seven that prune with FLAP's importance.
+using P_flap = ordo::Prune<30, ordo::importance::flap>;
+constexpr auto seventeen = hana::concat(hana::concat(ten, hana::tuple_t<ordo::Pipeline<P_flap>>),
+                                        ordo::paper_orderings<P_flap, KD, Q>());
+using seventeen_plan = decltype(ordo::study::plan_of(seventeen));
+static_assert(seventeen_plan::count == 17);
+static_assert(seventeen_plan::schedule().training_applications == 18);
+// Its default bound of two cached models trains nothing twice: the cache, full with Q and Q-D,
+// gives way to Q-D-KD (which Q-KD-P and Q-KD-P[flap] share) rather than train it again.
+static_assert(seventeen_plan::schedule(2).training_applications == 18);
+static_assert(seventeen_plan::schedule(2).applications == seventeen_plan::schedule().applications + 2);  // Q, D again
+
+TEST_CASE("a full cache gives way to a trained model: the executor follows the schedule") {
+  for (std::size_t bound : {std::size_t{1}, std::size_t{2}, std::size_t{3}, ordo::study::unbounded}) {
+    CAPTURE(bound);
+    recording::context alone_ctx, ctx;
+    recording::model<ordo::dense> base;
+    std::map<std::string, std::vector<std::string>> alone, shared;
+    ordo::for_each_pipeline(seventeen, [&](auto t) {
+      using Pipe = typename decltype(t)::type;
+      alone[std::string(Pipe::name())] = Pipe::run(base, alone_ctx).applied;
+    });
+    const auto figures = ordo::study::execute(
+        seventeen, base, ctx,
+        [&](auto t, const auto& model) { shared[std::string(decltype(t)::type::name())] = model.applied; },
+        {.max_cached_models = bound});
+    CHECK(shared == alone);
+    CHECK(static_cast<ordo::study::schedule_figures>(figures) == seventeen_plan::schedule(bound));
+    CHECK(figures.peak_cached <= bound);
+    if (bound >= 2) CHECK(ctx.training_applications == 18);  // no stage that trains runs twice
+  }
 }
 
 struct progress {

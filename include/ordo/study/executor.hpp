@@ -172,7 +172,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
     if (store_.finished(event)) {
       ++figures_.skipped;
       ordo::detail::notify_pipeline_skipped(observer_, event);
-      evict(Pos, std::make_index_sequence<table.size>{});
+      evict(Pos);
       return;
     }
     ordo::detail::notify_pipeline_start(observer_, event);
@@ -181,7 +181,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
       sink(boost::hana::type_c<pipe>, model.get());
     }
     ++figures_.pipelines;
-    evict(Pos, std::make_index_sequence<table.size>{});
+    evict(Pos);
     ordo::detail::notify_pipeline_end(observer_, event);
   }
 
@@ -261,9 +261,10 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   template <std::size_t P, class M>
   model_ref<M> keep(std::size_t position, M&& model, bool offer_to_store, bool trained = false) {
     auto& slot = std::get<P>(cache_);
-    if (table.last_use[P] > position && held_ < options_.max_cached_models) {
+    if (table.last_use[P] > position && make_room(P)) {
       slot.emplace(std::move(model));
       ++held_;
+      cached_[P] = true;
       if (held_ > figures_.peak_cached) figures_.peak_cached = held_;
       if (offer_to_store) store_.save(key<P>(), *slot);
       return model_ref<M>(&*slot);
@@ -272,14 +273,31 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
     return model_ref<M>(std::move(model));
   }
 
-  template <std::size_t... P>
-  void evict(std::size_t position, std::index_sequence<P...>) {
+  // Whether node p may be cached: the cache has room, or a held model gives way to it
+  // (plan::room_for: the schedule's rule), dropped here.
+  bool make_room(std::size_t p) {
+    if (held_ < options_.max_cached_models) return true;
+    const std::size_t victim = plan_type::room_for(p, cached_);
+    if (victim == plan_type::no_room) return false;
+    drop_where([victim](std::size_t i) { return i == victim; }, std::make_index_sequence<table.size>{});
+    return true;
+  }
+
+  // Nodes whose last use is `position`: out of the cache and the store.
+  void evict(std::size_t position) {
+    drop_where([position](std::size_t i) { return table.last_use[i] == position; },
+               std::make_index_sequence<table.size>{});
+  }
+
+  template <class Which, std::size_t... P>
+  void drop_where(Which which, std::index_sequence<P...>) {
     auto drop = [&]<std::size_t I>(std::integral_constant<std::size_t, I>) {
-      if (table.last_use[I] != position) return;
+      if (!which(I)) return;
       auto& slot = std::get<I>(cache_);
       if (slot) {
         slot.reset();
         --held_;
+        cached_[I] = false;
       }
       store_.drop(key<I>());
     };
@@ -293,6 +311,7 @@ class trie_runner<type_list<Pipelines...>, Model, Context, Observer, Store> {
   Store& store_;
   options options_;
   cache_type cache_{};
+  typename plan_type::cache_flags cached_{};  // which slots of cache_ hold a model
   std::size_t held_ = 0;
   std::size_t planned_ = 0, planned_training_ = 0;
   run_figures figures_{};

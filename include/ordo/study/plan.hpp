@@ -194,6 +194,35 @@ struct plan {
     return t;
   }();
 
+  /// Which trie nodes are held in the cache, by prefixes' numbering.
+  using cache_flags = std::array<bool, max_prefixes + 1>;
+  /// room_for's answer when no held model gives way.
+  static constexpr std::size_t no_room = max_prefixes + 1;
+
+  /// Whether computing node p again, from its deepest ancestor held in `cached` (else from the
+  /// base model), would apply a stage that trains.
+  static constexpr bool recompute_trains(std::size_t p, const cache_flags& cached) {
+    const std::size_t c = prefixes.config[p];
+    for (std::size_t d = prefixes.depth[p]; d > 0; --d) {
+      if (stage_trains[ids[c][d - 1]]) return true;
+      if (d > 1 && cached[prefixes.index[c][d - 1]]) return false;
+    }
+    return false;
+  }
+
+  /// With the cache full, the held node that gives way to node p: one whose recomputation
+  /// trains nothing (a Q or D after a held model or the base), when p's would train; of those,
+  /// the one whose last use comes latest. no_room when none does (p is then not cached).
+  static constexpr std::size_t room_for(std::size_t p, const cache_flags& cached) {
+    if (!recompute_trains(p, cached)) return no_room;
+    std::size_t victim = no_room;
+    for (std::size_t q = 0; q < prefixes.size; ++q)
+      if (cached[q] && !recompute_trains(q, cached) &&
+          (victim == no_room || prefixes.last_use[q] >= prefixes.last_use[victim]))
+        victim = q;
+    return victim;
+  }
+
   /// Stage applications when each pipeline runs on its own.
   static constexpr schedule_figures unshared = [] {
     schedule_figures f{};
@@ -217,14 +246,23 @@ struct plan {
   };
 
   /// The executor's schedule with at most `bound` intermediate models cached at once, from
-  /// `start`; the executor's measured figures equal these.
+  /// `start`; the executor's measured figures equal these. A node is cached when a later
+  /// pipeline needs it and there is room, or when its recomputation would train and a held node
+  /// whose recomputation would not gives way (room_for): a full cache keeps trained models
+  /// rather than quantized copies that are quick to make again.
   static constexpr schedule_figures schedule(std::size_t bound = unbounded, const start_state& start = {}) {
     schedule_figures f{};
-    std::array<bool, max_prefixes + 1> cached{};
+    cache_flags cached{};
     auto stored = start.stored;
     std::size_t held = 0;
     const auto cache = [&](std::size_t p, std::size_t pos) {
-      if (prefixes.last_use[p] <= pos || held >= bound) return false;
+      if (prefixes.last_use[p] <= pos) return false;
+      if (held >= bound) {
+        const std::size_t victim = room_for(p, cached);
+        if (victim == no_room) return false;
+        cached[victim] = stored[victim] = false;  // the executor drops it from the store too
+        --held;
+      }
       cached[p] = true;
       f.peak_cached = std::max(f.peak_cached, ++held);
       return true;
