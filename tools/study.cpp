@@ -9,7 +9,7 @@
 //              [--no-judge] [--no-answers] [--save-models] [--fresh] [--keep-cache] [--checkpoint-seconds S]
 //              [--teacher-logits-mb N] [--scored-logits-only]
 //              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
-//              [--dist-timeout S]
+//              [--dist-timeout S] [--paper-only] [--two-stage]
 //
 // Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), the ranks share the
 // training, calibration and evaluation of every configuration; rank 0 writes the reports.
@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
   bool paper_only = false;
   std::string recovery = "cross-entropy";
   app.add_flag("--paper-only", paper_only, "only the paper's ten configurations (no P[flap] series)");
+  bool two_stage = false;
+  app.add_flag("--two-stage", two_stage,
+               "also the six orders of two stages (P-KD, KD-P, P-Q, Q-P, KD-Q, Q-KD; their P[flap] ones too "
+               "without --paper-only): prefixes of the three-stage orders, they cost evaluation, not training");
   app.add_option("--prune-recovery", recovery,
                  "training after pruning: cross-entropy (the paper) or distillation (from the unpruned model)")
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
@@ -135,6 +139,7 @@ int main(int argc, char** argv) {
     o.save_answers = !no_answers;
     o.save_models = save_models;
     o.flap_series = !paper_only;
+    o.two_stage = two_stage;
     o.fresh = fresh;
     o.keep_cache = keep_cache;
     if (checkpoint_seconds > 0) o.checkpoint_seconds = checkpoint_seconds;

@@ -21,12 +21,14 @@
 #include <cstdlib>     // std::getenv
 #include <filesystem>  // std::filesystem
 #include <fstream>     // std::ifstream
+#include <iterator>    // std::size
 #include <map>         // std::map
 #include <memory>      // std::make_shared
 #include <optional>    // std::optional
 #include <random>      // std::mt19937_64
 #include <sstream>     // std::stringstream
 #include <string>      // std::string
+#include <string_view> // std::string_view
 #include <vector>      // std::vector
 
 #include <boost/hana/concat.hpp>  // hana::concat
@@ -41,7 +43,7 @@
 #include <ordo/eval/shard.hpp>             // shard
 #include <ordo/io/progress.hpp>            // ProgressLine
 #include <ordo/model/checkpoint.hpp>       // save_hf, save_nf4
-#include <ordo/pipeline.hpp>               // paper_configurations, paper_notation_v
+#include <ordo/pipeline.hpp>               // paper_configurations, two_stage_orderings, paper_notation_v
 #include <ordo/stages/context.hpp>         // Context, Example, Budget
 #include <ordo/stages/distill.hpp>         // apply(Distill)
 #include <ordo/model/dense_model.hpp>      // DenseModel
@@ -134,6 +136,10 @@ struct study_options {
   /// (ordo::importance::flap, bias compensation, the same 30 % in every layer): "P[flap]", ...
   /// (docs/pruning.md says why FLAP).
   bool flap_series = true;
+  /// Beside them, the six orders of two stages (P-KD, KD-P, P-Q, Q-P = Q-D-P-Q, KD-Q, Q-KD =
+  /// Q-D-KD-Q; with flap_series also the four of them with P[flap]). Each is a prefix of a
+  /// three-stage order, or one with a final Q: they cost their evaluation, not training.
+  bool two_stage = false;
   /// Resuming (paper/resume.hpp): a study killed in out_dir continues where it stopped when run
   /// again with the same options; `fresh` discards such an unfinished study instead.
   bool fresh = false;
@@ -273,14 +279,18 @@ inline std::vector<data::Document> read_documents(const std::filesystem::path& d
 // The paper's Table 1 order; a series other than the paper's after it, in the same order
 // ("P[flap]-KD-Q" ranks as "P-KD-Q").
 inline int table_rank(const std::string& paper_name, const std::string& importance = "paper") {
-  static const char* order[] = {"Base", "KD", "P", "Q", "P-KD-Q", "KD-P-Q", "P-Q-KD", "KD-Q-P", "Q-KD-P", "Q-P-KD"};
+  // The paper's ten, then the two-stage orders (study_options::two_stage).
+  static constexpr std::string_view order[] = {"Base",   "KD",     "P",      "Q",    "P-KD-Q", "KD-P-Q",
+                                               "P-Q-KD", "KD-Q-P", "Q-KD-P", "Q-P-KD", "P-KD",   "KD-P",
+                                               "P-Q",    "Q-P",    "KD-Q",   "Q-KD"};
+  constexpr int known = static_cast<int>(std::size(order));
   std::string plain = paper_name;
   if (const auto open = plain.find('['); open != std::string::npos)
     plain.erase(open, plain.find(']', open) - open + 1);
-  const int series = importance == "paper" ? 0 : 11;
-  for (int i = 0; i < 10; ++i)
+  const int series = importance == "paper" ? 0 : known + 1;
+  for (int i = 0; i < known; ++i)
     if (plain == order[i]) return series + i;
-  return series + 10;
+  return series + known;
 }
 
 // Whether the pipeline P holds the stage S.
@@ -475,6 +485,7 @@ inline nlohmann::json resume_fingerprint(const study_options& o, const data_sour
       {"flap_series", o.flap_series}};
   // only when chosen: a study begun before the option existed still resumes
   if (o.eval_scored_logits_only) fingerprint["eval_scored_logits_only"] = true;
+  if (o.two_stage) fingerprint["two_stage"] = true;
   return fingerprint;
 }
 
@@ -525,8 +536,21 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), [](auto t) {
     return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
   });
-  const std::size_t configurations = o.flap_series ? decltype(plan_of(boost::hana::concat(ten, flap_seven)))::count
-                                                   : decltype(plan_of(ten))::count;
+  // The two-stage orders (two_stage), and those of them that hold P[flap] (with flap_series).
+  constexpr auto two = two_stage_orderings<P, KD, Q>();
+  constexpr auto flap_two = boost::hana::filter(two_stage_orderings<P_flap, KD, Q>(), [](auto t) {
+    return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
+  });
+  // f(the configurations this study runs): one of four compile-time sets, chosen by the options.
+  const auto with_configurations = [&](auto&& f) {
+    using boost::hana::concat;
+    if (o.flap_series && o.two_stage) return f(concat(concat(ten, two), concat(flap_seven, flap_two)));
+    if (o.flap_series) return f(concat(ten, flap_seven));
+    if (o.two_stage) return f(concat(ten, two));
+    return f(ten);
+  };
+  const std::size_t configurations =
+      with_configurations([](auto set) -> std::size_t { return decltype(plan_of(set))::count; });
 
   // The chat corpus is read only when something uses it: training on chats or a chat perplexity.
   auto sources = o.data;
@@ -669,14 +693,12 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                      static_cast<long long>(ppl.tokens), chat_text.c_str(), quality.c_str(), r.eval_seconds);
   };
   journaled_progress observer{progress, store};
-  const auto figures = o.flap_series
-                           ? execute(boost::hana::concat(ten, flap_seven), base, context, sink,
-                                     options{o.max_cached_models}, observer, store)
-                           : execute(ten, base, context, sink, options{o.max_cached_models}, observer, store);
+  const auto figures = with_configurations(
+      [&](auto set) { return execute(set, base, context, sink, options{o.max_cached_models}, observer, store); });
   std::vector<result_row> rows;  // this run's and the earlier runs'
   for (const auto& [name, r] : store.rows()) rows.push_back(r);
-  const auto one_by_one = o.flap_series ? decltype(plan_of(boost::hana::concat(ten, flap_seven)))::unshared.applications
-                                        : decltype(plan_of(ten))::unshared.applications;
+  const auto one_by_one = with_configurations(
+      [](auto set) -> std::size_t { return decltype(plan_of(set))::unshared.applications; });
 
   // Chain times: the sum of the stage durations along each configuration's chain.
   for (auto& r : rows) {
@@ -729,6 +751,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"training_applications", figures.training_applications},
                          {"stage_applications_one_by_one", one_by_one},
                          {"flap_series", o.flap_series},
+                         {"two_stage", o.two_stage},
                          {"prune_recovery_loss", o.budget.prune_recovery_loss == recovery_loss::distillation
                                                      ? "distillation"
                                                      : "cross_entropy"},
