@@ -532,15 +532,14 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   using KD = Distill<T4, A03>;
   using Q = QuantNF4;
   constexpr auto ten = paper_configurations<P, KD, Q>();
-  // The same orderings pruned with FLAP: the seven that hold a P (Base, KD, Q are shared).
-  constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), [](auto t) {
+  constexpr auto holds_p_flap = [](auto t) {
     return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
-  });
+  };
+  // The same orderings pruned with FLAP: the seven that hold a P (Base, KD, Q are shared).
+  constexpr auto flap_seven = boost::hana::filter(paper_configurations<P_flap, KD, Q>(), holds_p_flap);
   // The two-stage orders (two_stage), and those of them that hold P[flap] (with flap_series).
   constexpr auto two = two_stage_orderings<P, KD, Q>();
-  constexpr auto flap_two = boost::hana::filter(two_stage_orderings<P_flap, KD, Q>(), [](auto t) {
-    return boost::hana::bool_c<detail::has_stage_v<P_flap, typename decltype(t)::type>>;
-  });
+  constexpr auto flap_two = boost::hana::filter(two_stage_orderings<P_flap, KD, Q>(), holds_p_flap);
   // f(the configurations this study runs): one of four compile-time sets, chosen by the options.
   const auto with_configurations = [&](auto&& f) {
     using boost::hana::concat;
