@@ -81,6 +81,11 @@ int main(int argc, char** argv) {
   app.add_flag("--static-cache", static_cache,
                "also decode with a KV cache of fixed capacity, a step of fixed shapes that a CUDA device replays "
                "as one CUDA graph (ordo/model/static_decode.hpp), timed beside the default");
+  int batch = 0;
+  app.add_option("--batch", batch,
+                 "also decode this many left-padded prompts at once (as the study generates its answers), with the "
+                 "fused batched step and with the general path, timed in the same run (0: not)")
+      ->check(CLI::Range(0, 64));
   std::string profile;
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
   ordo::tools::device_flags where_flags;
@@ -164,6 +169,33 @@ int main(int argc, char** argv) {
     const auto next = [&](const torch::Tensor& t) { return fixed.step(t).argmax(-1, true); };
     timed_decode(token, next, static_decoding, static_tokens);
   }
+  // `batch` prompts at once, left-padded (row b is the prompt without its first 4b tokens), then
+  // `decode` greedy steps for all rows: with the fused batched step (the default on the CPU) and
+  // with the general path (set_fused_decoding(false)), each the best of `repeat` runs.
+  double batch_fused = 1e30, batch_general = 1e30;
+  std::vector<torch::Tensor> batch_tokens[2];
+  for (int run = 0; batch > 0 && run < 2 * repeat; ++run) {
+    const bool fused = run % 2 == 0;
+    std::fprintf(stderr, "ordo-bench-decoder: %d prompts at once, %s, run %d of %d\n", batch,
+                 fused ? "fused step" : "general path", run / 2 + 1, repeat);
+    lm->set_fused_decoding(fused);
+    auto rows = ids.repeat({batch, 1});
+    auto mask = torch::ones({batch, prompt}, torch::kLong);
+    for (int b = 0; b < batch; ++b) {
+      const auto pad = std::min<std::int64_t>(4 * b, prompt - 1);
+      rows[b].slice(0, 0, pad).fill_(0);
+      mask[b].slice(0, 0, pad).fill_(0);
+    }
+    ordo::model::kv_cache cache;
+    auto token = lm->head(lm->hidden(rows, mask, &cache).select(1, -1)).argmax(-1, true);  // [batch, 1]
+    finished(token);
+    const auto next = [&](const torch::Tensor& t) {
+      mask = torch::cat({mask, torch::ones({batch, 1}, torch::kLong)}, 1);
+      return lm->forward(t, mask, &cache).select(1, -1).argmax(-1, true);
+    };
+    timed_decode(token, next, fused ? batch_fused : batch_general, batch_tokens[fused ? 0 : 1]);
+  }
+  lm->set_fused_decoding(true);
   nlohmann::json out = {
       {"benchmark", "decoder_speed"},
       {"model", m.source.string()},
@@ -188,6 +220,14 @@ int main(int argc, char** argv) {
     // greedy tokens of the two paths (logits equal up to fp32 rounding: a near tie may differ)
     out["ordo"]["static_cache_same_tokens"] =
         torch::equal(torch::cat(eager_tokens).to(torch::kCPU), torch::cat(static_tokens).to(torch::kCPU));
+  }
+  if (batch > 0) {
+    out["ordo"]["batch"] = batch;
+    out["ordo"]["batch_decode_tokens_per_s"] = batch * decode / batch_fused;
+    out["ordo"]["batch_general_path_decode_tokens_per_s"] = batch * decode / batch_general;
+    out["ordo"]["batch_fused_over_general_path"] = batch_general / batch_fused;
+    out["ordo"]["batch_over_batch_1"] = (batch * decode / batch_fused) / (decode / decoding);
+    out["ordo"]["batch_same_tokens"] = torch::equal(torch::cat(batch_tokens[0], 1), torch::cat(batch_tokens[1], 1));
   }
   if (!python.empty()) {
     std::fprintf(stderr, "ordo-bench-decoder: the baselines through %s\n", python.c_str());

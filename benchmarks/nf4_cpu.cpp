@@ -425,6 +425,23 @@ int main(int argc, char** argv) {
       });
       dense32 = {m, b, f32_bytes};
     }
+    // Eight rows at once (eight sequences decoding in a batch, as the study's answers are
+    // generated): ordo's batched GEMV (each weight row read once for the eight) against
+    // LibTorch's fp32 linear on the same rows below.
+    constexpr std::size_t batch_rows = 8;
+    std::vector<float> xb(batch_rows * cols), yb(batch_rows * rows);
+    for (std::size_t j = 0; j < batch_rows; ++j)
+      for (std::size_t k = 0; k < cols; ++k) xb[j * cols + k] = x[(k + 97 * j) % cols];
+    const double batch_bytes = 4.0 * n + 4.0 * batch_rows * (cols + rows);
+    Figure dense32_batch{};
+    {
+      std::vector<std::vector<float>> dw(f_copies, w);
+      const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
+        ordo::quant::f32::gemv_batch(dw[c].data(), rows, cols, cols, xb.data(), batch_rows, cols, yb.data(), rows,
+                                     {.threads = threads, .isa = isa, .runner = runner});
+      });
+      dense32_batch = {m, b, batch_bytes};
+    }
     {
       const double b16_bytes = 2.0 * n + 4.0 * cols + 4.0 * rows;
       const std::size_t b_copies = copies_for(static_cast<std::size_t>(b16_bytes), args.working_set);
@@ -443,7 +460,7 @@ int main(int argc, char** argv) {
     }
 
     // LibTorch at batch 1 on the same shapes: fp32 torch::mv and bf16 torch::linear.
-    Figure torch32{}, torch16{};
+    Figure torch32{}, torch16{}, torch32_batch{};
 #if ORDO_BENCH_TORCH
     {
       const auto xt = torch::from_blob(const_cast<float*>(x.data()), {static_cast<std::int64_t>(cols)}).clone();
@@ -454,6 +471,10 @@ int main(int argc, char** argv) {
                 .clone();
       const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) { (void)torch::mv(tw[c], xt); });
       torch32 = {m, b, f32_bytes};
+      const auto xbt = torch::from_blob(xb.data(), {static_cast<std::int64_t>(batch_rows), static_cast<std::int64_t>(cols)});
+      const auto [mb, bb] =
+          time_per_copy(args.repeat, f_copies, [&](std::size_t c) { (void)torch::linear(xbt, tw[c]); });
+      torch32_batch = {mb, bb, batch_bytes};
       tw.clear();
       const double b16_bytes = 2.0 * n + 2.0 * cols + 2.0 * rows;
       const std::size_t b_copies = copies_for(static_cast<std::size_t>(b16_bytes), args.working_set);
@@ -511,6 +532,8 @@ int main(int argc, char** argv) {
       print_figure("libtorch_linear_bf16", torch16);
     }
     print_figure("ordo_dense_loop_f32", dense32);
+    print_figure("ordo_dense_batch8_f32", dense32_batch);
+    if (have_torch) print_figure("libtorch_linear_f32_batch8", torch32_batch);
     print_figure("ordo_dense_loop_bf16", dense16);
     std::printf(
         "      \"bitsandbytes_seconds_median\": {\"quantize_f32\": %s, \"dequantize_f32\": %s, \"gemv_nf4\": %s},\n",
@@ -524,7 +547,8 @@ int main(int argc, char** argv) {
         "                 \"quantize_speedup_over_bitsandbytes\": %s, \"dequantize_speedup_over_bitsandbytes\": %s,\n"
         "                 \"gemv_speedup_over_bitsandbytes\": %s, \"gemv_q8_0_over_copy\": %.3f,\n"
         "                 \"gemv_q8_0_speedup_over_libtorch_mv_f32\": %s, \"gemv_int16_over_copy\": %.3f,\n"
-        "                 \"gemv_int16_speedup_over_libtorch_mv_f32\": %s},\n",
+        "                 \"gemv_int16_speedup_over_libtorch_mv_f32\": %s,\n"
+        "                 \"dense_batch8_speedup_over_libtorch_linear_f32\": %s},\n",
         deq_over_copy, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps(),
         ratio(torch32.seconds_median, gemv.seconds_median).c_str(),
         ratio(torch16.seconds_median, gemv.seconds_median).c_str(),
@@ -532,7 +556,8 @@ int main(int argc, char** argv) {
         ratio(dense16.seconds_median, gemv.seconds_median).c_str(), ratio(bnb_q, quantize.seconds_median).c_str(),
         ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str(),
         gemv8.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv8.seconds_median).c_str(),
-        gemv16.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv16.seconds_median).c_str());
+        gemv16.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv16.seconds_median).c_str(),
+        ratio(torch32_batch.seconds_median, dense32_batch.seconds_median).c_str());
     std::printf(
         "      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x libtorch mv f32\": %s, "
         "\"gemv >= 1.5x libtorch linear bf16\": %s, \"quantize >= 5x bitsandbytes\": %s,\n"

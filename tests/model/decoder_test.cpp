@@ -40,9 +40,34 @@ double max_error_on_real_tokens(const torch::Tensor& got, const torch::Tensor& w
 }
 
 
-// From a 4-token prefill, one-token steps without a mask (the batch-1 path: GEMVs for the
-// linears and the head) give the general path's logits (the same tokens with an all-ones mask)
-// within fp32 rounding.
+// The largest |a - b| over the pairs given to add(a, b) against the largest |b|: paths that
+// agree to fp32 rounding differ by a few ulps of the logits' scale.
+struct logit_gap {
+  double worst = 0.0, scale = 0.0;
+  void add(const torch::Tensor& a, const torch::Tensor& b) {
+    REQUIRE(a.sizes() == b.sizes());
+    worst = std::max(worst, (a - b).abs().max().item<double>());
+    scale = std::max(scale, b.abs().max().item<double>());
+  }
+  void check(const std::string& label, double relative) const {
+    MESSAGE(label << ": max |logit difference| " << worst << " of logits up to " << scale);
+    CHECK(scale > 0.1);
+    CHECK(worst <= relative * std::max(1.0, scale));
+  }
+};
+
+// The general path's logits (or hidden states) for one call: the fused one-token step
+// switched off for it.
+torch::Tensor general_forward(ordo::model::CausalLM& lm, const torch::Tensor& ids, const torch::Tensor& mask,
+                              ordo::model::kv_cache& cache, bool hidden_only = false) {
+  lm->set_fused_decoding(false);
+  auto y = hidden_only ? lm->hidden(ids, mask, &cache) : lm->forward(ids, mask, &cache);
+  lm->set_fused_decoding(true);
+  return y;
+}
+
+// From a 4-token prefill, one-token steps (the fused batch-1 path: GEMVs for the linears and
+// the head) give the general path's logits within fp32 rounding.
 void check_one_token_steps(ordo::model::CausalLM& lm, const torch::Tensor& ids) {
   ordo::model::kv_cache fast, general;
   lm->forward(ids.slice(1, 0, 4), {}, &fast);
@@ -50,7 +75,7 @@ void check_one_token_steps(ordo::model::CausalLM& lm, const torch::Tensor& ids) 
   for (int64_t t = 4; t < ids.size(1); ++t) {
     auto token = ids.slice(1, t, t + 1);
     auto a = lm->forward(token, {}, &fast);
-    auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
+    auto b = general_forward(lm, token, {}, general);
     CHECK((a - b).abs().max().item<double>() <= 2e-6 * std::max(1.0, b.abs().max().item<double>()));
   }
 }
@@ -114,25 +139,20 @@ TEST_CASE("a KV cache gives the logits of the full forward") {
 }
 
 TEST_CASE("one-token decoding steps (the batch-1 CPU path) equal the general forward, dense and NF4") {
-  // The general path runs when a mask is given; the one-token path when none is (fp32, CPU, no
-  // gradients). Both start from the same prefill and decode the same tokens.
+  // The one-token path (fp32, CPU, no gradients) against the general path (the fused step
+  // switched off). Both start from the same prefill and decode the same tokens.
   for_each_fixture_model([](const std::string& label, ordo::model::CausalLM& lm, const torch::Tensor& ids) {
     torch::NoGradGuard no_grad;
     ordo::model::kv_cache fast, general;
     auto prompt = ids.slice(1, 0, 4);
     lm->forward(prompt, {}, &fast);
     lm->forward(prompt, {}, &general);
-    double worst = 0.0, scale = 0.0;
+    logit_gap gap;
     for (int64_t t = 4; t < ids.size(1); ++t) {
       auto token = ids.slice(1, t, t + 1);
-      auto a = lm->forward(token, {}, &fast);
-      auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general);
-      worst = std::max(worst, (a - b).abs().max().item<double>());
-      scale = std::max(scale, b.abs().max().item<double>());
+      gap.add(lm->forward(token, {}, &fast), general_forward(lm, token, {}, general));
     }
-    MESSAGE(label << ": max |logit difference| " << worst << " of logits up to " << scale);
-    CHECK(scale > 0.1);
-    CHECK(worst <= 2e-6 * std::max(1.0, scale));
+    gap.check(label, 2e-6);
     CHECK(fast.length() == ids.size(1));
     CHECK((fast.keys[1] - general.keys[1]).abs().max().item<double>() < 1e-5);
     CHECK((fast.values[0] - general.values[0]).abs().max().item<double>() < 1e-5);
@@ -169,6 +189,63 @@ TEST_CASE("the int16 NF4 GEMV (set_nf4_gemv) decodes within 1e-3 of the exact on
   }
   CHECK_THROWS_WITH_AS(ordo::model::parse_nf4_gemv("int8"), "NF4 GEMV arithmetic \"int8\": expected exact or int16",
                        std::invalid_argument);
+}
+
+TEST_CASE("batched one-token steps (up to 8 rows, left-padded) equal the general path; a dense row gets its floats alone") {
+  // Three prompts left-padded to one length, a prefill with the mask, then one-token steps for
+  // all rows at once: the fused batched step against the general path, dense and NF4.
+  for_each_fixture_model([](const std::string& label, ordo::model::CausalLM& lm, const torch::Tensor& ids) {
+    torch::NoGradGuard no_grad;
+    const int64_t B = 3, P = 6;
+    auto prompt = torch::full({B, P}, 0, torch::kLong);
+    auto mask = torch::zeros({B, P}, torch::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = P - 2 * b;  // 6, 4 and 2 real tokens
+      prompt[b].slice(0, P - n) = ids[0].slice(0, b, b + n);
+      mask[b].slice(0, P - n) = 1;
+    }
+    ordo::model::kv_cache fast, general;
+    lm->forward(prompt, mask, &fast);
+    lm->forward(prompt, mask, &general);
+    logit_gap gap;
+    for (int64_t t = 0; t < 5; ++t) {
+      const auto tokens = ids[0].slice(0, 2 * t, 2 * t + B).unsqueeze(1);  // [B, 1]
+      mask = torch::cat({mask, torch::ones({B, 1}, torch::kLong)}, 1);
+      gap.add(lm->forward(tokens, mask, &fast), general_forward(lm, tokens, mask, general));
+    }
+    gap.check(label + " batched steps", 2e-6);
+    CHECK(fast.length() == P + 5);
+    CHECK((fast.keys[1] - general.keys[1]).abs().max().item<double>() < 1e-5);
+    // Without padding, each dense row of a batch gets the floats it gets decoded alone (the
+    // batched GEMV sums each row as the GEMV does); NF4 rows agree to rounding (one row is the
+    // NF4 GEMV, several the tiled product).
+    const auto rows = torch::cat({ids.slice(1, 0, 5), ids.slice(1, 3, 8)}, 0);  // [2, 5]
+    ordo::model::kv_cache both;
+    lm->forward(rows.slice(1, 0, 4), {}, &both);
+    std::vector<ordo::model::kv_cache> alone(2);
+    for (int64_t b = 0; b < 2; ++b) lm->forward(rows.slice(0, b, b + 1).slice(1, 0, 4), {}, &alone[b]);
+    // The general prefill of two rows and of one differ in their last digits (the BLAS's sums
+    // depend on the row count): start the rows alone from the batch's cache instead.
+    for (int64_t b = 0; b < 2; ++b)
+      for (std::size_t l = 0; l < both.keys.size(); ++l) {
+        alone[b].keys[l] = both.keys[l].slice(0, b, b + 1).clone();
+        alone[b].values[l] = both.values[l].slice(0, b, b + 1).clone();
+      }
+    const auto together = lm->forward(rows.slice(1, 4, 5), {}, &both);
+    for (int64_t b = 0; b < 2; ++b) {
+      const auto one = lm->forward(rows.slice(0, b, b + 1).slice(1, 4, 5), {}, &alone[b]);
+      if (label.find("nf4") == std::string::npos)
+        CHECK(torch::equal(together[b], one[0]));
+      else
+        CHECK((together[b] - one[0]).abs().max().item<double>() <= 1e-4 * std::max(1.0, gap.scale));
+    }
+  });
+  // A mask of the wrong shape is an error, as in the general path.
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  torch::NoGradGuard no_grad;
+  ordo::model::kv_cache cache;
+  lm->forward(torch::tensor({{1, 2, 3}, {4, 5, 6}}, torch::kLong), {}, &cache);
+  CHECK_THROWS(lm->forward(torch::tensor({{1}, {2}}, torch::kLong), torch::ones({2, 3}, torch::kLong), &cache));
 }
 
 TEST_CASE("an NF4 head (quantize_head) multiplies the final hidden states by the head's NF4 values") {
@@ -441,18 +518,12 @@ TEST_CASE("a static KV cache (the step a CUDA graph captures, run eagerly here) 
     auto b = lm->head(lm->hidden(ids.slice(1, 0, 4), {}, &general).select(1, -1));
     CHECK(torch::equal(a, b));  // the prefill is the general forward, the head on its last position
     CHECK(fixed.length() == 4);
-    double worst = 0.0, scale = 0.0;
+    logit_gap gap;
     for (int64_t t = 4; t < T; ++t) {
       auto token = ids.slice(1, t, t + 1);
-      a = fixed.step(token);
-      b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
-      REQUIRE(a.sizes() == b.sizes());
-      worst = std::max(worst, (a - b).abs().max().item<double>());
-      scale = std::max(scale, b.abs().max().item<double>());
+      gap.add(fixed.step(token), general_forward(lm, token, {}, general).select(1, -1));
     }
-    MESSAGE(label << ": max |logit difference| " << worst << " of logits up to " << scale);
-    CHECK(scale > 0.1);
-    CHECK(worst <= 2e-6 * std::max(1.0, scale));
+    gap.check(label, 2e-6);
     CHECK(fixed.length() == T);
   });
 }
@@ -508,17 +579,12 @@ TEST_CASE("bf16 weights: a static KV cache decodes the general path's logits wit
   ordo::model::kv_cache general;
   fixed.prefill(ids.slice(1, 0, 4));
   lm->forward(ids.slice(1, 0, 4), {}, &general);
-  double worst = 0.0, scale = 0.0;
+  logit_gap gap;
   for (int64_t t = 4; t < ids.size(1); ++t) {
     auto token = ids.slice(1, t, t + 1);
-    auto a = fixed.step(token);
-    auto b = lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1);
-    worst = std::max(worst, (a - b).abs().max().item<double>());
-    scale = std::max(scale, b.abs().max().item<double>());
+    gap.add(fixed.step(token), lm->forward(token, torch::ones({1, t + 1}, torch::kLong), &general).select(1, -1));
   }
-  MESSAGE("bf16: max |logit difference| " << worst << " of logits up to " << scale);
-  CHECK(scale > 0.1);
-  CHECK(worst <= 2e-2 * std::max(1.0, scale));
+  gap.check("bf16", 2e-2);
 }
 
 TEST_CASE("greedy generation with the KV cache follows the argmax of full forwards") {
@@ -538,6 +604,38 @@ TEST_CASE("greedy generation with the KV cache follows the argmax of full forwar
     CHECK(logits[0][-1].argmax().item<int64_t>() == id);
     seq.push_back(id);
   }
+}
+
+TEST_CASE("linears and the head on a few rows (batched decoding): each row gets the floats it gets alone, close to the GEMM") {
+  using ordo::model::detail::few_rows_limit;
+  for_each_fixture_model([](const std::string& label, CausalLM& lm, const torch::Tensor&) {
+    CAPTURE(label);
+    torch::NoGradGuard no_grad;
+    auto& gate = *lm->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->mlp->gate_proj;
+    const auto dense = gate.quantized() ? gate.nf4->dequantize() : gate.weight;
+    torch::manual_seed(3);
+    for (const int64_t rows : {int64_t{2}, int64_t{5}, few_rows_limit, few_rows_limit + 1}) {
+      CAPTURE(rows);
+      const auto x = torch::randn({rows, 1, gate.in_features});
+      const auto y = gate.forward(x);
+      REQUIRE(y.sizes() == torch::IntArrayRef{rows, 1, gate.out_features});
+      const auto gemm = torch::matmul(x, dense.t());
+      CHECK((y - gemm).abs().max().item<double>() <= 1e-5 * std::max(1.0, gemm.abs().max().item<double>()));
+      if (!gate.quantized() && rows <= few_rows_limit)
+        for (int64_t j = 0; j < rows; ++j) CHECK(torch::equal(y[j], gate.forward(x[j])));  // one row: the GEMV
+      const auto h = torch::randn({rows, lm->config().hidden_size});
+      const auto logits = lm->head(h);
+      for (int64_t j = 0; j < rows && rows <= few_rows_limit; ++j)
+        CHECK(torch::equal(logits[j], lm->head(h[j])));  // the head stays dense in an NF4 model
+    }
+  });
+  // With a gradient to record, a few rows go through LibTorch's linear (autograd).
+  auto lm = ordo::model::load_hf(fixtures / "llama_tied");
+  auto& gate = *lm->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->mlp->gate_proj;
+  const auto x = torch::randn({3, gate.in_features}, torch::requires_grad());
+  gate.forward(x).sum().backward();
+  REQUIRE(x.grad().defined());
+  CHECK((x.grad() - gate.weight.sum(0).expand_as(x)).abs().max().item<double>() < 1e-5);
 }
 
 TEST_CASE("batched generation: left-padded rows equal each prompt generated alone; rows stop on their own") {

@@ -37,7 +37,7 @@
 #include <ordo/kernels/nf4.hpp>  // ordo::cuda::nf4::gemv
 #endif
 
-#include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv (one fp32 row)
+#include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv, gemv_batch (a few fp32 rows)
 #include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
 #include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
@@ -97,28 +97,44 @@ inline torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, co
   return x * cos + rotate_half(x) * sin;
 }
 
-/// x W^T for a single row x (1 x in, any leading shape of one element) as a matrix-vector
-/// product, which streams W once (for batch-1 decoding about 1.3x faster than the 1-row gemm
-/// `linear` runs): ordo's fp32 GEMV (quant/f32_cpu.hpp; rows over LibTorch's threads, the same
-/// sums on every LibTorch build and thread count) when no gradient is needed, LibTorch's `mv`
-/// when one is. Undefined when x is not one fp32 CPU row (the caller then uses linear/matmul).
-inline torch::Tensor single_row_product(const torch::Tensor& x, const torch::Tensor& w) {
-  if (x.numel() != w.size(1) || x.scalar_type() != torch::kFloat32 || w.scalar_type() != torch::kFloat32 ||
-      !x.device().is_cpu() || !w.device().is_cpu())
+/// Row counts up to which few_rows_product streams the weight itself instead of calling the
+/// BLAS: a GEMM with a handful of rows copies ("packs") the whole weight on every call. On the
+/// 2-core Zen 4 machine (LibTorch 1.13, OpenBLAS), SmolLM2's shapes: 1.4-5x faster than
+/// `linear` up to 8 rows, 0.8-0.99x at 16.
+inline constexpr std::int64_t few_rows_limit = 8;
+
+/// x W^T for x of at most few_rows_limit rows (x [..., in], fp32, on the CPU) when no gradient
+/// is needed: one row is ordo's GEMV (quant/f32_cpu.hpp), several its batched form, which reads
+/// each weight row once for all of them and sums every product as the GEMV sums it for that
+/// row alone (a row's floats do not depend on the other rows or the thread count; rows over
+/// LibTorch's threads). One row that needs a gradient is LibTorch's `mv` (it streams W once:
+/// about 1.3x the 1-row gemm of `linear`). Undefined otherwise (the caller then uses
+/// linear/matmul).
+inline torch::Tensor few_rows_product(const torch::Tensor& x, const torch::Tensor& w) {
+  const auto in = w.size(1);
+  if (x.dim() == 0 || x.size(-1) != in || x.numel() > few_rows_limit * in || x.scalar_type() != torch::kFloat32 ||
+      w.scalar_type() != torch::kFloat32 || !x.device().is_cpu() || !w.device().is_cpu())
     return {};
+  const auto rows = x.numel() / in;
   auto shape = x.sizes().vec();
   shape.back() = w.size(0);
   const bool needs_grad = torch::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad());
-  if (!needs_grad && w.stride(1) == 1 && w.stride(0) >= w.size(1)) {
-    const auto row = x.reshape({w.size(1)}).contiguous();
-    auto y = torch::empty({w.size(0)}, torch::kFloat32);
+  if (!needs_grad && w.stride(1) == 1 && w.stride(0) >= in) {
+    const auto flat = x.reshape({rows, in}).contiguous();
+    auto y = torch::empty({rows, w.size(0)}, torch::kFloat32);
     quant::f32::Options o;
     o.runner = torch_runner();
-    quant::f32::gemv(w.data_ptr<float>(), static_cast<std::size_t>(w.size(0)), static_cast<std::size_t>(w.size(1)),
-                     static_cast<std::size_t>(w.stride(0)), row.data_ptr<float>(), y.data_ptr<float>(), o);
+    const auto out = static_cast<std::size_t>(w.size(0)), cols = static_cast<std::size_t>(in),
+               ld = static_cast<std::size_t>(w.stride(0));
+    if (rows == 1)
+      quant::f32::gemv(w.data_ptr<float>(), out, cols, ld, flat.data_ptr<float>(), y.data_ptr<float>(), o);
+    else
+      quant::f32::gemv_batch(w.data_ptr<float>(), out, cols, ld, flat.data_ptr<float>(), static_cast<std::size_t>(rows),
+                             cols, y.data_ptr<float>(), out, o);
     return y.view(shape);
   }
-  return torch::mv(w, x.reshape({w.size(1)})).view(shape);
+  if (rows == 1) return torch::mv(w, x.reshape({in})).view(shape);
+  return {};
 }
 
 /// The additive causal mask [T, past + T] of T queries at positions past..past+T-1: 0 where the
@@ -590,7 +606,7 @@ class LinearImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     if (!nf4) {
-      if (auto y = detail::single_row_product(x, weight); y.defined()) return bias.defined() ? y + bias : y;
+      if (auto y = detail::few_rows_product(x, weight); y.defined()) return bias.defined() ? y + bias : y;
       return torch::nn::functional::linear(x, weight, bias);
     }
     auto flat = x.reshape({-1, in_features}).to(torch::kFloat32).contiguous();
@@ -620,8 +636,11 @@ class LinearImpl : public torch::nn::Module {
     } else {  // dequantize a tile of rows at a time, bounding the dense copy
       const std::int64_t tile = std::max<std::int64_t>(1, (1 << 20) / in_features);
       std::vector<torch::Tensor> parts;
-      for (std::int64_t r = 0; r < out_features; r += tile)
-        parts.push_back(torch::matmul(flat, nf4->dequantize_rows(r, std::min(r + tile, out_features)).t()));
+      for (std::int64_t r = 0; r < out_features; r += tile) {
+        const auto w = nf4->dequantize_rows(r, std::min(r + tile, out_features));
+        auto part = detail::few_rows_product(flat, w);  // a few rows: the tile streamed once
+        parts.push_back(part.defined() ? part : torch::matmul(flat, w.t()));
+      }
       y = torch::cat(parts, 1);
     }
     if (bias.defined()) y = y + bias.to(y.device(), torch::kFloat32);
@@ -787,7 +806,7 @@ class CausalLMImpl : public torch::nn::Module {
       return q8_head->forward(x);  // or its 8-bit copy (when its values are the dense head's, for one row only)
     if (lm_head) return lm_head(x).to(torch::kFloat32);     // dense or NF4
     const auto& w = model->embed_tokens->weight;
-    if (auto y = detail::single_row_product(x, w); y.defined()) return y;
+    if (auto y = detail::few_rows_product(x, w); y.defined()) return y;
     return torch::matmul(x, w.t()).to(torch::kFloat32);
   }
 
@@ -798,14 +817,20 @@ class CausalLMImpl : public torch::nn::Module {
     return lm_head->quantized() ? torch::Tensor() : lm_head->weight;
   }
 
+  /// Whether one-token steps with a cache (decoding, up to detail::few_rows_limit rows, fp32 on
+  /// the CPU, no gradients) take the fused step (the default) or the general path, as every
+  /// other call does. The two agree up to fp32 rounding; the switch is for comparing them.
+  void set_fused_decoding(bool on) { fused_decoding_ = on; }
+  bool fused_decoding() const { return fused_decoding_; }
+
   /// The final hidden states [B, T, hidden] (after the last norm), in the model's dtype: what
   /// head() turns into logits. Arguments as forward's.
   torch::Tensor hidden(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                        kv_cache* cache = nullptr) {
     TORCH_CHECK(input_ids.dim() == 2, "ordo::model::CausalLM: input_ids must be [batch, tokens]");
     const auto B = input_ids.size(0), T = input_ids.size(1);
-    if (B == 1 && T == 1 && cache && !attention_mask.defined() && one_token_step_applies())
-      return hidden_one_token(input_ids, *cache);
+    if (T == 1 && cache && B <= detail::few_rows_limit && one_token_step_applies())
+      return hidden_one_token(input_ids, attention_mask, *cache);
     const std::int64_t past = cache ? cache->length() : 0;
     auto x = model->embed_tokens(input_ids.to(device()));  // ids may come from the host
     const auto dtype = x.scalar_type();
@@ -853,22 +878,26 @@ class CausalLMImpl : public torch::nn::Module {
   std::shared_ptr<const q8_weight> q8_head;
 
  private:
-  /// Batch-1 decoding of one token with a cache, fp32 on the CPU, without gradients: the step
-  /// that dominates generation, where a LibTorch operator per small vector costs more than the
+  /// Decoding one token per row with a cache (one row, or a batch of up to few_rows_limit rows
+  /// with or without a padding mask), fp32 on the CPU, without gradients: the step that
+  /// dominates generation, where a LibTorch operator per small vector costs more than the
   /// arithmetic. hidden_one_token runs it with few operators: norms, RoPE, SiLU and residuals
-  /// as loops over the row, the linears as one GEMV each (ordo's fp32 GEMV for dense weights,
-  /// its NF4 GEMV for quantized ones: the values forward() gives for one row), attention as
-  /// loops over the cached keys and values with LibTorch's softmax, and keys and values appended
-  /// in place. Results equal the general path's up to fp32 rounding (model.decoder compares them).
+  /// as loops over each row, the linears as one product each (ordo's fp32 GEMV or its batched
+  /// form for dense weights, which gives each row the floats it gets alone; for NF4, its GEMV
+  /// for one row, the tiled product for several: the values forward() gives), attention per row
+  /// as loops over the cached keys and values with LibTorch's softmax (padded keys scored as the
+  /// general path's mask scores them), and keys and values appended in place. Results equal the
+  /// general path's up to fp32 rounding (model.decoder compares them).
   bool one_token_step_applies() const {
-    return !torch::GradMode::is_enabled() && device().is_cpu() && dtype() == torch::kFloat32 &&
+    return fused_decoding_ && !torch::GradMode::is_enabled() && device().is_cpu() && dtype() == torch::kFloat32 &&
            !compat::autocast_enabled(torch::kCPU);
   }
 
-  /// y [out] = W x + b for one fp32 row x [in] (contiguous), into a new tensor.
+  /// y [B, out] = x W^T + b for fp32 rows x [B, in] (contiguous), into a new tensor: one row of
+  /// NF4 weights through the NF4 GEMV, anything else through forward().
   static torch::Tensor linear_row(LinearImpl& l, const torch::Tensor& x) {
-    if (!l.nf4_gemv_applies()) return l.forward(x.view({1, l.in_features})).view({l.out_features}).contiguous();
-    auto y = torch::empty({l.out_features}, torch::kFloat32);
+    if (x.size(0) != 1 || !l.nf4_gemv_applies()) return l.forward(x).contiguous();
+    auto y = torch::empty({1, l.out_features}, torch::kFloat32);
     l.nf4_gemv(x.data_ptr<float>(), y.data_ptr<float>());
     if (l.bias.defined()) y.add_(l.bias);
     return y;
@@ -881,7 +910,7 @@ class CausalLMImpl : public torch::nn::Module {
   template <std::size_t N>
   static std::array<torch::Tensor, N> linear_rows(const std::array<LinearImpl*, N>& ls, const torch::Tensor& x) {
     std::array<torch::Tensor, N> out;
-    bool together = true;
+    bool together = x.size(0) == 1;
     for (const LinearImpl* l : ls) together = together && l->nf4_gemv_applies();
     for (const LinearImpl* l : ls)
       together = together && l->nf4->q.blocksize == ls[0]->nf4->q.blocksize &&
@@ -892,7 +921,7 @@ class CausalLMImpl : public torch::nn::Module {
     }
     std::array<quant::nf4::gemv_part, N> parts;
     for (std::size_t i = 0; i < N; ++i) {
-      out[i] = torch::empty({ls[i]->out_features}, torch::kFloat32);
+      out[i] = torch::empty({1, ls[i]->out_features}, torch::kFloat32);
       parts[i] = {ls[i]->nf4->q.packed.data(), ls[i]->nf4->scales.data(),
                   static_cast<std::size_t>(ls[i]->out_features), out[i].template data_ptr<float>()};
     }
@@ -926,43 +955,43 @@ class CausalLMImpl : public torch::nn::Module {
     }
   }
 
-  /// Appends row [kv_heads * D] at position `past` of a layer's cache, in place when `view` is
-  /// the start of `store` and the store has room; `view` becomes the cache's
-  /// [1, kv_heads, past + 1, D]. Returns the store's data, whose rows of KV head g start at
-  /// g * capacity * D.
-  static const float* append_row(torch::Tensor& view, torch::Tensor& store, const float* row, std::int64_t kv_heads,
-                                 std::int64_t D, std::int64_t past) {
+  /// Appends one position's keys (or values) rows [B, kv_heads * D] at position `past` of a
+  /// layer's cache, in place when `view` is the start of `store` and the store has room; `view`
+  /// becomes the cache's [B, kv_heads, past + 1, D]. Returns the store's data, whose rows of
+  /// batch row b and KV head g start at (b * kv_heads + g) * capacity * D.
+  static const float* append_rows(torch::Tensor& view, torch::Tensor& store, const float* rows, std::int64_t B,
+                                  std::int64_t kv_heads, std::int64_t D, std::int64_t past) {
     const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
-                          view.size(2) == past && store.size(2) > past;
+                          store.size(0) == B && view.size(2) == past && store.size(2) > past;
     if (!in_place) {
-      auto grown = torch::empty({1, kv_heads, std::max<std::int64_t>(2 * (past + 1), 64), D}, torch::kFloat32);
+      auto grown = torch::empty({B, kv_heads, std::max<std::int64_t>(2 * (past + 1), 64), D}, torch::kFloat32);
       if (past > 0) grown.narrow(2, 0, past).copy_(view);
       store = grown;
     }
     const auto capacity = store.size(2);
     float* data = store.data_ptr<float>();
-    for (std::int64_t g = 0; g < kv_heads; ++g)
-      std::copy(row + g * D, row + (g + 1) * D, data + (g * capacity + past) * D);
+    for (std::int64_t g = 0; g < B * kv_heads; ++g)
+      std::copy(rows + g * D, rows + (g + 1) * D, data + (g * capacity + past) * D);
     view = store.narrow(2, 0, past + 1);
     return data;
   }
 
   /// Attention of one query position: for each KV head g, its `groups` query heads q [heads, D]
-  /// score the S cached keys (scale * q.k), softmax over them, and sum the values: out [heads, D].
-  /// Keys and values are rows of the stores (capacity rows per KV head). The products run on
-  /// 4-float vectors; the softmax is LibTorch's. The threads split the scores by (KV head, key);
-  /// the sums are detail::attention_value_sums (each value summed over the rows in order).
-  static torch::Tensor attend_one(const float* q, const float* keys, const float* values, std::int64_t capacity,
-                                  std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t D,
-                                  float scale) {
+  /// score the S cached keys (scale * q.k), softmax over them, and sum the values into out
+  /// [heads, D] (zeros on entry). Keys and values are rows of the stores (capacity rows per KV
+  /// head). `valid` (or nullptr: all keys): the row's attention mask, 0 for a padded key, which
+  /// scores detail::masked_score as in the general path (its weight is exactly 0). The products
+  /// run on 4-float vectors; the softmax is LibTorch's. The threads split the scores by (KV head,
+  /// key); the sums are detail::attention_value_sums (each value summed over the rows in order).
+  static void attend_one(const float* q, const float* keys, const float* values, std::int64_t capacity,
+                         std::int64_t S, std::int64_t heads, std::int64_t kv_heads, std::int64_t D, float scale,
+                         const std::int64_t* valid, float* op) {
     // 4-float vectors (SSE, the x86-64 baseline), two accumulators per dot product.
     using f4 = float __attribute__((vector_size(16)));
     const auto load = [](f4& v, const float* p) { std::memcpy(&v, p, sizeof v); };
     const std::int64_t groups = heads / kv_heads, vec = D - D % 8;
     auto scores = torch::empty({heads, S}, torch::kFloat32);
     float* sp = scores.data_ptr<float>();
-    auto out = torch::zeros({heads, D}, torch::kFloat32);
-    float* op = out.data_ptr<float>();
     // Units of work: a (KV head, key) pair scores `groups` heads (groups * D multiply-adds), a
     // query head sums S rows of D. Threads start once a share is ~32 K multiply-adds.
     constexpr std::int64_t work_per_thread = 1 << 15;
@@ -983,16 +1012,16 @@ class CausalLMImpl : public torch::nn::Module {
           const f4 a = a0 + a1;
           float dot = (a[0] + a[1]) + (a[2] + a[3]);
           for (; d < D; ++d) dot += qh[d] * k[d];
-          sp[(g * groups + j) * S + s] = dot * scale;
+          sp[(g * groups + j) * S + s] = valid && valid[s] == 0 ? detail::masked_score : dot * scale;
         }
       }
     });
     const auto probs = torch::softmax(scores, -1);
     detail::attention_value_sums(probs.data_ptr<float>(), values, capacity, S, heads, kv_heads, D, op);
-    return out.view({heads * D});
   }
 
-  torch::Tensor hidden_one_token(const torch::Tensor& input_ids, kv_cache& cache) {
+  torch::Tensor hidden_one_token(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                 kv_cache& cache) {
     const auto& c = config_;
     const auto layers = static_cast<std::size_t>(c.num_layers);
     if (cache.keys.empty()) {
@@ -1004,34 +1033,55 @@ class CausalLMImpl : public torch::nn::Module {
       cache.key_store.assign(layers, torch::Tensor());
       cache.value_store.assign(layers, torch::Tensor());
     }
-    const std::int64_t past = cache.length(), H = c.hidden_size, D = c.head_dim, heads = c.num_heads,
-                       kv_heads = c.num_kv_heads;
-    const auto id = input_ids.reshape({1}).item<std::int64_t>();
-    TORCH_CHECK(id >= 0 && id < c.vocab_size, "ordo::model::CausalLM: token id ", id, " is outside the vocabulary");
-    auto x = model->embed_tokens->weight[id].clone();
-    // RoPE at position `past`, as the general path forms it: angle = position * inverse frequency.
+    const std::int64_t B = input_ids.size(0), past = cache.length(), H = c.hidden_size, D = c.head_dim,
+                       heads = c.num_heads, kv_heads = c.num_kv_heads;
+    TORCH_CHECK(past == 0 || cache.keys[0].size(0) == B, "ordo::model::CausalLM: a cache of ", cache.keys[0].size(0),
+                " rows given ", B, " rows of tokens");
+    torch::Tensor mask;  // [B, past + 1] int64 on the host, or undefined: no padding
+    if (attention_mask.defined()) {
+      TORCH_CHECK(attention_mask.sizes() == torch::IntArrayRef({B, past + 1}),
+                  "ordo::model::CausalLM: attention_mask must be [batch, past + tokens]");
+      mask = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+    }
+    const auto ids = input_ids.reshape({B}).to(torch::kCPU, torch::kLong).contiguous();
+    for (std::int64_t b = 0; b < B; ++b) {
+      const auto id = ids.data_ptr<std::int64_t>()[b];
+      TORCH_CHECK(id >= 0 && id < c.vocab_size, "ordo::model::CausalLM: token id ", id, " is outside the vocabulary");
+    }
+    auto x = model->embed_tokens->weight.index_select(0, ids);  // [B, H], a new tensor
+    // RoPE at position `past` (every row's: padding sits at the left), as the general path forms
+    // it: angle = position * inverse frequency.
     auto angle = inv_freq_ * static_cast<float>(past);
     const auto cos = angle.cos(), sin = angle.sin();
     const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
-    auto h = torch::empty({H}, torch::kFloat32);
+    auto h = torch::empty({B, H}, torch::kFloat32);
     float* xp = x.data_ptr<float>();
+    float* hp = h.data_ptr<float>();
+    const auto norm_rows = [&](const torch::Tensor& weight) {
+      for (std::int64_t b = 0; b < B; ++b) rms_norm_row(xp + b * H, weight.data_ptr<float>(), hp + b * H, H, c.rms_norm_eps);
+    };
     for (std::size_t i = 0; i < layers; ++i) {
       auto& layer = *model->layers->ptr<DecoderLayerImpl>(i);
       auto& attn = *layer.self_attn;
-      rms_norm_row(xp, layer.input_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H, c.rms_norm_eps);
+      norm_rows(layer.input_layernorm->weight);
       auto [q, k, v] = linear_rows<3>({attn.q_proj.get(), attn.k_proj.get(), attn.v_proj.get()}, h);
-      rope_rows(q.data_ptr<float>(), heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
-      rope_rows(k.data_ptr<float>(), kv_heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
-      const float* keys = append_row(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), kv_heads, D, past);
+      for (std::int64_t b = 0; b < B; ++b) {
+        rope_rows(q.data_ptr<float>() + b * heads * D, heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
+        rope_rows(k.data_ptr<float>() + b * kv_heads * D, kv_heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
+      }
+      const float* keys = append_rows(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), B, kv_heads, D, past);
       const float* values =
-          append_row(cache.values[i], cache.value_store[i], v.data_ptr<float>(), kv_heads, D, past);
+          append_rows(cache.values[i], cache.value_store[i], v.data_ptr<float>(), B, kv_heads, D, past);
       TORCH_CHECK(cache.key_store[i].size(2) == cache.value_store[i].size(2), "ordo: KV stores out of step");
-      auto o = attend_one(q.data_ptr<float>(), keys, values, cache.key_store[i].size(2), past + 1, heads, kv_heads, D,
-                          scale);
-      auto a = linear_row(*attn.o_proj, o);
-      x.add_(a);
-      rms_norm_row(xp, layer.post_attention_layernorm->weight.data_ptr<float>(), h.data_ptr<float>(), H,
-                   c.rms_norm_eps);
+      const auto capacity = cache.key_store[i].size(2);
+      auto o = torch::zeros({B, heads * D}, torch::kFloat32);
+      for (std::int64_t b = 0; b < B; ++b)
+        attend_one(q.data_ptr<float>() + b * heads * D, keys + b * kv_heads * capacity * D,
+                   values + b * kv_heads * capacity * D, capacity, past + 1, heads, kv_heads, D, scale,
+                   mask.defined() ? mask.data_ptr<std::int64_t>() + b * (past + 1) : nullptr,
+                   o.data_ptr<float>() + b * heads * D);
+      x.add_(linear_row(*attn.o_proj, o));
+      norm_rows(layer.post_attention_layernorm->weight);
       auto& mlp = *layer.mlp;
       auto [g, u] = linear_rows<2>({mlp.gate_proj.get(), mlp.up_proj.get()}, h);
       float* gp = g.data_ptr<float>();
@@ -1039,8 +1089,8 @@ class CausalLMImpl : public torch::nn::Module {
       for (std::int64_t j = 0, n = g.numel(); j < n; ++j) gp[j] = gp[j] / (1.0f + std::exp(-gp[j])) * up[j];
       x.add_(linear_row(*mlp.down_proj, g));
     }
-    rms_norm_row(xp, model->norm->weight.data_ptr<float>(), h.data_ptr<float>(), H, c.rms_norm_eps);
-    return h.view({1, 1, H});
+    norm_rows(model->norm->weight);
+    return h.view({B, 1, H});
   }
 
   /// The RoPE inverse frequencies on `device`, copied there once (the host tensor is the master).
@@ -1050,6 +1100,7 @@ class CausalLMImpl : public torch::nn::Module {
   }
 
   decoder_config config_;
+  bool fused_decoding_ = true;
   torch::Tensor inv_freq_;  // fp32 on the host
   detail::per_device<torch::Tensor> inv_freq_copies_;
 };

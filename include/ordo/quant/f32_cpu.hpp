@@ -101,6 +101,57 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::si
   }
   for (; r < r1; ++r) y[r] = row_dot_avx2(w + r * ld, x, cols);
 }
+
+/// G (1 to 4) x rows against one weight row, each summed exactly as row_dot_avx2 sums it (the
+/// weight chunk loaded once for the G rows): out[k] = row . x_k, x_k at x + k * ldx.
+template <int G>
+ORDO_NF4_AVX2 inline void row_dots_avx2(const float* row, const float* x, std::size_t ldx, std::size_t cols,
+                                        float* out) {
+  __m256 a[G], b[G];
+#pragma GCC unroll 4
+  for (int k = 0; k < G; ++k) a[k] = b[k] = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 16 <= cols; i += 16) {
+    const __m256 w0 = _mm256_loadu_ps(row + i), w1 = _mm256_loadu_ps(row + i + 8);
+#pragma GCC unroll 4
+    for (int k = 0; k < G; ++k) {
+      a[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k * ldx + i), a[k]);
+      b[k] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k * ldx + i + 8), b[k]);
+    }
+  }
+  const bool eight = i + 8 <= cols;
+#pragma GCC unroll 4
+  for (int k = 0; k < G; ++k) {
+    const float* xk = x + k * ldx;
+    if (eight) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(xk + i), a[k]);
+    float s = nf4::detail::hsum(_mm256_add_ps(a[k], b[k]));
+    for (std::size_t j = eight ? i + 8 : i; j < cols; ++j) s += row[j] * xk[j];
+    out[k] = s;
+  }
+}
+
+/// Weight rows [r0, r1) against n x rows: each weight row is read from memory once and
+/// multiplied with the x rows four at a time (they stay in cache), y[j * ldy + r] = W[r] . x_j.
+ORDO_NF4_AVX2 inline void gemv_batch_rows_avx2(const float* w, std::size_t ld, std::size_t cols, const float* x,
+                                               std::size_t n, std::size_t ldx, float* y, std::size_t ldy,
+                                               std::size_t r0, std::size_t r1) {
+  float out[4];
+  for (std::size_t r = r0; r < r1; ++r) {
+    const float* row = w + r * ld;
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      row_dots_avx2<4>(row, x + j * ldx, ldx, cols, out);
+      for (std::size_t k = 0; k < 4; ++k) y[(j + k) * ldy + r] = out[k];
+    }
+    switch (n - j) {
+      case 3: row_dots_avx2<3>(row, x + j * ldx, ldx, cols, out); break;
+      case 2: row_dots_avx2<2>(row, x + j * ldx, ldx, cols, out); break;
+      case 1: row_dots_avx2<1>(row, x + j * ldx, ldx, cols, out); break;
+      default: continue;
+    }
+    for (std::size_t k = 0; j + k < n; ++k) y[(j + k) * ldy + r] = out[k];
+  }
+}
 #endif
 
 /// How a bandwidth-bound batch-1 GEMV runs its rows (the dense one here and the Q8_0 one,
@@ -130,6 +181,33 @@ inline void gemv(const float* w, std::size_t rows, std::size_t cols, std::size_t
 #endif
     detail::gemv_rows_portable(w, ld, cols, x, y, r0, r1);
   });
+}
+
+/// Y = X W^T for a few x rows: y[j * ldy + r] = W[r] . x_j for W [rows, cols] (row r at
+/// w + r * ld) and n rows x_j at x + j * ldx, fp32. Each product is summed exactly as gemv()
+/// sums it for x_j alone, so a row of a batch gets the floats it would get on its own, on any
+/// thread count. For the small row counts of batched decoding (a few sequences, one token each),
+/// where a BLAS's GEMM copies ("packs") the whole weight matrix on every call: here each weight
+/// row is read once for all x rows. Rows are split over threads (opt); y must not overlap W or x.
+inline void gemv_batch(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
+                       std::size_t n, std::size_t ldx, float* y, std::size_t ldy, const Options& opt = {}) {
+  if (ld < cols)
+    throw std::invalid_argument("ordo::quant::f32::gemv_batch: rows " + std::to_string(ld) + " floats apart hold " +
+                                std::to_string(cols) + " columns");
+  if (n > 1 && ldx < cols)
+    throw std::invalid_argument("ordo::quant::f32::gemv_batch: x rows " + std::to_string(ldx) +
+                                " floats apart hold " + std::to_string(cols) + " columns");
+  if (n > 1 && ldy < rows)
+    throw std::invalid_argument("ordo::quant::f32::gemv_batch: y rows " + std::to_string(ldy) +
+                                " floats apart hold " + std::to_string(rows) + " outputs");
+  detail::split_gemv_rows(rows, cols * std::max<std::size_t>(n, 1), opt,
+                          [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {
+#if ORDO_NF4_HAVE_X86
+                            if (isa == Isa::avx2) return detail::gemv_batch_rows_avx2(w, ld, cols, x, n, ldx, y, ldy, r0, r1);
+#endif
+                            for (std::size_t j = 0; j < n; ++j)
+                              detail::gemv_rows_portable(w, ld, cols, x + j * ldx, y + j * ldy, r0, r1);
+                          });
 }
 
 }  // namespace ordo::quant::f32
