@@ -85,3 +85,24 @@ TEST_CASE("Dequantize(QuantNF4(m)) holds exactly the NF4 values, bit for bit") {
   const auto& again = qdq.lm()->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->self_attn->q_proj->nf4->q;
   CHECK(first.packed == again.packed);
 }
+
+TEST_CASE("Dequantize gives the linears the model's dtype: a bf16 model comes back all bf16") {
+  auto lm = ordo::model::load_hf(fs::path(ORDO_MODEL_FIXTURES) / "llama3", {torch::kCPU, torch::kBFloat16});
+  ordo::DenseModel base(lm, nullptr, std::nullopt, ORDO_MODEL_FIXTURES);
+  ordo::Context ctx;
+  auto dq = ordo::Pipeline<ordo::QuantNF4, ordo::Dequantize>::run(base, ctx);
+  int linears = 0;
+  ordo::model::for_each_decoder_linear(dq.lm(), [&](const std::string& name, ordo::model::Linear& l) {
+    CAPTURE(name);
+    CHECK_FALSE(l->quantized());
+    CHECK((l->weight.scalar_type() == torch::kBFloat16));
+    ++linears;
+  });
+  CHECK(linears == 2 * 7);
+  for (const auto& p : dq.lm()->parameters()) CHECK((p.scalar_type() == torch::kBFloat16));
+  // The values: the NF4 values (what the Q model stands for) rounded to bf16.
+  auto q = ordo::apply_stage(ordo::QuantNF4{}, base, ctx);
+  const auto& nf4 = *q.lm()->model->layers->ptr<ordo::model::DecoderLayerImpl>(1)->mlp->down_proj->nf4;
+  const auto& got = dq.lm()->model->layers->ptr<ordo::model::DecoderLayerImpl>(1)->mlp->down_proj->weight;
+  CHECK(torch::equal(got, nf4.dequantize().to(torch::kBFloat16)));
+}

@@ -17,6 +17,12 @@
 // replay: one launch instead of ~1,200 for a 30-layer model. Elsewhere the same step runs
 // eagerly (the CPU has its own fused one-token step, which is faster: CausalLM::hidden).
 //
+// A captured graph reads the model's tensors at the addresses they had when it was captured:
+// changing the model's weights in place is seen by later replays, but replacing its tensors
+// (quantize_head, dequantize_linears, set_data, ->to()) after the first steps is not; make a
+// new static_decoder after such a change. A capture that fails is ended and dropped, and the
+// decoder runs its steps eagerly from then on.
+//
 // Values: the general path's operators on the same values, except that attention also sums
 // over the masked positions (zeros) and its products have the capacity's shape, so logits agree
 // with the general forward to fp32 rounding, not bit for bit (model.decoder, model.device).
@@ -166,11 +172,25 @@ class static_decoder {
         ++warm_up_steps_;
         logits_ = compute_step();
       } else {
-        graph_.emplace();
-        graph_->capture_begin();
-        logits_ = compute_step();  // recorded, not run
-        graph_->capture_end();
-        graph_->replay();
+        auto& graph = graph_.emplace();
+        graph.capture_begin();
+        try {
+          logits_ = compute_step();  // recorded, not run
+          graph.capture_end();
+        } catch (...) {
+          // A failed capture leaves the stream capturing: end it and drop the graph. The step was
+          // recorded, not run (nothing advanced): the position is given back and later steps
+          // run eagerly, so a caller that catches this can go on.
+          try {
+            graph.capture_end();
+          } catch (...) {  // the capture is invalid already; the first error is the one to report
+          }
+          graph_.reset();
+          capture_ = false;
+          --length_;
+          throw;
+        }
+        graph.replay();
       }
     }
     torch::cuda::synchronize(device.index());

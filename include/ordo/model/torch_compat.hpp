@@ -20,6 +20,12 @@
 #include <torch/torch.h>
 #include <torch/version.h>  // TORCH_VERSION_MAJOR
 
+// The 2.x spellings below (autocast calls that take the device type, the fused AdamW's optional
+// arguments) came with LibTorch 2.4; 2.0 to 2.3 have neither these nor all of 1.13's.
+#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 4
+#error "ordo builds against LibTorch 1.13 or 2.4 and later; this LibTorch is 2.0-2.3 (use PyPI torch>=2.4, e.g. ./ordo torch2)"
+#endif
+
 namespace ordo::compat {
 
 inline constexpr int torch_major = TORCH_VERSION_MAJOR;

@@ -31,7 +31,9 @@ QuantizedModel apply(const QuantizeNF4<Blocksize, DoubleQuant>& stage, const Den
 inline DenseModel apply(const Dequantize& stage, const QuantizedModel& model, Context& context) {
   context.report(stage.describe(), 0.0);
   auto lm = model::clone(model.lm());
-  model::dequantize_linears(lm, torch::kFloat32);
+  // The model's dtype (its embeddings'): a bf16 model's linears come back bf16 like the rest of
+  // it, not fp32 beside bf16 norms (one dtype is what training and fused optimizers expect).
+  model::dequantize_linears(lm, lm->dtype());
   DenseModel out(lm, model.shared_tokenizer(), model.chat_template(), model.source());
   context.report(stage.describe(), 1.0);
   return out;
