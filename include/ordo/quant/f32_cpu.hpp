@@ -3,6 +3,8 @@
 // split over threads like the NF4 and Q8_0 GEMVs (nf4_cpu.hpp, q8_cpu.hpp).
 //
 //   ordo::quant::f32::gemv(w.data(), rows, cols, cols, x.data(), y.data());   // y = W x
+//   ordo::quant::f32::gemv_batch(w.data(), rows, cols, cols, xs.data(), n, cols, ys.data(), rows);
+//                                  // n rows at once (batched decoding): y_j = W x_j, W read once
 //
 // Why ordo has its own: a BLAS's matrix-vector product is not always threaded. MKL (PyPI's
 // LibTorch 2.x) ran `mv` on one thread on an AMD EPYC (the same time with 1 and 2 threads, ~12 GB/s
@@ -13,8 +15,9 @@
 //
 // Sums (AVX2, FMA): each row in two 8-float accumulators over 16 columns at a time, added and
 // then across lanes, the columns past the last multiple of 8 one by one; four rows are read at
-// once, and a row's sum is the same whichever rows it is read with. The portable path (and CPUs
-// without AVX2) adds each column in order.
+// once, and a row's sum is the same whichever rows it is read with. gemv_batch sums every
+// product in that same order (y_j equals gemv's y for x_j, bit for bit). The portable path (and
+// CPUs without AVX2) adds each column in order.
 #pragma once
 
 #include <algorithm>  // std::max
