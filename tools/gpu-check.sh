@@ -3,12 +3,13 @@
 # the machine (its LibTorch 2.x, CUDA), run the GPU tests and the device tests on CUDA, the CUDA
 # NF4 kernels' benchmark, ordo-bench-scale for the paper's sizes (Qwen2.5-3B student, 7B teacher,
 # bf16), batch-1 decoding on the GPU (the default step, and a static KV cache replayed as one CUDA
-# graph per token, with whether both give the same tokens) and the quick study on CUDA, writing
+# graph per token, with whether both give the same tokens), a short bf16 Q-KD compression (the
+# fused AdamW on a dequantized bf16 model, saved and reloaded) and the quick study on CUDA, writing
 # every figure into one JSON file (OUT_DIR/gpu-check.json; logs beside it).
 #
 #   tools/gpu-check.sh [--steps LIST] [OUT_DIR]     (OUT_DIR default: $OUT, else out/gpu-check)
 #
-# LIST: comma-separated steps among build, tests, nf4, scale, decode, study (default: all, in
+# LIST: comma-separated steps among build, tests, nf4, scale, decode, compress, study (default: all, in
 # that order); each later step builds what it needs first (incrementally). A step that cannot run
 # (no default model, no corpus) is recorded as skipped, and a step that fails or runs past its
 # time limit is recorded, not fatal.
@@ -21,15 +22,15 @@
 # (corpora, sentence encoder) is unpacked into the tree.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-steps=build,tests,nf4,scale,decode,study
+steps=build,tests,nf4,scale,decode,compress,study
 if [ "${1:-}" = --steps ]; then
-  [ $# -ge 2 ] || { echo "gpu-check: --steps needs a list (build,tests,nf4,scale,decode,study)" >&2; exit 2; }
+  [ $# -ge 2 ] || { echo "gpu-check: --steps needs a list (build,tests,nf4,scale,decode,compress,study)" >&2; exit 2; }
   steps=$2
   shift 2
   for step in ${steps//,/ }; do
     case $step in
-      build | tests | nf4 | scale | decode | study) ;;
-      *) echo "gpu-check: unknown step \"$step\" (expected build, tests, nf4, scale, decode or study)" >&2; exit 2 ;;
+      build | tests | nf4 | scale | decode | compress | study) ;;
+      *) echo "gpu-check: unknown step \"$step\" (expected build, tests, nf4, scale, decode, compress or study)" >&2; exit 2 ;;
     esac
   done
 fi
@@ -183,6 +184,21 @@ if want decode; then
     done
   else
     record decode_status '"skipped: no default model"'
+  fi
+fi
+
+if want compress; then
+  if [ -f "$model" ] && [ -d "$root/data/sotu" ]; then
+    # Q-D-KD-Q on a bf16 model: NF4 quantize and dequantize with the CUDA kernels, distillation
+    # with bf16 parameters of one dtype through LibTorch's fused AdamW, NF4 again, saved and
+    # loaded back (the tool's own check: reload.max_abs_logit_difference).
+    log "ordo-compress --pipeline q-kd --device cuda --dtype bfloat16"
+    run_step compress_q_kd_bf16 120 "$build/tools/ordo-compress" --pipeline q-kd --model "$model" --device cuda \
+      --dtype bfloat16 --train-samples 16 --seq-len 128 --out "$out/q-kd-bf16" --fresh \
+      >"$out/compress-q-kd-bf16.json" 2>"$out/compress-q-kd-bf16.log" &&
+      record compress_q_kd_bf16 "$(tail -1 "$out/compress-q-kd-bf16.json")"
+  else
+    record compress_status '"skipped: default model or corpus missing"'
   fi
 fi
 
