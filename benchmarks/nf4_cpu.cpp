@@ -416,7 +416,15 @@ int main(int argc, char** argv) {
     // dense baselines at batch 1
     const double f32_bytes = 4.0 * n + 4.0 * cols + 4.0 * rows;
     const std::size_t f_copies = copies_for(static_cast<std::size_t>(f32_bytes), args.working_set);
-    Figure dense32{}, dense16{};
+    Figure dense32{}, dense16{}, dense32_batch{};
+    // Eight rows at once (eight sequences decoding in a batch, as the study's answers are
+    // generated): ordo's batched GEMV (each weight row read once for the eight) on the same
+    // copies, against LibTorch's fp32 linear on the same rows below.
+    constexpr std::size_t batch_rows = 8;
+    std::vector<float> xb(batch_rows * cols), yb(batch_rows * rows);
+    for (std::size_t j = 0; j < batch_rows; ++j)
+      for (std::size_t k = 0; k < cols; ++k) xb[j * cols + k] = x[(k + 97 * j) % cols];
+    const double batch_bytes = 4.0 * n + 4.0 * batch_rows * (cols + rows);
     {
       std::vector<std::vector<float>> dw(f_copies, w);
       // ordo's fp32 GEMV (quant/f32_cpu.hpp: what a batch-1 decoding step multiplies dense weights with)
@@ -424,23 +432,11 @@ int main(int argc, char** argv) {
         ordo::quant::f32::gemv(dw[c].data(), rows, cols, cols, x.data(), y.data(), {.threads = threads, .isa = isa, .runner = runner});
       });
       dense32 = {m, b, f32_bytes};
-    }
-    // Eight rows at once (eight sequences decoding in a batch, as the study's answers are
-    // generated): ordo's batched GEMV (each weight row read once for the eight) against
-    // LibTorch's fp32 linear on the same rows below.
-    constexpr std::size_t batch_rows = 8;
-    std::vector<float> xb(batch_rows * cols), yb(batch_rows * rows);
-    for (std::size_t j = 0; j < batch_rows; ++j)
-      for (std::size_t k = 0; k < cols; ++k) xb[j * cols + k] = x[(k + 97 * j) % cols];
-    const double batch_bytes = 4.0 * n + 4.0 * batch_rows * (cols + rows);
-    Figure dense32_batch{};
-    {
-      std::vector<std::vector<float>> dw(f_copies, w);
-      const auto [m, b] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
+      const auto [mb, bb] = time_per_copy(args.repeat, f_copies, [&](std::size_t c) {
         ordo::quant::f32::gemv_batch(dw[c].data(), rows, cols, cols, xb.data(), batch_rows, cols, yb.data(), rows,
                                      {.threads = threads, .isa = isa, .runner = runner});
       });
-      dense32_batch = {m, b, batch_bytes};
+      dense32_batch = {mb, bb, batch_bytes};
     }
     {
       const double b16_bytes = 2.0 * n + 4.0 * cols + 4.0 * rows;

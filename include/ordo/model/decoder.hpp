@@ -37,7 +37,7 @@
 #include <ordo/kernels/nf4.hpp>  // ordo::cuda::nf4::gemv
 #endif
 
-#include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv, gemv_batch (a few fp32 rows)
+#include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv_batch (a few fp32 rows)
 #include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
 #include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
@@ -124,13 +124,9 @@ inline torch::Tensor few_rows_product(const torch::Tensor& x, const torch::Tenso
     auto y = torch::empty({rows, w.size(0)}, torch::kFloat32);
     quant::f32::Options o;
     o.runner = torch_runner();
-    const auto out = static_cast<std::size_t>(w.size(0)), cols = static_cast<std::size_t>(in),
-               ld = static_cast<std::size_t>(w.stride(0));
-    if (rows == 1)
-      quant::f32::gemv(w.data_ptr<float>(), out, cols, ld, flat.data_ptr<float>(), y.data_ptr<float>(), o);
-    else
-      quant::f32::gemv_batch(w.data_ptr<float>(), out, cols, ld, flat.data_ptr<float>(), static_cast<std::size_t>(rows),
-                             cols, y.data_ptr<float>(), out, o);
+    const auto out = static_cast<std::size_t>(w.size(0)), cols = static_cast<std::size_t>(in);
+    quant::f32::gemv_batch(w.data_ptr<float>(), out, cols, static_cast<std::size_t>(w.stride(0)), flat.data_ptr<float>(),
+                           static_cast<std::size_t>(rows), cols, y.data_ptr<float>(), out, o);
     return y.view(shape);
   }
   if (rows == 1) return torch::mv(w, x.reshape({in})).view(shape);

@@ -55,27 +55,38 @@ inline void gemv_rows_portable(const float* w, std::size_t ld, std::size_t cols,
 }
 
 #if ORDO_NF4_HAVE_X86
-/// One row's sum: 16 columns at a time into two 8-float accumulators (a: the first 8, b: the
-/// next 8), then 8 more into a while they last, a + b added across lanes, the rest one by one.
-/// gemv_rows_avx2 sums every row in exactly this order, four rows at a time or one.
-ORDO_NF4_AVX2 inline float row_dot_avx2(const float* row, const float* x, std::size_t cols) {
-  __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+/// G (1 to 4) x rows against one weight row, out[k] = row . x_k (x_k at x + k * ldx), the weight
+/// chunk loaded once for the G rows. Each sum: 16 columns at a time into two 8-float
+/// accumulators (a: the first 8, b: the next 8), then 8 more into a while they last, a + b added
+/// across lanes, the rest one by one. gemv_rows_avx2 sums every row in exactly this order too.
+template <int G>
+ORDO_NF4_AVX2 inline void row_dots_avx2(const float* row, const float* x, std::size_t ldx, std::size_t cols,
+                                        float* out) {
+  __m256 a[G], b[G];
+#pragma GCC unroll 4
+  for (int k = 0; k < G; ++k) a[k] = b[k] = _mm256_setzero_ps();
   std::size_t i = 0;
   for (; i + 16 <= cols; i += 16) {
-    a = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), a);
-    b = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 8), _mm256_loadu_ps(x + i + 8), b);
+    const __m256 w0 = _mm256_loadu_ps(row + i), w1 = _mm256_loadu_ps(row + i + 8);
+#pragma GCC unroll 4
+    for (int k = 0; k < G; ++k) {
+      a[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k * ldx + i), a[k]);
+      b[k] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k * ldx + i + 8), b[k]);
+    }
   }
-  if (i + 8 <= cols) {
-    a = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), a);
-    i += 8;
+  const bool eight = i + 8 <= cols;
+#pragma GCC unroll 4
+  for (int k = 0; k < G; ++k) {
+    const float* xk = x + k * ldx;
+    if (eight) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(xk + i), a[k]);
+    float s = nf4::detail::hsum(_mm256_add_ps(a[k], b[k]));
+    for (std::size_t j = eight ? i + 8 : i; j < cols; ++j) s += row[j] * xk[j];
+    out[k] = s;
   }
-  float s = nf4::detail::hsum(_mm256_add_ps(a, b));
-  for (; i < cols; ++i) s += row[i] * x[i];
-  return s;
 }
 
 /// Rows [r0, r1) four at a time (four streams of weights in flight, each x chunk loaded once for
-/// them), the last few one at a time; every row summed as row_dot_avx2 sums it.
+/// them), the last few one at a time; every row summed as row_dots_avx2 sums it.
 ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::size_t cols, const float* x, float* y,
                                          std::size_t r0, std::size_t r1) {
   std::size_t r = r0;
@@ -102,35 +113,7 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::si
       y[r + k] = s;
     }
   }
-  for (; r < r1; ++r) y[r] = row_dot_avx2(w + r * ld, x, cols);
-}
-
-/// G (1 to 4) x rows against one weight row, each summed exactly as row_dot_avx2 sums it (the
-/// weight chunk loaded once for the G rows): out[k] = row . x_k, x_k at x + k * ldx.
-template <int G>
-ORDO_NF4_AVX2 inline void row_dots_avx2(const float* row, const float* x, std::size_t ldx, std::size_t cols,
-                                        float* out) {
-  __m256 a[G], b[G];
-#pragma GCC unroll 4
-  for (int k = 0; k < G; ++k) a[k] = b[k] = _mm256_setzero_ps();
-  std::size_t i = 0;
-  for (; i + 16 <= cols; i += 16) {
-    const __m256 w0 = _mm256_loadu_ps(row + i), w1 = _mm256_loadu_ps(row + i + 8);
-#pragma GCC unroll 4
-    for (int k = 0; k < G; ++k) {
-      a[k] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k * ldx + i), a[k]);
-      b[k] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k * ldx + i + 8), b[k]);
-    }
-  }
-  const bool eight = i + 8 <= cols;
-#pragma GCC unroll 4
-  for (int k = 0; k < G; ++k) {
-    const float* xk = x + k * ldx;
-    if (eight) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(xk + i), a[k]);
-    float s = nf4::detail::hsum(_mm256_add_ps(a[k], b[k]));
-    for (std::size_t j = eight ? i + 8 : i; j < cols; ++j) s += row[j] * xk[j];
-    out[k] = s;
-  }
+  for (; r < r1; ++r) row_dots_avx2<1>(w + r * ld, x, 0, cols, y + r);
 }
 
 /// Weight rows [r0, r1) against n x rows: each weight row is read from memory once and
@@ -191,7 +174,8 @@ inline void gemv(const float* w, std::size_t rows, std::size_t cols, std::size_t
 /// sums it for x_j alone, so a row of a batch gets the floats it would get on its own, on any
 /// thread count. For the small row counts of batched decoding (a few sequences, one token each),
 /// where a BLAS's GEMM copies ("packs") the whole weight matrix on every call: here each weight
-/// row is read once for all x rows. Rows are split over threads (opt); y must not overlap W or x.
+/// row is read once for all x rows (one x row is gemv's: four weight rows in flight). Rows are
+/// split over threads (opt); y must not overlap W or x.
 inline void gemv_batch(const float* w, std::size_t rows, std::size_t cols, std::size_t ld, const float* x,
                        std::size_t n, std::size_t ldx, float* y, std::size_t ldy, const Options& opt = {}) {
   if (ld < cols)
@@ -203,6 +187,7 @@ inline void gemv_batch(const float* w, std::size_t rows, std::size_t cols, std::
   if (n > 1 && ldy < rows)
     throw std::invalid_argument("ordo::quant::f32::gemv_batch: y rows " + std::to_string(ldy) +
                                 " floats apart hold " + std::to_string(rows) + " outputs");
+  if (n == 1) return gemv(w, rows, cols, ld, x, y, opt);
   detail::split_gemv_rows(rows, cols * std::max<std::size_t>(n, 1), opt,
                           [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {
 #if ORDO_NF4_HAVE_X86
