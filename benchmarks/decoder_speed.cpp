@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
   for (int run = 0; run < repeat; ++run) {
     std::fprintf(stderr, "ordo-bench-decoder: ordo, run %d of %d\n", run + 1, repeat);
     ordo::model::kv_cache cache;
+    cache.reserve = prompt + decode;  // as generate makes it
     const auto t0 = std::chrono::steady_clock::now();
     const auto token = lm->forward(ids, {}, &cache).select(1, -1).argmax(-1, true);
     finished(token);
@@ -187,6 +188,7 @@ int main(int argc, char** argv) {
       mask[b].slice(0, 0, pad).fill_(0);
     }
     ordo::model::kv_cache cache;
+    cache.reserve = prompt + decode;  // as generate_batch makes it
     auto token = lm->head(lm->hidden(rows, mask, &cache).select(1, -1)).argmax(-1, true);  // [batch, 1]
     finished(token);
     const auto next = [&](const torch::Tensor& t) {

@@ -459,6 +459,51 @@ TEST_CASE("a copied KV cache decodes on its own: the in-place appends never writ
   CHECK(x_again.size(1) == 1);
 }
 
+TEST_CASE("the general path appends to the KV stores in place: the floats of concatenation, stores made once for `reserve`") {
+  // Nine rows (more than the fused step takes) through the general path, fp32 and bf16: with
+  // gradients on, each forward concatenates the cache (autograd records it); without, it writes
+  // into the stores. Both give the same logits bit for bit.
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    CAPTURE(c10::toString(dtype));
+    auto lm = ordo::model::load_hf(fixtures / "qwen2");  // GQA, q/k/v biases
+    lm->to(dtype);
+    const int64_t B = 9, P = 5, steps = 6, reserve = P + 4;  // the last two steps outgrow `reserve`
+    const auto pool = (torch::arange(B * (P + steps), torch::kLong) * 7919 + 13).remainder(lm->config().vocab_size);
+    const auto prompt = pool.slice(0, 0, B * P).view({B, P});
+    const auto token_at = [&](int64_t t) { return pool.slice(0, B * (P + t), B * (P + t + 1)).view({B, 1}); };
+    ordo::model::kv_cache concatenated, stored;
+    stored.reserve = reserve;
+    std::vector<torch::Tensor> want;
+    want.push_back(lm->forward(prompt, {}, &concatenated).detach());
+    for (int64_t t = 0; t < steps; ++t) want.push_back(lm->forward(token_at(t), {}, &concatenated).detach());
+    CHECK(concatenated.key_store[0].defined() == false);
+    torch::NoGradGuard no_grad;
+    CHECK(torch::equal(lm->forward(prompt, {}, &stored), want[0]));
+    REQUIRE(stored.key_store.size() == lm->model->layers->size());
+    const auto* first_store = stored.key_store[1].data_ptr();
+    CHECK(stored.key_store[1].size(2) == reserve);
+    CHECK(c10::toString(stored.key_store[1].scalar_type()) == std::string(c10::toString(dtype)));
+    for (int64_t t = 0; t < steps; ++t) {
+      CAPTURE(t);
+      CHECK(torch::equal(lm->forward(token_at(t), {}, &stored), want[static_cast<std::size_t>(t) + 1]));
+      CHECK(stored.keys[1].data_ptr() == stored.key_store[1].data_ptr());  // a view of the store
+      CHECK(stored.values[1].data_ptr() == stored.value_store[1].data_ptr());
+      if (P + t + 1 <= reserve) CHECK(stored.key_store[1].data_ptr() == first_store);  // never copied
+    }
+    CHECK(stored.length() == P + steps);
+    CHECK(stored.key_store[1].data_ptr() != first_store);  // outgrown: copied once into a larger store
+    CHECK(stored.key_store[1].size(2) == std::max<int64_t>(2 * (reserve + 1), 64));
+    CHECK(torch::equal(stored.keys[1], concatenated.keys[1].detach()));
+    CHECK(torch::equal(stored.values[1], concatenated.values[1].detach()));
+    // Without `reserve`: a prompt's stores hold the prompt alone; the first step grows them.
+    ordo::model::kv_cache plain;
+    CHECK(torch::equal(lm->forward(prompt, {}, &plain), want[0]));
+    CHECK(plain.key_store[1].size(2) == P);
+    CHECK(torch::equal(lm->forward(token_at(0), {}, &plain), want[1]));
+    CHECK(plain.key_store[1].size(2) == 64);
+  }
+}
+
 TEST_CASE("bf16 weights give logits close to fp32") {
   auto lm32 = ordo::model::load_hf(fixtures / "llama_tied");
   auto lm16 = ordo::model::load_hf(fixtures / "llama_tied", torch::kBFloat16);

@@ -129,6 +129,7 @@ inline perplexity_result perplexity(model::CausalLM& lm, const std::vector<std::
       // logits at position t predict token t + 1: a prefill through from - 1, then the tokens
       // from .. to - 2 one at a time
       model::kv_cache cache;
+      cache.reserve = w.to - 1 - w.begin;  // every position the window feeds
       auto logits = lm->forward(all.slice(0, w.begin, w.from).unsqueeze(0), {}, &cache)[0][-1];
       double sum = 0;
       for (std::int64_t t = w.from; t < w.to; ++t) {

@@ -48,18 +48,35 @@
 namespace ordo::model {
 
 /// Keys and values of past positions, per layer: [batch, kv_heads, past, head_dim].
-/// Batch-1 decoding on the CPU appends in place: keys[i] and values[i] are then the first `past`
-/// positions of key_store[i] / value_store[i] [1, kv_heads, capacity, head_dim], which grow by
-/// doubling (amortized O(1) per token instead of copying the whole cache every step). A copied
-/// kv_cache shares the stores until one of the copies decodes: that one takes stores of its own
-/// (the shared `owner` tells).
+/// New positions are appended in place, on any device and dtype: keys[i] and values[i] are the
+/// first `past` positions of key_store[i] / value_store[i] [batch, kv_heads, capacity, head_dim],
+/// made for `reserve` positions when that is set (generate sets the prompt plus the new tokens:
+/// the stores are never copied), else growing by doubling: amortized O(1) per token instead of
+/// copying the whole cache every step. A copied kv_cache shares the stores until one of the
+/// copies decodes: that one takes stores of its own (the shared `owner` tells). Appends that
+/// autograd records (gradients on) concatenate instead.
 struct kv_cache {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
   std::vector<torch::Tensor> key_store;
   std::vector<torch::Tensor> value_store;
   std::shared_ptr<const int> owner;
+  std::int64_t reserve = 0;  ///< positions the stores are made for at first (0: grow by doubling)
   std::int64_t length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
+
+  /// Before a forward appends to the cache: `layers` slots, and stores this cache alone writes
+  /// (new ones when it has none or shares them with a copy).
+  void prepare(std::size_t layers) {
+    if (keys.empty()) {
+      keys.resize(layers);
+      values.resize(layers);
+    }
+    if (!owner || owner.use_count() > 1) {
+      owner = std::make_shared<const int>(0);
+      key_store.assign(layers, torch::Tensor());
+      value_store.assign(layers, torch::Tensor());
+    }
+  }
 };
 
 namespace detail {
@@ -131,6 +148,36 @@ inline torch::Tensor few_rows_product(const torch::Tensor& x, const torch::Tenso
   }
   if (rows == 1) return torch::mv(w, x.reshape({in})).view(shape);
   return {};
+}
+
+/// The positions a layer's KV store is made for when `needed` positions do not fit in the one it
+/// has (`past` of them already there): `reserve` when they fit in it; else exactly `needed` for a
+/// first forward (a prompt may be all there is), twice `needed` (at least 64) for a cache that
+/// grows.
+inline std::int64_t kv_capacity(std::int64_t needed, std::int64_t past, std::int64_t reserve) {
+  if (reserve >= needed) return reserve;
+  return past == 0 ? needed : std::max<std::int64_t>(2 * needed, 64);
+}
+
+/// Appends `rows` [B, kv_heads, T, head_dim] after the `past` positions of one layer's keys (or
+/// values) `view`: in place when `view` is the start of `store` and the store has room, else into
+/// a new store of kv_capacity(past + T, past, reserve) positions with the past copied once. `view`
+/// becomes the store's first past + T positions.
+inline void append_positions(torch::Tensor& view, torch::Tensor& store, const torch::Tensor& rows,
+                             std::int64_t reserve) {
+  const auto B = rows.size(0), T = rows.size(2);
+  const std::int64_t past = view.defined() ? view.size(2) : 0;
+  const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
+                        store.sizes().slice(0, 2) == rows.sizes().slice(0, 2) && store.size(3) == rows.size(3) &&
+                        store.size(2) >= past + T && store.scalar_type() == rows.scalar_type() &&
+                        store.device() == rows.device();
+  if (!in_place) {
+    auto grown = torch::empty({B, rows.size(1), kv_capacity(past + T, past, reserve), rows.size(3)}, rows.options());
+    if (past > 0) grown.narrow(2, 0, past).copy_(view);
+    store = grown;
+  }
+  store.narrow(2, past, T).copy_(rows);
+  view = store.narrow(2, 0, past + T);
 }
 
 /// The additive causal mask [T, past + T] of T queries at positions past..past+T-1: 0 where the
@@ -681,21 +728,33 @@ class AttentionImpl : public torch::nn::Module {
 
   // x [B, T, H]; cos/sin [T, head_dim]; bias [B, 1, T, past + T] additive (0 or -inf-like), or
   // undefined for causal attention without padding (the T queries are the last T positions).
+  // cache: this layer's part of a kv_cache the new positions are appended to (or nullptr).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& bias, torch::Tensor* past_k, torch::Tensor* past_v) {
+                        const torch::Tensor& bias, kv_cache* cache = nullptr, std::size_t layer = 0) {
     const auto B = x.size(0), T = x.size(1);
     auto q = q_proj(x).view({B, T, heads_, head_dim_}).transpose(1, 2);
     auto k = k_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
     auto v = v_proj(x).view({B, T, kv_heads_, head_dim_}).transpose(1, 2);
     q = detail::rotary(q, cos, sin);
     k = detail::rotary(k, cos, sin);
-    if (past_k) {
-      if (past_k->defined()) {
-        k = torch::cat({*past_k, k}, 2);
-        v = torch::cat({*past_v, v}, 2);
+    if (cache) {
+      auto &past_k = cache->keys.at(layer), &past_v = cache->values.at(layer);
+      if (torch::GradMode::is_enabled() && (k.requires_grad() || v.requires_grad())) {
+        if (past_k.defined()) {  // autograd records the concatenation (no stores written in place)
+          k = torch::cat({past_k, k}, 2);
+          v = torch::cat({past_v, v}, 2);
+        }
+        past_k = k;
+        past_v = v;
+      } else {
+        const bool first = !past_k.defined();
+        detail::append_positions(past_k, cache->key_store.at(layer), k, cache->reserve);
+        detail::append_positions(past_v, cache->value_store.at(layer), v, cache->reserve);
+        if (!first) {  // attend to every position (the first forward attends to its own k, v)
+          k = past_k;
+          v = past_v;
+        }
       }
-      *past_k = k;
-      *past_v = v;
     }
     const auto S = k.size(2);
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
@@ -735,8 +794,8 @@ class DecoderLayerImpl : public torch::nn::Module {
     post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, b));
   }
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin, const torch::Tensor& bias,
-                        torch::Tensor* past_k, torch::Tensor* past_v) {
-    x = x + self_attn(input_layernorm(x), cos, sin, bias, past_k, past_v);
+                        kv_cache* cache = nullptr, std::size_t layer = 0) {
+    x = x + self_attn(input_layernorm(x), cos, sin, bias, cache, layer);
     return x + mlp(post_attention_layernorm(x));
   }
   Attention self_attn{nullptr};
@@ -844,14 +903,9 @@ class CausalLMImpl : public torch::nn::Module {
       auto pad = (attention_mask.to(x.device()) == 0).view({B, 1, 1, past + T});
       bias = bias.masked_fill(pad, detail::masked_score);
     }
-    if (cache && cache->keys.empty()) {
-      cache->keys.resize(static_cast<std::size_t>(config_.num_layers));
-      cache->values.resize(static_cast<std::size_t>(config_.num_layers));
-    }
-    for (std::size_t i = 0; i < model->layers->size(); ++i) {
-      auto layer = model->layers->ptr<DecoderLayerImpl>(i);
-      x = layer->forward(x, cos, sin, bias, cache ? &cache->keys[i] : nullptr, cache ? &cache->values[i] : nullptr);
-    }
+    if (cache) cache->prepare(model->layers->size());
+    for (std::size_t i = 0; i < model->layers->size(); ++i)
+      x = model->layers->ptr<DecoderLayerImpl>(i)->forward(x, cos, sin, bias, cache, i);
     return model->norm(x);
   }
 
@@ -952,15 +1006,17 @@ class CausalLMImpl : public torch::nn::Module {
   }
 
   /// Appends one position's keys (or values) rows [B, kv_heads * D] at position `past` of a
-  /// layer's cache, in place when `view` is the start of `store` and the store has room; `view`
-  /// becomes the cache's [B, kv_heads, past + 1, D]. Returns the store's data, whose rows of
-  /// batch row b and KV head g start at (b * kv_heads + g) * capacity * D.
+  /// layer's cache, in place when `view` is the start of `store` and the store has room (as
+  /// detail::append_positions, which made the prompt's store); `view` becomes the cache's
+  /// [B, kv_heads, past + 1, D]. Returns the store's data, whose rows of batch row b and KV head g
+  /// start at (b * kv_heads + g) * capacity * D.
   static const float* append_rows(torch::Tensor& view, torch::Tensor& store, const float* rows, std::int64_t B,
-                                  std::int64_t kv_heads, std::int64_t D, std::int64_t past) {
+                                  std::int64_t kv_heads, std::int64_t D, std::int64_t past, std::int64_t reserve) {
     const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
-                          store.size(0) == B && view.size(2) == past && store.size(2) > past;
+                          store.size(0) == B && view.size(2) == past && store.size(2) > past &&
+                          store.scalar_type() == torch::kFloat32 && store.device().is_cpu() && store.is_contiguous();
     if (!in_place) {
-      auto grown = torch::empty({B, kv_heads, std::max<std::int64_t>(2 * (past + 1), 64), D}, torch::kFloat32);
+      auto grown = torch::empty({B, kv_heads, detail::kv_capacity(past + 1, past, reserve), D}, torch::kFloat32);
       if (past > 0) grown.narrow(2, 0, past).copy_(view);
       store = grown;
     }
@@ -1020,15 +1076,7 @@ class CausalLMImpl : public torch::nn::Module {
                                  kv_cache& cache) {
     const auto& c = config_;
     const auto layers = static_cast<std::size_t>(c.num_layers);
-    if (cache.keys.empty()) {
-      cache.keys.resize(layers);
-      cache.values.resize(layers);
-    }
-    if (!cache.owner || cache.owner.use_count() > 1) {  // new, or shared with a copy: stores of its own
-      cache.owner = std::make_shared<const int>(0);
-      cache.key_store.assign(layers, torch::Tensor());
-      cache.value_store.assign(layers, torch::Tensor());
-    }
+    cache.prepare(layers);
     const std::int64_t B = input_ids.size(0), past = cache.length(), H = c.hidden_size, D = c.head_dim,
                        heads = c.num_heads, kv_heads = c.num_kv_heads;
     TORCH_CHECK(past == 0 || cache.keys[0].size(0) == B, "ordo::model::CausalLM: a cache of ", cache.keys[0].size(0),
@@ -1065,9 +1113,9 @@ class CausalLMImpl : public torch::nn::Module {
         rope_rows(q.data_ptr<float>() + b * heads * D, heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
         rope_rows(k.data_ptr<float>() + b * kv_heads * D, kv_heads, D, cos.data_ptr<float>(), sin.data_ptr<float>());
       }
-      const float* keys = append_rows(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), B, kv_heads, D, past);
+      const float* keys = append_rows(cache.keys[i], cache.key_store[i], k.data_ptr<float>(), B, kv_heads, D, past, cache.reserve);
       const float* values =
-          append_rows(cache.values[i], cache.value_store[i], v.data_ptr<float>(), B, kv_heads, D, past);
+          append_rows(cache.values[i], cache.value_store[i], v.data_ptr<float>(), B, kv_heads, D, past, cache.reserve);
       TORCH_CHECK(cache.key_store[i].size(2) == cache.value_store[i].size(2), "ordo: KV stores out of step");
       const auto capacity = cache.key_store[i].size(2);
       auto o = torch::zeros({B, heads * D}, torch::kFloat32);

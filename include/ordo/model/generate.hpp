@@ -75,6 +75,7 @@ inline generation_result generate(CausalLM& lm, const std::vector<std::int64_t>&
   if (o.max_new_tokens == 0) return result;
   const auto prompt_ids = torch::tensor(prompt, torch::kLong).unsqueeze(0);
   kv_cache cache;
+  cache.reserve = result.prompt_tokens + o.max_new_tokens;  // the stores are made once
   std::optional<static_decoder> fixed;
   if (o.static_cache) fixed.emplace(lm, result.prompt_tokens + o.max_new_tokens);
   // The logits [1, vocab] of the last of `ids`, the head on that position only (the prompt's
@@ -136,6 +137,7 @@ inline std::vector<generation_result> generate_batch(CausalLM& lm,
   std::vector<bool> done(prompts.size(), false);
   std::size_t running = prompts.size();
   kv_cache cache;
+  cache.reserve = P + o.max_new_tokens;  // the stores are made once
   auto input = ids;
   for (std::int64_t step = 0; step < o.max_new_tokens && running > 0; ++step) {
     // The head on each row's last position only (the prompt's other logits are never read).

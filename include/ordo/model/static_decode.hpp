@@ -97,6 +97,7 @@ class static_decoder {
                                   " tokens leaves no room in a capacity of " + std::to_string(capacity_));
     torch::NoGradGuard no_grad;
     kv_cache cache;
+    cache.reserve = P;
     auto logits = lm_->head(lm_->hidden(ids, {}, &cache).select(1, -1));
     for (std::size_t l = 0; l < keys_.size(); ++l) {
       keys_[l].narrow(2, 0, P).copy_(cache.keys[l]);

@@ -214,7 +214,7 @@ inline torch::Tensor forward_collecting(model::CausalLM& lm, const torch::Tensor
   auto lengths = weight.sum(1);                          // [B, 1]
   for (std::size_t i = 0; i < lm->model->layers->size(); ++i) {
     auto& layer = *lm->model->layers->ptr<model::DecoderLayerImpl>(i);
-    x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, bias, nullptr, nullptr);
+    x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, bias);
     auto h = layer.post_attention_layernorm(x);
     auto gate = layer.mlp->gate_proj(h);
     auto inner = torch::silu(gate) * layer.mlp->up_proj(h);
