@@ -159,23 +159,29 @@ inline std::int64_t kv_capacity(std::int64_t needed, std::int64_t past, std::int
   return past == 0 ? needed : std::max<std::int64_t>(2 * needed, 64);
 }
 
-/// Appends `rows` [B, kv_heads, T, head_dim] after the `past` positions of one layer's keys (or
-/// values) `view`: in place when `view` is the start of `store` and the store has room, else into
-/// a new store of kv_capacity(past + T, past, reserve) positions with the past copied once. `view`
-/// becomes the store's first past + T positions.
+/// Before T positions are appended after the `past` ones of one layer's keys (or values) `view`:
+/// keeps `store` when `view` is its start and it is a contiguous [B, kv_heads, >= past + T, D]
+/// tensor of `options`' dtype and device, else makes a new one of kv_capacity(past + T, past,
+/// reserve) positions with the past copied once. The caller writes positions past..past+T-1.
+inline void make_room(const torch::Tensor& view, torch::Tensor& store, std::int64_t past, std::int64_t T,
+                      std::int64_t B, std::int64_t kv_heads, std::int64_t D, const torch::TensorOptions& options,
+                      std::int64_t reserve) {
+  const bool fits = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
+                    view.size(2) == past && store.size(0) == B && store.size(1) == kv_heads && store.size(3) == D &&
+                    store.size(2) >= past + T && store.dtype() == options.dtype() &&
+                    store.device() == options.device() && store.is_contiguous();
+  if (fits) return;
+  auto grown = torch::empty({B, kv_heads, kv_capacity(past + T, past, reserve), D}, options);
+  if (past > 0) grown.narrow(2, 0, past).copy_(view);
+  store = grown;
+}
+
+/// Appends `rows` [B, kv_heads, T, head_dim] after the positions of one layer's keys (or values)
+/// `view`, in its store (make_room); `view` becomes the store's first past + T positions.
 inline void append_positions(torch::Tensor& view, torch::Tensor& store, const torch::Tensor& rows,
                              std::int64_t reserve) {
-  const auto B = rows.size(0), T = rows.size(2);
-  const std::int64_t past = view.defined() ? view.size(2) : 0;
-  const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
-                        store.sizes().slice(0, 2) == rows.sizes().slice(0, 2) && store.size(3) == rows.size(3) &&
-                        store.size(2) >= past + T && store.scalar_type() == rows.scalar_type() &&
-                        store.device() == rows.device();
-  if (!in_place) {
-    auto grown = torch::empty({B, rows.size(1), kv_capacity(past + T, past, reserve), rows.size(3)}, rows.options());
-    if (past > 0) grown.narrow(2, 0, past).copy_(view);
-    store = grown;
-  }
+  const std::int64_t past = view.defined() ? view.size(2) : 0, T = rows.size(2);
+  make_room(view, store, past, T, rows.size(0), rows.size(1), rows.size(3), rows.options(), reserve);
   store.narrow(2, past, T).copy_(rows);
   view = store.narrow(2, 0, past + T);
 }
@@ -1006,20 +1012,12 @@ class CausalLMImpl : public torch::nn::Module {
   }
 
   /// Appends one position's keys (or values) rows [B, kv_heads * D] at position `past` of a
-  /// layer's cache, in place when `view` is the start of `store` and the store has room (as
-  /// detail::append_positions, which made the prompt's store); `view` becomes the cache's
-  /// [B, kv_heads, past + 1, D]. Returns the store's data, whose rows of batch row b and KV head g
-  /// start at (b * kv_heads + g) * capacity * D.
+  /// layer's cache, in its store (detail::make_room, as the general path appends); `view` becomes
+  /// the cache's [B, kv_heads, past + 1, D]. Returns the store's data, whose rows of batch row b
+  /// and KV head g start at (b * kv_heads + g) * capacity * D.
   static const float* append_rows(torch::Tensor& view, torch::Tensor& store, const float* rows, std::int64_t B,
                                   std::int64_t kv_heads, std::int64_t D, std::int64_t past, std::int64_t reserve) {
-    const bool in_place = store.defined() && view.defined() && view.data_ptr() == store.data_ptr() &&
-                          store.size(0) == B && view.size(2) == past && store.size(2) > past &&
-                          store.scalar_type() == torch::kFloat32 && store.device().is_cpu() && store.is_contiguous();
-    if (!in_place) {
-      auto grown = torch::empty({B, kv_heads, detail::kv_capacity(past + 1, past, reserve), D}, torch::kFloat32);
-      if (past > 0) grown.narrow(2, 0, past).copy_(view);
-      store = grown;
-    }
+    detail::make_room(view, store, past, 1, B, kv_heads, D, torch::TensorOptions(torch::kFloat32), reserve);
     const auto capacity = store.size(2);
     float* data = store.data_ptr<float>();
     for (std::int64_t g = 0; g < B * kv_heads; ++g)
