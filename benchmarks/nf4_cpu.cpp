@@ -45,6 +45,7 @@
 
 #include <ordo/quant/nf4_cpu.hpp>
 #include <ordo/quant/f32_cpu.hpp>  // ordo's dense fp32 GEMV
+#include <ordo/quant/nf4_batch_cpu.hpp>  // nf4::gemv_batch: a few rows against packed weights
 #include <ordo/quant/q8_cpu.hpp>  // the Q8_0 GEMV beside the NF4 one
 
 namespace nf4 = ordo::quant::nf4;
@@ -392,10 +393,36 @@ int main(int argc, char** argv) {
     const auto [g16_med, g16_best] = time_per_copy(args.repeat, g_copies, [&](std::size_t c) {
       nf4::gemv(g_w[c].data(), q_absmax[0].data(), rows, cols, x.data(), y.data(), opt16);
     });
+    // Eight x rows (eight sequences decoding in a batch, as the study's answers are generated)
+    // against the same packed copies: nf4::gemv_batch (each weight row dequantized once into the
+    // cache, nf4_batch_cpu.hpp) and what the model did before it, a tile of rows dequantized to
+    // fp32 (the model's 4 MiB tiles) and then multiplied by f32::gemv_batch: the same floats.
+    constexpr std::size_t batch_rows = 8;
+    std::vector<float> xb(batch_rows * cols), yb(batch_rows * rows), yt(batch_rows * rows);
+    for (std::size_t j = 0; j < batch_rows; ++j)
+      for (std::size_t k = 0; k < cols; ++k) xb[j * cols + k] = x[(k + 97 * j) % cols];
+    const double gb_bytes = packed + 4.0 * blocks + 4.0 * batch_rows * (cols + rows);
+    const ordo::quant::f32::Options fopt{.threads = opt.threads, .isa = opt.isa, .runner = runner};
+    const auto [gb_med, gb_best] = time_per_copy(args.repeat, g_copies, [&](std::size_t c) {
+      nf4::gemv_batch(g_w[c].data(), q_absmax[0].data(), rows, cols, xb.data(), batch_rows, cols, yb.data(), rows, opt);
+    });
+    const std::size_t tile_rows = std::max<std::size_t>(1, (std::size_t{1} << 20) / cols);
+    const auto tile = aligned_buffer<float>(std::min(rows, tile_rows) * cols);
+    const auto [gt_med, gt_best] = time_per_copy(args.repeat, g_copies, [&](std::size_t c) {
+      for (std::size_t r = 0; r < rows; r += tile_rows) {
+        const std::size_t e = std::min(rows, r + tile_rows);
+        nf4::dequantize_blocks(g_w[c].data() + r * cols / 2, q_absmax[0].data() + r * cols / opt.blocksize,
+                               (e - r) * cols, tile.get(), opt);
+        ordo::quant::f32::gemv_batch(tile.get(), e - r, cols, cols, xb.data(), batch_rows, cols, yt.data() + r, rows, fopt);
+      }
+    });
+    if (yb != yt) throw std::logic_error("nf4::gemv_batch differs from the dequantized tiles' f32::gemv_batch");
     g_w.clear();
     q_out.clear();
     const Figure gemv{g_med, g_best, g_bytes};
     const Figure gemv16{g16_med, g16_best, g_bytes};
+    const Figure gemv_batch8{gb_med, gb_best, gb_bytes};
+    const Figure tile_batch8{gt_med, gt_best, gb_bytes};
 
     // The same GEMV on Q8_0 weights (what the tools' --q8-head multiplies with): one byte per
     // weight and an fp16 scale per 32
@@ -420,10 +447,6 @@ int main(int argc, char** argv) {
     // Eight rows at once (eight sequences decoding in a batch, as the study's answers are
     // generated): ordo's batched GEMV (each weight row read once for the eight) on the same
     // copies, against LibTorch's fp32 linear on the same rows below.
-    constexpr std::size_t batch_rows = 8;
-    std::vector<float> xb(batch_rows * cols), yb(batch_rows * rows);
-    for (std::size_t j = 0; j < batch_rows; ++j)
-      for (std::size_t k = 0; k < cols; ++k) xb[j * cols + k] = x[(k + 97 * j) % cols];
     const double batch_bytes = 4.0 * n + 4.0 * batch_rows * (cols + rows);
     {
       std::vector<std::vector<float>> dw(f_copies, w);
@@ -522,6 +545,8 @@ int main(int argc, char** argv) {
     print_figure("dequantize_bf16", deq16);
     print_figure("gemv_nf4", gemv);
     print_figure("gemv_nf4_int16", gemv16);
+    print_figure("gemv_nf4_batch8", gemv_batch8);
+    print_figure("nf4_tiles_then_dense_batch8", tile_batch8);
     print_figure("gemv_q8_0", gemv8);
     if (have_torch) {
       print_figure("libtorch_mv_f32", torch32);
@@ -544,7 +569,8 @@ int main(int argc, char** argv) {
         "                 \"gemv_speedup_over_bitsandbytes\": %s, \"gemv_q8_0_over_copy\": %.3f,\n"
         "                 \"gemv_q8_0_speedup_over_libtorch_mv_f32\": %s, \"gemv_int16_over_copy\": %.3f,\n"
         "                 \"gemv_int16_speedup_over_libtorch_mv_f32\": %s,\n"
-        "                 \"dense_batch8_speedup_over_libtorch_linear_f32\": %s},\n",
+        "                 \"dense_batch8_speedup_over_libtorch_linear_f32\": %s,\n"
+        "                 \"gemv_nf4_batch8_speedup_over_tiles_then_dense\": %.3f},\n",
         deq_over_copy, gemv.gbps() / copy.gbps(), quantize.gbps() / copy.gbps(),
         ratio(torch32.seconds_median, gemv.seconds_median).c_str(),
         ratio(torch16.seconds_median, gemv.seconds_median).c_str(),
@@ -553,7 +579,8 @@ int main(int argc, char** argv) {
         ratio(bnb_d, deq32.seconds_median).c_str(), ratio(bnb_g, gemv.seconds_median).c_str(),
         gemv8.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv8.seconds_median).c_str(),
         gemv16.gbps() / copy.gbps(), ratio(torch32.seconds_median, gemv16.seconds_median).c_str(),
-        ratio(torch32_batch.seconds_median, dense32_batch.seconds_median).c_str());
+        ratio(torch32_batch.seconds_median, dense32_batch.seconds_median).c_str(),
+        tile_batch8.seconds_median / gemv_batch8.seconds_median);
     std::printf(
         "      \"goals\": {\"dequantize >= 0.7 copy\": %s, \"gemv >= 3x libtorch mv f32\": %s, "
         "\"gemv >= 1.5x libtorch linear bf16\": %s, \"quantize >= 5x bitsandbytes\": %s,\n"

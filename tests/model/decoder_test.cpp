@@ -668,6 +668,17 @@ TEST_CASE("linears and the head on a few rows (batched decoding): each row gets 
       CHECK((y - gemm).abs().max().item<double>() <= 1e-5 * std::max(1.0, gemm.abs().max().item<double>()));
       if (!gate.quantized() && rows <= few_rows_limit)
         for (int64_t j = 0; j < rows; ++j) CHECK(torch::equal(y[j], gate.forward(x[j])));  // one row: the GEMV
+      if (gate.quantized() && rows <= few_rows_limit) {
+        // NF4: the batched GEMV on the dense values, bit for bit, whether the rows are whole
+        // blocks (gate: 64 columns, nf4::gemv_batch from the packed bytes) or not (down: 96
+        // columns, a dequantized tile at a time).
+        REQUIRE(gate.nf4_gemv_applies());
+        CHECK(torch::equal(y, ordo::model::detail::few_rows_product(x, dense)));
+        auto& down = *lm->model->layers->ptr<ordo::model::DecoderLayerImpl>(0)->mlp->down_proj;
+        REQUIRE(!down.nf4_gemv_applies());
+        const auto xd = torch::randn({rows, down.in_features});
+        CHECK(torch::equal(down.forward(xd), ordo::model::detail::few_rows_product(xd, down.nf4->dequantize())));
+      }
       const auto h = torch::randn({rows, lm->config().hidden_size});
       const auto logits = lm->head(h);
       for (int64_t j = 0; j < rows && rows <= few_rows_limit; ++j)

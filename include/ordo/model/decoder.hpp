@@ -39,6 +39,7 @@
 
 #include <ordo/quant/f32_cpu.hpp>       // quant::f32::gemv_batch (a few fp32 rows)
 #include <ordo/quant/nf4_cpu.hpp>       // quant::nf4::Quantized, dequantize_blocks, gemv
+#include <ordo/quant/nf4_batch_cpu.hpp> // quant::nf4::gemv_batch (a few rows against NF4 weights)
 #include <ordo/quant/q8_cpu.hpp>        // quant::q8::quantize, gemv (the 8-bit head)
 #include <ordo/model/config.hpp>        // decoder_config
 #include <ordo/model/device.hpp>        // placement
@@ -682,6 +683,17 @@ class LinearImpl : public torch::nn::Module {
     } else if (rows == 1 && nf4_gemv_applies()) {
       y = torch::empty({1, out_features}, torch::kFloat32);  // batch 1: fused NF4 GEMV
       nf4_gemv(flat.data_ptr<float>(), y.data_ptr<float>());
+    } else if (rows <= detail::few_rows_limit && nf4_gemv_applies() &&
+               !(torch::GradMode::is_enabled() && flat.requires_grad())) {
+      // A few rows (a batch of sequences decoding): each weight row dequantized once into the
+      // cache and multiplied with every row there; the floats of the tiles below, without
+      // writing the tiles to memory and reading them back.
+      y = torch::empty({rows, out_features}, torch::kFloat32);
+      auto o = detail::nf4_options(nf4->q.blocksize);
+      quant::nf4::gemv_batch(nf4->q.packed.data(), nf4->scales.data(), static_cast<std::size_t>(out_features),
+                             static_cast<std::size_t>(in_features), flat.data_ptr<float>(),
+                             static_cast<std::size_t>(rows), static_cast<std::size_t>(in_features),
+                             y.data_ptr<float>(), static_cast<std::size_t>(out_features), o);
     } else {  // dequantize a tile of rows at a time, bounding the dense copy
       const std::int64_t tile = std::max<std::int64_t>(1, (1 << 20) / in_features);
       std::vector<torch::Tensor> parts;

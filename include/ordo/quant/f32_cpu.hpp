@@ -118,8 +118,28 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::si
   for (; r < r1; ++r) row_dots_avx2<1>(w + r * ld, x, 0, cols, y + r);
 }
 
+/// One weight row against n x rows, y[j * ldy] = row . x_j: four x rows at a time (each weight
+/// chunk loaded once for them; they stay in cache), the rest together; the first group also
+/// prefetches `ahead` bytes early (row_dots_avx2). Every sum is row_dots_avx2's.
+ORDO_NF4_AVX2 inline void row_dots_batch_avx2(const float* row, const float* x, std::size_t n, std::size_t ldx,
+                                              std::size_t cols, float* y, std::size_t ldy, std::size_t ahead = 0) {
+  float out[4];
+  std::size_t j = 0;
+  for (; j + 4 <= n; j += 4, ahead = 0) {
+    row_dots_avx2<4>(row, x + j * ldx, ldx, cols, out, ahead);
+    for (std::size_t k = 0; k < 4; ++k) y[(j + k) * ldy] = out[k];
+  }
+  switch (n - j) {
+    case 3: row_dots_avx2<3>(row, x + j * ldx, ldx, cols, out, ahead); break;
+    case 2: row_dots_avx2<2>(row, x + j * ldx, ldx, cols, out, ahead); break;
+    case 1: row_dots_avx2<1>(row, x + j * ldx, ldx, cols, out, ahead); break;
+    default: return;
+  }
+  for (std::size_t k = 0; j + k < n; ++k) y[(j + k) * ldy] = out[k];
+}
+
 /// Weight rows [r0, r1) against n x rows: each weight row is read from memory once and
-/// multiplied with the x rows four at a time (they stay in cache), y[j * ldy + r] = W[r] . x_j.
+/// multiplied with the x rows (row_dots_batch_avx2), y[j * ldy + r] = W[r] . x_j.
 /// The first group of x rows also prefetches the weight rows a whole number of rows (>= 2 KiB)
 /// ahead: a row takes n times a GEMV row's work, and the hardware prefetchers fell behind the
 /// rows it starts (generate_batch of the study's 8 answers on the default model: 2.24-2.57 s
@@ -127,23 +147,8 @@ ORDO_NF4_AVX2 inline void gemv_rows_avx2(const float* w, std::size_t ld, std::si
 ORDO_NF4_AVX2 inline void gemv_batch_rows_avx2(const float* w, std::size_t ld, std::size_t cols, const float* x,
                                                std::size_t n, std::size_t ldx, float* y, std::size_t ldy,
                                                std::size_t r0, std::size_t r1) {
-  float out[4];
   const std::size_t ahead = nf4::gemv_prefetch_distance(ld * sizeof(float));
-  for (std::size_t r = r0; r < r1; ++r) {
-    const float* row = w + r * ld;
-    std::size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      row_dots_avx2<4>(row, x + j * ldx, ldx, cols, out, j == 0 ? ahead : 0);
-      for (std::size_t k = 0; k < 4; ++k) y[(j + k) * ldy + r] = out[k];
-    }
-    switch (n - j) {
-      case 3: row_dots_avx2<3>(row, x + j * ldx, ldx, cols, out, j == 0 ? ahead : 0); break;
-      case 2: row_dots_avx2<2>(row, x + j * ldx, ldx, cols, out, j == 0 ? ahead : 0); break;
-      case 1: row_dots_avx2<1>(row, x + j * ldx, ldx, cols, out, j == 0 ? ahead : 0); break;
-      default: continue;
-    }
-    for (std::size_t k = 0; j + k < n; ++k) y[(j + k) * ldy + r] = out[k];
-  }
+  for (std::size_t r = r0; r < r1; ++r) row_dots_batch_avx2(w + r * ld, x, n, ldx, cols, y + r, ldy, ahead);
 }
 #endif
 
