@@ -5,6 +5,7 @@
 //                 [--calibration-samples N] [--train-samples N] [--seq-len N] [--epochs N]
 //                 [--batch-size N] [--prune-lr X] [--kd-lr X] [--no-recovery] [--seed N] [--threads N]
 //                 [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
+//                 [--train-dtype float32|bfloat16]
 //                 [--teacher PATH]
 //                 [--prune-importance paper|activation|wanda|flap|taylor] [--prune-allocation uniform|global]
 //                 [--prune-recovery cross-entropy|distillation] [--format hf|gguf] [--gguf-type f32|f16|bf16|q8_0]
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
+  device.add_train_dtype_to(app);
   ordo::tools::dist_flags dist;
   dist.add_to(app);
   ordo::tools::data_flags data_options;
@@ -134,6 +136,11 @@ int main(int argc, char** argv) {
     const auto gguf_type = ordo::model::gguf_type_from_name(gguf_type_name);
     const auto gguf_ffn = gguf_ffn_name == "per-layer" ? ordo::model::gguf_ffn::per_layer : ordo::model::gguf_ffn::padded;
     const auto teacher_device = device.teacher();
+    const auto train_dtype = device.chosen_train_dtype().value_or(ordo::study::default_train_dtype(where.device));
+    if (vocab_loss_chunk > 0 && train_dtype != torch::kFloat32)
+      throw std::invalid_argument("--vocab-loss-chunk trains in float32: it cannot be used with --train-dtype " +
+                                  ordo::model::torch_dtype_name(train_dtype) +
+                                  (device.train_dtype.empty() ? " (the default on " + ordo::model::device_name(where.device) + ")" : std::string()));
     // The pipeline by name among the sixteen, before any work; from here on its chain
     // ("Q-D-P-KD-Q" for "q-p-kd") and its notation, whatever case or form the name came in (a
     // resumed run is recognised by the notation).
@@ -189,7 +196,7 @@ int main(int argc, char** argv) {
     auto& context = data.context;
     context.group = group;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
-    context.train_dtype = ordo::study::default_train_dtype(where.device);
+    context.train_dtype = train_dtype;
     context.vocab_loss_chunk = vocab_loss_chunk;
     ordo::study::study_progress progress;
     progress.quiet = !writer;
@@ -197,7 +204,7 @@ int main(int argc, char** argv) {
 
     // A killed run resumes (the header above). The state is opened once the model and the data
     // have loaded, so a bad model or corpus leaves nothing beside OUT.
-    const nlohmann::json fingerprint = {
+    nlohmann::json fingerprint = {
         {"pipeline", named_notation},
         {"model", ordo::study::file_identity(base.source())},
         {"tokenizer", ordo::study::file_identity(tokenizer_path)},
@@ -214,6 +221,9 @@ int main(int argc, char** argv) {
         {"dtype", ordo::model::torch_dtype_name(where.dtype)},
         {"teacher_device", ordo::model::device_name(teacher_device.value_or(where.device))},
         {"teacher", ordo::study::file_identity(device.teacher_model)}};
+    // only when it is not the device's default: a run begun before --train-dtype existed resumes
+    if (train_dtype != ordo::study::default_train_dtype(where.device))
+      fingerprint["train_dtype"] = ordo::model::torch_dtype_name(train_dtype);
     const int world_size = group ? group->size() : 1;
     ordo::study::study_store store(work, where, {.group = group});
     if (store.begin(fingerprint, fresh, {{"threads", options.threads}, {"world_size", world_size}}) && writer) {
@@ -372,6 +382,7 @@ int main(int argc, char** argv) {
     summary["vocab_loss_chunk"] = vocab_loss_chunk;
     summary["device"] = ordo::model::device_name(where.device);
     summary["dtype"] = ordo::model::torch_dtype_name(where.dtype);
+    summary["train_dtype"] = ordo::model::torch_dtype_name(train_dtype);
     summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     summary["calibration_samples"] = context.calibration.size();
     summary["train_samples"] = context.train.size();

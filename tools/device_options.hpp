@@ -4,6 +4,8 @@
 //   --dtype float32|bfloat16|float16   what its dense parameters are held in (default float32)
 //   --teacher-device D         (tools that distil) the KD teacher's device, default --device
 //   --teacher PATH             (tools that distil) the KD teacher, default the base model
+//   --train-dtype float32|bfloat16   (tools that train) the precision of the forward passes and
+//                              losses of training; default bfloat16 on CUDA, float32 on the CPU
 //
 // `resolve()` is called before any work: an unknown spelling, or a device this process cannot
 // use (a LibTorch without CUDA, no GPU, an index past the last GPU), is one line naming the
@@ -92,6 +94,20 @@ struct device_flags {
                    "(default: the uncompressed base model)")
         ->check(CLI::ExistingPath);
   }
+  std::string train_dtype;  ///< "": the device's default (ordo::study::default_train_dtype)
+  void add_train_dtype_to(CLI::App& app) {
+    app.add_option("--train-dtype", train_dtype,
+                   "float32 or bfloat16: the precision of training's forward passes and losses, fp32 master "
+                   "weights either way (default: bfloat16 on CUDA, float32 on the CPU, where bfloat16 pays on "
+                   "CPUs with AVX-512 BF16 or AMX; docs/training.md)")
+        ->check(CLI::IsMember({"float32", "bfloat16"}));
+  }
+  /// --train-dtype when given.
+  std::optional<torch::ScalarType> chosen_train_dtype() const {
+    if (train_dtype.empty()) return std::nullopt;
+    return model::parse_dtype(train_dtype);
+  }
+
   /// The teacher's device when one was given, once checked usable (throws like resolve()).
   std::optional<torch::Device> teacher() const {
     if (teacher_device.empty()) return std::nullopt;

@@ -9,6 +9,7 @@
 //              [--no-judge] [--no-answers] [--save-models] [--fresh] [--keep-cache] [--checkpoint-seconds S]
 //              [--teacher-logits-mb N] [--scored-logits-only]
 //              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
+//              [--train-dtype float32|bfloat16]
 //              [--dist-timeout S] [--paper-only] [--two-stage]
 //
 // Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), the ranks share the
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
+  device.add_train_dtype_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/true);
   ordo::tools::dist_flags dist;
@@ -116,6 +118,7 @@ int main(int argc, char** argv) {
     o.where = device.resolve();  // before any work
     o.teacher_device = device.teacher();
     o.teacher = device.teacher_model;
+    o.train_dtype = device.chosen_train_dtype();
     o.model = model;
     o.out_dir = out;
     o.threads = ordo::tools::resolve_threads(threads);

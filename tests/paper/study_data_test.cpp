@@ -227,3 +227,26 @@ TEST_CASE("study_store: a resumed run is told when its thread count is not the f
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("train_dtype: float32 or bfloat16, else refused before any work; the resume fingerprint names a precision "
+          "that is not the device's default") {
+  ordo::study::study_options o = ordo::study::preset("quick");
+  o.model = ordo::model::default_model_path();
+  skip_unless_installed(o.model, "the default model", "./ordo model");
+  o.out_dir = fs::temp_directory_path() / ("ordo-train-dtype-" + std::to_string(::getpid()));
+  fs::remove_all(o.out_dir);
+  o.train_dtype = torch::kFloat16;
+  CHECK(error_of([&] { ordo::study::run_paper_study(o); }) ==
+        "ordo::study: train_dtype float16: training runs in float32 or bfloat16");
+  CHECK_FALSE(fs::exists(o.out_dir));
+  const ordo::study::data_sources d;
+  o.train_dtype.reset();
+  const auto plain = ordo::study::detail::resume_fingerprint(o, d);
+  CHECK_FALSE(plain.contains("train_dtype"));
+  o.train_dtype = torch::kFloat32;  // the CPU's default, asked for: a run begun without it resumes
+  CHECK(ordo::study::detail::resume_fingerprint(o, d) == plain);
+  o.train_dtype = torch::kBFloat16;
+  const auto bf16 = ordo::study::detail::resume_fingerprint(o, d);
+  CHECK(bf16 != plain);
+  CHECK(bf16.value("train_dtype", "") == "bfloat16");
+}

@@ -116,6 +116,9 @@ struct study_options {
   int threads = 2;
   /// Where the models are held and run, and their dtype (float32 on the CPU by default).
   model::placement where;
+  /// The precision of training's forward passes and losses (Context::train_dtype): float32 or
+  /// bfloat16 (fp32 master weights either way); unset: default_train_dtype(where.device).
+  std::optional<torch::ScalarType> train_dtype;
   /// The KD teacher's device when it is not `where.device` (a second copy of the base model is
   /// loaded there).
   std::optional<torch::Device> teacher_device;
@@ -486,6 +489,8 @@ inline nlohmann::json resume_fingerprint(const study_options& o, const data_sour
   // only when chosen: a study begun before the option existed still resumes
   if (o.eval_scored_logits_only) fingerprint["eval_scored_logits_only"] = true;
   if (o.two_stage) fingerprint["two_stage"] = true;
+  if (o.train_dtype && *o.train_dtype != default_train_dtype(o.where.device))
+    fingerprint["train_dtype"] = model::torch_dtype_name(*o.train_dtype);
   return fingerprint;
 }
 
@@ -520,6 +525,9 @@ struct journaled_progress {
 inline std::vector<result_row> run_paper_study(const study_options& o) {
   model::require_device(o.where.device);
   if (o.teacher_device) model::require_device(*o.teacher_device);
+  if (o.train_dtype && *o.train_dtype != torch::kFloat32 && *o.train_dtype != torch::kBFloat16)
+    throw std::invalid_argument("ordo::study: train_dtype " + model::torch_dtype_name(*o.train_dtype) +
+                                ": training runs in float32 or bfloat16");
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   const bool writer = !o.group || o.group->rank() == 0;  // rank 0 reports and writes
@@ -586,7 +594,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   const auto eval_chats =
       o.eval_chat_tokens > 0 ? chat_eval_examples(base, data.eval_conversations, o.eval_context) : std::vector<Example>{};
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
-  context.train_dtype = default_train_dtype(o.where.device);
+  context.train_dtype = o.train_dtype.value_or(default_train_dtype(o.where.device));
   if (o.teacher_logits_mb < 0) throw std::invalid_argument("ordo::study: teacher_logits_mb must not be negative");
   if (o.teacher_logits_mb > 0 && context.teacher->lm()->device().is_cpu())
     context.teacher_logits = std::make_shared<model::logits_cache>(o.teacher_logits_mb << 20);
