@@ -23,7 +23,7 @@
 #include <algorithm>  // std::max
 #include <cstddef>    // std::size_t
 #include <stdexcept>  // std::invalid_argument
-#include <string>     // std::to_string
+#include <string>     // std::string, std::to_string
 
 #include <ordo/quant/cpu_features.hpp>     // Isa, resolve_isa, ORDO_NF4_HAVE_X86, ORDO_NF4_AVX2
 #include <ordo/quant/detail/parallel.hpp>  // elements_per_thread
@@ -152,6 +152,18 @@ ORDO_NF4_AVX2 inline void gemv_batch_rows_avx2(const float* w, std::size_t ld, s
 }
 #endif
 
+/// A batched GEMV's row strides (`who` names it): with more than one row, x rows `ldx` floats
+/// apart must hold `cols` columns and y rows `ldy` floats apart `rows` outputs.
+inline void check_batch_strides(const char* who, std::size_t rows, std::size_t cols, std::size_t n, std::size_t ldx,
+                                std::size_t ldy) {
+  if (n > 1 && ldx < cols)
+    throw std::invalid_argument(std::string(who) + ": x rows " + std::to_string(ldx) + " floats apart hold " +
+                                std::to_string(cols) + " columns");
+  if (n > 1 && ldy < rows)
+    throw std::invalid_argument(std::string(who) + ": y rows " + std::to_string(ldy) + " floats apart hold " +
+                                std::to_string(rows) + " outputs");
+}
+
 /// How a bandwidth-bound batch-1 GEMV runs its rows (the dense one here and the Q8_0 one,
 /// q8_cpu.hpp): on opt.isa resolved for this CPU, AVX-512 CPUs taking the AVX2 kernel (reading
 /// memory, the wider vectors buy nothing), rows over threads with at least
@@ -193,12 +205,7 @@ inline void gemv_batch(const float* w, std::size_t rows, std::size_t cols, std::
   if (ld < cols)
     throw std::invalid_argument("ordo::quant::f32::gemv_batch: rows " + std::to_string(ld) + " floats apart hold " +
                                 std::to_string(cols) + " columns");
-  if (n > 1 && ldx < cols)
-    throw std::invalid_argument("ordo::quant::f32::gemv_batch: x rows " + std::to_string(ldx) +
-                                " floats apart hold " + std::to_string(cols) + " columns");
-  if (n > 1 && ldy < rows)
-    throw std::invalid_argument("ordo::quant::f32::gemv_batch: y rows " + std::to_string(ldy) +
-                                " floats apart hold " + std::to_string(rows) + " outputs");
+  detail::check_batch_strides("ordo::quant::f32::gemv_batch", rows, cols, n, ldx, ldy);
   if (n == 1) return gemv(w, rows, cols, ld, x, y, opt);
   detail::split_gemv_rows(rows, cols * std::max<std::size_t>(n, 1), opt,
                           [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {

@@ -33,14 +33,14 @@ namespace detail {
 #if ORDO_NF4_HAVE_X86
 /// Weight rows [r0, r1) of packed NF4 W (cols a multiple of bs) against n x rows:
 /// y[j * ldy + r] = dequantized W[r] . x_j, with `row` (cols floats) holding the dequantized row
-/// (dequantize_block(packed, len, absmax, out): one block, any path: they give the same values).
+/// (dequantize_block: one block on any path, AVX2's or AVX-512's: they give the same values).
 /// Each packed line is also asked for a whole number of rows ahead (the dequantize reads the row
 /// from memory once; the multiplies then run from the cache).
-template <class DequantizeBlock>
+using dequantize_block_fn = void (*)(const std::uint8_t* packed, std::size_t len, float absmax, float* out);
 ORDO_NF4_AVX2 inline void gemv_batch_rows_avx2(const std::uint8_t* packed, const float* absmax, std::size_t cols,
                                                std::size_t bs, const float* x, std::size_t n, std::size_t ldx,
                                                float* y, std::size_t ldy, std::size_t r0, std::size_t r1,
-                                               float* row, const DequantizeBlock& dequantize_block) {
+                                               float* row, dequantize_block_fn dequantize_block) {
   const std::size_t blocks = cols / bs, row_bytes = cols / 2;
   const std::size_t ahead = gemv_prefetch_distance(row_bytes);
   for (std::size_t r = r0; r < r1; ++r) {
@@ -82,30 +82,22 @@ inline void gemv_batch(const std::uint8_t* packed, const float* absmax, std::siz
   if (cols % bs != 0)
     throw std::invalid_argument("ordo::quant::nf4::gemv_batch: rows of " + std::to_string(cols) +
                                 " columns are not whole blocks of " + std::to_string(bs));
-  if (n > 1 && ldx < cols)
-    throw std::invalid_argument("ordo::quant::nf4::gemv_batch: x rows " + std::to_string(ldx) +
-                                " floats apart hold " + std::to_string(cols) + " columns");
-  if (n > 1 && ldy < rows)
-    throw std::invalid_argument("ordo::quant::nf4::gemv_batch: y rows " + std::to_string(ldy) +
-                                " floats apart hold " + std::to_string(rows) + " outputs");
+  f32::detail::check_batch_strides("ordo::quant::nf4::gemv_batch", rows, cols, n, ldx, ldy);
   if (n == 0 || rows == 0) return;
   const f32::Options o{.threads = opt.threads, .isa = opt.isa, .runner = opt.runner};
   // The sums run on AVX2 (f32's kernels: AVX-512 CPUs take them too); the dequantize on the
   // widest path, AVX-512 looking 16 codes up per instruction where AVX2 needs two for 8.
-  [[maybe_unused]] const bool wide_dequantize = resolve_isa(opt.isa) == Isa::avx512;
+#if ORDO_NF4_HAVE_X86
+  const detail::dequantize_block_fn dequantize_block = resolve_isa(opt.isa) == Isa::avx512
+                                                           ? &detail::dequantize_block_avx512<false, float>
+                                                           : &detail::dequantize_block_avx2<false, float>;
+#endif
   f32::detail::split_gemv_rows(rows, cols * n, o, [&]([[maybe_unused]] Isa isa, std::size_t r0, std::size_t r1) {
     std::vector<float> row(cols);  // per range: the threads' rows never share it
 #if ORDO_NF4_HAVE_X86
-    if (isa == Isa::avx2 && wide_dequantize)
-      return detail::gemv_batch_rows_avx2(packed, absmax, cols, bs, x, n, ldx, y, ldy, r0, r1, row.data(),
-                                          [](const std::uint8_t* p, std::size_t len, float s, float* out) {
-                                            detail::dequantize_block_avx512<false>(p, len, s, out);
-                                          });
     if (isa == Isa::avx2)
       return detail::gemv_batch_rows_avx2(packed, absmax, cols, bs, x, n, ldx, y, ldy, r0, r1, row.data(),
-                                          [](const std::uint8_t* p, std::size_t len, float s, float* out) {
-                                            detail::dequantize_block_avx2<false>(p, len, s, out);
-                                          });
+                                          dequantize_block);
 #endif
     detail::gemv_batch_rows_portable(packed, absmax, cols, bs, x, n, ldx, y, ldy, r0, r1, row.data());
   });
