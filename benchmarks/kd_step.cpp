@@ -9,7 +9,7 @@
 //                      [--adamw fused|libtorch]
 //
 // --vocab-chunk N: ordo's loss over the vocabulary fused, N rows at a time
-// (Context::vocab_loss_chunk, train/vocab_loss.hpp; float32); 0 (default): the unfused loss.
+// (Context::vocab_loss_chunk, train/vocab_loss.hpp; in --dtype); 0 (default): the unfused loss.
 //
 // --adamw libtorch: LibTorch's AdamW operators instead of ordo's fused pass (Context::fused_adamw,
 // train/fused_adamw.hpp; the same bits, so the two differ in time only). Either way the JSON's
@@ -113,10 +113,6 @@ int main(int argc, char** argv) {
   // --python must be a program: a wrong one would only show as a null baseline after the run
   if (!ordo::tools::runnable_program(python)) {
     std::fprintf(stderr, "ordo-bench-kd-step: --python %s: not an executable file\n", python.c_str());
-    return 1;
-  }
-  if (vocab_chunk > 0 && dtype != "float32") {
-    std::fprintf(stderr, "ordo-bench-kd-step: --vocab-chunk needs --dtype float32 (the fused loss trains in float32)\n");
     return 1;
   }
   torch::set_num_threads(threads);

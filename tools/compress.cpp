@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::int64_t vocab_loss_chunk = 0;
   app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
-                 "KD: the loss over the vocabulary fused, N rows at a time (float32 training; last digits differ); "
+                 "KD: the loss over the vocabulary fused, N rows at a time (faster, less memory; last digits differ); "
                  "0: unfused")
       ->check(ordo::tools::non_negative)
       ->capture_default_str();
@@ -137,10 +137,6 @@ int main(int argc, char** argv) {
     const auto gguf_ffn = gguf_ffn_name == "per-layer" ? ordo::model::gguf_ffn::per_layer : ordo::model::gguf_ffn::padded;
     const auto teacher_device = device.teacher();
     const auto train_dtype = device.chosen_train_dtype().value_or(ordo::study::default_train_dtype(where.device));
-    if (vocab_loss_chunk > 0 && train_dtype != torch::kFloat32)
-      throw std::invalid_argument("--vocab-loss-chunk trains in float32: it cannot be used with --train-dtype " +
-                                  ordo::model::torch_dtype_name(train_dtype) +
-                                  (device.train_dtype.empty() ? " (the default on " + ordo::model::device_name(where.device) + ")" : std::string()));
     // The pipeline by name among the sixteen, before any work; from here on its chain
     // ("Q-D-P-KD-Q" for "q-p-kd") and its notation, whatever case or form the name came in (a
     // resumed run is recognised by the notation).

@@ -253,44 +253,75 @@ TEST_CASE("invalid run-time inputs are clear errors") {
 
 namespace {
 
+// One backward pass of the KD loss of `student` on `b` against the teacher's logits `target`:
+// the loss terms and every parameter's gradient (the model's gradients are cleared after).
+// chunk 0: the unfused loss (distill::loss_terms); else the fused one, chunk rows at a time.
+// dtype bfloat16: under autocast, as training does (Context::train_dtype).
+struct kd_pass {
+  torch::Tensor loss, ce, kl;
+  std::map<std::string, torch::Tensor> grads;
+};
+kd_pass kd_backward(ordo::model::CausalLM& student, const ordo::data::Batch& b, const torch::Tensor& target,
+                    std::int64_t chunk, torch::ScalarType dtype = torch::kFloat32,
+                    std::int64_t grad_w_bytes = std::int64_t{256} << 20) {
+  const double T = 4.0, alpha = 0.3;
+  kd_pass out;
+  {
+    ordo::train::AutocastGuard mixed(dtype);
+    if (chunk == 0) {
+      auto t = ordo::distill::loss_terms(student->forward(b.ids, b.attention_mask), target, b.labels, T, alpha);
+      out.loss = t.loss, out.ce = t.ce, out.kl = t.kl;
+    } else {
+      const auto h = student->hidden(b.ids, b.attention_mask);
+      const auto scored = b.labels.slice(1, 1) != ordo::data::ignore_index;
+      auto t = ordo::train::chunked_kd_loss(h.slice(1, 0, h.size(1) - 1).index({scored}), student->head_weight(),
+                                            target.slice(1, 0, target.size(1) - 1).index({scored}),
+                                            b.labels.slice(1, 1).index({scored}), T, alpha, chunk, dtype,
+                                            grad_w_bytes);
+      out.loss = t.loss, out.ce = t.ce, out.kl = t.kl;
+    }
+  }
+  out.loss.backward();
+  for (const auto& p : student->named_parameters()) {
+    REQUIRE(p.value().grad().defined());
+    out.grads[p.key()] = p.value().grad().clone();
+    p.value().mutable_grad() = torch::Tensor();
+  }
+  return out;
+}
+
+double relative(const torch::Tensor& a, const torch::Tensor& r) {
+  return (a - r).abs().max().item<double>() / std::max(1e-30, r.abs().max().item<double>());
+}
+
+// The largest relative difference of any parameter's gradient.
+double worst_gradient(const kd_pass& a, const kd_pass& r) {
+  double worst = 0;
+  for (const auto& [name, g] : r.grads) worst = std::max(worst, relative(a.grads.at(name), g));
+  return worst;
+}
+
+torch::Tensor teacher_logits(ordo::model::CausalLM& teacher, const ordo::data::Batch& b,
+                             torch::ScalarType dtype = torch::kFloat32) {
+  torch::NoGradGuard no_grad;
+  ordo::train::AutocastGuard mixed(dtype);
+  return teacher->forward(b.ids, b.attention_mask);
+}
+
 // The unfused loss and the fused one on the same batch: loss, CE, KL, and every gradient.
 void check_fused_equals_unfused(bool tied, std::int64_t teacher_vocab, std::int64_t chunk) {
   auto config = tiny_config(40, 40);
   config.tie_word_embeddings = tied;
   auto student = tiny_decoder(config, 11, 0.5);  // far from uniform: large logits, peaked softmaxes
-  auto tc = tiny_config(teacher_vocab, 40);
-  auto teacher = tiny_decoder(tc, 12, 0.5);
+  auto teacher = tiny_decoder(tiny_config(teacher_vocab, 40), 12, 0.5);
   auto b = ordo::data::collate(sequences(6));
-  torch::Tensor target;
-  {
-    torch::NoGradGuard no_grad;
-    target = teacher->forward(b.ids, b.attention_mask);
-  }
-  const double T = 4.0, alpha = 0.3;
-  auto reference = ordo::distill::loss_terms(student->forward(b.ids, b.attention_mask), target, b.labels, T, alpha);
-  reference.loss.backward();
-  std::map<std::string, torch::Tensor> grads;
-  for (const auto& p : student->named_parameters()) {
-    grads[p.key()] = p.value().grad().clone();
-    p.value().mutable_grad() = torch::Tensor();
-  }
-  const auto h = student->hidden(b.ids, b.attention_mask);
-  const auto scored = b.labels.slice(1, 1) != ordo::data::ignore_index;
-  auto fused = ordo::train::chunked_kd_loss(h.slice(1, 0, h.size(1) - 1).index({scored}), student->head_weight(),
-                                            target.slice(1, 0, target.size(1) - 1).index({scored}),
-                                            b.labels.slice(1, 1).index({scored}), T, alpha, chunk);
-  fused.loss.backward();
-  const auto rel = [](const torch::Tensor& a, const torch::Tensor& r) {
-    return (a - r).abs().max().item<double>() / std::max(1e-30, r.abs().max().item<double>());
-  };
-  CHECK(rel(fused.loss, reference.loss) < 1e-5);
-  CHECK(rel(fused.ce, reference.ce) < 1e-5);
-  CHECK(rel(fused.kl, reference.kl) < 1e-5);
-  double worst = 0;
-  for (const auto& p : student->named_parameters()) {
-    REQUIRE(p.value().grad().defined());
-    worst = std::max(worst, rel(p.value().grad(), grads[p.key()]));
-  }
+  const auto target = teacher_logits(teacher, b);
+  const auto reference = kd_backward(student, b, target, 0);
+  const auto fused = kd_backward(student, b, target, chunk);
+  CHECK(relative(fused.loss, reference.loss) < 1e-5);
+  CHECK(relative(fused.ce, reference.ce) < 1e-5);
+  CHECK(relative(fused.kl, reference.kl) < 1e-5);
+  const double worst = worst_gradient(fused, reference);
   MESSAGE("tied " << tied << ", teacher vocab " << teacher_vocab << ", chunk " << chunk << ": loss "
                   << reference.loss.item<double>() << ", worst gradient difference (relative) " << worst);
   CHECK(worst < 1e-4);
@@ -304,7 +335,79 @@ TEST_CASE("the fused, chunked vocabulary loss gives the unfused loss and its gra
   check_fused_equals_unfused(false, 33, 1);     // a smaller teacher vocabulary: KL over its 33 entries
 }
 
-TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss does; what it cannot do is an error") {
+TEST_CASE("the fused loss's gradient by rows (the CPU's way) and by whole chunks (CUDA's way) agree") {
+  torch::manual_seed(5);
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16})
+    for (const std::int64_t Vq : {40, 33, 48}) {  // the teacher's vocabulary: same, smaller, larger
+      const auto s = (torch::randn({6, 40}) * 4).to(dtype), q = torch::randn({6, Vq}) * 4;
+      const auto y = torch::randint(0, 40, {6}, torch::kLong);
+      const auto Vk = std::min<std::int64_t>(40, Vq);
+      double ce_rows = 0, kl_rows = 0, ce_chunk = 0, kl_chunk = 0;
+      auto g_rows = torch::empty({6, 40}, dtype), g_chunk = torch::empty({6, 40}, dtype);
+      ordo::train::detail::logit_gradients(s, q, y, Vk, 4.0, 0.3, g_rows, ce_rows, kl_rows, true);
+      ordo::train::detail::logit_gradients(s, q, y, Vk, 4.0, 0.3, g_chunk, ce_chunk, kl_chunk, false);
+      CHECK(torch::equal(g_rows, g_chunk));
+      CHECK(ce_rows == doctest::Approx(ce_chunk).epsilon(1e-6));
+      CHECK(kl_rows == doctest::Approx(kl_chunk).epsilon(1e-6));
+      // g against autograd's gradient of the same terms (fp32 on the same logits)
+      auto sf = s.to(torch::kFloat32).requires_grad_(true);
+      auto log_p = torch::log_softmax(sf, 1);
+      auto ce = -log_p.gather(1, y.unsqueeze(1)).sum();
+      auto log_ps = torch::log_softmax(sf.slice(1, 0, Vk) / 4.0, 1);
+      auto log_pt = torch::log_softmax(q.slice(1, 0, Vk) / 4.0, 1);
+      auto kl = (log_pt.exp() * (log_pt - log_ps)).sum();
+      (ce * 0.7 + kl * (0.3 * 16)).backward();
+      CHECK(ce.item<double>() == doctest::Approx(ce_rows).epsilon(1e-5));
+      CHECK(kl.item<double>() == doctest::Approx(kl_rows).epsilon(1e-4));
+      const double tolerance = dtype == torch::kFloat32 ? 1e-5 : 1e-2;  // bf16's g is rounded to bf16
+      CHECK(relative(g_rows.to(torch::kFloat32), sf.grad()) < tolerance);
+      // in place (fp32: g is s itself, as the fused loss has it)
+      if (dtype == torch::kFloat32) {
+        auto inplace = s.clone();
+        double c = 0, k = 0;
+        ordo::train::detail::logit_gradients(inplace, q, y, Vk, 4.0, 0.3, inplace, c, k, true);
+        CHECK(torch::equal(inplace, g_rows));
+      }
+    }
+}
+
+TEST_CASE("in bf16 mixed precision the fused loss is as close to fp32's as the unfused one") {
+  for (const bool tied : {true, false}) {
+    auto config = tiny_config(40, 40);
+    config.tie_word_embeddings = tied;
+    auto student = tiny_decoder(config, 11, 0.5);
+    auto teacher = tiny_decoder(tiny_config(48, 40), 12, 0.5);
+    auto b = ordo::data::collate(sequences(6));
+    const auto fp32 = kd_backward(student, b, teacher_logits(teacher, b), 0);
+    const auto target = teacher_logits(teacher, b, torch::kBFloat16);
+    CHECK(torch::equal(target, target.to(torch::kBFloat16).to(torch::kFloat32)));  // bf16's logits (head: fp32)
+    const auto unfused = kd_backward(student, b, target, 0, torch::kBFloat16);
+    const auto fused = kd_backward(student, b, target, 7, torch::kBFloat16);
+    // the head's gradient over 3 rows at a time (80 bytes per row of g): flushed many times
+    const auto flushed = kd_backward(student, b, target, 2, torch::kBFloat16, 3 * 40 * 2);
+    for (const auto* f : {&fused, &flushed}) {
+      CHECK(relative(f->loss, unfused.loss) < 1e-5);  // the same bf16 logits, fp32 softmaxes
+      CHECK(relative(f->ce, unfused.ce) < 1e-5);
+      CHECK(relative(f->kl, unfused.kl) < 1e-5);
+      for (const auto& [name, g] : f->grads) CHECK((g.scalar_type() == torch::kFloat32));
+    }
+    const double unfused_off = worst_gradient(unfused, fp32), fused_off = worst_gradient(fused, fp32),
+                 flushed_off = worst_gradient(flushed, fp32);
+    MESSAGE("tied " << tied << ": worst gradient difference from fp32's (relative): unfused bf16 " << unfused_off
+                    << ", fused bf16 " << fused_off << ", fused bf16 flushed every 3 rows " << flushed_off
+                    << "; fused from unfused " << worst_gradient(fused, unfused));
+    CHECK(unfused_off > 1e-4);  // bf16 products do differ from fp32's
+    CHECK(fused_off < 1.5 * unfused_off);
+    CHECK(flushed_off < 1.5 * unfused_off);
+    CHECK(worst_gradient(fused, unfused) < 0.5 * unfused_off);
+  }
+  CHECK(error_of([] {
+          auto h = torch::zeros({2, 4}), w = torch::zeros({5, 4}), q = torch::zeros({2, 5});
+          ordo::train::chunked_kd_loss(h, w, q, torch::zeros({2}, torch::kLong), 4.0, 0.3, 1, torch::kFloat16);
+        }) == "ordo::train::chunked_kd_loss: products must be float32 or bfloat16 (got Half)");
+}
+
+TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss does, in fp32 and bf16; a bad chunk is an error") {
   auto base = dense(tiny_lm(1));
   auto ctx = kd_context(8);
   auto unfused = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
@@ -320,9 +423,30 @@ TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss doe
   MESSAGE("weights moved up to " << moved << "; fused and unfused apart by up to " << apart);
   CHECK(moved > 1e-4);
   CHECK(apart < 1e-2 * moved);  // AdamW divides by sqrt(v): last-digit gradient differences grow where v is tiny
+  // bf16 mixed precision: the fused loss trains as far from fp32's training as the unfused one
+  // does (mean absolute difference over all weights; the largest is a sign flip of some tiny
+  // gradient, a whole AdamW step, in either)
   ctx.train_dtype = torch::kBFloat16;
-  CHECK(error_of([&] { ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx); }) ==
-        "ordo::Distill<T=4, alpha=0.3>: the fused vocabulary loss (Context::vocab_loss_chunk) trains in float32 only");
+  auto fused_bf16 = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  ctx.vocab_loss_chunk = 0;
+  auto unfused_bf16 = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  const auto mean_apart = [](const ordo::DenseModel& a, const ordo::DenseModel& b) {
+    double sum = 0, n = 0;
+    auto pb = b.lm()->named_parameters();
+    for (const auto& p : a.lm()->named_parameters()) {
+      sum += (p.value() - pb[p.key()]).abs().sum().item<double>();
+      n += static_cast<double>(p.value().numel());
+    }
+    return sum / n;
+  };
+  const double bf16_off = mean_apart(unfused_bf16, unfused), fused_bf16_off = mean_apart(fused_bf16, unfused),
+               mean_moved = mean_apart(unfused, base);
+  MESSAGE("mean weight movement " << mean_moved << "; from fp32's training: unfused bf16 " << bf16_off
+                                  << ", fused bf16 " << fused_bf16_off << "; fused from unfused bf16 "
+                                  << mean_apart(fused_bf16, unfused_bf16));
+  CHECK(bf16_off > 0);
+  CHECK(fused_bf16_off < 1.5 * bf16_off);
+  CHECK(fused_bf16_off < 0.2 * mean_moved);
   ctx.train_dtype = torch::kFloat32;
   ctx.vocab_loss_chunk = -1;
   CHECK(error_of([&] { ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx); }) ==

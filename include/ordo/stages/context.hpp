@@ -33,8 +33,8 @@ struct Context {
   std::uint64_t seed = 0;
   torch::ScalarType train_dtype = torch::kFloat32;  // bf16 pays on CPUs with AVX-512 BF16
   /// > 0: distillation computes its loss over the vocabulary fused, this many rows at a time
-  /// (train/vocab_loss.hpp; float32 training with a dense head; the last digits differ from the
-  /// default, unfused loss). 0: the unfused loss.
+  /// (train/vocab_loss.hpp; a dense fp32 head, fp32 or bf16 training; the last digits differ
+  /// from the default, unfused loss). 0: the unfused loss.
   std::int64_t vocab_loss_chunk = 0;
   /// The training stages' AdamW step as one pass per parameter on the CPU, LibTorch's bits
   /// (train/fused_adamw.hpp). false: LibTorch's operators (a benchmark's comparison).

@@ -136,8 +136,6 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   const double T = S::temperature, alpha = S::alpha;
   const auto chunk = context.vocab_loss_chunk;
   if (chunk < 0) throw std::invalid_argument(who + ": Context::vocab_loss_chunk must be >= 0");
-  if (chunk > 0 && context.train_dtype != torch::kFloat32)
-    throw std::invalid_argument(who + ": the fused vocabulary loss (Context::vocab_loss_chunk) trains in float32 only");
   if (chunk > 0 && (!student->head_weight().defined() || student->head_weight().scalar_type() != torch::kFloat32))
     throw std::invalid_argument(who + ": the fused vocabulary loss (Context::vocab_loss_chunk) needs a float32 dense head");
   auto loss = [&](model::CausalLM& lm, const data::Batch& b) {
@@ -154,7 +152,7 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
     const auto rows = h.slice(1, 0, h.size(1) - 1).index({scored.to(h.device())});
     const auto q = target.slice(1, 0, target.size(1) - 1).index({scored.to(target.device())}).to(h.device());
     const auto y = b.labels.slice(1, 1).index({scored}).to(h.device());
-    return train::chunked_kd_loss(rows, lm->head_weight(), q, y, T, alpha, chunk).loss;
+    return train::chunked_kd_loss(rows, lm->head_weight(), q, y, T, alpha, chunk, context.train_dtype).loss;
   };
   train::train(student, examples, loss, options, context.progress);
   student->eval();
