@@ -9,7 +9,7 @@
 //              [--no-judge] [--no-answers] [--save-models] [--fresh] [--keep-cache] [--checkpoint-seconds S]
 //              [--teacher-logits-mb N] [--scored-logits-only]
 //              [--device cpu|cuda|cuda:N] [--dtype float32|bfloat16|float16] [--teacher-device D]
-//              [--train-dtype float32|bfloat16]
+//              [--train-dtype float32|bfloat16] [--vocab-loss-chunk N]
 //              [--dist-timeout S] [--paper-only] [--two-stage]
 //
 // Launched like torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), the ranks share the
@@ -87,6 +87,12 @@ int main(int argc, char** argv) {
   app.add_flag("--scored-logits-only", scored_logits_only,
                "perplexity with the LM head only on the scored positions: about a tenth less evaluation time in the quick study, "
                "figures that differ from the default in the last digits");
+  std::int64_t vocab_loss_chunk = 0;
+  app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
+                 "KD: the loss over the vocabulary fused, N rows at a time (faster, less memory; the trained "
+                 "rows' figures differ in the last digits); 0: unfused")
+      ->check(ordo::tools::non_negative)
+      ->capture_default_str();
   long long teacher_logits_mb = -1;
   app.add_option("--teacher-logits-mb", teacher_logits_mb,
                  "host memory (MiB) that keeps a CPU teacher's logits for later KD stages on the same batches "
@@ -148,6 +154,7 @@ int main(int argc, char** argv) {
     if (checkpoint_seconds > 0) o.checkpoint_seconds = checkpoint_seconds;
     if (teacher_logits_mb >= 0) o.teacher_logits_mb = teacher_logits_mb;
     o.eval_scored_logits_only = scored_logits_only;
+    o.vocab_loss_chunk = vocab_loss_chunk;
     o.budget.prune_recovery_loss =
         recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
     // Launched like torchrun (RANK, WORLD_SIZE, ...): the ranks share every stage and every

@@ -229,7 +229,7 @@ TEST_CASE("study_store: a resumed run is told when its thread count is not the f
 }
 
 TEST_CASE("train_dtype: float32 or bfloat16, else refused before any work; the resume fingerprint names a precision "
-          "that is not the device's default") {
+          "that is not the device's default, and a fused vocabulary loss") {
   ordo::study::study_options o = ordo::study::preset("quick");
   o.model = ordo::model::default_model_path();
   skip_unless_installed(o.model, "the default model", "./ordo model");
@@ -249,4 +249,13 @@ TEST_CASE("train_dtype: float32 or bfloat16, else refused before any work; the r
   const auto bf16 = ordo::study::detail::resume_fingerprint(o, d);
   CHECK(bf16 != plain);
   CHECK(bf16.value("train_dtype", "") == "bfloat16");
+  // the fused vocabulary loss: named only when chosen (its figures differ in the last digits)
+  o.train_dtype.reset();
+  o.vocab_loss_chunk = 128;
+  const auto fused = ordo::study::detail::resume_fingerprint(o, d);
+  CHECK(fused != plain);
+  CHECK(fused.value("vocab_loss_chunk", 0) == 128);
+  o.vocab_loss_chunk = -1;
+  CHECK(error_of([&] { ordo::study::run_paper_study(o); }) == "ordo::study: vocab_loss_chunk must be >= 0 (got -1)");
+  CHECK_FALSE(fs::exists(o.out_dir));
 }

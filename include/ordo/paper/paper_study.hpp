@@ -119,6 +119,10 @@ struct study_options {
   /// The precision of training's forward passes and losses (Context::train_dtype): float32 or
   /// bfloat16 (fp32 master weights either way); unset: default_train_dtype(where.device).
   std::optional<torch::ScalarType> train_dtype;
+  /// > 0: distillation's loss over the vocabulary fused, this many rows at a time
+  /// (Context::vocab_loss_chunk, train/vocab_loss.hpp): faster, the trained configurations'
+  /// figures differ in the last digits. 0: unfused (the study's figures).
+  std::int64_t vocab_loss_chunk = 0;
   /// The KD teacher's device when it is not `where.device` (a second copy of the base model is
   /// loaded there).
   std::optional<torch::Device> teacher_device;
@@ -491,6 +495,7 @@ inline nlohmann::json resume_fingerprint(const study_options& o, const data_sour
   if (o.two_stage) fingerprint["two_stage"] = true;
   if (o.train_dtype && *o.train_dtype != default_train_dtype(o.where.device))
     fingerprint["train_dtype"] = model::torch_dtype_name(*o.train_dtype);
+  if (o.vocab_loss_chunk != 0) fingerprint["vocab_loss_chunk"] = o.vocab_loss_chunk;
   return fingerprint;
 }
 
@@ -528,6 +533,9 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
   if (o.train_dtype && *o.train_dtype != torch::kFloat32 && *o.train_dtype != torch::kBFloat16)
     throw std::invalid_argument("ordo::study: train_dtype " + model::torch_dtype_name(*o.train_dtype) +
                                 ": training runs in float32 or bfloat16");
+  if (o.vocab_loss_chunk < 0)
+    throw std::invalid_argument("ordo::study: vocab_loss_chunk must be >= 0 (got " + std::to_string(o.vocab_loss_chunk) +
+                                ")");
   at::set_num_threads(o.threads);
   torch::manual_seed(o.seed);
   const bool writer = !o.group || o.group->rank() == 0;  // rank 0 reports and writes
@@ -595,6 +603,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
       o.eval_chat_tokens > 0 ? chat_eval_examples(base, data.eval_conversations, o.eval_context) : std::vector<Example>{};
   context.teacher = distillation_teacher(base, o.model, o.where, o.teacher_device, o.teacher);
   context.train_dtype = o.train_dtype.value_or(default_train_dtype(o.where.device));
+  context.vocab_loss_chunk = o.vocab_loss_chunk;
   if (o.teacher_logits_mb < 0) throw std::invalid_argument("ordo::study: teacher_logits_mb must not be negative");
   if (o.teacher_logits_mb > 0 && context.teacher->lm()->device().is_cpu())
     context.teacher_logits = std::make_shared<model::logits_cache>(o.teacher_logits_mb << 20);
@@ -748,6 +757,7 @@ inline std::vector<result_row> run_paper_study(const study_options& o) {
                          {"teacher_device", model::device_name(o.teacher_device.value_or(o.where.device))},
                          {"teacher", o.teacher.empty() ? std::string("the base model") : o.teacher.string()},
                          {"train_dtype", model::torch_dtype_name(context.train_dtype)},
+                         {"vocab_loss_chunk", context.vocab_loss_chunk},
                          {"clarity_prompts", clarity.prompt_count()},
                          {"clarity_max_new_tokens", o.clarity.max_new_tokens},
                          {"fluency_scorer", base.source().string() + " (the base model)"},
