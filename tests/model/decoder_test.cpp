@@ -4,6 +4,7 @@
 #include "../torch_doctest.hpp"  // first: LibTorch, then doctest's CHECK macros
 
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 #include <ordo/model/generate.hpp>
 #include <ordo/model/static_decode.hpp>  // static_decoder
 #include <ordo/model/transform.hpp>  // quantize_linears, clone
+#include <ordo/train/trainer.hpp>    // AutocastGuard
 
 #include "../tiny_decoder.hpp"  // tiny_decoder
 
@@ -513,6 +515,62 @@ TEST_CASE("bf16 weights give logits close to fp32") {
   CHECK((b.scalar_type() == torch::kFloat32));
   const double rel = max_error_on_real_tokens(a, b, e.mask) / a.abs().max().item<double>();
   CHECK(rel < 0.1);
+}
+
+TEST_CASE("keep_autocast_copies: bf16 autocast's logits bit for bit; a changed weight recast; gradients untouched") {
+  for (const bool tied : {true, false}) {
+    auto c = tiny_config(40, 24);
+    c.tie_word_embeddings = tied;
+    c.attention_bias = true;
+    auto lm = tiny_decoder(c, 3, 0.3);
+    const auto ids = torch::randint(0, 40, {2, 12}, torch::kLong);  // 24 rows: the GEMM path
+    auto run = [&](bool grad = false) {
+      std::optional<torch::NoGradGuard> no_grad;
+      if (!grad) no_grad.emplace();
+      ordo::train::AutocastGuard mixed(torch::kBFloat16);
+      return lm->forward(ids);
+    };
+    std::vector<ordo::model::LinearImpl*> linears;
+    for (const auto& m : lm->modules(false))
+      if (auto* l = m->as<ordo::model::LinearImpl>()) linears.push_back(l);
+    REQUIRE(linears.size() == (tied ? 14u : 15u));
+    auto copies = [&] {
+      std::size_t n = 0;
+      for (auto* l : linears) n += l->autocast_copy().defined() ? 1 : 0;
+      return n;
+    };
+    const auto plain = run();
+    lm->keep_autocast_copies(torch::kBFloat16);
+    CHECK(copies() == 0);  // made at the first forward under autocast, not before
+    {
+      torch::NoGradGuard no_grad;
+      lm->forward(ids);  // without autocast: the fp32 weights, no copies
+    }
+    CHECK(copies() == 0);
+    const auto kept = run();
+    CHECK(copies() == linears.size());
+    CHECK((linears.front()->autocast_copy().scalar_type() == torch::kBFloat16));
+    CHECK(torch::equal(kept, plain));
+    // a weight changed in place after its copy was made: recast at the next forward
+    {
+      torch::NoGradGuard no_grad;
+      linears.front()->weight.add_(0.25);
+    }
+    const auto after = run();
+    CHECK_FALSE(torch::equal(after, kept));
+    lm->keep_autocast_copies(std::nullopt);
+    CHECK(copies() == 0);
+    CHECK(torch::equal(after, run()));
+    // weights that record gradients are never replaced: the backward reaches every one
+    lm->keep_autocast_copies(torch::kBFloat16);
+    for (auto& p : lm->parameters()) p.set_requires_grad(true);
+    run(/*grad=*/true).sum().backward();
+    for (const auto& p : lm->named_parameters()) {
+      INFO(p.key());
+      CHECK(p.value().grad().defined());
+    }
+    CHECK(copies() == 0);
+  }
 }
 
 TEST_CASE("a checkpoint that does not fit the config is an error naming the file and tensor") {

@@ -423,11 +423,29 @@ TEST_CASE("Distill with Context::vocab_loss_chunk trains as the unfused loss doe
   MESSAGE("weights moved up to " << moved << "; fused and unfused apart by up to " << apart);
   CHECK(moved > 1e-4);
   CHECK(apart < 1e-2 * moved);  // AdamW divides by sqrt(v): last-digit gradient differences grow where v is tiny
+  // bf16 mixed precision on the CPU: the teacher multiplies with bf16 copies of its weights
+  // during the stage (CausalLM::keep_autocast_copies), dropped when it ends
+  const auto teacher_copies = [&] {
+    std::size_t n = 0;
+    for (const auto& m : ctx.teacher->lm()->modules(false))
+      if (auto* l = m->as<ordo::model::LinearImpl>()) n += l->autocast_copy().defined() ? 1 : 0;
+    return n;
+  };
   // bf16 mixed precision: the fused loss trains as far from fp32's training as the unfused one
   // does (mean absolute difference over all weights; the largest is a sign flip of some tiny
   // gradient, a whole AdamW step, in either)
   ctx.train_dtype = torch::kBFloat16;
+  std::size_t during = 0;
+  ctx.progress = [&](const std::string& what, double, const std::string&) {
+    if (what == "distill") during = std::max(during, teacher_copies());
+  };
   auto fused_bf16 = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
+  ctx.progress = nullptr;
+  std::size_t linears = 0;
+  for (const auto& m : ctx.teacher->lm()->modules(false)) linears += m->as<ordo::model::LinearImpl>() ? 1 : 0;
+  CHECK(linears == 15);  // 2 layers x 7, and the head
+  CHECK(during == linears);
+  CHECK(teacher_copies() == 0);
   ctx.vocab_loss_chunk = 0;
   auto unfused_bf16 = ordo::apply_stage(ordo::Distill<ordo::T4, ordo::A03>{}, base, ctx);
   const auto mean_apart = [](const ordo::DenseModel& a, const ordo::DenseModel& b) {

@@ -151,6 +151,35 @@ inline torch::Tensor few_rows_product(const torch::Tensor& x, const torch::Tenso
   return {};
 }
 
+/// A copy of a frozen fp32 weight in autocast's lower precision, cast once instead of on every
+/// forward pass (CausalLM::keep_autocast_copies). choose(w) gives the copy while one is asked
+/// for, autocast is on for w's device in that dtype and no gradient is recorded for w; the copy
+/// is made at the first such call and again when w has changed since (its version counter).
+/// The same values as autocast's own cast (the same conversion), so the same results.
+struct autocast_copy {
+  std::optional<torch::ScalarType> dtype;  ///< asked for; nullopt: none
+  torch::Tensor copy;
+  std::int64_t version = -1;
+
+  const torch::Tensor& choose(const torch::Tensor& w) {
+    if (!dtype || !w.defined() || w.scalar_type() != torch::kFloat32) return w;
+    const auto type = w.device().type();
+    if (!compat::autocast_enabled(type) || compat::autocast_dtype(type) != *dtype) return w;
+    if (torch::GradMode::is_enabled() && w.requires_grad()) return w;
+    if (!copy.defined() || version != static_cast<std::int64_t>(w._version())) {
+      torch::NoGradGuard no_grad;
+      copy = w.detach().to(*dtype);
+      version = static_cast<std::int64_t>(w._version());
+    }
+    return copy;
+  }
+  void ask(std::optional<torch::ScalarType> d) {
+    dtype = d;
+    copy = torch::Tensor();
+    version = -1;
+  }
+};
+
 /// The positions a layer's KV store is made for when `needed` positions do not fit in the one it
 /// has (`past` of them already there): `reserve` when they fit in it; else exactly `needed` for a
 /// first forward (a prompt may be all there is), twice `needed` (at least 64) for a cache that
@@ -654,10 +683,16 @@ class LinearImpl : public torch::nn::Module {
   /// The CPU GEMV's arithmetic for one row (exact fp32 unless set_nf4_gemv chose int16).
   quant::nf4::Gemv gemv_arithmetic = quant::nf4::Gemv::exact;
 
+  /// Under autocast in `dtype`, multiply with a copy of the weight cast once (detail::autocast_copy);
+  /// nullopt drops it. CausalLM::keep_autocast_copies sets it for every linear layer.
+  void keep_autocast_copy(std::optional<torch::ScalarType> dtype) { autocast_copy_.ask(dtype); }
+  /// The copy made so far (undefined: none yet, or none asked for).
+  const torch::Tensor& autocast_copy() const { return autocast_copy_.copy; }
+
   torch::Tensor forward(const torch::Tensor& x) {
     if (!nf4) {
       if (auto y = detail::few_rows_product(x, weight); y.defined()) return bias.defined() ? y + bias : y;
-      return torch::nn::functional::linear(x, weight, bias);
+      return torch::nn::functional::linear(x, autocast_copy_.choose(weight), bias);
     }
     auto flat = x.reshape({-1, in_features}).to(torch::kFloat32).contiguous();
     const auto rows = flat.size(0);
@@ -713,6 +748,9 @@ class LinearImpl : public torch::nn::Module {
   std::int64_t in_features, out_features;
   torch::Tensor weight, bias;
   std::shared_ptr<const nf4_weight> nf4;
+
+ private:
+  detail::autocast_copy autocast_copy_;
 };
 TORCH_MODULE(Linear);
 
@@ -880,7 +918,19 @@ class CausalLMImpl : public torch::nn::Module {
     if (lm_head) return lm_head(x).to(torch::kFloat32);     // dense or NF4
     const auto& w = model->embed_tokens->weight;
     if (auto y = detail::few_rows_product(x, w); y.defined()) return y;
-    return torch::matmul(x, w.t()).to(torch::kFloat32);
+    return torch::matmul(x, tied_head_copy_.choose(w).t()).to(torch::kFloat32);
+  }
+
+  /// Under autocast in `dtype` (bf16), multiply with copies of the dense weights (every linear
+  /// layer's and a tied head's) cast once, at the first such forward and again for a weight that
+  /// has changed, instead of on every forward pass: for a frozen model run many times, as a KD
+  /// teacher (stages/distill.hpp). The same values as autocast's own casts, so the same results;
+  /// the copies add half the fp32 weights' memory (bf16). Weights that record gradients are
+  /// never replaced. nullopt: no copies (drops them).
+  void keep_autocast_copies(std::optional<torch::ScalarType> dtype) {
+    for (const auto& m : modules(/*include_self=*/false))
+      if (auto* linear = m->as<LinearImpl>()) linear->keep_autocast_copy(dtype);
+    tied_head_copy_.ask(dtype);
   }
 
   /// The head's dense weight [vocab, hidden] (the embeddings' when tied); undefined when the head
@@ -946,6 +996,7 @@ class CausalLMImpl : public torch::nn::Module {
   std::shared_ptr<const q8_weight> q8_head;
 
  private:
+  detail::autocast_copy tied_head_copy_;  // keep_autocast_copies' copy of a tied head
   /// Decoding one token per row with a cache (one row, or a batch of up to few_rows_limit rows
   /// with or without a padding mask), fp32 on the CPU, without gradients: the step that
   /// dominates generation, where a LibTorch operator per small vector costs more than the

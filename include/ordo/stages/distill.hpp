@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>    // std::int64_t
+#include <optional>   // std::nullopt
 #include <stdexcept>  // std::invalid_argument
 #include <string>     // std::string
 #include <vector>     // std::vector
@@ -133,6 +134,17 @@ DenseModel apply(const Distill<Temperature, Alpha>& stage, const DenseModel& mod
   for (auto& p : student->parameters()) p.set_requires_grad(true);
   auto teacher_lm = const_cast<DenseModel&>(teacher).lm();  // a handle: the teacher itself, frozen
   teacher_lm->eval();
+  // A CPU teacher under bf16 autocast multiplies with copies of its weights cast once for the
+  // stage (CausalLM::keep_autocast_copies: the same values), not on every batch; they are
+  // dropped when the stage ends, however it ends.
+  struct teacher_copies {
+    model::CausalLM lm;
+    bool kept;
+    ~teacher_copies() {
+      if (kept) lm->keep_autocast_copies(std::nullopt);
+    }
+  } copies{teacher_lm, context.train_dtype != torch::kFloat32 && teacher_lm->device().is_cpu()};
+  if (copies.kept) teacher_lm->keep_autocast_copies(context.train_dtype);
   const double T = S::temperature, alpha = S::alpha;
   const auto chunk = context.vocab_loss_chunk;
   if (chunk < 0) throw std::invalid_argument(who + ": Context::vocab_loss_chunk must be >= 0");
