@@ -111,17 +111,12 @@ int main(int argc, char** argv) {
                  "a training checkpoint at most every so many seconds, what a kill can lose")
       ->check(ordo::tools::positive)
       ->capture_default_str();
-  std::int64_t vocab_loss_chunk = 0;
-  app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
-                 "KD: the loss over the vocabulary fused, N rows at a time (faster, less memory; last digits differ); "
-                 "0: unfused")
-      ->check(ordo::tools::non_negative)
-      ->capture_default_str();
   ordo::tools::add_threads(app, options.threads);
   ordo::tools::device_flags device;
   device.add_to(app);
   device.add_teacher_to(app);
   device.add_train_dtype_to(app);
+  device.add_vocab_loss_chunk_to(app);
   ordo::tools::dist_flags dist;
   dist.add_to(app);
   ordo::tools::data_flags data_options;
@@ -193,7 +188,7 @@ int main(int argc, char** argv) {
     context.group = group;
     context.teacher = ordo::study::distillation_teacher(base, model_path, where, teacher_device, device.teacher_model);
     context.train_dtype = train_dtype;
-    context.vocab_loss_chunk = vocab_loss_chunk;
+    context.vocab_loss_chunk = device.vocab_loss_chunk;
     ordo::study::study_progress progress;
     progress.quiet = !writer;
     context.progress = [&](const std::string& what, double f, const std::string& d) { progress.progress(what, f, d); };
@@ -212,7 +207,7 @@ int main(int argc, char** argv) {
         {"prune_importance", importance},
         {"prune_allocation", allocation},
         {"seed", options.seed},
-        {"vocab_loss_chunk", vocab_loss_chunk},
+        {"vocab_loss_chunk", device.vocab_loss_chunk},
         {"device", ordo::model::device_name(where.device)},
         {"dtype", ordo::model::torch_dtype_name(where.dtype)},
         {"teacher_device", ordo::model::device_name(teacher_device.value_or(where.device))},
@@ -375,7 +370,7 @@ int main(int argc, char** argv) {
     summary["prune_importance"] = importance;
     summary["prune_allocation"] = allocation;
     summary["prune_recovery"] = no_recovery ? "none" : recovery;
-    summary["vocab_loss_chunk"] = vocab_loss_chunk;
+    summary["vocab_loss_chunk"] = device.vocab_loss_chunk;
     summary["device"] = ordo::model::device_name(where.device);
     summary["dtype"] = ordo::model::torch_dtype_name(where.dtype);
     summary["train_dtype"] = ordo::model::torch_dtype_name(train_dtype);

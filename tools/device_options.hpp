@@ -6,16 +6,21 @@
 //   --teacher PATH             (tools that distil) the KD teacher, default the base model
 //   --train-dtype float32|bfloat16   (tools that train) the precision of the forward passes and
 //                              losses of training; default bfloat16 on CUDA, float32 on the CPU
+//   --vocab-loss-chunk N       (tools that distil) KD's loss over the vocabulary fused, N rows at
+//                              a time (default 0: unfused)
 //
 // `resolve()` is called before any work: an unknown spelling, or a device this process cannot
 // use (a LibTorch without CUDA, no GPU, an index past the last GPU), is one line naming the
 // device and the reason; the tool then exits with status 1 having written nothing.
 #pragma once
 
+#include <cstdint>  // std::int64_t
 #include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "checks.hpp"  // non_negative
 
 #include <ordo/model/device.hpp>
 #include <ordo/model/transform.hpp>  // quantize_head
@@ -101,6 +106,15 @@ struct device_flags {
                    "weights either way (default: bfloat16 on CUDA, float32 on the CPU, where bfloat16 pays on "
                    "CPUs with AVX-512 BF16 or AMX; docs/training.md)")
         ->check(CLI::IsMember({"float32", "bfloat16"}));
+  }
+  /// --vocab-loss-chunk N (the tools that distill: ordo-study, ordo-compress): Context::vocab_loss_chunk.
+  std::int64_t vocab_loss_chunk = 0;
+  void add_vocab_loss_chunk_to(CLI::App& app) {
+    app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
+                   "KD: the loss over the vocabulary fused, N rows at a time (faster, less memory, fp32 or bf16 "
+                   "training; the trained models' figures differ in the last digits); 0: unfused")
+        ->check(non_negative)
+        ->capture_default_str();
   }
   /// --train-dtype when given.
   std::optional<torch::ScalarType> chosen_train_dtype() const {

@@ -87,12 +87,6 @@ int main(int argc, char** argv) {
   app.add_flag("--scored-logits-only", scored_logits_only,
                "perplexity with the LM head only on the scored positions: about a tenth less evaluation time in the quick study, "
                "figures that differ from the default in the last digits");
-  std::int64_t vocab_loss_chunk = 0;
-  app.add_option("--vocab-loss-chunk", vocab_loss_chunk,
-                 "KD: the loss over the vocabulary fused, N rows at a time (faster, less memory; the trained "
-                 "rows' figures differ in the last digits); 0: unfused")
-      ->check(ordo::tools::non_negative)
-      ->capture_default_str();
   long long teacher_logits_mb = -1;
   app.add_option("--teacher-logits-mb", teacher_logits_mb,
                  "host memory (MiB) that keeps a CPU teacher's logits for later KD stages on the same batches "
@@ -113,6 +107,7 @@ int main(int argc, char** argv) {
   device.add_to(app);
   device.add_teacher_to(app);
   device.add_train_dtype_to(app);
+  device.add_vocab_loss_chunk_to(app);
   ordo::tools::data_flags data_options;
   data_options.add_to(app, /*evaluate=*/true);
   ordo::tools::dist_flags dist;
@@ -154,7 +149,7 @@ int main(int argc, char** argv) {
     if (checkpoint_seconds > 0) o.checkpoint_seconds = checkpoint_seconds;
     if (teacher_logits_mb >= 0) o.teacher_logits_mb = teacher_logits_mb;
     o.eval_scored_logits_only = scored_logits_only;
-    o.vocab_loss_chunk = vocab_loss_chunk;
+    o.vocab_loss_chunk = device.vocab_loss_chunk;
     o.budget.prune_recovery_loss =
         recovery == "distillation" ? ordo::recovery_loss::distillation : ordo::recovery_loss::cross_entropy;
     // Launched like torchrun (RANK, WORLD_SIZE, ...): the ranks share every stage and every
