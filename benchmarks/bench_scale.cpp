@@ -36,7 +36,7 @@
 #include <ordo/stages/distill.hpp>
 #include <ordo/train/trainer.hpp>
 
-#include "../tools/checks.hpp"  // one_line_errors, parse_command_line, positive
+#include "../tools/checks.hpp"  // one_line_errors, parse_command_line, positive, within
 #include "flops.hpp"
 
 namespace fs = std::filesystem;
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(ordo::tools::positive);
   app.add_option("--batch-size", batch, "sequences per step")->capture_default_str()->check(ordo::tools::positive);
-  app.add_option("--seq-len", seq_len, "tokens per sequence")->capture_default_str()->check(CLI::Range(2, 131072));
+  app.add_option("--seq-len", seq_len, "tokens per sequence")->capture_default_str()->check(ordo::tools::within(2, 131072));
   app.add_option("--threads", threads, "CPU threads")->capture_default_str()->check(ordo::tools::positive);
   bool libtorch_adamw = false;
   app.add_flag("--libtorch-adamw", libtorch_adamw,

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch,
                  "also decode this many left-padded prompts at once (as the study generates its answers), with the "
                  "fused batched step and with the general path, timed in the same run (0: not)")
-      ->check(CLI::Range(0, 64));
+      ->check(ordo::tools::within(0, 64));
   std::string profile;
   app.add_option("--profile", profile, "write LibTorch's operator trace of ordo's decode steps (chrome://tracing)");
   ordo::tools::device_flags where_flags;

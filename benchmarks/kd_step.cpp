@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.add_option("--model", model_path, "a .gguf file or Hugging Face directory (default: the embedded model)")->check(ordo::tools::non_empty);
   app.add_option("--batch", batch, "sequences per step")->capture_default_str()->check(ordo::tools::positive);
-  app.add_option("--seq", seq, "tokens per sequence")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  app.add_option("--seq", seq, "tokens per sequence")->capture_default_str()->check(ordo::tools::within(2, 1 << 20));
   app.add_option("--steps", steps, "timed steps (one more warms up)")
       ->capture_default_str()
       ->check(ordo::tools::positive);

@@ -3,6 +3,7 @@
 //   ->check(ordo::tools::positive)        "--epochs: must be a positive number, not 0"
 //   ->check(ordo::tools::non_negative)    "--max-tokens: must be a number >= 0, not -5"
 //   ->check(ordo::tools::non_empty)       "--model: is empty (leave the option out for its default)"
+//   ->check(ordo::tools::within(8, 8192)) "--seq-len: must be a whole number within [8, 8192], not 2.5"
 //   ordo::tools::add_threads(app, n)      --threads, 0 (default): the CPUs left idle by others
 //   ordo::tools::check_output_dir(out)    an output directory that can be made and written
 //   ordo::tools::one_line_errors(app, "ordo-study")   "ordo-study: --epochs: ..." on one line
@@ -11,14 +12,16 @@
 
 #include <unistd.h>  // access, getpid
 
-#include <cmath>       // std::isfinite
-#include <cstdlib>     // std::getenv
-#include <filesystem>  // std::filesystem
-#include <fstream>     // std::ofstream
-#include <optional>    // std::optional
-#include <iostream>    // std::cerr
-#include <stdexcept>   // std::invalid_argument
-#include <string>      // std::string
+#include <cmath>        // std::isfinite
+#include <cstdlib>      // std::getenv
+#include <filesystem>   // std::filesystem
+#include <fstream>      // std::ofstream
+#include <iostream>     // std::cerr
+#include <optional>     // std::optional
+#include <sstream>      // std::ostringstream
+#include <stdexcept>    // std::invalid_argument
+#include <string>       // std::string
+#include <type_traits>  // std::is_integral_v
 
 #include <CLI/CLI.hpp>
 
@@ -52,6 +55,38 @@ inline const CLI::Validator non_negative(
       return "must be a number >= 0, not " + (text.empty() ? std::string("an empty value") : text);
     },
     "NON-NEGATIVE", "non_negative");
+
+/// A number within [lo, hi], a whole one when T is an integer type: "--seq-len: must be a whole
+/// number within [8, 8192], not 2.5" (CLI11's Range says "Value abc not in range 0.000000 to
+/// 1.000000" and leaves a fraction to a second message).
+template <class T>
+CLI::Validator within(T lo, T hi) {
+  static_assert(std::is_arithmetic_v<T>, "ordo::tools::within: a number type");
+  const auto text_of = [](T v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+  };
+  const std::string range = "[" + text_of(lo) + ", " + text_of(hi) + "]";
+  const std::string kind = std::is_integral_v<T> ? "a whole number" : "a number";
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        try {
+          std::size_t used = 0;
+          if constexpr (std::is_integral_v<T>) {
+            const long long v = std::stoll(text, &used);
+            if (used == text.size() && v >= static_cast<long long>(lo) && v <= static_cast<long long>(hi)) return {};
+          } else {
+            const double v = std::stod(text, &used);
+            if (used == text.size() && std::isfinite(v) && v >= static_cast<double>(lo) && v <= static_cast<double>(hi))
+              return {};
+          }
+        } catch (const std::exception&) {
+        }
+        return "must be " + kind + " within " + range + ", not " + (text.empty() ? std::string("an empty value") : text);
+      },
+      range, "within");
+}
 
 /// A value that is not empty: an option given as "" (an unset shell variable, say) is an error,
 /// not the option's default.
@@ -120,13 +155,34 @@ inline bool runnable_program(const std::string& program) {
   return false;
 }
 
+/// CLI11's words for a parse error, except a value that is not a number of the option's type
+/// ("Could not convert: --epochs = 2.5"), said as the tools' validators say theirs: "--epochs:
+/// must be a whole number, not 2.5".
+inline std::string described(const CLI::App* app, const CLI::Error& e) {
+  const std::string what = e.what();
+  const std::string prefix = "Could not convert: ";
+  const auto equals = what.find(" = ");
+  if (e.get_name() != "ConversionError" || app == nullptr || what.rfind(prefix, 0) != 0 || equals == std::string::npos)
+    return what;
+  const std::string name = what.substr(prefix.size(), equals - prefix.size());
+  const std::string value = what.substr(equals + 3);
+  const CLI::Option* option = app->get_option_no_throw(name);
+  if (option == nullptr) return what;
+  const std::string type = option->get_type_name();
+  const char* kind = type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0 ? "a whole number"
+                     : type.rfind("FLOAT", 0) == 0                           ? "a number"
+                                                                             : nullptr;
+  if (kind == nullptr) return what;
+  return name + ": must be " + kind + ", not " + (value.empty() ? std::string("an empty value") : value);
+}
+
 /// Command-line errors as one line on stderr, "<tool>: <what> (--help lists the options)", like
 /// the tools' other errors (CLI11 adds a second line by default).
 /// Also reports a fatal signal (a crash) under the tool's name with its call site and stack
 /// (ordo/io/crash_report.hpp) before the process dies of it.
 inline void one_line_errors(CLI::App& app, const std::string& tool) {
-  app.failure_message([tool](const CLI::App*, const CLI::Error& e) {
-    return tool + ": " + e.what() + " (--help lists the options)\n";
+  app.failure_message([tool](const CLI::App* parsed, const CLI::Error& e) {
+    return tool + ": " + described(parsed, e) + " (--help lists the options)\n";
   });
   static std::string crash_name;  // outlives main: the handler reads it
   crash_name = tool;

@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--train-samples", options.budget.train_samples)->check(ordo::tools::positive)->capture_default_str();
-  app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
+  app.add_option("--seq-len", options.budget.sequence_length)->check(ordo::tools::within(8, 8192))->capture_default_str();
   app.add_option("--epochs", options.budget.epochs)->check(ordo::tools::positive)->capture_default_str();
   app.add_option("--batch-size", options.budget.batch_size)->check(ordo::tools::positive)->capture_default_str();
   app.add_option("--prune-lr", options.budget.prune_learning_rate)->check(ordo::tools::positive)->capture_default_str();

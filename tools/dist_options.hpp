@@ -21,6 +21,8 @@
 
 #include <ordo/train/distributed.hpp>
 
+#include "checks.hpp"  // within
+
 namespace ordo::tools {
 
 struct dist_flags {
@@ -31,7 +33,7 @@ struct dist_flags {
     app.add_option("--dist-timeout", timeout_seconds,
                    "data-parallel runs: seconds a rank waits for the others before it stops with an error "
                    "(default: ORDO_DIST_TIMEOUT, else 120)")
-        ->check(CLI::Range(1, 86400));
+        ->check(ordo::tools::within(1, 86400));
     app.add_option("--dist-overlap", overlap,
                    "data-parallel runs: all-reduce gradients during the last backward pass (on), after it (off), "
                    "or during it where a core is free for the reduction (auto)")

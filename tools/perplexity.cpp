@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory")->check(ordo::tools::non_empty);
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)")->check(ordo::tools::non_empty);
   app.add_option("--context", options.context, "tokens per window")
-      ->check(CLI::Range(2, 1 << 20))
+      ->check(ordo::tools::within(2, 1 << 20))
       ->capture_default_str();
   auto* stride = app.add_option("--stride", options.stride, "window step (sliding; default: half the context)")
                      ->check(ordo::tools::positive);

@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   auto options = ordo::study::preset("quick");
   app.add_option("--out", out, "output directory (scan.json, sensitivity.svg)")->required();
   app.add_option("--model", model_path, "a .gguf file or HF directory (default: the embedded model)")->check(ordo::tools::non_empty);
-  app.add_option("--ratio", ratio, "share of FFN neurons removed")->check(CLI::Range(0.001, 0.999))->capture_default_str();
+  app.add_option("--ratio", ratio, "share of FFN neurons removed")->check(ordo::tools::within(0.001, 0.999))->capture_default_str();
   app.add_option("--importance", importances, "comma-separated: paper, activation, wanda, flap, taylor")
       ->capture_default_str();
   app.add_option("--allocation", allocations, "comma-separated: uniform, global")->capture_default_str();
@@ -67,9 +67,9 @@ int main(int argc, char** argv) {
   app.add_option("--calibration-samples", options.budget.calibration_samples)
       ->check(ordo::tools::positive)
       ->capture_default_str();
-  app.add_option("--seq-len", options.budget.sequence_length)->check(CLI::Range(8, 8192))->capture_default_str();
+  app.add_option("--seq-len", options.budget.sequence_length)->check(ordo::tools::within(8, 8192))->capture_default_str();
   app.add_option("--eval-tokens", options.eval_tokens)->check(ordo::tools::positive)->capture_default_str();
-  app.add_option("--eval-context", options.eval_context)->check(CLI::Range(8, 1 << 20))->capture_default_str();
+  app.add_option("--eval-context", options.eval_context)->check(ordo::tools::within(8, 1 << 20))->capture_default_str();
   app.add_option("--eval-stride", options.eval_stride, "sliding-window step (at most --eval-context)")
       ->check(ordo::tools::positive)
       ->capture_default_str();

@@ -52,24 +52,24 @@ int main(int argc, char** argv) {
   app.add_option("--train-samples", train, "training sequences per training stage")->check(ordo::tools::positive);
   app.add_option("--calibration-samples", calibration, "calibration sequences for pruning")
       ->check(ordo::tools::positive);
-  app.add_option("--seq-len", seq_len, "sequence length")->check(CLI::Range(8, 8192));
+  app.add_option("--seq-len", seq_len, "sequence length")->check(ordo::tools::within(8, 8192));
   app.add_option("--epochs", epochs, "epochs per training stage")->check(ordo::tools::positive);
   long long eval_chat_tokens = -1;
   app.add_option("--eval-chat-tokens", eval_chat_tokens,
                  "held-out chat tokens (assistant replies) scored per configuration (0: no chat perplexity)")
-      ->check(CLI::Range(0LL, 1LL << 40));
+      ->check(ordo::tools::within(0LL, 1LL << 40));
   app.add_option("--eval-tokens", eval_tokens, "held-out tokens scored per configuration")
       ->check(ordo::tools::positive);
   app.add_option("--max-cached", max_cached, "intermediate models kept at once (default 2)")
-      ->check(CLI::Range(0, 1000));
+      ->check(ordo::tools::within(0, 1000));
   app.add_option("--prune-weight-share", weight_share,
                  "share of the weight term in the pruning importance (the paper: 0.5)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(ordo::tools::within(0.0, 1.0));
   ordo::tools::add_threads(app, threads);
   app.add_option("--prompts", prompts,
                  "JSONL prompts for the clarity metrics (default: resources/study_prompts.jsonl)");
   app.add_option("--clarity-prompts", clarity_prompts, "prompts answered per configuration (0: no clarity metrics)")
-      ->check(CLI::Range(0, 100000));
+      ->check(ordo::tools::within(0, 100000));
   app.add_option("--max-new-tokens", max_new_tokens, "answer length limit for the clarity metrics")
       ->check(ordo::tools::positive);
   app.add_option("--minilm", minilm, "all-MiniLM-L6-v2 directory for coherence (default: ./ordo minilm's install)");
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   app.add_option("--teacher-logits-mb", teacher_logits_mb,
                  "host memory (MiB) that keeps a CPU teacher's logits for later KD stages on the same batches "
                  "(default 2048; 0: none; the figures do not change)")
-      ->check(CLI::Range(0LL, 1LL << 30));
+      ->check(ordo::tools::within(0LL, 1LL << 30));
   bool paper_only = false;
   std::string recovery = "cross-entropy";
   app.add_flag("--paper-only", paper_only, "only the paper's ten configurations (no P[flap] series)");
