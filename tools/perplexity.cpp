@@ -1,6 +1,6 @@
 // ordo-perplexity: perplexity of a model on a text file (the embedded default unless --model).
 //
-//   ordo-perplexity --text FILE [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
+//   ordo-perplexity --text FILE|- [--model PATH] [--context N] [--stride S] [--protocol sliding|halves]
 //                   [--decode] [--nf4-head|--q8-head|--dense-head] [--nf4-gemv exact|int16]
 //                   [--max-tokens N] [--scored-logits-only]
 //
@@ -24,6 +24,7 @@
 #include <ordo/model/load_for_inference.hpp>
 
 #include "checks.hpp"
+#include "text_input.hpp"  // --text FILE or -
 #include "device_options.hpp"
 
 int main(int argc, char** argv) {
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   std::string text_path, model_path, protocol = "sliding", tokenizer_path;
   ordo::eval::perplexity_options options;
   int threads = 0;
-  app.add_option("--text", text_path, "a UTF-8 text file")->required()->check(CLI::ExistingFile);
+  app.add_option("--text", text_path, "a UTF-8 text file (-: standard input)")->required()->check(ordo::tools::text_file_or_stdin);
   app.add_option("--model", model_path, "a .gguf file, a Hugging Face directory or an NF4 directory")->check(ordo::tools::non_empty);
   app.add_option("--tokenizer", tokenizer_path, "take the tokenizer from this model (for directories without one)")->check(ordo::tools::non_empty);
   app.add_option("--context", options.context, "tokens per window")
@@ -67,15 +68,15 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--stride " + std::to_string(options.stride) + " is larger than --context " +
                                   std::to_string(options.context) + " (the windows would skip tokens)");
     const auto where = device.resolve();  // before any work
-    const auto text = ordo::data::read_text_file(text_path);  // a regular UTF-8 file of bounded size
+    const std::string text = ordo::tools::read_text_argument(text_path);  // UTF-8 of bounded size
     at::set_num_threads(ordo::tools::resolve_threads(threads));
     ordo::tools::warn_if_slow_blas("ordo-perplexity");
     ordo::io::retain_freed_memory();  // large tensors reuse freed pages (ordo/io/cpu.hpp)
     const auto model = ordo::model::load_for_inference(model_path, tokenizer_path, where);
     device.apply_head(model.lm);
-    const auto ids32 = model.tokenizer.encode(text.text);
+    const auto ids32 = model.tokenizer.encode(text);
     if (ids32.size() < 2)
-      throw std::invalid_argument(text_path + ": " + std::to_string(ids32.size()) +
+      throw std::invalid_argument(ordo::tools::text_name(text_path) + ": " + std::to_string(ids32.size()) +
                                   " token(s); perplexity needs at least 2");
     const std::vector<std::int64_t> ids(ids32.begin(), ids32.end());
     auto lm = model.lm;

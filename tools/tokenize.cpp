@@ -1,7 +1,7 @@
 // ordo-tokenize: the token ids of a text under a model's tokenizer, without loading the model's
 // weights (torch-free).
 //
-//   ordo-tokenize [--model PATH] (--text FILE | --prompt TEXT) [--json] [--no-special-tokens]
+//   ordo-tokenize [--model PATH] (--text FILE|- | --prompt TEXT) [--json] [--no-special-tokens]
 //                 [--split-special]
 //   ordo-tokenize [--model FILE.gguf] --save-tokenizer DIR
 //
@@ -29,6 +29,7 @@
 #include <ordo/text/tokenizer.hpp>       // Tokenizer
 
 #include "checks.hpp"
+#include "text_input.hpp"  // --text FILE or -
 
 namespace {
 
@@ -50,7 +51,8 @@ int main(int argc, char** argv) {
   std::string model_path, text_path, prompt, save_dir;
   bool json = false, no_special = false, split_special = false;
   app.add_option("--model", model_path, "a .gguf file or a directory with tokenizer.json (default: the embedded model)")->check(ordo::tools::non_empty);
-  auto* text = app.add_option("--text", text_path, "a UTF-8 text file");
+  auto* text = app.add_option("--text", text_path, "a UTF-8 text file (-: standard input)")
+                   ->check(ordo::tools::text_file_or_stdin);
   auto* inline_text = app.add_option("--prompt", prompt, "the text itself");
   text->excludes(inline_text);
   auto* save = app.add_option("--save-tokenizer", save_dir,
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (text->count() == 0 && inline_text->count() == 0) throw std::invalid_argument("give --text FILE or --prompt TEXT");
-    const std::string input = text->count() ? ordo::data::read_text_file(text_path).text : prompt;
+    const std::string input = text->count() ? ordo::tools::read_text_argument(text_path) : prompt;
     const auto tok = load_tokenizer(ordo::model::existing_model_path(model_path));
     const auto ids = tok.encode(input, {.add_special_tokens = !no_special, .parse_special = !split_special});
     if (json) {
