@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   try {
     const ordo::model::placement where(ordo::model::parse_device(device_text), ordo::model::parse_dtype(dtype_text));
     ordo::model::require_device(where.device);
+    ordo::model::require_dtype(where.device, where.dtype);
     at::set_num_threads(threads);
     torch::manual_seed(1);
     const auto student_config = ordo::model::decoder_config::load(shape_dir(shape));

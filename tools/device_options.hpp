@@ -87,6 +87,7 @@ struct device_flags {
   model::placement resolve() const {
     const model::placement where(model::parse_device(device), model::parse_dtype(dtype));
     model::require_device(where.device);
+    model::require_dtype(where.device, where.dtype);
     return where;
   }
 
@@ -127,6 +128,7 @@ struct device_flags {
     if (teacher_device.empty()) return std::nullopt;
     const auto d = model::parse_device(teacher_device);
     model::require_device(d);
+    model::require_dtype(d, model::parse_dtype(dtype));  // the teacher is held in --dtype too
     return d;
   }
 };

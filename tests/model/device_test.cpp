@@ -208,6 +208,30 @@ TEST_CASE("a device this process cannot use is one line naming it and the reason
   }
 }
 
+TEST_CASE("a dtype the device cannot multiply is refused in one line before any work") {
+  const torch::Device cpu(torch::kCPU);
+  CHECK_NOTHROW(ordo::model::require_dtype(cpu, torch::kFloat32));
+  CHECK_NOTHROW(ordo::model::require_dtype(cpu, torch::kBFloat16));
+  bool half_products = true;
+  try {
+    const auto a = torch::ones({2, 2}, torch::kFloat16);
+    (void)torch::addmm(a, a, a);
+  } catch (const c10::Error&) {
+    half_products = false;
+  }
+  if (TORCH_VERSION_MAJOR < 2) CHECK_FALSE(half_products);  // LibTorch 1.13: none on the CPU, the refusal runs here
+  if (half_products) {
+    CHECK_NOTHROW(ordo::model::require_dtype(cpu, torch::kFloat16));
+  } else {
+    const auto what = error_of([&] { ordo::model::require_dtype(cpu, torch::kFloat16); });
+    CHECK(what == "dtype float16 on cpu: this LibTorch (" + std::to_string(TORCH_VERSION_MAJOR) + "." +
+                      std::to_string(TORCH_VERSION_MINOR) +
+                      ") has no float16 matrix products there; choose bfloat16 or float32, or LibTorch 2.x "
+                      "(`./ordo torch2`)");
+    CHECK_THROWS_AS(ordo::model::require_dtype(cpu, torch::kFloat16), ordo::model::device_unavailable);
+  }
+}
+
 TEST_CASE("loading straight into a dtype gives the values a cast of the fp32 model gives") {
   auto fp32 = ordo::model::load_hf(fixtures / "qwen2");
   for (auto dtype : {torch::kBFloat16, torch::kFloat16}) {

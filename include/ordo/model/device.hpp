@@ -5,7 +5,9 @@
 // `device_unavailable` whose message is one line naming the device and the reason (a LibTorch
 // built without CUDA, no CUDA device visible, an index past the last device).
 // `parse_dtype` reads float32 | bfloat16 | float16 (also fp32, bf16, fp16); torch_dtype_name
-// (model/dtype.hpp) writes the name back.
+// (model/dtype.hpp) writes the name back. `require_dtype` checks, before any work, that this
+// LibTorch multiplies matrices of that dtype on the device (LibTorch 1.13 has no float16 matrix
+// products on the CPU) and otherwise throws device_unavailable, one line.
 #pragma once
 
 #include <cstdint>    // std::int64_t
@@ -15,6 +17,7 @@
 
 #include <ATen/detail/CUDAHooksInterface.h>  // at::detail::getCUDAHooks
 #include <torch/torch.h>
+#include <torch/version.h>  // TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR
 
 #include <ordo/model/dtype.hpp>  // torch_dtype_from_name
 
@@ -67,6 +70,23 @@ inline void require_device(const torch::Device& d) {
     throw device_unavailable("device " + name + ": there " +
                              (count == 1 ? "is 1 CUDA device" : "are " + std::to_string(count) + " CUDA devices") +
                              " (cuda:0" + (count > 1 ? " to cuda:" + std::to_string(count - 1) : std::string()) + ")");
+}
+
+/// Throws device_unavailable unless this LibTorch multiplies matrices of `dtype` on `d` (the
+/// product every linear layer makes), found by making one 2 x 2 product there: a model in a dtype
+/// the device cannot multiply would otherwise load and then fail at its first layer with
+/// LibTorch's many-line error. Call it after require_device(d).
+inline void require_dtype(const torch::Device& d, torch::ScalarType dtype) {
+  try {
+    const auto a = torch::ones({2, 2}, torch::TensorOptions().device(d).dtype(dtype));
+    (void)torch::addmm(a, a, a);
+  } catch (const c10::Error&) {
+    throw device_unavailable("dtype " + torch_dtype_name(dtype) + " on " + device_name(d) + ": this LibTorch (" +
+                             std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                             ") has no " + torch_dtype_name(dtype) + " matrix products there; choose " +
+                             (dtype == torch::kFloat16 ? "bfloat16 or float32" : "float32") +
+                             (d.is_cpu() && dtype == torch::kFloat16 ? ", or LibTorch 2.x (`./ordo torch2`)" : ""));
+  }
 }
 
 /// float32 | bfloat16 | float16 (the names config.json uses; also fp32, bf16, fp16): the dtype

@@ -529,7 +529,11 @@ struct journaled_progress {
 /// table order.
 inline std::vector<result_row> run_paper_study(const study_options& o) {
   model::require_device(o.where.device);
-  if (o.teacher_device) model::require_device(*o.teacher_device);
+  model::require_dtype(o.where.device, o.where.dtype);
+  if (o.teacher_device) {
+    model::require_device(*o.teacher_device);
+    model::require_dtype(*o.teacher_device, o.where.dtype);
+  }
   if (o.train_dtype && *o.train_dtype != torch::kFloat32 && *o.train_dtype != torch::kBFloat16)
     throw std::invalid_argument("ordo::study: train_dtype " + model::torch_dtype_name(*o.train_dtype) +
                                 ": training runs in float32 or bfloat16");
