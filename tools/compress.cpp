@@ -48,6 +48,7 @@
 #include <boost/hana/tuple.hpp>  // hana::make_tuple
 #include <nlohmann/json.hpp>
 
+#include <ordo/io/hf_directory.hpp>  // is_checkpoint_file
 #include <ordo/model/checkpoint.hpp>
 #include <ordo/model/load_for_inference.hpp>
 #include <ordo/model/save_gguf.hpp>
@@ -156,6 +157,16 @@ int main(int argc, char** argv) {
     const auto sources =
         reads_data || !data_options.corpus.empty() ? data_options.resolve() : ordo::study::data_sources{};
     ordo::tools::check_output_dir(out);
+    // The result replaces `out` only when it holds nothing but the writer's own files (a
+    // checkpoint's, or model.gguf with --format gguf): checked now, not after the pipeline ran.
+    if (std::filesystem::is_directory(out))
+      for (const auto& e : std::filesystem::directory_iterator(out)) {
+        const auto name = e.path().filename().string();
+        const bool own = format == "gguf" ? name == "model.gguf" : ordo::io::is_checkpoint_file(name);
+        if (!e.is_regular_file() || !own)
+          throw std::invalid_argument(out + ": exists and holds '" + name +
+                                      "', which ordo-compress would not replace; give an empty or new directory (--out)");
+      }
     // Where an unfinished run keeps its state: beside OUT, which is written whole at the end.
     const auto work = [&] {
       auto o = std::filesystem::absolute(out).lexically_normal();
