@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
                  "training after pruning: cross-entropy (the paper) or distillation (from the unpruned model)")
       ->check(CLI::IsMember({"cross-entropy", "distillation"}))
       ->capture_default_str();
-  app.add_option("--seed", options.seed)->capture_default_str();
+  app.add_option("--seed", options.seed)->check(ordo::tools::non_negative)->capture_default_str();
   bool fresh = false;
   app.add_flag("--fresh", fresh, "discard an unfinished run of this --out (OUT.unfinished/) instead of resuming it");
   double checkpoint_seconds = 120;

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
       ->check(ordo::tools::positive)
       ->capture_default_str();
   app.add_option("--top-p", options.top_p, "nucleus sampling mass")->check(ordo::tools::within(0.0, 1.0))->capture_default_str();
-  app.add_option("--seed", options.seed, "sampling seed")->capture_default_str();
+  app.add_option("--seed", options.seed, "sampling seed")->check(ordo::tools::non_negative)->capture_default_str();
   app.add_option("--system", system, "a system message (default: the template's own)");
   app.add_flag("--raw", raw, "use the prompt as plain text, without the chat template");
   app.add_flag("--allow-beyond-context", beyond_context,

@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval-stride", options.eval_stride, "sliding-window step (at most --eval-context)")
       ->check(ordo::tools::positive)
       ->capture_default_str();
-  app.add_option("--seed", options.seed)->capture_default_str();
+  app.add_option("--seed", options.seed)->check(ordo::tools::non_negative)->capture_default_str();
   bool fresh = false;
   app.add_flag("--fresh", fresh, "discard an unfinished scan in --out instead of resuming it");
   ordo::tools::add_threads(app, options.threads);
